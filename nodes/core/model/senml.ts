@@ -1,0 +1,212 @@
+/**
+ * The canonical model: resolved SenML records (RFC 8428 section 4.6), and the resolution and
+ * validation every decoder ends with. Written as plain loops: it runs once per record on the
+ * hot path of every listener.
+ */
+import { CodecError } from '../errors';
+
+/** A record as it may appear in a SenML pack: base fields, relative times, extensions. */
+export interface SenMLRecord {
+  bn?: string;
+  bt?: number;
+  bu?: string;
+  bv?: number;
+  bs?: number;
+  bver?: number;
+  n?: string;
+  u?: string;
+  v?: number;
+  vs?: string;
+  vb?: boolean;
+  /** base64url without padding (RFC 4648 section 5), as in SenML JSON */
+  vd?: string;
+  s?: number;
+  t?: number;
+  ut?: number;
+  [extension: string]: unknown;
+}
+
+export type SenMLPack = SenMLRecord[];
+
+/** A resolved record: full name, absolute time in seconds since the epoch, at most one value field. */
+export interface ResolvedRecord {
+  n: string;
+  t: number;
+  u?: string;
+  v?: number;
+  vs?: string;
+  vb?: boolean;
+  vd?: string;
+  s?: number;
+  ut?: number;
+  /** present only when the pack's version is not the default 10 (RFC 8428 section 4.6) */
+  bver?: number;
+}
+
+/** The version RFC 8428 defines; a pack with a higher bver must not be used. */
+export const SENML_VERSION = 10;
+
+/** Times below 2**28 are relative to "now" (RFC 8428 section 4.5.3). */
+export const RELATIVE_TIME_LIMIT = 2 ** 28;
+
+const NAME_RE = /^[A-Za-z0-9][-:./A-Za-z0-9_]*$/;
+const BASE64URL_RE = /^[A-Za-z0-9_-]*$/;
+const KNOWN = new Set(['bn', 'bt', 'bu', 'bv', 'bs', 'bver', 'n', 'u', 'v', 'vs', 'vb', 'vd', 's', 't', 'ut']);
+const FORMAT = 'senml';
+
+export function isValidName(name: string): boolean {
+  return NAME_RE.test(name);
+}
+
+function fail(reason: string, index: number, field?: string): never {
+  throw new CodecError(FORMAT, reason, index, field);
+}
+
+function num(rec: SenMLRecord, field: string, index: number): number | undefined {
+  const x = rec[field];
+  if (x === undefined) return undefined;
+  if (typeof x !== 'number' || !Number.isFinite(x)) fail('expected a finite number', index, field);
+  return x;
+}
+
+function str(rec: SenMLRecord, field: string, index: number): string | undefined {
+  const x = rec[field];
+  if (x === undefined) return undefined;
+  if (typeof x !== 'string') fail('expected a string', index, field);
+  return x;
+}
+
+/** Fields we do not know are ignored, except those ending in '_' (RFC 8428 section 4.4). */
+function checkExtensions(rec: SenMLRecord, index: number): void {
+  for (const key in rec) {
+    if (!KNOWN.has(key) && key.charCodeAt(key.length - 1) === 95 /* _ */) {
+      fail('unknown field that must be understood', index, key);
+    }
+  }
+}
+
+export interface ResolveOptions {
+  /** "now" in seconds since the epoch for relative times; defaults to the clock */
+  now?: number;
+}
+
+/**
+ * Resolves a SenML pack: applies base fields, turns relative times absolute, checks names,
+ * values and versions, and orders records by time (stable). Throws CodecError naming the
+ * record index and field of the first problem.
+ */
+export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRecord[] {
+  if (!Array.isArray(pack)) throw new CodecError(FORMAT, 'a SenML pack must be an array of records');
+  if (pack.length === 0) throw new CodecError(FORMAT, 'a SenML pack must hold at least one record');
+  const now = options.now ?? Date.now() / 1000;
+  const out: ResolvedRecord[] = [];
+  let bn = '';
+  let bt = 0;
+  let bu: string | undefined;
+  let bv = 0;
+  let bs: number | undefined;
+  let bver: number | undefined;
+  let sorted = true;
+  let lastT = -Infinity;
+
+  for (let i = 0; i < pack.length; i++) {
+    const rec = pack[i] as SenMLRecord;
+    if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) fail('a record must be an object', i);
+    checkExtensions(rec, i);
+
+    const version = num(rec, 'bver', i);
+    if (version !== undefined) {
+      if (!Number.isInteger(version) || version < 0) fail('expected a non-negative integer', i, 'bver');
+      if (version > SENML_VERSION) fail(`version ${version} is newer than ${SENML_VERSION}, which this system understands`, i, 'bver');
+      if (bver !== undefined && bver !== version) fail('all records of a pack must have the same version', i, 'bver');
+      bver = version;
+    }
+    const baseName = str(rec, 'bn', i);
+    if (baseName !== undefined) bn = baseName;
+    const baseTime = num(rec, 'bt', i);
+    if (baseTime !== undefined) bt = baseTime;
+    const baseUnit = str(rec, 'bu', i);
+    if (baseUnit !== undefined) bu = baseUnit;
+    const baseValue = num(rec, 'bv', i);
+    if (baseValue !== undefined) bv = baseValue;
+    const baseSum = num(rec, 'bs', i);
+    if (baseSum !== undefined) bs = baseSum;
+
+    // A record of base fields only (RFC 8428 section 5.1.7) sets context and yields no reading.
+    if (isBaseOnly(rec)) continue;
+
+    const name = bn + (str(rec, 'n', i) ?? '');
+    if (name === '') fail('a record needs a name or a base name', i, 'n');
+    if (!NAME_RE.test(name)) fail(`"${name}" is not a valid SenML name (A-Z a-z 0-9 then - : . / _)`, i, 'n');
+
+    let t = bt + (num(rec, 't', i) ?? 0);
+    if (t < RELATIVE_TIME_LIMIT) t += now;
+    const r: ResolvedRecord = { n: name, t };
+    const unit = str(rec, 'u', i) ?? bu;
+    if (unit !== undefined) r.u = unit;
+
+    let values = 0;
+    const v = num(rec, 'v', i);
+    if (v !== undefined) { r.v = bv + v; values++; }
+    const vs = str(rec, 'vs', i);
+    if (vs !== undefined) { r.vs = vs; values++; }
+    const vb = rec.vb;
+    if (vb !== undefined) {
+      if (typeof vb !== 'boolean') fail('expected a boolean', i, 'vb');
+      r.vb = vb;
+      values++;
+    }
+    const vd = str(rec, 'vd', i);
+    if (vd !== undefined) {
+      if (!BASE64URL_RE.test(vd) || vd.length % 4 === 1) fail('expected base64url data without padding', i, 'vd');
+      r.vd = vd;
+      values++;
+    }
+    if (values > 1) fail('a record holds exactly one of v, vs, vb, vd', i);
+    const s = num(rec, 's', i);
+    if (s !== undefined || bs !== undefined) r.s = (bs ?? 0) + (s ?? 0);
+    if (values === 0 && r.s === undefined) fail('a record needs one of v, vs, vb, vd or s', i);
+    const ut = num(rec, 'ut', i);
+    if (ut !== undefined) r.ut = ut;
+    if (t < lastT) sorted = false;
+    lastT = t;
+    out.push(r);
+  }
+  if (out.length === 0) throw new CodecError(FORMAT, 'the pack holds base fields but no reading');
+  if (bver !== undefined && bver !== SENML_VERSION) for (const r of out) r.bver = bver;
+  if (!sorted) out.sort((a, b) => a.t - b.t); // Array.prototype.sort is stable
+  return out;
+}
+
+function isBaseOnly(rec: SenMLRecord): boolean {
+  return rec.n === undefined && rec.v === undefined && rec.vs === undefined && rec.vb === undefined &&
+    rec.vd === undefined && rec.s === undefined && rec.t === undefined && rec.u === undefined &&
+    (rec.bn !== undefined || rec.bt !== undefined || rec.bu !== undefined || rec.bv !== undefined || rec.bs !== undefined || rec.bver !== undefined);
+}
+
+/**
+ * Checks that records are already resolved (the canonical message's payload), as encoders expect.
+ * Cheaper than resolve: no base fields may appear at all.
+ */
+export function validateResolved(records: unknown, format = FORMAT): ResolvedRecord[] {
+  if (!Array.isArray(records)) throw new CodecError(format, 'expected an array of resolved SenML records');
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as ResolvedRecord;
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new CodecError(format, 'a record must be an object', i);
+    for (const base of ['bn', 'bt', 'bu', 'bv', 'bs'] as const) {
+      if ((r as SenMLRecord)[base] !== undefined) throw new CodecError(format, 'resolved records carry no base fields', i, base);
+    }
+    if (typeof r.n !== 'string' || !NAME_RE.test(r.n)) throw new CodecError(format, 'expected a valid SenML name', i, 'n');
+    if (typeof r.t !== 'number' || !Number.isFinite(r.t) || r.t < RELATIVE_TIME_LIMIT) {
+      throw new CodecError(format, 'expected an absolute time in seconds since the epoch', i, 't');
+    }
+    const values = (r.v !== undefined ? 1 : 0) + (r.vs !== undefined ? 1 : 0) + (r.vb !== undefined ? 1 : 0) + (r.vd !== undefined ? 1 : 0);
+    if (values > 1 || (values === 0 && r.s === undefined)) throw new CodecError(format, 'a record holds exactly one of v, vs, vb, vd (or only s)', i);
+    if (r.v !== undefined && (typeof r.v !== 'number' || !Number.isFinite(r.v))) throw new CodecError(format, 'expected a finite number', i, 'v');
+    if (r.vs !== undefined && typeof r.vs !== 'string') throw new CodecError(format, 'expected a string', i, 'vs');
+    if (r.vb !== undefined && typeof r.vb !== 'boolean') throw new CodecError(format, 'expected a boolean', i, 'vb');
+    if (r.vd !== undefined && (typeof r.vd !== 'string' || !BASE64URL_RE.test(r.vd))) throw new CodecError(format, 'expected base64url data', i, 'vd');
+    if (r.u !== undefined && typeof r.u !== 'string') throw new CodecError(format, 'expected a string', i, 'u');
+  }
+  return records as ResolvedRecord[];
+}
