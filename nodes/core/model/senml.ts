@@ -50,6 +50,7 @@ export const SENML_VERSION = 10;
 export const RELATIVE_TIME_LIMIT = 2 ** 28;
 
 const NAME_RE = /^[A-Za-z0-9][-:./A-Za-z0-9_]*$/;
+const NAME_REST_RE = /^[-:./A-Za-z0-9_]*$/;
 const BASE64URL_RE = /^[A-Za-z0-9_-]*$/;
 const KNOWN = new Set(['bn', 'bt', 'bu', 'bv', 'bs', 'bver', 'n', 'u', 'v', 'vs', 'vb', 'vd', 's', 't', 'ut']);
 const FORMAT = 'senml';
@@ -62,15 +63,14 @@ function fail(reason: string, index: number, field?: string): never {
   throw new CodecError(FORMAT, reason, index, field);
 }
 
-function num(rec: SenMLRecord, field: string, index: number): number | undefined {
-  const x = rec[field];
+// Called with the value read as rec.field (a constant-key load V8 inlines), not rec[field].
+function num(x: unknown, field: string, index: number): number | undefined {
   if (x === undefined) return undefined;
   if (typeof x !== 'number' || !Number.isFinite(x)) fail('expected a finite number', index, field);
   return x;
 }
 
-function str(rec: SenMLRecord, field: string, index: number): string | undefined {
-  const x = rec[field];
+function str(x: unknown, field: string, index: number): string | undefined {
   if (x === undefined) return undefined;
   if (typeof x !== 'string') fail('expected a string', index, field);
   return x;
@@ -79,7 +79,7 @@ function str(rec: SenMLRecord, field: string, index: number): string | undefined
 /** Fields we do not know are ignored, except those ending in '_' (RFC 8428 section 4.4). */
 function checkExtensions(rec: SenMLRecord, index: number): void {
   for (const key in rec) {
-    if (!KNOWN.has(key) && key.charCodeAt(key.length - 1) === 95 /* _ */) {
+    if (key.charCodeAt(key.length - 1) === 95 /* _ */ && !KNOWN.has(key)) {
       fail('unknown field that must be understood', index, key);
     }
   }
@@ -101,6 +101,7 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
   const now = options.now ?? Date.now() / 1000;
   const out: ResolvedRecord[] = [];
   let bn = '';
+  let bnState = 0; // 0: no base name, 1: a valid name prefix, 2: invalid (so is every name built on it)
   let bt = 0;
   let bu: string | undefined;
   let bv = 0;
@@ -114,41 +115,51 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
     if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) fail('a record must be an object', i);
     checkExtensions(rec, i);
 
-    const version = num(rec, 'bver', i);
+    const version = num(rec.bver, 'bver', i);
     if (version !== undefined) {
       if (!Number.isInteger(version) || version < 0) fail('expected a non-negative integer', i, 'bver');
       if (version > SENML_VERSION) fail(`version ${version} is newer than ${SENML_VERSION}, which this system understands`, i, 'bver');
       if (bver !== undefined && bver !== version) fail('all records of a pack must have the same version', i, 'bver');
       bver = version;
     }
-    const baseName = str(rec, 'bn', i);
-    if (baseName !== undefined) bn = baseName;
-    const baseTime = num(rec, 'bt', i);
+    const baseName = str(rec.bn, 'bn', i);
+    if (baseName !== undefined) {
+      bn = baseName;
+      bnState = bn === '' ? 0 : NAME_RE.test(bn) ? 1 : 2;
+    }
+    const baseTime = num(rec.bt, 'bt', i);
     if (baseTime !== undefined) bt = baseTime;
-    const baseUnit = str(rec, 'bu', i);
+    const baseUnit = str(rec.bu, 'bu', i);
     if (baseUnit !== undefined) bu = baseUnit;
-    const baseValue = num(rec, 'bv', i);
+    const baseValue = num(rec.bv, 'bv', i);
     if (baseValue !== undefined) bv = baseValue;
-    const baseSum = num(rec, 'bs', i);
+    const baseSum = num(rec.bs, 'bs', i);
     if (baseSum !== undefined) bs = baseSum;
 
     // A record of base fields only (RFC 8428 section 5.1.7) sets context and yields no reading.
     if (isBaseOnly(rec)) continue;
 
-    const name = bn + (str(rec, 'n', i) ?? '');
+    // Checked as base name (once) + name part, so bn + n is never flattened just for the regex.
+    const part = str(rec.n, 'n', i) ?? '';
+    const name = bnState === 0 ? part : bn + part;
     if (name === '') fail('a record needs a name or a base name', i, 'n');
-    if (!NAME_RE.test(name)) fail(`"${name}" is not a valid SenML name (A-Z a-z 0-9 then - : . / _)`, i, 'n');
+    if (bnState === 0 ? !NAME_RE.test(part) : bnState === 2 || !NAME_REST_RE.test(part)) fail(`"${name}" is not a valid SenML name (A-Z a-z 0-9 then - : . / _)`, i, 'n');
 
-    let t = bt + (num(rec, 't', i) ?? 0);
+    let t = bt + (num(rec.t, 't', i) ?? 0);
     if (t < RELATIVE_TIME_LIMIT) t += now;
+    if (!Number.isFinite(t)) fail('base time plus time is not a finite number', i, 't');
     const r: ResolvedRecord = { n: name, t };
-    const unit = str(rec, 'u', i) ?? bu;
+    const unit = str(rec.u, 'u', i) ?? bu;
     if (unit !== undefined) r.u = unit;
 
     let values = 0;
-    const v = num(rec, 'v', i);
-    if (v !== undefined) { r.v = bv + v; values++; }
-    const vs = str(rec, 'vs', i);
+    const v = num(rec.v, 'v', i);
+    if (v !== undefined) {
+      r.v = bv + v;
+      if (!Number.isFinite(r.v)) fail('base value plus value is not a finite number', i, 'v');
+      values++;
+    }
+    const vs = str(rec.vs, 'vs', i);
     if (vs !== undefined) { r.vs = vs; values++; }
     const vb = rec.vb;
     if (vb !== undefined) {
@@ -156,17 +167,20 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
       r.vb = vb;
       values++;
     }
-    const vd = str(rec, 'vd', i);
+    const vd = str(rec.vd, 'vd', i);
     if (vd !== undefined) {
       if (!BASE64URL_RE.test(vd) || vd.length % 4 === 1) fail('expected base64url data without padding', i, 'vd');
       r.vd = vd;
       values++;
     }
     if (values > 1) fail('a record holds exactly one of v, vs, vb, vd', i);
-    const s = num(rec, 's', i);
-    if (s !== undefined || bs !== undefined) r.s = (bs ?? 0) + (s ?? 0);
+    const s = num(rec.s, 's', i);
+    if (s !== undefined || bs !== undefined) {
+      r.s = (bs ?? 0) + (s ?? 0);
+      if (!Number.isFinite(r.s)) fail('base sum plus sum is not a finite number', i, 's');
+    }
     if (values === 0 && r.s === undefined) fail('a record needs one of v, vs, vb, vd or s', i);
-    const ut = num(rec, 'ut', i);
+    const ut = num(rec.ut, 'ut', i);
     if (ut !== undefined) r.ut = ut;
     if (t < lastT) sorted = false;
     lastT = t;

@@ -1,0 +1,57 @@
+import { strict as assert } from 'node:assert';
+import { CodecError } from '../../nodes/core/errors';
+import { resolve, validateResolved } from '../../nodes/core/model/senml';
+
+const now = 1.7e9;
+
+function rejects(pack: unknown, pattern: RegExp): void {
+  assert.throws(() => resolve(pack, { now }), (err: unknown) => err instanceof CodecError && pattern.test(err.message));
+}
+
+describe('SenML model: resolution and validation', () => {
+  it('orders resolved records by time, keeping equal times in pack order', () => {
+    const out = resolve([{ bn: 'd/', n: 'b', t: 1.7e9 + 5, v: 2 }, { n: 'a', t: 1.7e9, v: 1 }, { n: 'c', t: 1.7e9, v: 3 }], { now });
+    assert.deepEqual(out.map((r) => r.n), ['d/a', 'd/c', 'd/b']);
+  });
+
+  it('adds the base value to v and the base sum to s, and uses the base unit only where u is absent', () => {
+    const out = resolve([{ bn: 'm', bv: 100, bs: 10, bu: 'W', v: 5, s: 1 }, { n: 'x', u: 'V', v: 1 }, { n: 'y', vs: 'on' }], { now });
+    assert.deepEqual(out, [
+      { n: 'm', t: now, u: 'W', v: 105, s: 11 },
+      { n: 'mx', t: now, u: 'V', v: 101, s: 10 },
+      { n: 'my', t: now, u: 'W', vs: 'on', s: 10 },
+    ]);
+  });
+
+  it('keeps a record holding only a sum', () => {
+    assert.deepEqual(resolve([{ n: 'meter', u: 'J', s: 42, t: 1.7e9 }], { now }), [{ n: 'meter', u: 'J', t: 1.7e9, s: 42 }]);
+  });
+
+  it('resolves times below 2**28 against now, and keeps absolute times as they are', () => {
+    const out = resolve([{ n: 'a', t: -10, v: 1 }, { n: 'b', t: 2 ** 28, v: 1 }], { now });
+    assert.deepEqual(out.map((r) => r.t), [2 ** 28, now - 10]);
+  });
+
+  it('names the record index and the field of the first problem', () => {
+    rejects([{ n: 'a', v: 1 }, { n: 'b', v: '1' }], /record 1: field "v": expected a finite number/);
+    rejects([{ n: 'a', v: 1, vs: 'x' }], /record 0: .*exactly one/);
+    rejects([{ n: 'a' }], /record 0: .*needs one of/);
+    rejects([{ n: '-a', v: 1 }], /record 0: field "n": .*not a valid SenML name/);
+    rejects([{ n: 'a', v: 1, x_: 1 }], /record 0: field "x_": unknown field that must be understood/);
+    rejects([{ bver: 11, n: 'a', v: 1 }], /newer than 10/);
+    rejects([{ bver: 5, n: 'a', v: 1 }, { bver: 6, n: 'b', v: 1 }], /same version/);
+    rejects([], /at least one record/);
+    rejects({ n: 'a' }, /must be an array/);
+    rejects([{ bn: 'a' }], /base fields but no reading/);
+  });
+
+  it('ignores unknown fields that do not end in an underscore', () => {
+    assert.deepEqual(resolve([{ n: 'a', v: 1, t: 1.7e9, foo: 'bar' }], { now }), [{ n: 'a', t: 1.7e9, v: 1 }]);
+  });
+
+  it('validateResolved accepts canonical records and refuses base fields and relative times', () => {
+    assert.doesNotThrow(() => validateResolved([{ n: 'a', t: 1.7e9, v: 1 }]));
+    assert.throws(() => validateResolved([{ n: 'a', bn: 'x', t: 1.7e9, v: 1 }]), /base fields/);
+    assert.throws(() => validateResolved([{ n: 'a', t: 5, v: 1 }]), /absolute time/);
+  });
+});
