@@ -16,6 +16,39 @@ export interface XmlOptions {
   arrays?: readonly string[];
 }
 
+const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+const REFERENCE_RE = /&(#x[0-9A-Fa-f]+|#[0-9]+|[A-Za-z_][\w.-]*);|&/g;
+
+function isXmlChar(cp: number): boolean {
+  return cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
+}
+
+/**
+ * XML's own references only: the five predefined entities and character references. One shared
+ * decoder, because fast-xml-parser's default builds an entity table on every parse, and anything
+ * else (an undeclared entity, a bare '&', a reference to a character XML forbids) is malformed.
+ */
+const xmlEntities = {
+  reset(): void {},
+  setXmlVersion(): void {},
+  addInputEntities(): void {},
+  setExternalEntities(): void {},
+  decode(text: string): string {
+    if (!text.includes('&')) return text;
+    return text.replace(REFERENCE_RE, (whole: string, ref: string | undefined) => {
+      if (ref === undefined) throw new Error("a bare '&' (write &amp;)");
+      if (ref.charCodeAt(0) !== 35 /* # */) {
+        const value = PREDEFINED[ref];
+        if (value === undefined) throw new Error(`undeclared entity ${whole}`);
+        return value;
+      }
+      const cp = ref.charCodeAt(1) === 120 /* x */ ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
+      if (!isXmlChar(cp)) throw new Error(`${whole} is not a character XML allows`);
+      return String.fromCodePoint(cp);
+    });
+  },
+};
+
 const parsers = new Map<string, XMLParser>();
 
 function parserFor(options: XmlOptions): XMLParser {
@@ -30,7 +63,7 @@ function parserFor(options: XmlOptions): XMLParser {
       parseTagValue: false,
       parseAttributeValue: false,
       processEntities: true,
-      htmlEntities: true, // also decodes numeric character references (&#65; &#x42;)
+      entityDecoder: xmlEntities,
       trimValues: true,
       isArray: (name: string) => arrays.has(name),
     });

@@ -1,0 +1,24 @@
+/** `npm run bench -- <suite> ...`: runs the named benchmark suites (all when none is named). */
+const suites: Record<string, () => Promise<boolean>> = {
+  codecs: async () => (await import('./codecs')).run(),
+};
+
+async function main(): Promise<void> {
+  const names = process.argv.slice(2);
+  const chosen = names.length ? names : Object.keys(suites);
+  let ok = true;
+  for (const name of chosen) {
+    const suite = suites[name];
+    if (!suite) throw new Error(`unknown benchmark suite "${name}"; known: ${Object.keys(suites).join(', ')}`);
+    ok = (await suite()) && ok;
+  }
+  if (!ok) {
+    console.error('\nA ratio fell below its floor.');
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
