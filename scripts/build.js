@@ -23,6 +23,13 @@ function copyTree(from, to, keep) {
 }
 copyTree(path.join(root, 'nodes'), path.join(root, 'dist', 'nodes'), (name) => name.endsWith('.html'));
 
+// Node-RED looks for a node's icon in an icons/ folder beside its .js, so every family gets a copy.
+for (const family of fs.readdirSync(path.join(root, 'dist', 'nodes'), { withFileTypes: true })) {
+  if (family.isDirectory() && family.name !== 'core' && family.name !== 'shared') {
+    copyTree(path.join(root, 'icons'), path.join(root, 'dist', 'nodes', family.name, 'icons'), () => true);
+  }
+}
+
 // Node-RED offers <package>/examples/*.json under Import > Examples.
 const examples = path.join(root, 'examples');
 fs.rmSync(examples, { recursive: true, force: true });

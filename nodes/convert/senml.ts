@@ -11,7 +11,7 @@ interface SenmlNodeDef extends NodeDef {
 export = function register(RED: NodeAPI): void {
   function SenmlNode(this: Node, config: SenmlNodeDef) {
     RED.nodes.createNode(this, config);
-    bindConverter(this, senmlConverter({ format: parseSenmlFormat(config.format) }), parseMode(config.mode));
+    bindConverter(this, () => senmlConverter({ format: parseSenmlFormat(config.format) }), parseMode(config.mode));
   }
   RED.nodes.registerType('conflux-senml', SenmlNode);
 };

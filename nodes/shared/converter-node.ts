@@ -8,7 +8,22 @@ import { convert, type Converter, type ConvertibleMessage, type Mode } from '../
 /** Status updates are coalesced: a busy node would otherwise send one editor event per message. */
 const STATUS_INTERVAL_MS = 500;
 
-export function bindConverter(node: Node, converter: Converter, mode: Mode): void {
+/**
+ * Wires a converter to a node. The converter is made here so that a configuration error (a bad
+ * JSONata expression, a bad attribute map) shows on the node at deploy and fails each message
+ * to the Catch node, instead of throwing out of the constructor.
+ */
+export function bindConverter(node: Node, make: () => Converter, mode: Mode): void {
+  let converter: Converter;
+  try {
+    converter = make();
+  } catch (err) {
+    const reason = `invalid configuration: ${(err as Error).message}`;
+    node.error(reason);
+    node.status({ fill: 'red', shape: 'ring', text: reason.slice(0, 120) });
+    node.on('input', (_msg, _send, done) => done(new Error(reason)));
+    return;
+  }
   let decoded = 0;
   let encoded = 0;
   let failed = 0;
@@ -31,7 +46,9 @@ export function bindConverter(node: Node, converter: Converter, mode: Mode): voi
         if (outcome.direction === 'decode') decoded++;
         else encoded++;
         scheduleStatus();
-        send(msg);
+        // Several payloads leave as several messages on the one output, in order.
+        if (outcome.payloads) send([outcome.payloads.map((payload) => ({ ...msg, payload }))]);
+        else send(msg);
         done();
       },
       (err: Error) => {

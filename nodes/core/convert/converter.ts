@@ -28,12 +28,16 @@ export interface Converter {
   /** may also set format-specific properties on msg (e.g. msg.sen1) for a later encode */
   decode(msg: ConvertibleMessage, now: number): Decoded | Promise<Decoded>;
   encode(msg: ConvertibleMessage): unknown | Promise<unknown>;
+  /** encode yields an array of payloads, each sent as its own message (one per AMQP or XMPP message) */
+  encodesMany?: boolean;
 }
 
 export interface Outcome {
   direction: Direction;
   /** records decoded, or records encoded */
   records: number;
+  /** with encodesMany: the payloads, one message each */
+  payloads?: unknown[];
 }
 
 export function parseMode(value: unknown): Mode {
@@ -64,6 +68,8 @@ export async function convert(converter: Converter, msg: ConvertibleMessage, mod
     return { direction, records: records.length };
   }
   const count = Array.isArray(msg.payload) ? msg.payload.length : 0;
-  msg.payload = await converter.encode(msg);
+  const encoded = await converter.encode(msg);
+  if (converter.encodesMany) return { direction, records: count, payloads: encoded as unknown[] };
+  msg.payload = encoded;
   return { direction, records: count };
 }

@@ -1,0 +1,16 @@
+import type { NodeAPI, Node, NodeDef } from 'node-red';
+import { parseMode } from '../core/convert/converter';
+import { eapiConverter } from '../core/convert/eapi';
+import { bindConverter } from '../shared/converter-node';
+
+interface EapiNodeDef extends NodeDef {
+  mode?: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function EapiNode(this: Node, config: EapiNodeDef) {
+    RED.nodes.createNode(this, config);
+    bindConverter(this, eapiConverter, parseMode(config.mode));
+  }
+  RED.nodes.registerType('conflux-eapi', EapiNode);
+};

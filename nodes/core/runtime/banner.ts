@@ -1,0 +1,30 @@
+/** What the platform logs once it is up: where the editor is and what runs embedded. Framework-free. */
+import { editorUrl, isLoopback, type RuntimeConfig } from './config';
+import { describeDefaults, type Env } from './defaults';
+import type { FirstFlowResult } from './first-start';
+import type { CredentialSecret } from './secret';
+
+export interface Banner {
+  info: string[];
+  warn: string[];
+}
+
+export function startupBanner(config: RuntimeConfig, env: Env, secret: CredentialSecret, firstFlow: FirstFlowResult): Banner {
+  const info = [
+    `Conflux editor: ${editorUrl(config.host, config.port)}`,
+    `data dir: ${config.dataDir}`,
+    firstFlow === 'installed' ? `first start: deployed flows/default.json as ${config.flowFile}` : `flows: ${config.flowFile} (kept as saved)`,
+    secret.source === 'env'
+      ? 'credential secret: from CONFLUX_CREDENTIAL_SECRET'
+      : `credential secret: ${secret.source === 'generated' ? 'generated, kept' : 'kept'} in ${secret.file} — or set CONFLUX_CREDENTIAL_SECRET`,
+    config.adminPassword !== undefined
+      ? `editor login: user "${config.adminUser}" (CONFLUX_ADMIN_PASSWORD)`
+      : 'editor login: none — set CONFLUX_ADMIN_PASSWORD',
+    ...describeDefaults(env),
+  ];
+  const warn: string[] = [];
+  if (config.adminPassword === undefined && !isLoopback(config.host)) {
+    warn.push(`the editor listens on ${config.host} without a login: anyone who reaches it can change the flows; set CONFLUX_ADMIN_PASSWORD`);
+  }
+  return { info, warn };
+}

@@ -1,0 +1,104 @@
+/**
+ * Conflux standalone platform: Node-RED with this package's nodes, embedded defaults and
+ * CONFLUX_* overrides (see nodes/core/runtime/). `npm start` builds, then runs dist/settings.js.
+ * This file only wires Node-RED, HTTP and signals; the decisions live in nodes/core/runtime.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import RED = require('node-red');
+import { startupBanner } from './nodes/core/runtime/banner';
+import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './nodes/core/runtime/config';
+import { installFirstFlow } from './nodes/core/runtime/first-start';
+import { resolveCredentialSecret } from './nodes/core/runtime/secret';
+
+/** dist/settings.js sits one level below the package root (package.json, flows/, examples/). */
+const packageRoot = path.resolve(__dirname, '..');
+
+/** express and bcryptjs come with node-red: take the copies it uses rather than our own. */
+const nodeRedDir = path.dirname(require.resolve('node-red/package.json'));
+function fromNodeRed<T>(name: string): T {
+  return require(require.resolve(name, { paths: [nodeRedDir] })) as T;
+}
+const express = fromNodeRed<typeof import('express')>('express');
+const bcrypt = fromNodeRed<{ hashSync(password: string, rounds: number): string }>('bcryptjs');
+
+async function main(): Promise<void> {
+  let config: RuntimeConfig;
+  try {
+    config = readConfig(process.env, process.cwd());
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`conflux: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const firstFlow = installFirstFlow(config.dataDir, config.flowFile, path.join(packageRoot, 'flows', 'default.json'));
+  const secret = resolveCredentialSecret(config.dataDir, config.credentialSecret);
+  const settings = buildSettings(config, {
+    packageRoot,
+    credentialSecret: secret.secret,
+    hash: (password) => bcrypt.hashSync(password, 10),
+  });
+
+  const app = express();
+  const server = http.createServer(app);
+  RED.init(server, settings as unknown as Parameters<typeof RED.init>[1]);
+  app.use(settings.httpAdminRoot, RED.httpAdmin);
+  app.use(settings.httpNodeRoot, RED.httpNode);
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) process.exit(1); // a second signal: do not wait any longer
+    stopping = true;
+    RED.log.info(`${signal}: stopping Conflux`);
+    setTimeout(() => {
+      console.error('conflux: Node-RED did not stop within 20 s; exiting');
+      process.exit(1);
+    }, 20_000).unref();
+    try {
+      await RED.stop();
+    } catch (err) {
+      RED.log.error(`stopping Node-RED: ${(err as Error).message}`);
+    }
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      console.error(`conflux: cannot listen on ${config.host}:${config.port} (${code}): set CONFLUX_HOST / CONFLUX_PORT`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const address = server.address();
+  if (address && typeof address === 'object') config.port = address.port; // CONFLUX_PORT=0 picks a free port
+
+  await RED.start();
+  const banner = startupBanner(config, process.env, secret, firstFlow);
+  for (const line of banner.info) RED.log.info(line);
+  for (const line of banner.warn) RED.log.warn(line);
+}
+
+main().catch((err: unknown) => {
+  console.error(`conflux: failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  process.exit(1);
+});
