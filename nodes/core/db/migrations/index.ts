@@ -1,0 +1,8 @@
+/**
+ * Every migration, in order. Migrations are TypeScript modules exporting their SQL, so tsc
+ * carries them into dist/ with no build step. Never edit one that has shipped: add the next.
+ */
+import type { Migration } from '../migrate';
+import * as m001 from './001_initial';
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: m001.sql }];

@@ -1,0 +1,235 @@
+/**
+ * SqlClient over a PostgreSQL server with pg.Pool. A transaction holds one checked-out client
+ * from BEGIN to COMMIT/ROLLBACK.
+ *
+ * Multi-host connection strings as libpq writes them (postgres://u@h1:5432,h2:5433/db?
+ * target_session_attrs=read-write) are handled here, since pg itself takes one host: hosts are
+ * tried in order, and with target_session_attrs=read-write (or primary) a host whose session
+ * is read-only is passed over. One pool serves the current host; when it cannot connect, or a
+ * new connection lands on a read-only server, the next host takes over.
+ */
+import * as pg from 'pg';
+import type { ConnectionOptions } from 'node:tls';
+import { assertOutsideTransaction, insideTransaction, OID, parseInt8, withSavepoint, type QueryResult, type SqlClient, type SqlConfig } from './sql';
+
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === OID.int8) return parseInt8;
+    if (oid === OID.date) return (text: string) => text;
+    return pg.types.getTypeParser(oid, format as 'text');
+  }) as typeof pg.types.getTypeParser,
+};
+
+/** Errors meaning "this server is unreachable or going away": worth trying the next host. */
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03']);
+
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
+  return err instanceof Error && /timeout expired|Connection terminated/i.test(err.message);
+}
+
+export interface HostTarget {
+  host: string;
+  port?: number;
+}
+
+export interface ParsedConnection {
+  hosts: HostTarget[];
+  user?: string;
+  password?: string;
+  database?: string;
+  applicationName?: string;
+  /** From sslmode: false (disable), true (verify), 'no-verify'; undefined when not given. */
+  ssl?: boolean | 'no-verify';
+  requireWritable: boolean;
+  connectTimeoutMs?: number;
+}
+
+/** Parses postgres:// or postgresql:// URLs, with one host or a comma-separated list of them. */
+export function parseConnectionString(text: string): ParsedConnection {
+  const m = /^(postgres(?:ql)?:\/\/)(?:([^@/?#]*)@)?([^/?#]*)(.*)$/.exec(text.trim());
+  if (!m) throw new Error('PostgreSQL connection string must start with postgres:// or postgresql://');
+  const [, , userinfo, hostlist, rest] = m;
+  // Parse the rest with one stand-in host so WHATWG URL does the decoding.
+  const url = new URL(`postgres://${userinfo === undefined ? '' : `${userinfo}@`}h${rest}`);
+  const hosts = hostlist.split(',').filter((h) => h !== '').map((h): HostTarget => {
+    const hm = /^(\[[^\]]+\]|[^:]*)(?::(\d+))?$/.exec(h);
+    if (!hm) throw new Error(`bad host in connection string: ${h}`);
+    return { host: decodeURIComponent(hm[1].replace(/^\[|\]$/g, '')), port: hm[2] ? Number(hm[2]) : undefined };
+  });
+  const q = url.searchParams;
+  const hostParam = q.get('host'); // postgres:///db?host=/var/run/postgresql
+  if (hostParam) hosts.push(...hostParam.split(',').map((host) => ({ host })));
+  const sslmode = q.get('sslmode');
+  const tsa = q.get('target_session_attrs');
+  const timeout = q.get('connect_timeout');
+  return {
+    hosts,
+    user: url.username ? decodeURIComponent(url.username) : q.get('user') ?? undefined,
+    password: url.password ? decodeURIComponent(url.password) : q.get('password') ?? undefined,
+    database: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : q.get('dbname') ?? undefined,
+    applicationName: q.get('application_name') ?? undefined,
+    ssl:
+      sslmode === null ? undefined
+      : sslmode === 'disable' ? false
+      : sslmode === 'no-verify' ? 'no-verify'
+      : q.get('ssl') === 'false' ? false
+      : true,
+    requireWritable: tsa === 'read-write' || tsa === 'primary',
+    connectTimeoutMs: timeout ? Number(timeout) * 1000 : undefined,
+  };
+}
+
+function tlsOptions(config: SqlConfig, fromUrl: ParsedConnection['ssl']): false | ConnectionOptions {
+  const tls = config.tls ?? (fromUrl === 'no-verify' ? { rejectUnauthorized: false } : fromUrl);
+  if (!tls) return false;
+  if (tls === true) return {};
+  const opts: ConnectionOptions = { rejectUnauthorized: tls.rejectUnauthorized ?? true };
+  if (tls.ca) opts.ca = tls.ca;
+  if (tls.cert) opts.cert = tls.cert;
+  if (tls.key) opts.key = tls.key;
+  if (tls.servername) opts.servername = tls.servername;
+  return opts;
+}
+
+/** One pg.PoolConfig per host, in the order to try them. Explicit fields override the URL. */
+export function poolConfigs(config: SqlConfig): { configs: pg.PoolConfig[]; requireWritable: boolean } {
+  const parsed: ParsedConnection = config.connectionString?.trim()
+    ? parseConnectionString(config.connectionString)
+    : { hosts: [], requireWritable: false };
+  const hosts = config.host?.trim()
+    ? config.host.split(',').map((host) => ({ host: host.trim(), port: config.port }))
+    : parsed.hosts.length > 0 ? parsed.hosts : [{ host: 'localhost' }];
+  const common: pg.PoolConfig = {
+    user: config.user || parsed.user,
+    password: config.password || parsed.password,
+    database: config.database || parsed.database,
+    application_name: config.applicationName || parsed.applicationName || 'conflux',
+    ssl: tlsOptions(config, parsed.ssl),
+    max: config.poolSize ?? 10,
+    connectionTimeoutMillis: parsed.connectTimeoutMs ?? 10_000,
+    idleTimeoutMillis: 30_000,
+    types,
+  };
+  return {
+    configs: hosts.map((h) => ({ ...common, host: h.host, port: h.port ?? config.port ?? 5432 })),
+    requireWritable: parsed.requireWritable,
+  };
+}
+
+type Checked = pg.PoolClient & { confluxChecked?: boolean };
+
+class ReadOnlyServer extends Error {
+  override readonly name = 'ReadOnlyServer';
+  readonly code = '25006';
+}
+
+function result<T>(r: pg.QueryResult): QueryResult<T> {
+  return { rows: r.rows as T[], rowCount: r.rowCount ?? r.rows.length };
+}
+
+export function openPostgres(config: SqlConfig): SqlClient {
+  const { configs, requireWritable } = poolConfigs(config);
+  let current = 0;
+  let pool = newPool(configs[0]);
+  let closed = false;
+  const unusable = new WeakSet<pg.PoolClient>();
+
+  function newPool(cfg: pg.PoolConfig): pg.Pool {
+    const p = new pg.Pool(cfg);
+    // An idle client losing its server emits 'error' on the pool; unhandled, it would crash Node.
+    p.on('error', () => undefined);
+    return p;
+  }
+
+  function failover(from: pg.Pool): void {
+    if (pool !== from || configs.length === 1) return;
+    current = (current + 1) % configs.length;
+    pool = newPool(configs[current]);
+    void from.end().catch(() => undefined);
+  }
+
+  /** A client on a usable host: the current one, or the next that connects and suits. */
+  async function checkout(): Promise<pg.PoolClient> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < configs.length; attempt++) {
+      if (closed) throw new Error('SqlClient is closed');
+      const p = pool;
+      let client: Checked | undefined;
+      try {
+        client = (await p.connect()) as Checked;
+        if (requireWritable && !client.confluxChecked) {
+          const ro = await client.query<{ transaction_read_only: string }>('SHOW transaction_read_only');
+          if (ro.rows[0]?.transaction_read_only === 'on') throw new ReadOnlyServer(`${configs[current].host} is read-only`);
+        }
+        client.confluxChecked = true;
+        return client;
+      } catch (err) {
+        lastError = err;
+        client?.release(true);
+        if (!(err instanceof ReadOnlyServer) && !isConnectionError(err)) throw err;
+        failover(p);
+      }
+    }
+    throw lastError;
+  }
+
+  const owner = {};
+
+  async function withClient<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    assertOutsideTransaction(owner);
+    const client = await checkout();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (err) {
+      if (isConnectionError(err) || unusable.has(client)) broken = err as Error;
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  return {
+    kind: 'postgres',
+    query: <T>(text: string, params?: readonly unknown[]) =>
+      withClient(async (c) => result<T>(await c.query(text, params as unknown[] | undefined))),
+    // Without parameters pg uses the simple protocol, which accepts several statements.
+    exec: (script: string) => withClient(async (c) => void (await c.query(script))),
+    transaction: <T>(fn: (tx: SqlClient) => Promise<T>) =>
+      withClient(async (c) => {
+        let open = true;
+        const tx: SqlClient = {
+          kind: 'postgres',
+          query: async <R>(text: string, params?: readonly unknown[]) => {
+            if (!open) throw new Error('Transaction is closed');
+            return result<R>(await c.query(text, params as unknown[] | undefined));
+          },
+          exec: async (script: string) => {
+            if (!open) throw new Error('Transaction is closed');
+            await c.query(script);
+          },
+          transaction: (inner) => withSavepoint(tx, inner),
+          close: () => Promise.reject(new Error('close the outer SqlClient, not a transaction')),
+        };
+        await c.query('BEGIN');
+        try {
+          const value = await insideTransaction(owner, () => fn(tx));
+          await c.query('COMMIT');
+          return value;
+        } catch (err) {
+          // A connection that cannot roll back is in an unknown state: discard it, keep fn's error.
+          await c.query('ROLLBACK').catch(() => unusable.add(c));
+          throw err;
+        } finally {
+          open = false;
+        }
+      }),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Real Redis and PostgreSQL for the integration tests, on free loopback ports with throwaway
+# data directories. Installs what is missing from Debian's packages. Never skips: if a server
+# cannot start, it says why (with the server's log) and exits non-zero.
+#
+#   servers.sh start ENV_FILE   start both, write ENV_FILE (KEY=value lines, see below)
+#   servers.sh stop  ENV_FILE   stop what ENV_FILE names and remove its directories
+#
+# ENV_FILE: CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL, CONFLUX_TEST_POSTGRES_PID,
+# CONFLUX_TEST_REDIS_PID, CONFLUX_TEST_POSTGRES_DIR, CONFLUX_TEST_REDIS_DIR,
+# CONFLUX_TEST_SERVERS_DIR, CONFLUX_TEST_PG_BIN.
+set -euo pipefail
+
+die() { echo "servers.sh: $*" >&2; exit 1; }
+log() { echo "servers.sh: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo -n "$@"
+  else die "need root to run: $*"; fi
+}
+
+updated=0
+# apt-get install, with one `apt-get update` if a package is not found (fresh images have no lists).
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  log "installing $*"
+  if ! as_root apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; then
+    [ "$updated" = 1 ] || { as_root apt-get update -q >/dev/null 2>&1 || true; updated=1; }
+    as_root apt-get install -y -q --no-install-recommends "$@" >/dev/null \
+      || die "apt-get install $* failed"
+  fi
+}
+
+pg_bin() {
+  local d
+  for d in "${CONFLUX_TEST_PG_BIN:-}" /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+    [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+# A port the kernel just handed out and released: free unless someone races us for it.
+free_port() {
+  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# PostgreSQL refuses to run as root: run its tools as user postgres when we are root.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_redis() {
+  local dir=$1 port i
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+  mkdir -p "$dir"
+  port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save '' --appendonly no \
+    --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    || die "redis-server did not start: $(tail -n 20 "$dir/redis.log" 2>/dev/null)"
+  for i in $(seq 1 100); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && break
+    [ "$i" = 100 ] && die "redis-server on port $port not ready after 10 s: $(tail -n 20 "$dir/redis.log" 2>/dev/null)"
+    sleep 0.1
+  done
+  REDIS_PORT=$port
+  REDIS_PID=$(cat "$dir/redis.pid")
+}
+
+start_postgres() {
+  local dir=$1 bin port
+  bin=$(pg_bin) || { apt_install postgresql-15; bin=$(pg_bin) || die "no initdb after installing postgresql-15"; }
+  if [ "$(id -u)" = 0 ]; then id postgres >/dev/null 2>&1 || die "user postgres missing (install postgresql-15)"; fi
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  chmod 700 "$dir"
+  as_pg "$bin/initdb" -D "$dir" -A trust -U postgres --no-sync -E UTF8 --locale=C >"$dir.initdb.log" 2>&1 \
+    || die "initdb failed: $(tail -n 20 "$dir.initdb.log")"
+  port=$(free_port)
+  # The log lives inside the data dir: the one place user postgres can surely write.
+  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    >/dev/null || die "PostgreSQL did not start on port $port: $(tail -n 20 "$dir/server.log" 2>/dev/null)"
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 || die "PostgreSQL on port $port not ready: $(tail -n 20 "$dir/server.log")"
+  PG_PORT=$port
+  PG_PID=$(head -n 1 "$dir/postmaster.pid")
+  PG_BIN=$bin
+}
+
+stop_all() {
+  local env=$1
+  [ -f "$env" ] || { log "no env file $env: nothing to stop"; return 0; }
+  # shellcheck disable=SC1090
+  . "$env"
+  if [ -n "${CONFLUX_TEST_POSTGRES_DIR:-}" ] && [ -f "$CONFLUX_TEST_POSTGRES_DIR/postmaster.pid" ]; then
+    as_pg "$CONFLUX_TEST_PG_BIN/pg_ctl" -D "$CONFLUX_TEST_POSTGRES_DIR" -m immediate -w stop >/dev/null 2>&1 \
+      || kill "${CONFLUX_TEST_POSTGRES_PID:-}" 2>/dev/null || true
+  fi
+  if [ -n "${CONFLUX_TEST_REDIS_PID:-}" ]; then
+    kill "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  [ -n "${CONFLUX_TEST_SERVERS_DIR:-}" ] && rm -rf "$CONFLUX_TEST_SERVERS_DIR"
+  rm -f "$env"
+}
+
+cmd=${1:-}
+env_file=${2:-}
+[ -n "$env_file" ] || die "usage: servers.sh start|stop ENV_FILE"
+case "$cmd" in
+  start)
+    base=$(mktemp -d "${TMPDIR:-/tmp}/conflux-servers.XXXXXX")
+    chmod 755 "$base" # user postgres must reach its data dir inside
+    # Write the env file as we go, so a failed start still leaves enough for `stop` to clean up.
+    echo "CONFLUX_TEST_SERVERS_DIR=$base" >"$env_file"
+    trap 'rc=$?; [ "$rc" = 0 ] || { stop_all "$env_file"; exit "$rc"; }' EXIT
+    t0=$(date +%s%N)
+    start_postgres "$base/postgres"
+    {
+      echo "CONFLUX_TEST_PG_BIN=$PG_BIN"
+      echo "CONFLUX_TEST_POSTGRES_DIR=$base/postgres"
+      echo "CONFLUX_TEST_POSTGRES_PID=$PG_PID"
+      echo "CONFLUX_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    } >>"$env_file"
+    start_redis "$base/redis"
+    {
+      echo "CONFLUX_TEST_REDIS_DIR=$base/redis"
+      echo "CONFLUX_TEST_REDIS_PID=$REDIS_PID"
+      echo "CONFLUX_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+    } >>"$env_file"
+    trap - EXIT
+    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    ;;
+  stop) stop_all "$env_file" ;;
+  *) die "usage: servers.sh start|stop ENV_FILE" ;;
+esac

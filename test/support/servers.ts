@@ -1,0 +1,126 @@
+/**
+ * Real PostgreSQL and Redis for the integration tests, as a mocha root-hook plugin:
+ *
+ *   mocha --require dist/test/support/servers.js dist/test/**\/*.test.js
+ *
+ * starts both once (test/servers/servers.sh) before the first test when any loaded spec lives
+ * under test/integration/, and stops them after the last. A spec that asks for a URL without
+ * the plugin starts them on first use and they stop when the process exits. If
+ * CONFLUX_TEST_POSTGRES_URL and CONFLUX_TEST_REDIS_URL are both set, those servers are used
+ * and nothing is started. A server that cannot start fails the run: tests never skip.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Client } from 'pg';
+
+interface Servers {
+  postgresUrl: string;
+  redisUrl: string;
+  /** Set when we started them and must stop them. */
+  envFile?: string;
+}
+
+let servers: Servers | undefined;
+
+function script(): string {
+  // Compiled to dist/test/support/, sourced from test/support/: look upward for the script.
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'test', 'servers', 'servers.sh');
+    if (fs.existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) throw new Error('test/servers/servers.sh not found above ' + __dirname);
+  }
+}
+
+function readEnv(file: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return env;
+}
+
+/** Starts the servers (once); throws with the script's reason if one cannot start. */
+export function startServers(): Servers {
+  if (servers) return servers;
+  const { CONFLUX_TEST_POSTGRES_URL: pgUrl, CONFLUX_TEST_REDIS_URL: redis } = process.env;
+  if (pgUrl && redis) return (servers = { postgresUrl: pgUrl, redisUrl: redis });
+  const envFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-test-')), 'servers.env');
+  try {
+    // stdio: the script's progress and errors go to the test output; apt-get may take a while.
+    execFileSync('bash', [script(), 'start', envFile], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 300_000 });
+  } catch (err) {
+    fs.rmSync(path.dirname(envFile), { recursive: true, force: true });
+    throw new Error(`test servers did not start (test/servers/servers.sh start): ${(err as Error).message}`);
+  }
+  const env = readEnv(envFile);
+  servers = { postgresUrl: env.CONFLUX_TEST_POSTGRES_URL, redisUrl: env.CONFLUX_TEST_REDIS_URL, envFile };
+  process.once('exit', stopServers);
+  return servers;
+}
+
+/** Stops what startServers started and removes its directories. Synchronous: safe in 'exit'. */
+export function stopServers(): void {
+  const envFile = servers?.envFile;
+  servers = undefined;
+  if (!envFile) return;
+  try {
+    execFileSync('bash', [script(), 'stop', envFile], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 60_000 });
+  } finally {
+    fs.rmSync(path.dirname(envFile), { recursive: true, force: true });
+  }
+}
+
+export function postgresUrl(): string {
+  return startServers().postgresUrl;
+}
+
+export function redisUrl(): string {
+  return startServers().redisUrl;
+}
+
+/** Creates an empty database on the test server and returns its URL: one per test keeps them independent. */
+export async function freshDatabase(): Promise<string> {
+  const admin = new Client({ connectionString: postgresUrl() });
+  const name = `test_${randomBytes(6).toString('hex')}`;
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(postgresUrl());
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+interface SuiteLike {
+  file?: string;
+  suites: SuiteLike[];
+}
+
+function needsServers(suite: SuiteLike | undefined): boolean {
+  if (!suite) return true;
+  if (suite.file && /[\\/]integration[\\/]/.test(suite.file)) return true;
+  return suite.suites.some(needsServers);
+}
+
+/** Mocha root hooks: loaded with --require, they bracket the whole run. */
+export const mochaHooks = {
+  beforeAll(this: Mocha.Context): void {
+    this.timeout(300_000);
+    const root = this.test?.parent as SuiteLike | undefined;
+    if (process.env.CONFLUX_TEST_SERVERS === 'always' || needsServers(root)) {
+      const t0 = Date.now();
+      startServers();
+      if (process.env.CONFLUX_TEST_VERBOSE) console.log(`test servers ready in ${Date.now() - t0} ms`);
+    }
+  },
+  afterAll(this: Mocha.Context): void {
+    this.timeout(60_000);
+    stopServers();
+  },
+};
