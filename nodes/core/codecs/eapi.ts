@@ -22,6 +22,7 @@
  * is refused with a CodecError naming the field.
  */
 import { CodecError } from '../errors';
+import { parseIsoTime } from './time';
 import { validateResolved, type ResolvedRecord } from '../model/senml';
 
 const FORMAT = 'eapi';
@@ -90,7 +91,6 @@ const DEVICE_RE = /^[A-Za-z0-9][-:.A-Za-z0-9_]*$/;
 const PART_RE = /^[-:.A-Za-z0-9_]+$/;
 const DECIMAL_RE = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 const INT_RE = /^[+-]?\d+$/;
-const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
@@ -163,24 +163,7 @@ export function normalizeSensorId(x: unknown): number | string {
 
 /** Seconds since the epoch of an ISO 8601 date-time with offset (none means UTC), or NaN. */
 export function parseEapiTime(text: string): number {
-  const m = ISO_RE.exec(text);
-  if (m === null) return NaN;
-  const [y, mo, d, h, mi, s] = [+m[1], +m[2], +m[3], +m[4], +m[5], +m[6]];
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return NaN;
-  const ms = m[7] === undefined ? 0 : Math.round(Number(`0.${m[7]}`) * 1000);
-  const date = new Date(Date.UTC(2000, mo - 1, d, h, mi, s, ms));
-  date.setUTCFullYear(y); // years below 100 stay themselves
-  if (date.getUTCDate() !== d) return NaN; // 31 February rolled into March
-  let t = date.getTime();
-  const zone = m[8];
-  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
-    const digits = zone.replace(':', '');
-    const oh = +digits.slice(1, 3);
-    const om = digits.length > 3 ? +digits.slice(3, 5) : 0;
-    if (oh > 23 || om > 59) return NaN;
-    t -= (zone[0] === '-' ? -1 : 1) * (oh * 60 + om) * 60000;
-  }
-  return t / 1000;
+  return parseIsoTime(text, true);
 }
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');

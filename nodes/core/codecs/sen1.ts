@@ -17,6 +17,7 @@
  * Speed: one parseXml call, then plain loops; values are validated and converted in one pass.
  */
 import { CodecError } from '../errors';
+import { utcMs } from './time';
 import { isValidName, validateResolved, type ResolvedRecord } from '../model/senml';
 import { escapeXml, parseXml, type XmlNode } from './xml';
 
@@ -78,16 +79,6 @@ function fail(reason: string, index?: number, field?: string): never {
 }
 
 // ---- time -------------------------------------------------------------------------------------
-
-/** Milliseconds since the epoch for valid calendar fields, or NaN. */
-function utcMs(y: number, mo: number, d: number, h: number, mi: number, s: number, ms: number): number {
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return NaN;
-  // Built from year 2000 then moved, so years below 100 stay themselves; Date rolls 31 February
-  // over into March, so a different day of month means an invalid date.
-  const date = new Date(Date.UTC(2000, mo - 1, d, h, mi, s, ms));
-  date.setUTCFullYear(y);
-  return date.getUTCDate() === d ? date.getTime() : NaN;
-}
 
 /** Seconds since the epoch of a Sen1 timestamp, or NaN when it is not one. */
 export function parseSen1Time(text: string): number {

@@ -27,6 +27,7 @@
  * values could be misread (a vs that looks numeric, a vb).
  */
 import { CodecError } from '../errors';
+import { parseIsoTime } from './time';
 import { isValidName, validateResolved, type ResolvedRecord } from '../model/senml';
 
 const FORMAT = 'ultralight';
@@ -302,31 +303,7 @@ export function formatUlCommandResult(res: UlCommandResult): string {
 // ---- records ----------------------------------------------------------------------------------
 
 const NUMBER_RE = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
-const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/;
 const NUMBER_TYPES = new Set(['number', 'integer', 'float', 'double']);
-
-/** Seconds since the epoch of an ISO 8601 date-time (no zone means UTC), or NaN. */
-export function parseIsoTime(text: string): number {
-  const m = ISO_RE.exec(text);
-  if (m === null) return NaN;
-  const [y, mo, d, h, mi, s] = [+m[1], +m[2], +m[3], +m[4], +m[5], m[6] === undefined ? 0 : +m[6]];
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return NaN;
-  const ms = m[7] === undefined ? 0 : Math.round(Number(`0.${m[7]}`) * 1000);
-  // Built from year 2000 then moved, so years below 100 stay themselves; a rolled-over day is invalid.
-  const date = new Date(Date.UTC(2000, mo - 1, d, h, mi, s, ms));
-  date.setUTCFullYear(y);
-  if (date.getUTCDate() !== d) return NaN;
-  let t = date.getTime();
-  const zone = m[8];
-  if (zone !== undefined && zone !== 'Z') {
-    const digits = zone.replace(':', '');
-    const oh = +digits.slice(1, 3);
-    const om = digits.length > 3 ? +digits.slice(3, 5) : 0;
-    if (oh > 23 || om > 59) return NaN;
-    t -= (zone[0] === '-' ? -1 : 1) * (oh * 60 + om) * 60000;
-  }
-  return t / 1000;
-}
 
 /** ISO 8601 in UTC, without a fraction for whole seconds (as in FIWARE's examples). */
 export function formatIsoTime(t: number): string {
