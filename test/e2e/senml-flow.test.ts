@@ -18,7 +18,48 @@ interface FlowNode {
   [key: string]: unknown;
 }
 
-const example: FlowNode[] = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'senml-basics.json'), 'utf8'));
+const readFlow = (name: string): FlowNode[] => JSON.parse(fs.readFileSync(path.join(root, 'flows', name), 'utf8'));
+const example = readFlow('senml-basics.json');
+
+interface DebugEvent {
+  id: string;
+  name?: string;
+  format: string;
+  msg: string;
+}
+
+/** The debug sidebar as the editor receives it: every debug event over the /comms websocket. */
+async function debugSidebar(platform: Platform): Promise<{ events: DebugEvent[]; next: () => Promise<DebugEvent>; close: () => void }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${platform.port}/comms`);
+  const events: DebugEvent[] = [];
+  const waiting: Array<(e: DebugEvent) => void> = [];
+  ws.on('message', (data: Buffer) => {
+    for (const event of [].concat(JSON.parse(data.toString()))) {
+      const { topic, data: body } = event as { topic: string; data: DebugEvent };
+      if (topic !== 'debug') continue;
+      events.push(body);
+      waiting.shift()?.(body);
+    }
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  ws.send(JSON.stringify({ subscribe: 'debug' }));
+  let read = 0;
+  return {
+    events,
+    next: () => (read < events.length ? Promise.resolve(events[read++]) : new Promise((resolve) => waiting.push((e) => { read++; resolve(e); }))),
+    close: () => ws.close(),
+  };
+}
+
+/** Presses an inject button; until a deploy has started the flow, the endpoint answers 404. */
+async function press(platform: Platform, injectId: string): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    const res = await fetch(`${platform.base}/inject/${injectId}`, { method: 'POST' });
+    if (res.status === 200) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the inject button ${injectId} never answered 200`);
+}
 
 describe('acceptance: inject → conflux-senml (default settings) → debug', function () {
   this.timeout(START_TIMEOUT_MS + 30_000);
@@ -49,32 +90,45 @@ describe('acceptance: inject → conflux-senml (default settings) → debug', fu
     });
     assert.equal(deploy.status, 204, await deploy.text()); // the v1 admin API answers a deploy with No Content
 
-    const ws = new WebSocket(`ws://127.0.0.1:${platform!.port}/comms`);
-    const debug = new Promise<Record<string, any>>((resolve, reject) => {
-      ws.on('error', reject);
-      ws.on('message', (data: Buffer) => {
-        for (const event of [].concat(JSON.parse(data.toString()))) {
-          const { topic, data: body } = event as { topic: string; data: Record<string, any> };
-          if (topic === 'debug') resolve(body);
-        }
-      });
-    });
-    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-    ws.send(JSON.stringify({ subscribe: 'debug' }));
-
-    const inject = example.find((n) => n.type === 'inject')!;
-    // Until the deploy has started the flow, the inject endpoint answers 404: press again.
-    let pressed = 0;
-    for (let i = 0; i < 40 && pressed !== 200; i++) {
-      const res = await fetch(`${base}/inject/${inject.id}`, { method: 'POST' });
-      pressed = res.status;
-      if (pressed !== 200) await new Promise((r) => setTimeout(r, 250));
-    }
-    assert.equal(pressed, 200, 'the inject button answers');
-
-    const shown = await debug;
-    ws.close();
+    const sidebar = await debugSidebar(platform!);
+    await press(platform!, example.find((n) => n.type === 'inject')!.id);
+    const shown = await sidebar.next();
+    sidebar.close();
     assert.equal(shown.format, 'array[13]');
     assert.deepEqual(JSON.parse(shown.msg), resolvedMultipleMeasurements);
+  });
+});
+
+describe('acceptance: the getting-started flow deployed on first start', function () {
+  this.timeout(START_TIMEOUT_MS + 30_000);
+  const dataDir = tempDataDir();
+  let platform: Platform | undefined;
+  const flow = readFlow('default.json');
+
+  before(async () => {
+    platform = await start({ CONFLUX_DATA_DIR: dataDir });
+  });
+  after(async () => {
+    await stop(platform);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('turns every sample into canonical records, and nothing reaches the conversion-error debug', async () => {
+    const sidebar = await debugSidebar(platform!);
+    const injects = flow.filter((n) => n.type === 'inject');
+    assert.equal(injects.length, 5);
+    for (const inject of injects) {
+      await press(platform!, inject.id);
+      const shown = await sidebar.next();
+      const records = JSON.parse(shown.msg) as Array<Record<string, unknown>>;
+      assert.ok(Array.isArray(records) && records.length > 0, `${String(inject.name)}: ${shown.msg}`);
+      for (const r of records) {
+        assert.equal(typeof r.n, 'string', `${String(inject.name)}: ${shown.msg}`);
+        assert.ok(typeof r.t === 'number' && r.t >= 2 ** 28, `${String(inject.name)}: absolute time`);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 300)); // a late error would arrive after its sample
+    sidebar.close();
+    assert.equal(sidebar.events.length, injects.length, JSON.stringify(sidebar.events.map((e) => e.name)));
   });
 });
