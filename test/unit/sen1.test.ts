@@ -1,7 +1,6 @@
 /** Sen1Message (seed 003): the seed's format, every dt_* type, and round trips. */
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { XMLParser } from 'fast-xml-parser';
 import { CodecError } from '../../nodes/core/errors';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
 import {

@@ -4,8 +4,8 @@
  */
 import { Decoder, Encoder, type Options } from 'cbor-x';
 import { CodecError } from '../errors';
-import { resolve, type ResolvedRecord, type ResolveOptions, type SenMLRecord } from '../model/senml';
-import { base64urlToBytes, bytesToBase64url, checkResolved } from './senml-common';
+import { resolve, validateResolved, type ResolvedRecord, type ResolveOptions, type SenMLRecord } from '../model/senml';
+import { base64urlToBytes, bytesToBase64url } from './senml-common';
 
 const FORMAT = 'senml-cbor';
 
@@ -82,7 +82,7 @@ export function decodeSenmlCbor(bytes: Uint8Array, options: ResolveOptions = {})
 
 /** Encodes resolved records as SenML CBOR: a definite-length array of maps with integer keys. */
 export function encodeSenmlCbor(records: ResolvedRecord[]): Uint8Array {
-  const list = checkResolved(records, FORMAT);
+  const list = validateResolved(records, FORMAT);
   const maps = new Array<Map<number, unknown>>(list.length);
   for (let i = 0; i < list.length; i++) {
     const r = list[i];

@@ -1,9 +1,8 @@
 /**
- * What the three SenML codecs (JSON, XML, CBOR) share: UTF-8 and base64url helpers, the extra
- * checks encoders make on top of validateResolved, and telling the formats apart.
+ * What the three SenML codecs (JSON, XML, CBOR) share: UTF-8 and base64url helpers, and telling
+ * the formats apart.
  */
 import { CodecError } from '../errors';
-import { SENML_VERSION, validateResolved, type ResolvedRecord } from '../model/senml';
 
 export type SenmlWireFormat = 'json' | 'xml' | 'cbor';
 
@@ -22,26 +21,6 @@ export function bytesToBase64url(bytes: Uint8Array): string {
  */
 export function base64urlToBytes(text: string): Uint8Array {
   return Buffer.from(text, 'base64url');
-}
-
-/**
- * Everything an encoder needs beyond validateResolved: s, ut finite; vd of a possible length; bver, when present, the same
- * integer below 10 in every record (RFC 8428 section 4.6: present in all or in none).
- */
-export function checkResolved(records: unknown, format: string): ResolvedRecord[] {
-  const list = validateResolved(records, format);
-  const version = list.length > 0 ? list[0].bver : undefined;
-  for (let i = 0; i < list.length; i++) {
-    const r = list[i];
-    if (r.s !== undefined && (typeof r.s !== 'number' || !Number.isFinite(r.s))) throw new CodecError(format, 'expected a finite number', i, 's');
-    if (r.ut !== undefined && (typeof r.ut !== 'number' || !Number.isFinite(r.ut))) throw new CodecError(format, 'expected a finite number', i, 'ut');
-    if (r.vd !== undefined && r.vd.length % 4 === 1) throw new CodecError(format, 'expected base64url data without padding', i, 'vd');
-    if (r.bver !== version) throw new CodecError(format, 'bver must be in every resolved record with the same value, or in none', i, 'bver');
-    if (version !== undefined && (!Number.isInteger(version) || version < 0 || version >= SENML_VERSION)) {
-      throw new CodecError(format, `expected an integer from 0 to ${SENML_VERSION - 1} (version ${SENML_VERSION} is never written)`, i, 'bver');
-    }
-  }
-  return list;
 }
 
 /** JSON's whitespace plus a UTF-8 byte order mark, which some senders put in front. */

@@ -4,8 +4,8 @@
  * listener, and a benchmark holds it to at least half the speed of bare JSON.parse.
  */
 import { CodecError } from '../errors';
-import { resolve, type ResolvedRecord, type ResolveOptions } from '../model/senml';
-import { checkResolved, utf8Text } from './senml-common';
+import { resolve, validateResolved, type ResolvedRecord, type ResolveOptions } from '../model/senml';
+import { utf8Text } from './senml-common';
 
 const FORMAT = 'senml';
 
@@ -31,7 +31,7 @@ export function decodeSenmlJson(input: string | Uint8Array | unknown[], options:
  * (n, u, t, value, s, ut, bver), so equal records always give equal text.
  */
 export function encodeSenmlJson(records: ResolvedRecord[]): string {
-  const list = checkResolved(records, FORMAT);
+  const list = validateResolved(records, FORMAT);
   let out = '[';
   for (let i = 0; i < list.length; i++) {
     const r = list[i];

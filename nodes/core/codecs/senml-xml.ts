@@ -4,8 +4,8 @@
  * typed here by Table 5 (xsd:double, xsd:int, xsd:boolean, xsd:string) before resolve.
  */
 import { CodecError } from '../errors';
-import { resolve, type ResolvedRecord, type ResolveOptions, type SenMLRecord } from '../model/senml';
-import { checkResolved, utf8Text } from './senml-common';
+import { resolve, validateResolved, type ResolvedRecord, type ResolveOptions, type SenMLRecord } from '../model/senml';
+import { utf8Text } from './senml-common';
 import { escapeXml, parseXml, type XmlNode } from './xml';
 
 const FORMAT = 'senml-xml';
@@ -134,7 +134,7 @@ function attr(name: string, text: string, index: number): string {
 
 /** Encodes resolved records as SenML XML, fields in the same fixed order as the JSON encoder. */
 export function encodeSenmlXml(records: ResolvedRecord[]): string {
-  const list = checkResolved(records, FORMAT);
+  const list = validateResolved(records, FORMAT);
   let out = `<sensml xmlns="${SENML_XML_NAMESPACE}">`;
   for (let i = 0; i < list.length; i++) {
     const r = list[i];

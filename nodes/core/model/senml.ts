@@ -204,6 +204,7 @@ function isBaseOnly(rec: SenMLRecord): boolean {
  */
 export function validateResolved(records: unknown, format = FORMAT): ResolvedRecord[] {
   if (!Array.isArray(records)) throw new CodecError(format, 'expected an array of resolved SenML records');
+  const version = (records[0] as ResolvedRecord | undefined)?.bver;
   for (let i = 0; i < records.length; i++) {
     const r = records[i] as ResolvedRecord;
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new CodecError(format, 'a record must be an object', i);
@@ -221,6 +222,14 @@ export function validateResolved(records: unknown, format = FORMAT): ResolvedRec
     if (r.vb !== undefined && typeof r.vb !== 'boolean') throw new CodecError(format, 'expected a boolean', i, 'vb');
     if (r.vd !== undefined && (typeof r.vd !== 'string' || !BASE64URL_RE.test(r.vd))) throw new CodecError(format, 'expected base64url data', i, 'vd');
     if (r.u !== undefined && typeof r.u !== 'string') throw new CodecError(format, 'expected a string', i, 'u');
+    if (r.s !== undefined && (typeof r.s !== 'number' || !Number.isFinite(r.s))) throw new CodecError(format, 'expected a finite number', i, 's');
+    if (r.ut !== undefined && (typeof r.ut !== 'number' || !Number.isFinite(r.ut))) throw new CodecError(format, 'expected a finite number', i, 'ut');
+    if (r.vd !== undefined && r.vd.length % 4 === 1) throw new CodecError(format, 'expected base64url data without padding', i, 'vd');
+    // RFC 8428 section 4.6: bver appears in every resolved record with one value, or in none, and never as 10.
+    if (r.bver !== version) throw new CodecError(format, 'bver must be in every resolved record with the same value, or in none', i, 'bver');
+    if (version !== undefined && (!Number.isInteger(version) || version < 0 || version >= SENML_VERSION)) {
+      throw new CodecError(format, `expected an integer from 0 to ${SENML_VERSION - 1} (version ${SENML_VERSION} is never written)`, i, 'bver');
+    }
   }
   return records as ResolvedRecord[];
 }
