@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import RED = require('node-red');
+import { claimPlatformPidFile } from './nodes/core/db/backup';
 import { startupBanner } from './nodes/core/runtime/banner';
 import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './nodes/core/runtime/config';
 import { installFirstFlow } from './nodes/core/runtime/first-start';
@@ -36,6 +37,8 @@ async function main(): Promise<void> {
   }
 
   fs.mkdirSync(config.dataDir, { recursive: true });
+  // npm run backup / restore refuse while this file names a live process.
+  process.on('exit', claimPlatformPidFile(config.dataDir));
   const firstFlow = installFirstFlow(config.dataDir, config.flowFile, path.join(packageRoot, 'flows', 'default.json'));
   const secret = resolveCredentialSecret(config.dataDir, config.credentialSecret);
   const settings = buildSettings(config, {

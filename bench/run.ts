@@ -1,6 +1,7 @@
 /** `npm run bench -- <suite> ...`: runs the named benchmark suites (all when none is named). */
 const suites: Record<string, () => Promise<boolean>> = {
   codecs: async () => (await import('./codecs')).run(),
+  storage: async () => (await import('./storage')).run(),
 };
 
 async function main(): Promise<void> {

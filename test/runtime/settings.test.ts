@@ -162,6 +162,11 @@ describe('runtime: first flow', () => {
       for (const node of flow) {
         assert.match(String(node.id), /^[0-9a-f]{16}$/, `${name}: id ${node.id}`);
         if (node.type === 'tab') continue;
+        if (node.z === undefined && node.x === undefined && node.wires === undefined) {
+          // A config node (a connection): global, and used by some node of the flow.
+          assert.ok(flow.some((n) => Object.values(n).includes(node.id)), `${name}: config node ${node.id} is used`);
+          continue;
+        }
         assert.equal(node.z, tabs[0].id, `${name}: ${node.id} is on the tab`);
         assert.equal(typeof node.x, 'number');
         assert.equal(typeof node.y, 'number');
@@ -170,7 +175,7 @@ describe('runtime: first flow', () => {
       }
     }
     const types = (JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8')) as { type: string }[]).map((n) => n.type);
-    for (const type of ['conflux-senml', 'conflux-sen1', 'conflux-ultralight', 'conflux-eapi', 'conflux-map']) {
+    for (const type of ['conflux-senml', 'conflux-sen1', 'conflux-ultralight', 'conflux-eapi', 'conflux-map', 'conflux-short-term', 'conflux-time-series', 'conflux-long-term']) {
       assert.ok(types.includes(type), `default.json uses ${type}`);
     }
     const tab = JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8'))[0];
@@ -221,9 +226,10 @@ describe('runtime: start-up log', () => {
     assert.deepEqual(describeDefaults({}), [
       'storage: embedded (PGlite) — set CONFLUX_POSTGRES_URL',
       'cache: in-process — set CONFLUX_REDIS_URL',
+      'time series: in the storage database — set CONFLUX_ELASTICSEARCH_NODES',
       'MQTT: embedded broker — set CONFLUX_MQTT_URL',
     ]);
-    assert.equal(EMBEDDED_DEFAULTS.length, 3);
+    assert.equal(EMBEDDED_DEFAULTS.length, 4);
   });
 
   it('says which real server is configured without printing its URL', () => {

@@ -9,7 +9,7 @@ import { getJson, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platfor
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string };
 const defaultFlow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'default.json'), 'utf8')) as { id: string; type: string }[];
-const CONFLUX_TYPES = ['conflux-senml', 'conflux-sen1', 'conflux-ultralight', 'conflux-eapi', 'conflux-map'];
+const CONFLUX_TYPES = Object.keys((JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } })['node-red'].nodes);
 
 describe('standalone platform: node dist/settings.js', function () {
   this.timeout(START_TIMEOUT_MS + 30_000);
@@ -43,7 +43,7 @@ describe('standalone platform: node dist/settings.js', function () {
       assert.ok(log.includes('first start: deployed flows/default.json'), log);
     });
 
-    it('loads the five Conflux node types (GET /nodes)', async () => {
+    it('loads every Conflux node type package.json lists (GET /nodes)', async () => {
       const { status, body } = await getJson(platform!, '/nodes');
       assert.equal(status, 200);
       const sets = body as { module: string; types: string[]; err?: string; enabled: boolean }[];

@@ -99,3 +99,46 @@ export async function getJson(platform: Platform, url: string, headers: Record<s
 export function tempDataDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-start-'));
 }
+
+// ws comes with node-red (the editor's own websocket library); Node 20 has no WebSocket client.
+const WebSocket = require(require.resolve('ws', { paths: [path.dirname(require.resolve('node-red/package.json'))] }));
+
+export interface DebugEvent {
+  id: string;
+  name?: string;
+  format: string;
+  msg: string;
+}
+
+/** The debug sidebar as the editor receives it: every debug event over the /comms websocket. */
+export async function debugSidebar(platform: Platform): Promise<{ events: DebugEvent[]; next: () => Promise<DebugEvent>; close: () => void }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${platform.port}/comms`);
+  const events: DebugEvent[] = [];
+  const waiting: Array<(e: DebugEvent) => void> = [];
+  ws.on('message', (data: Buffer) => {
+    for (const event of [].concat(JSON.parse(data.toString()))) {
+      const { topic, data: body } = event as { topic: string; data: DebugEvent };
+      if (topic !== 'debug') continue;
+      events.push(body);
+      waiting.shift()?.(body);
+    }
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  ws.send(JSON.stringify({ subscribe: 'debug' }));
+  let read = 0;
+  return {
+    events,
+    next: () => (read < events.length ? Promise.resolve(events[read++]) : new Promise((resolve) => waiting.push((e) => { read++; resolve(e); }))),
+    close: () => ws.close(),
+  };
+}
+
+/** Presses an inject button; until a deploy has started the flow, the endpoint answers 404. */
+export async function press(platform: Platform, injectId: string): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    const res = await fetch(`${platform.base}/inject/${injectId}`, { method: 'POST' });
+    if (res.status === 200) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the inject button ${injectId} never answered 200`);
+}

@@ -17,6 +17,7 @@ export interface EmbeddedDefault {
 export const EMBEDDED_DEFAULTS: readonly EmbeddedDefault[] = [
   { role: 'storage', env: 'CONFLUX_POSTGRES_URL', embedded: 'embedded (PGlite)', real: 'PostgreSQL' },
   { role: 'cache', env: 'CONFLUX_REDIS_URL', embedded: 'in-process', real: 'Redis' },
+  { role: 'time series', env: 'CONFLUX_ELASTICSEARCH_NODES', embedded: 'in the storage database', real: 'Elasticsearch' },
   { role: 'MQTT', env: 'CONFLUX_MQTT_URL', embedded: 'embedded broker', real: 'external broker' },
 ];
 

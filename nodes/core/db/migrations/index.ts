@@ -4,5 +4,9 @@
  */
 import type { Migration } from '../migrate';
 import * as m001 from './001_initial';
+import * as m002 from './002_readings_keys';
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: m001.sql }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial', sql: m001.sql },
+  { version: 2, name: 'readings_keys', sql: m002.sql },
+];

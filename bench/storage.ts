@@ -1,0 +1,317 @@
+/**
+ * `npm run bench -- storage`: the SQL storage tiers against the same job done the way a flow of
+ * Node-RED core nodes with a PostgreSQL node does it, on a fresh database of the test server
+ * (test/support/servers.ts starts PostgreSQL and Redis when none is given).
+ *
+ *   1. readings/s through createSqlTimeSeries.append (binary COPY, batches of BATCH) against
+ *      (a) one parameterised INSERT per reading through a pg.Pool of 10 with up to 10 queries
+ *          in flight (node-red-contrib-postgresql issues one query per message) — floor 10x;
+ *      (b) the raw COPY of the same rows: a TEXT buffer built beforehand, streamed with
+ *          pg-copy-streams in one COPY — floor 0.5x.
+ *   2. the same append on PGlite (in memory), for information.
+ *   3. mailbox enqueue (batches of 500) and drain (claim + ack batches of 500, two drainers on
+ *      two pools) on PostgreSQL, for information.
+ *   4. Redis: pipelined against one awaited command per key — a marked place, redisPipelining,
+ *      for the short-term tier's author.
+ *
+ * Asynchronous work cannot use harness.ts's synchronous loop: each case runs a fixed amount of
+ * work ROUNDS times, the cases alternating round by round, and the median rate is kept. The
+ * readings table is emptied before every run, so each run writes into the same empty table.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { openCopier } from '../nodes/core/db/copy';
+import { migrate } from '../nodes/core/db/migrate';
+import { openSql } from '../nodes/core/db/sql';
+import { Mailbox } from '../nodes/core/mailbox/mailbox';
+import { createSqlTimeSeries } from '../nodes/core/stores/time-series-sql';
+import type { Reading } from '../nodes/core/stores/types';
+import { freshDatabase, startServers } from '../test/support/servers';
+import { report, type PairResult } from './harness';
+
+const READINGS = 100_000;
+const BATCH = 5_000;
+const ROUNDS = 3;
+const POOL = 10;
+const T0 = 1_700_000_000;
+
+const MESSAGES = 50_000;
+const MAILBOX_BATCH = 500;
+
+/** 100 devices × 10 sensors, one reading each per 10 ms of simulated time: what a busy listener passes on. */
+function readings(count: number): Reading[] {
+  const out: Reading[] = [];
+  for (let i = 0; i < count; i++) {
+    const device = i % 100;
+    const sensor = Math.floor(i / 100) % 10;
+    out.push({ tenant: 'default', record: { n: `dev${device}/sensor${sensor}/temperature`, t: T0 + i / 100, v: 20 + ((i * 7919) % 1000) / 100, u: 'Cel' } });
+  }
+  return out;
+}
+
+/** The same rows as COPY TEXT, in the column order the store writes. */
+function copyText(rows: readonly Reading[]): Buffer {
+  const iso = (t: number) => {
+    const us = Math.round(t * 1e6);
+    const ms = Math.floor(us / 1000);
+    return `${new Date(ms).toISOString().slice(0, 23)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+  };
+  return Buffer.from(rows.map(({ tenant, record: r }) => `${tenant}\t${r.n}\t${iso(r.t)}\t${r.v}\t\\N\t\\N\t\\N\t\\N\t${r.u}\t\\N\t\\N\n`).join(''));
+}
+
+/** Seconds fn takes. */
+async function seconds(fn: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+interface Case {
+  name: string;
+  items: number;
+  /** Runs before each round, untimed (empties the table). */
+  reset?: () => Promise<unknown>;
+  run: () => Promise<unknown>;
+  /** Runs after each round, untimed: throws if the work was not done. */
+  verify?: () => Promise<unknown>;
+}
+
+/** Items per second of each case: one untimed warm-up, then `rounds` alternating timed rounds; the median. */
+async function measure(cases: readonly Case[], rounds = ROUNDS): Promise<Map<string, number>> {
+  const rates = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+  for (let r = -1; r < rounds; r++) {
+    for (const c of cases) {
+      await c.reset?.();
+      const s = await seconds(c.run);
+      await c.verify?.();
+      if (r >= 0) rates.get(c.name)!.push(c.items / s);
+      process.stderr.write(`  ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${c.name}: ${Math.round(c.items / s).toLocaleString('en-US')}/s\n`);
+    }
+  }
+  return new Map([...rates].map(([name, xs]) => [name, median(xs)]));
+}
+
+/** Runs fn on every item with at most `concurrency` calls in flight. */
+async function inFlight<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
+}
+
+/** `uname -a`, the CPU model from /proc/cpuinfo and the time: what RESULTS.md records of the machine. */
+function machineDetails(): string[] {
+  let uname: string;
+  try {
+    uname = execFileSync('uname', ['-a'], { encoding: 'utf8' }).trim();
+  } catch {
+    uname = `${process.platform} ${process.arch}`;
+  }
+  let cpu = 'unknown CPU';
+  try {
+    const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1];
+    const count = cpuinfo.match(/^processor\s*:/gm)?.length;
+    if (model) cpu = `${count ?? '?'} × ${model}`;
+  } catch {
+    /* not Linux */
+  }
+  return [`uname -a: \`${uname}\``, `CPU (/proc/cpuinfo): ${cpu}; run at ${new Date().toISOString().slice(0, 19)}Z`];
+}
+
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+
+/** Prints a Markdown table of rates that have no baseline. */
+function info(title: string, rows: [string, number, string][]): void {
+  console.log(`\n${title}\n\n| case | rate/s | unit |\n|---|---:|---|`);
+  for (const [name, rate, unit] of rows) console.log(`| ${name} | ${fmt(rate)} | ${unit} |`);
+}
+
+async function timeSeries(url: string, data: readonly Reading[], text: Buffer): Promise<PairResult[]> {
+  const db = await openSql({ connectionString: url, poolSize: POOL });
+  const copier = openCopier({ connectionString: url });
+  const pool = new pg.Pool({ connectionString: url, max: POOL });
+  pool.on('error', () => undefined);
+  try {
+    await migrate(db);
+    const store = createSqlTimeSeries(db, { copyFrom: copier.copyFrom });
+    const empty = () => db.query('TRUNCATE readings');
+    const check = (name: string) => async () => {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*) AS n FROM readings');
+      if (rows[0].n !== data.length) throw new Error(`${name} wrote ${rows[0].n} rows, not ${data.length}`);
+    };
+    const insert = `INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)`;
+    const cases: Case[] = [
+      {
+        name: 'conflux',
+        items: data.length,
+        reset: empty,
+        run: async () => {
+          for (let i = 0; i < data.length; i += BATCH) {
+            const result = await store.append(data.slice(i, i + BATCH));
+            if (result.rejected.length) throw new Error(result.rejected[0].reason);
+          }
+        },
+        verify: check('append'),
+      },
+      {
+        name: 'single',
+        items: data.length,
+        reset: empty,
+        run: async () => {
+          await inFlight(data, POOL, ({ tenant, record: r }) => pool.query(insert, [tenant, r.n, r.t, r.v, r.u]));
+        },
+        verify: check('single INSERTs'),
+      },
+      {
+        name: 'copy',
+        items: data.length,
+        reset: empty,
+        run: async () => {
+          const client = await pool.connect();
+          try {
+            const chunks = function* () {
+              for (let i = 0; i < text.length; i += 65_536) yield text.subarray(i, i + 65_536);
+            };
+            await pipeline(Readable.from(chunks()), client.query(copyFrom('COPY readings (tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver) FROM STDIN')));
+          } finally {
+            client.release();
+          }
+        },
+        verify: check('raw COPY'),
+      },
+    ];
+    const rates = await measure(cases);
+    const subject = rates.get('conflux')!;
+    const name = `time-series append, batches of ${BATCH.toLocaleString('en-US')} (binary COPY)`;
+    return [
+      { name, baselineName: `one INSERT per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('single')!, ratio: subject / rates.get('single')!, floor: 10 },
+      { name, baselineName: 'raw COPY of a pre-built TEXT buffer, one statement', subjectPerSec: subject, baselinePerSec: rates.get('copy')!, ratio: subject / rates.get('copy')!, floor: 0.5 },
+    ];
+  } finally {
+    await pool.end();
+    await copier.close();
+    await db.close();
+  }
+}
+
+async function pglite(data: readonly Reading[]): Promise<number> {
+  const db = await openSql({});
+  try {
+    await migrate(db);
+    const store = createSqlTimeSeries(db);
+    const rates = await measure([
+      {
+        name: 'pglite',
+        items: data.length,
+        reset: () => db.query('TRUNCATE readings'),
+        run: async () => {
+          for (let i = 0; i < data.length; i += BATCH) await store.append(data.slice(i, i + BATCH));
+        },
+      },
+    ]);
+    return rates.get('pglite')!;
+  } finally {
+    await db.close();
+  }
+}
+
+async function mailbox(url: string): Promise<{ enqueue: number; drain: number }> {
+  const db = await openSql({ connectionString: url, poolSize: POOL });
+  const drainers = [await openSql({ connectionString: url, poolSize: 4 }), await openSql({ connectionString: url, poolSize: 4 })];
+  try {
+    await migrate(db);
+    const box = new Mailbox(db, 'outbox');
+    let round = 0;
+    let queue = '';
+    const messages = (q: string) =>
+      Array.from({ length: MESSAGES }, (_, i) => ({ messageId: `${q}-${i}`, payload: [{ n: `dev${i % 100}/temp`, t: T0 + i, v: 21.5 }], headers: { to: 'crm@fed.example' } }));
+    let batch: ReturnType<typeof messages> = [];
+    const enqueueAll = async () => {
+      for (let i = 0; i < batch.length; i += MAILBOX_BATCH) await box.enqueue('default', queue, batch.slice(i, i + MAILBOX_BATCH));
+    };
+    const drainAll = async () => {
+      let delivered = 0;
+      await Promise.all(
+        drainers.map(async (client, d) => {
+          const mb = new Mailbox(client, 'outbox');
+          for (;;) {
+            const claimed = await mb.claim(queue, { limit: MAILBOX_BATCH, leaseMs: 60_000, worker: `drainer${d}` });
+            if (claimed.length === 0) {
+              // Empty while the other drainer's claim holds the rows that are left: done once the box is.
+              if ((await mb.depth(queue)) === 0) return;
+              continue;
+            }
+            const acked = await mb.ack(claimed.map((m) => m.id), `drainer${d}`);
+            delivered += acked;
+          }
+        }),
+      );
+      if (delivered !== MESSAGES) throw new Error(`drained ${delivered} of ${MESSAGES}`);
+    };
+    const rates = await measure([
+      {
+        name: 'enqueue',
+        items: MESSAGES,
+        reset: async () => {
+          queue = `q${round++}`;
+          batch = messages(queue);
+        },
+        run: enqueueAll,
+      },
+      { name: 'drain', items: MESSAGES, run: drainAll },
+    ]);
+    return { enqueue: rates.get('enqueue')!, drain: rates.get('drain')! };
+  } finally {
+    await Promise.all([db, ...drainers].map((c) => c.close()));
+  }
+}
+
+/**
+ * ── TODO(short-term tier): Redis, pipelined against single commands ──────────────────────────
+ * The place for the short-term tier's comparison, owned by the Redis store's author: a pipelined
+ * SET of N keys against one awaited SET per key (concurrency 1), on the Redis at redisUrl (the
+ * test server startServers() started). Measure with `measure`, print with `report(title,
+ * 'keys', pairs)` and return what report returns (false when a floor was missed). Nothing is
+ * measured yet.
+ */
+export async function redisPipelining(redisUrl: string): Promise<boolean> {
+  void redisUrl;
+  return true;
+}
+
+export async function run(): Promise<boolean> {
+  const servers = startServers();
+  const url = await freshDatabase();
+  const data = readings(READINGS);
+  const text = copyText(data);
+
+  process.stderr.write('storage: time series on PostgreSQL\n');
+  const pairs = await timeSeries(url, data, text);
+  process.stderr.write('storage: time series on PGlite\n');
+  const embedded = await pglite(data);
+  process.stderr.write('storage: mailbox on PostgreSQL\n');
+  const box = await mailbox(url);
+
+  const ok = report('Storage: time-series append on PostgreSQL against a core-node flow and raw COPY', 'readings', pairs);
+  console.log(`\n${machineDetails().join('  \n')}`);
+  console.log(`\n${READINGS.toLocaleString('en-US')} readings per run; ${ROUNDS} runs of each case after a warm-up, alternating, median kept; readings emptied before each run.`);
+  info('For information (no floor):', [
+    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded, 'readings'],
+    [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages'],
+    [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages'],
+  ]);
+  const redisOk = await redisPipelining(servers.redisUrl);
+  return ok && redisOk;
+}

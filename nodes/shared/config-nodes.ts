@@ -1,0 +1,48 @@
+/** What the storage config nodes offer the nodes that use them. */
+import type { Client } from '@elastic/elasticsearch';
+import type { Node } from 'node-red';
+import type { CopyFrom } from '../core/db/copy';
+import type { SqlClient } from '../core/db/sql';
+import type { ShortTermStore } from '../core/stores/types';
+import type { StatusFanout } from './status-fanout';
+
+export interface PostgresCredentials {
+  user?: string;
+  password?: string;
+}
+
+export interface PostgresConfigNode extends Node<PostgresCredentials> {
+  /** The migrated database; rejects with the reason when it cannot be opened (tried again on the next call). */
+  sql(): Promise<SqlClient>;
+  /** COPY into the same database, for bulk writes; undefined on PGlite. */
+  copyFrom(): Promise<CopyFrom | undefined>;
+  readonly embedded: boolean;
+  readonly connection: StatusFanout;
+}
+
+export interface RedisCredentials {
+  username?: string;
+  password?: string;
+}
+
+export interface RedisConfigNode extends Node<RedisCredentials> {
+  /** Absent when the configuration is invalid: `problem` says why. */
+  readonly store?: ShortTermStore;
+  readonly problem?: string;
+  readonly connection: StatusFanout;
+}
+
+export interface ElasticCredentials {
+  apiKey?: string;
+  username?: string;
+  password?: string;
+}
+
+export interface ElasticConfigNode extends Node<ElasticCredentials> {
+  /** The client; throws with the reason when the configuration names no node. */
+  client(): Client;
+  /** Whether any node URL is configured. */
+  readonly configured: boolean;
+  readonly indexPrefix: string;
+  readonly connection: StatusFanout;
+}

@@ -1,0 +1,111 @@
+/**
+ * The Node-RED side of every storage tier node. A message either writes or asks:
+ *
+ *   msg.payload = canonical records   → written (batched by the tier), then passed on (output 1)
+ *   msg.query   = { name | prefix, … } → answered in msg.payload and msg.cursor (output 2)
+ *
+ * Answers leave on their own output so that a chain of tiers (short-term → time series →
+ * long-term, wired through output 1) never takes one tier's answer for readings to store.
+ *
+ * The tenant is msg.device.tenant (set by an authenticating listener), else msg.tenant, else the
+ * node's own. done() and the pass-on wait for the write: a flow can only go as fast as its
+ * store, and a full write queue fails the message to the Catch node instead of growing.
+ */
+import type { Node, NodeMessage } from 'node-red';
+import { validateResolved, type ResolvedRecord } from '../core/model/senml';
+import { QueueFullError } from '../core/stores/batcher';
+import type { Reading } from '../core/stores/types';
+
+export interface TierHandlers {
+  /** Resolves when the readings are stored. */
+  write?(readings: Reading[]): Promise<void>;
+  /** Answers msg.query. */
+  query?(tenant: string, query: unknown): Promise<{ items: unknown; cursor?: string }>;
+  /** Items waiting to be written, for the status. */
+  pending?(): number;
+}
+
+type TierMessage = NodeMessage & {
+  query?: unknown;
+  tenant?: unknown;
+  cursor?: string;
+  device?: { tenant?: unknown };
+};
+
+const STATUS_INTERVAL_MS = 500;
+
+export function tenantOf(msg: { device?: { tenant?: unknown }; tenant?: unknown }, fallback: string): string {
+  const t = msg.device?.tenant ?? msg.tenant;
+  return typeof t === 'string' && t !== '' ? t : fallback;
+}
+
+export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: string): void {
+  let written = 0;
+  let failures = 0;
+  let lastError = '';
+  let full = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const showStatus = () => {
+    timer = undefined;
+    const pending = handlers.pending?.() ?? 0;
+    const text = `${written} stored${pending > 0 ? `, ${pending} queued` : ''}`;
+    if (full) node.status({ fill: 'yellow', shape: 'ring', text: `${text}, queue full` });
+    else if (failures > 0) node.status({ fill: 'red', shape: 'ring', text: `${text}, ${failures} failed: ${lastError}`.slice(0, 120) });
+    else node.status({ fill: 'green', shape: 'dot', text });
+    full = false;
+    if (pending > 0) scheduleStatus(); // keep the queue count fresh while it drains
+  };
+  const scheduleStatus = () => {
+    if (!timer) timer = setTimeout(showStatus, STATUS_INTERVAL_MS);
+  };
+  const fail = (err: Error, done: (err?: Error) => void) => {
+    if (err instanceof QueueFullError) full = true;
+    else {
+      failures++;
+      lastError = err.message;
+    }
+    scheduleStatus();
+    done(err);
+  };
+
+  node.on('input', (input, send, done) => {
+    const msg = input as TierMessage;
+    const tenant = tenantOf(msg, defaultTenant);
+    if (msg.query !== undefined) {
+      if (!handlers.query) return done(new Error('this node does not answer queries'));
+      handlers.query(tenant, msg.query).then(
+        ({ items, cursor }) => {
+          msg.payload = items;
+          if (cursor === undefined) delete msg.cursor;
+          else msg.cursor = cursor;
+          send([null, msg]);
+          done();
+        },
+        (err: Error) => fail(err, done),
+      );
+      return;
+    }
+    if (!handlers.write) return done(new Error('this node only answers queries (msg.query)'));
+    let records: ResolvedRecord[];
+    try {
+      records = validateResolved(msg.payload, 'canonical');
+    } catch (err) {
+      return fail(err as Error, done);
+    }
+    handlers.write(records.map((record) => ({ tenant, record }))).then(
+      () => {
+        written += records.length;
+        scheduleStatus();
+        send([msg, null]);
+        done();
+      },
+      (err: Error) => fail(err, done),
+    );
+  });
+
+  node.on('close', () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  });
+}

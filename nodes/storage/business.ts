@@ -1,0 +1,95 @@
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { createBusinessStore, type BusinessStore } from '../core/stores/business';
+import { closeAfter, databaseOf } from '../shared/database-user';
+import { textField } from '../shared/fields';
+import { tenantOf } from '../shared/tier-node';
+
+interface BusinessDef extends NodeDef {
+  database?: string;
+  entity?: string;
+  action?: string;
+  tenant?: string;
+}
+
+type BusinessMessage = NodeMessage & {
+  action?: unknown;
+  entity?: unknown;
+  id?: unknown;
+  filter?: unknown;
+  limit?: unknown;
+  cursor?: unknown;
+  tenant?: unknown;
+  device?: { tenant?: unknown };
+};
+
+const ACTIONS = ['create', 'read', 'update', 'delete', 'list', 'restart'] as const;
+type Action = (typeof ACTIONS)[number];
+
+function run(store: BusinessStore, action: Action, tenant: string, entity: string, msg: BusinessMessage): Promise<unknown> {
+  const id = msg.id as string | number;
+  switch (action) {
+    case 'create':
+      return store.create(tenant, entity, msg.payload as Record<string, unknown>);
+    case 'read':
+      return store.read(tenant, entity, id);
+    case 'update':
+      return store.update(tenant, entity, id, msg.payload as Record<string, unknown>);
+    case 'delete':
+      return store.delete(tenant, entity, id);
+    case 'list':
+      return store.list(tenant, entity, {
+        filter: msg.filter as Record<string, string | number | boolean | null> | undefined,
+        limit: msg.limit === undefined ? undefined : Number(msg.limit),
+        cursor: typeof msg.cursor === 'string' ? msg.cursor : undefined,
+      });
+    case 'restart':
+      return store.restartDevice(tenant, id);
+  }
+}
+
+export = function register(RED: NodeAPI): void {
+  function BusinessNode(this: Node, def: BusinessDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const db = databaseOf(RED, node, def.database);
+    if (!db) return;
+    const store = db.sql().then((sql) => createBusinessStore(sql));
+    store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
+    const defaultTenant = textField(def.tenant) || 'default';
+    let done = 0;
+    let failed = 0;
+
+    node.on('input', (input, send, finish) => {
+      const msg = input as BusinessMessage;
+      // The node's settings win over the message: a flow fixed to one entity stays on it.
+      const action = (textField(def.action) || msg.action) as Action;
+      const entity = textField(def.entity) || (typeof msg.entity === 'string' ? msg.entity : '');
+      if (!ACTIONS.includes(action)) return finish(new Error(`msg.action must be one of ${ACTIONS.join(', ')}`));
+      if (action === 'restart' ? false : entity === '') return finish(new Error('msg.entity is missing'));
+      const tenant = tenantOf(msg, defaultTenant);
+      store
+        .then((s) => run(s, action, tenant, action === 'restart' ? 'devices' : entity, msg))
+        .then(
+          (result) => {
+            if (action === 'list') {
+              const page = result as { items: unknown[]; cursor?: string };
+              msg.payload = page.items;
+              if (page.cursor) msg.cursor = page.cursor;
+              else delete msg.cursor;
+            } else msg.payload = result;
+            done++;
+            node.status({ fill: 'green', shape: 'dot', text: `${done} done${failed ? `, ${failed} failed` : ''}` });
+            send(msg);
+            finish();
+          },
+          (err: Error) => {
+            failed++;
+            node.status({ fill: 'red', shape: 'ring', text: `${done} done, ${failed} failed: ${err.message}`.slice(0, 120) });
+            finish(err);
+          },
+        );
+    });
+    closeAfter(node, db, async () => undefined);
+  }
+  RED.nodes.registerType('conflux-business', BusinessNode);
+};

@@ -1,0 +1,39 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { createSqlLongTerm } from '../core/stores/long-term-sql';
+import { parseRangeQuery, parseRollupSize } from '../core/stores/query';
+import { closeAfter, databaseOf } from '../shared/database-user';
+import { textField } from '../shared/fields';
+import { bindTier } from '../shared/tier-node';
+import { tierWriter, type WriterDef } from '../shared/tier-writer';
+
+interface LongTermDef extends NodeDef, WriterDef {
+  database?: string;
+  tenant?: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function LongTermNode(this: Node, def: LongTermDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const db = databaseOf(RED, node, def.database);
+    if (!db) return;
+    const store = db.sql().then((sql) => createSqlLongTerm(sql));
+    store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
+    const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 200 }, async (readings) => (await store).add(readings));
+    bindTier(
+      node,
+      {
+        write: (readings) => writer.add(readings),
+        pending: () => writer.pending,
+        query: async (tenant, input) => {
+          const size = parseRollupSize((input as { size?: unknown } | null)?.size);
+          const page = await (await store).query({ ...parseRangeQuery(tenant, input), size });
+          return { items: page.items, cursor: page.cursor };
+        },
+      },
+      textField(def.tenant) || 'default',
+    );
+    closeAfter(node, db, () => writer.close());
+  }
+  RED.nodes.registerType('conflux-long-term', LongTermNode);
+};
