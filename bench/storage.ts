@@ -11,8 +11,7 @@
  *   2. the same append on PGlite (in memory), for information.
  *   3. mailbox enqueue (batches of 500) and drain (claim + ack batches of 500, two drainers on
  *      two pools) on PostgreSQL, for information.
- *   4. Redis: pipelined against one awaited command per key — a marked place, redisPipelining,
- *      for the short-term tier's author.
+ *   4. Redis: the short-term tier's pipelined writes against one awaited SET per reading.
  *
  * Asynchronous work cannot use harness.ts's synchronous loop: each case runs a fixed amount of
  * work ROUNDS times, the cases alternating round by round, and the median rate is kept. The
@@ -22,12 +21,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import Redis from 'ioredis';
 import * as pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { openCopier } from '../nodes/core/db/copy';
 import { migrate } from '../nodes/core/db/migrate';
 import { openSql } from '../nodes/core/db/sql';
 import { Mailbox } from '../nodes/core/mailbox/mailbox';
+import { createRedisShortTerm } from '../nodes/core/stores/short-term-redis';
 import { createSqlTimeSeries } from '../nodes/core/stores/time-series-sql';
 import type { Reading } from '../nodes/core/stores/types';
 import { freshDatabase, startServers } from '../test/support/servers';
@@ -40,6 +41,8 @@ const POOL = 10;
 const T0 = 1_700_000_000;
 
 const MESSAGES = 50_000;
+const REDIS_READINGS = 50_000;
+const REDIS_BATCH = 1_000;
 const MAILBOX_BATCH = 500;
 
 /** 100 devices × 10 sensors, one reading each per 10 ms of simulated time: what a busy listener passes on. */
@@ -279,16 +282,57 @@ async function mailbox(url: string): Promise<{ enqueue: number; drain: number }>
 }
 
 /**
- * ── TODO(short-term tier): Redis, pipelined against single commands ──────────────────────────
- * The place for the short-term tier's comparison, owned by the Redis store's author: a pipelined
- * SET of N keys against one awaited SET per key (concurrency 1), on the Redis at redisUrl (the
- * test server startServers() started). Measure with `measure`, print with `report(title,
- * 'keys', pairs)` and return what report returns (false when a floor was missed). Nothing is
- * measured yet.
+ * The short-term tier on Redis: its writes of one batch go in one pipeline (a Lua script per
+ * name: latest-if-newer, the window, the name index). The baseline is what a core-node flow with
+ * a Redis node does: one SET … EX per reading, awaited, 10 in flight. The tier does more per
+ * reading and still has to win.
  */
-export async function redisPipelining(redisUrl: string): Promise<boolean> {
-  void redisUrl;
-  return true;
+async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
+  const client = new Redis(redisUrl);
+  const limits = { ttlSeconds: 3_600, windowSize: 100, windowSeconds: 600 };
+  const data = readings(REDIS_READINGS);
+  let run = 0;
+  const prefix = () => `bench${run}:`;
+  try {
+    const cases: Case[] = [
+      {
+        name: 'conflux',
+        items: data.length,
+        reset: async () => void run++,
+        run: async () => {
+          const store = createRedisShortTerm(client, limits, prefix());
+          for (let i = 0; i < data.length; i += REDIS_BATCH) await store.write(data.slice(i, i + REDIS_BATCH));
+        },
+        verify: async () => {
+          const latest = await createRedisShortTerm(client, limits, prefix()).latest('default', data[data.length - 1].record.n);
+          if (latest?.t !== data[data.length - 1].record.t) throw new Error('the short-term store did not keep the latest reading');
+        },
+      },
+      {
+        name: 'single',
+        items: data.length,
+        reset: async () => void run++,
+        run: () => inFlight(data, POOL, ({ tenant, record }) => client.set(`${prefix()}${tenant}:${record.n}`, JSON.stringify(record), 'EX', limits.ttlSeconds)),
+      },
+    ];
+    const rates = await measure(cases);
+    const subject = rates.get('conflux')!;
+    return [
+      {
+        name: `short-term write (latest + window + index), batches of ${REDIS_BATCH.toLocaleString('en-US')}, one pipeline each`,
+        baselineName: `one SET … EX per reading, ${POOL} in flight`,
+        subjectPerSec: subject,
+        baselinePerSec: rates.get('single')!,
+        ratio: subject / rates.get('single')!,
+      },
+    ];
+  } finally {
+    for (let r = 0; r <= run; r++) {
+      const keys = await client.keys(`bench${r}:*`);
+      for (let i = 0; i < keys.length; i += 1_000) await client.del(...keys.slice(i, i + 1_000));
+    }
+    client.disconnect();
+  }
 }
 
 export async function run(): Promise<boolean> {
@@ -312,6 +356,8 @@ export async function run(): Promise<boolean> {
     [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages'],
     [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages'],
   ]);
-  const redisOk = await redisPipelining(servers.redisUrl);
+  process.stderr.write('storage: short-term on Redis\n');
+  const redis = await redisPipelining(servers.redisUrl);
+  const redisOk = report('Storage: short-term writes on Redis against one command per reading', 'readings', redis);
   return ok && redisOk;
 }
