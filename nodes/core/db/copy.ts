@@ -14,9 +14,8 @@
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as pg from 'pg';
 import { from as copyFromStream } from 'pg-copy-streams';
-import { isConnectionError, poolConfigs } from './postgres';
+import { HostPool, poolConfigs } from './postgres';
 import { isServerConfig, type SqlConfig } from './sql';
 
 /**
@@ -42,51 +41,10 @@ export interface CopierOptions {
 export function openCopier(config: SqlConfig, options: CopierOptions = {}): Copier {
   if (!isServerConfig(config)) throw new Error('COPY needs a PostgreSQL server: the configuration names PGlite');
   const { configs, requireWritable } = poolConfigs({ ...config, poolSize: options.poolSize ?? 2 });
-  let current = 0;
-  let pool = newPool(configs[0]);
-  let closed = false;
-
-  function newPool(cfg: pg.PoolConfig): pg.Pool {
-    const p = new pg.Pool(cfg);
-    p.on('error', () => undefined); // an idle client losing its server must not crash Node
-    return p;
-  }
-
-  function failover(from: pg.Pool): void {
-    if (pool !== from || configs.length === 1) return;
-    current = (current + 1) % configs.length;
-    pool = newPool(configs[current]);
-    void from.end().catch(() => undefined);
-  }
-
-  async function checkout(): Promise<pg.PoolClient> {
-    let lastError: unknown;
-    for (let attempt = 0; attempt < configs.length; attempt++) {
-      if (closed) throw new Error('copier is closed');
-      const p = pool;
-      let client: (pg.PoolClient & { confluxChecked?: boolean }) | undefined;
-      try {
-        client = await p.connect();
-        if (requireWritable && !client.confluxChecked) {
-          const ro = await client.query<{ transaction_read_only: string }>('SHOW transaction_read_only');
-          if (ro.rows[0]?.transaction_read_only === 'on') {
-            throw Object.assign(new Error(`${String(configs[current].host)} is read-only`), { readOnly: true });
-          }
-        }
-        client.confluxChecked = true;
-        return client;
-      } catch (err) {
-        lastError = err;
-        client?.release(true);
-        if (!(err as { readOnly?: boolean }).readOnly && !isConnectionError(err)) throw err;
-        failover(p);
-      }
-    }
-    throw lastError;
-  }
+  const hosts = new HostPool(configs, requireWritable);
 
   const copyFrom: CopyFrom = async (statement, data) => {
-    const client = await checkout();
+    const client = await hosts.checkout();
     let failed: Error | undefined;
     try {
       const stream = client.query(copyFromStream(statement));
@@ -103,11 +61,7 @@ export function openCopier(config: SqlConfig, options: CopierOptions = {}): Copi
 
   return {
     copyFrom,
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await pool.end();
-    },
+    close: () => hosts.end(),
   };
 }
 

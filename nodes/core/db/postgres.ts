@@ -129,39 +129,49 @@ function result<T>(r: pg.QueryResult): QueryResult<T> {
   return { rows: r.rows as T[], rowCount: r.rowCount ?? r.rows.length };
 }
 
-export function openPostgres(config: SqlConfig): SqlClient {
-  const { configs, requireWritable } = poolConfigs(config);
-  let current = 0;
-  let pool = newPool(configs[0]);
-  let closed = false;
-  const unusable = new WeakSet<pg.PoolClient>();
+/**
+ * A pg.Pool on the current host of a list; when a connection fails, or (with requireWritable)
+ * lands on a read-only server, the next host takes over. Shared by the SqlClient and the COPY
+ * channel (copy.ts), so both follow a failover alike.
+ */
+export class HostPool {
+  private current = 0;
+  private pool: pg.Pool;
+  private closed = false;
 
-  function newPool(cfg: pg.PoolConfig): pg.Pool {
+  constructor(
+    private readonly configs: readonly pg.PoolConfig[],
+    private readonly requireWritable: boolean,
+  ) {
+    this.pool = HostPool.newPool(configs[0]);
+  }
+
+  private static newPool(cfg: pg.PoolConfig): pg.Pool {
     const p = new pg.Pool(cfg);
     // An idle client losing its server emits 'error' on the pool; unhandled, it would crash Node.
     p.on('error', () => undefined);
     return p;
   }
 
-  function failover(from: pg.Pool): void {
-    if (pool !== from || configs.length === 1) return;
-    current = (current + 1) % configs.length;
-    pool = newPool(configs[current]);
+  private failover(from: pg.Pool): void {
+    if (this.pool !== from || this.configs.length === 1) return;
+    this.current = (this.current + 1) % this.configs.length;
+    this.pool = HostPool.newPool(this.configs[this.current]);
     void from.end().catch(() => undefined);
   }
 
   /** A client on a usable host: the current one, or the next that connects and suits. */
-  async function checkout(): Promise<pg.PoolClient> {
+  async checkout(): Promise<pg.PoolClient> {
     let lastError: unknown;
-    for (let attempt = 0; attempt < configs.length; attempt++) {
-      if (closed) throw new Error('SqlClient is closed');
-      const p = pool;
+    for (let attempt = 0; attempt < this.configs.length; attempt++) {
+      if (this.closed) throw new Error('the PostgreSQL connection pool is closed');
+      const p = this.pool;
       let client: Checked | undefined;
       try {
         client = (await p.connect()) as Checked;
-        if (requireWritable && !client.confluxChecked) {
+        if (this.requireWritable && !client.confluxChecked) {
           const ro = await client.query<{ transaction_read_only: string }>('SHOW transaction_read_only');
-          if (ro.rows[0]?.transaction_read_only === 'on') throw new ReadOnlyServer(`${configs[current].host} is read-only`);
+          if (ro.rows[0]?.transaction_read_only === 'on') throw new ReadOnlyServer(`${this.configs[this.current].host} is read-only`);
         }
         client.confluxChecked = true;
         return client;
@@ -169,17 +179,29 @@ export function openPostgres(config: SqlConfig): SqlClient {
         lastError = err;
         client?.release(true);
         if (!(err instanceof ReadOnlyServer) && !isConnectionError(err)) throw err;
-        failover(p);
+        this.failover(p);
       }
     }
     throw lastError;
   }
 
+  async end(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+}
+
+export function openPostgres(config: SqlConfig): SqlClient {
+  const { configs, requireWritable } = poolConfigs(config);
+  const hosts = new HostPool(configs, requireWritable);
+  const unusable = new WeakSet<pg.PoolClient>();
+
   const owner = {};
 
   async function withClient<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     assertOutsideTransaction(owner);
-    const client = await checkout();
+    const client = await hosts.checkout();
     let broken: Error | undefined;
     try {
       return await fn(client);
@@ -226,10 +248,6 @@ export function openPostgres(config: SqlConfig): SqlClient {
           open = false;
         }
       }),
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await pool.end();
-    },
+    close: () => hosts.end(),
   };
 }
