@@ -3,7 +3,10 @@
  * in-process cache) and on the real PostgreSQL and Redis started for the tests.
  */
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { catchNode, helper } from '../support/node-red';
+import { root } from '../support/platform';
 import { freshDatabase, redisUrl } from '../support/servers';
 import postgresNode = require('../../nodes/storage/postgres');
 import redisNode = require('../../nodes/storage/redis');
@@ -180,4 +183,40 @@ describe('storage nodes', () => {
       });
     });
   }
+});
+
+describe('example flow: business data and mailboxes', function () {
+  this.timeout(30_000);
+  const example = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'business-and-mailboxes.json'), 'utf8')) as Msg[];
+  const core = [
+    require('@node-red/nodes/core/common/20-inject.js'),
+    require('@node-red/nodes/core/common/21-debug.js'),
+    require('@node-red/nodes/core/function/15-change.js'),
+    require('@node-red/nodes/core/common/90-comment.js'),
+  ];
+  const named = (name: string) => example.find((n) => n.name === name)!.id as string;
+
+  before(() => helper.startServer());
+  after(() => helper.stopServer());
+  afterEach(() => helper.unload());
+
+  it('creates and lists a device, and an enqueued order is delivered and acknowledged', async () => {
+    await helper.load([...NODES, ...core], example as helper.TestFlows);
+    const db = await (helper.getNode(example.find((n) => n.type === 'conflux-postgres')!.id) as unknown as { sql(): Promise<import('../../nodes/core/db/sql').SqlClient> }).sql();
+    const delivered = new Promise<Msg>((resolve) => helper.getNode(named('delivered')).on('input', resolve));
+    helper.getNode(named('create device SN-0001')).receive({});
+    helper.getNode(named('an order for the partner')).receive({});
+    const msg = await delivered;
+    assert.deepEqual(msg.payload, { order: 42, qty: 3 });
+    assert.equal(msg.topic, 'orders');
+    for (let i = 0; i < 100; i++) {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
+      if (rows[0].n === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const left = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
+    assert.equal(left.rows[0].n, 0, 'the delivered message was acknowledged');
+    const devices = await db.query<{ serial: string }>('SELECT serial FROM devices');
+    assert.deepEqual(devices.rows.map((r) => r.serial), ['SN-0001']);
+  });
 });
