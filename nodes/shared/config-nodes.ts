@@ -3,6 +3,10 @@ import type { Client } from '@elastic/elasticsearch';
 import type { Node } from 'node-red';
 import type { CopyFrom } from '../core/db/copy';
 import type { SqlClient } from '../core/db/sql';
+import type { DeviceDirectory } from '../core/devices/directory';
+import type { RateLimiter } from '../core/devices/rate-limit';
+import type { SessionRegistry } from '../core/devices/sessions';
+import type { UdpTokens } from '../core/devices/udp-tokens';
 import type { ShortTermStore } from '../core/stores/types';
 import type { StatusFanout } from './status-fanout';
 
@@ -44,5 +48,28 @@ export interface ElasticConfigNode extends Node<ElasticCredentials> {
   /** Whether any node URL is configured. */
   readonly configured: boolean;
   readonly indexPrefix: string;
+  readonly connection: StatusFanout;
+}
+
+/** The device gateway: who the devices are, who is online, and the limits every listener applies. */
+export interface GatewayLimits {
+  /** Largest frame, datagram or body accepted, in bytes. */
+  maxFrameBytes: number;
+  /** A session silent this long is closed. */
+  idleTimeoutMs: number;
+  maxSessions: number;
+  /** Readings-carrying messages per second per tenant; 0: unlimited. */
+  ratePerTenant: number;
+  /** Lifetime of a UDP token. */
+  udpTokenTtlMs: number;
+}
+
+export interface GatewayConfigNode extends Node {
+  readonly database: PostgresConfigNode;
+  directory(): Promise<DeviceDirectory>;
+  readonly limits: GatewayLimits;
+  readonly sessions: SessionRegistry;
+  readonly rate: RateLimiter;
+  readonly tokens: UdpTokens;
   readonly connection: StatusFanout;
 }

@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { QueryError } from '../core/stores/query';
+import { closeAfter } from '../shared/database-user';
 import { textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
@@ -50,10 +51,7 @@ export = function register(RED: NodeAPI): void {
       },
       textField(def.tenant) || 'default',
     );
-    node.on('close', (_removed: boolean, done: () => void) => {
-      cache.connection.remove(node);
-      writer.close().catch((err: Error) => node.warn(err.message)).finally(done);
-    });
+    closeAfter(node, cache, () => writer.close());
   }
   RED.nodes.registerType('conflux-short-term', ShortTermNode);
 };

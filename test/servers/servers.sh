@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real Redis and PostgreSQL for the integration tests, on free loopback ports with throwaway
+# Real Redis and PostgreSQL for the integration tests (and the mosquitto binary, which the MQTT
+# tests start themselves), on free loopback ports with throwaway
 # data directories. Installs what is missing from Debian's packages. Never skips: if a server
 # cannot start, it says why (with the server's log) and exits non-zero.
 #
@@ -128,6 +129,9 @@ case "$cmd" in
       echo "CONFLUX_TEST_REDIS_PID=$REDIS_PID"
       echo "CONFLUX_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
     } >>"$env_file"
+    # mosquitto: the MQTT tests start their own on a free port (a real MQTT 5 broker with $share/).
+    command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null || apt_install mosquitto mosquitto-clients
+    command -v mosquitto >/dev/null || die "no mosquitto after installing it"
     trap - EXIT
     log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     ;;

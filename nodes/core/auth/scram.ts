@@ -127,6 +127,21 @@ export function verifyClientProof(storedKey: Buffer, authMessage: string, proof:
   return timingSafeEqual(sha256(clientKey), storedKey);
 }
 
+/**
+ * Whether a key given in full (an MQTT password, an HTTP device token) is the one behind the
+ * stored keys: derives StoredKey from it with the stored salt and iterations and compares in
+ * constant time. PBKDF2 makes this cost what a SCRAM login costs the client.
+ */
+export function verifyKeyAgainst(stored: Pick<ScramKeys, 'salt' | 'iterations' | 'storedKey'>, key: string): boolean {
+  let derived: Buffer;
+  try {
+    derived = sha256(scramClientKey(saltedPassword(key, stored.salt, stored.iterations)));
+  } catch {
+    return false; // a key saslprep refuses cannot be the right one
+  }
+  return derived.length === stored.storedKey.length && timingSafeEqual(derived, stored.storedKey);
+}
+
 /** ServerSignature = HMAC(ServerKey, AuthMessage): sent back so the client can check the server. */
 export function serverSignature(serverKey: Buffer, authMessage: string): Buffer {
   return hmac(serverKey, authMessage);

@@ -1,0 +1,224 @@
+/**
+ * conflux-http-in: device telemetry over HTTP (docs/protocol-http.md). Adds its routes to
+ * Node-RED's HTTP server (RED.httpNode, like the core `http in` node) and removes them on close:
+ *
+ *   POST <base>/:serial/telemetry    readings → the canonical message, answered 202 {"id"}
+ *   POST <base>/:serial/tokens       single-use UDP tokens for the device
+ *   POST <fiware path>?k=&i=         FIWARE's UltraLight HTTP binding (default /iot/d)
+ *
+ * The request handling is nodes/core/protocol/http-ingest.ts; this file reads the body (bounded
+ * by the gateway's maxFrameBytes, refused with 413 as soon as it is too large), sends what the
+ * core accepts and shows counts in the status.
+ *
+ * Backpressure: a reading counts as in flight from node.send until every node wired to the
+ * output has called done() for it — seen through Node-RED's `onComplete` hook (RED.hooks) — or
+ * until the in-flight timeout for a node that never does. With Max in flight readings waiting,
+ * the node answers 503 with Retry-After instead of queueing.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { createHttpIngest, InFlight, readBody, type HttpResponse, type IngestRequest, type IngestRoute } from '../core/protocol/http-ingest';
+import { problem } from '../core/protocol/problem';
+import type { GatewayConfigNode } from '../shared/config-nodes';
+import { watchCompletion } from '../shared/completion';
+import { boolField, intField, textField } from '../shared/fields';
+import { boundedReporter } from '../shared/reporter';
+
+interface HttpInDef extends NodeDef {
+  gateway?: string;
+  basePath?: string;
+  fiware?: boolean | string;
+  fiwarePath?: string;
+  maxInFlight?: string;
+  inFlightTimeout?: string;
+}
+
+/** Express's route and router, as far as this node uses them (express 4 and 5). */
+interface Route {
+  all(handler: (req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse) => void): Route;
+}
+interface Layer {
+  route?: unknown;
+}
+interface ExpressApp {
+  route(path: string): Route;
+  _router?: { stack: Layer[] };
+  router?: { stack: Layer[] };
+}
+
+const STATUS_EVERY_MS = 250;
+const PATH = /^(\/[A-Za-z0-9._~-]+)+$/;
+
+/** Paths served by a conflux-http-in node, so that a second node on the same path says so. */
+const mounted = new Map<string, string>();
+
+
+/** '/devices/' → '/devices'; undefined when not a plain path. */
+function cleanPath(value: unknown, fallback: string): string | undefined {
+  let p = textField(value) || fallback;
+  if (!p.startsWith('/')) p = `/${p}`;
+  p = p.replace(/\/+$/, '');
+  return PATH.test(p) ? p : undefined;
+}
+
+function queryOf(url: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  const q = (url ?? '').indexOf('?');
+  if (q < 0) return out;
+  for (const [k, v] of new URLSearchParams(url!.slice(q + 1))) if (!(k in out)) out[k] = v;
+  return out;
+}
+
+/** Whether a request announces a body (a Content-Length above 0, or a transfer coding). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function reply(res: ServerResponse, response: HttpResponse): void {
+  if (res.headersSent || res.writableEnded) return;
+  res.writeHead(response.status, response.headers);
+  res.end(response.body);
+}
+
+export = function register(RED: NodeAPI): void {
+  function HttpInNode(this: Node, def: HttpInDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
+    if (!gateway) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
+      node.error('conflux-http-in: choose a conflux-gateway');
+      return;
+    }
+    if ((RED.settings as { httpNodeRoot?: unknown }).httpNodeRoot === false) {
+      node.status({ fill: 'red', shape: 'ring', text: 'HTTP nodes are disabled' });
+      node.warn('conflux-http-in: httpNodeRoot is false in the settings: no HTTP endpoint can be served');
+      return;
+    }
+    const base = cleanPath(def.basePath, '/devices');
+    const fiware = boolField(def.fiware, true);
+    const fiwarePath = cleanPath(def.fiwarePath, '/iot/d');
+    if (!base || (fiware && !fiwarePath)) {
+      node.status({ fill: 'red', shape: 'ring', text: 'invalid path' });
+      node.error('conflux-http-in: a path is made of /-separated parts of letters, digits and . _ ~ -');
+      return;
+    }
+
+    const watch = watchCompletion(RED, node, (id, nodeId) => {
+      if (inFlight.complete(id, nodeId)) statusSoon();
+    });
+    const inFlight: InFlight = new InFlight(intField(def.maxInFlight, 1000, 1, 1_000_000), watch.tracking ? watch.wired : [], intField(def.inFlightTimeout, 60, 1, 3600) * 1000);
+
+    // Counts for the status, and reports of refused bodies to a Catch node (bounded).
+    let accepted = 0;
+    const refused = new Map<number, number>();
+    const report = boundedReporter(node);
+    let statusTimer: NodeJS.Timeout | undefined;
+    function showStatus(): void {
+      const parts = [`${accepted} accepted`];
+      if (inFlight.size > 0) parts.push(`${inFlight.size} in flight`);
+      for (const [status, n] of [...refused].sort((a, b) => a[0] - b[0])) parts.push(`${n}×${status}`);
+      const busy = inFlight.size >= inFlight.max;
+      node.status({ fill: busy ? 'yellow' : 'green', shape: accepted > 0 ? 'dot' : 'ring', text: parts.join(', ') });
+    }
+    function statusSoon(): void {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        showStatus();
+      }, STATUS_EVERY_MS);
+    }
+
+    const limits = gateway.limits;
+    const ingest = createHttpIngest({
+      directory: () => gateway.directory(),
+      sql: () => (gateway.database ? gateway.database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database'))),
+      maxBodyBytes: limits.maxFrameBytes,
+      rate: gateway.rate,
+      tokens: gateway.tokens,
+      inFlight,
+      emit: (msg) => {
+        accepted++;
+        node.send(msg as unknown as NodeMessage);
+      },
+      onInternalError: (err) => {
+        report(`conflux-http-in: ${err.message}`, { payload: err.message });
+      },
+      onInvalidBody: (err, device) => {
+        report(`conflux-http-in: device ${device.serial} sent a body that cannot be decoded: ${err.message}`, {
+          payload: err.message,
+          device: { tenant: device.tenant, id: device.serial },
+        });
+      },
+    });
+
+    let closed = false;
+    async function serve(route: IngestRoute, req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse): Promise<void> {
+      let response: HttpResponse;
+      try {
+        const request: IngestRequest = { route, method: req.method ?? 'GET', serial: req.params?.serial, headers: req.headers, query: queryOf(req.url) };
+        const early = closed ? problem('unavailable', 'the listener is stopping', { retryAfter: 5 }, { 'retry-after': '5' }) : ingest.precheck(request);
+        // Answered before the body was read: close the connection rather than let Node read and discard any size of body.
+        if (early && !req.readableEnded && hasBody(req)) response = { ...early, headers: { ...early.headers, connection: 'close' } };
+        else response = early ?? (await withBody(request, req));
+      } catch (err) {
+        node.error(`conflux-http-in: ${(err as Error).message}`);
+        response = problem('internal-error', 'the request could not be handled; the operator has the details');
+      }
+      if (response.status >= 400) refused.set(response.status, (refused.get(response.status) ?? 0) + 1);
+      statusSoon();
+      reply(res, response);
+    }
+
+    async function withBody(request: IngestRequest, req: IncomingMessage & { body?: unknown }): Promise<HttpResponse> {
+      let body: Buffer;
+      if (req.readableEnded) {
+        // Another middleware (httpNodeMiddleware, a global body parser) read the body first.
+        if (Buffer.isBuffer(req.body)) body = req.body;
+        else if (typeof req.body === 'string') body = Buffer.from(req.body);
+        else return problem('internal-error', 'the body was consumed by another middleware before this endpoint');
+      } else {
+        const read = await readBody(req, req.headers, limits.maxFrameBytes, limits.idleTimeoutMs);
+        if (!read.ok) return read.response;
+        body = read.body;
+      }
+      return ingest.handle({ ...request, body });
+    }
+
+    const app = RED.httpNode as unknown as ExpressApp;
+    const routes: unknown[] = [];
+    const paths: string[] = [];
+    function mount(path: string, kind: IngestRoute): void {
+      const owner = mounted.get(path.toLowerCase());
+      if (owner !== undefined && owner !== node.id) {
+        node.error(`conflux-http-in: ${path} is already served by node ${owner}`);
+        node.status({ fill: 'red', shape: 'ring', text: `${path} already in use` });
+        return;
+      }
+      mounted.set(path.toLowerCase(), node.id);
+      paths.push(path.toLowerCase());
+      const route = app.route(path);
+      route.all((req, res) => void serve(kind, req, res));
+      routes.push(route);
+    }
+    mount(`${base}/:serial/telemetry`, 'telemetry');
+    mount(`${base}/:serial/tokens`, 'tokens');
+    if (fiware) mount(fiwarePath!, 'fiware');
+    gateway.connection.add(node);
+    showStatus();
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      watch.close();
+      inFlight.clear();
+      const stack = (app._router ?? app.router)?.stack ?? [];
+      for (let i = stack.length - 1; i >= 0; i--) if (stack[i].route !== undefined && routes.includes(stack[i].route)) stack.splice(i, 1);
+      for (const p of paths) if (mounted.get(p) === node.id) mounted.delete(p);
+      gateway.connection.remove(node);
+      node.status({});
+      done();
+    });
+  }
+  RED.nodes.registerType('conflux-http-in', HttpInNode);
+};

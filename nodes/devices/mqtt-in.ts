@@ -1,0 +1,289 @@
+/**
+ * conflux-mqtt-in: devices over MQTT (docs/protocol-mqtt.md), in one of two modes:
+ *   broker  an embedded broker (nodes/core/protocol/mqtt-broker.ts) on a port, optionally TLS,
+ *           where each device logs in with its serial and its own key and publishes only under
+ *           its own topics;
+ *   client  a client of an external broker (nodes/core/protocol/mqtt-client.ts), MQTT 5 or
+ *           3.1.1, with a persistent session and `$share/` subscriptions for several instances.
+ * Either way the output is the canonical message of the device; an input message with
+ * msg.command goes to the device as a command (its live session, or the external broker).
+ *
+ * Backpressure: a reading is acknowledged to the device (broker) or the broker (client) once it
+ * is sent into the flow. At most Max in flight readings are in the flow at once: one counts
+ * until every node wired to the output reports it done (Node-RED's onComplete hook), or
+ * COMPLETE_TIMEOUT_MS for a node that never does. Past that, readings wait unacknowledged — the
+ * device's connection is not read meanwhile, an external broker holds the rest — and, in broker
+ * mode, past as many again waiting they are refused ('busy', MQTT 5 reason 0x97).
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import type * as tls from 'node:tls';
+import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
+import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
+import type { Command } from '../core/protocol/mqtt-topics';
+import type { GatewayConfigNode } from '../shared/config-nodes';
+import { createHandOff } from '../shared/completion';
+import { boolField, intField, listField, textField } from '../shared/fields';
+import { boundedReporter } from '../shared/reporter';
+
+interface MqttInDef extends NodeDef {
+  gateway?: string;
+  /** auto: client when the URL is set (e.g. ${CONFLUX_MQTT_URL}), else the embedded broker. */
+  mode?: 'auto' | 'broker' | 'client';
+  port?: string;
+  host?: string;
+  tls?: string;
+  requireClientCert?: boolean | string;
+  url?: string;
+  protocolVersion?: string;
+  clientId?: string;
+  topics?: string;
+  shareGroup?: string;
+  qos?: string;
+  sessionExpiry?: string;
+  maxInFlight?: string;
+}
+
+interface MqttInCredentials {
+  user?: string;
+  password?: string;
+  observerUser?: string;
+  observerPassword?: string;
+}
+
+interface TlsConfigNode extends Node {
+  valid?: boolean;
+  addTLSOptions(opts: tls.TlsOptions & Record<string, unknown>): tls.TlsOptions & Record<string, unknown>;
+}
+
+type CommandMessage = NodeMessage & {
+  command?: unknown;
+  device?: { tenant?: unknown; id?: unknown };
+  tenant?: unknown;
+};
+
+const DEFAULT_PORT = 1883;
+/** A wired node that never calls done() releases its reading's place after this long. */
+const COMPLETE_TIMEOUT_MS = 30_000;
+const STATUS_EVERY_MS = 250;
+
+/** The command of an input message: msg.command {name, params}, or msg.command the name and msg.payload its parameters. */
+function commandOf(msg: CommandMessage): Command {
+  const c = msg.command;
+  if (typeof c === 'string' && c !== '') return { name: c, params: msg.payload };
+  if (c !== null && typeof c === 'object' && typeof (c as Command).name === 'string' && (c as Command).name !== '') {
+    return { name: (c as Command).name, params: (c as Command).params };
+  }
+  throw new Error('msg.command must be a command name, or {name, params}');
+}
+
+export = function register(RED: NodeAPI): void {
+  function MqttInNode(this: Node<MqttInCredentials>, def: MqttInDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
+    if (!gateway) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
+      node.on('input', (_msg, _send, done) => done(new Error('conflux-mqtt-in: choose a conflux-gateway')));
+      node.error('conflux-mqtt-in: choose a conflux-gateway');
+      return;
+    }
+    const mode = def.mode === 'client' || (def.mode === 'auto' && textField(def.url) !== '') ? 'client' : 'broker';
+    const maxInFlight = intField(def.maxInFlight, 1_000, 1, 1_000_000);
+    const credentials = node.credentials ?? {};
+
+    // ── In flight: sent into the flow, not yet completed by every wired node ──
+    let closed = false;
+    const handOff = createHandOff(RED, node, maxInFlight, COMPLETE_TIMEOUT_MS, () => statusSoon());
+    /** Hands a reading to the flow once it has room; the listener acknowledges when this resolves. */
+    function deliver(msg: DeviceReading): Promise<void> | void {
+      if (closed) return Promise.reject(new Error('the node is closing'));
+      statusSoon();
+      return handOff.deliver(msg);
+    }
+
+    // ── Refusals to a Catch node, bounded ──
+    const reportToCatch = boundedReporter(node);
+    let refused = 0;
+    function report(text: string, detail: Record<string, unknown>): void {
+      refused++;
+      statusSoon();
+      reportToCatch(`conflux-mqtt-in: ${text}`, detail); // beyond its rate, still counted in the status
+    }
+
+    // ── Status ──
+    let statusTimer: NodeJS.Timeout | undefined;
+    let show: () => void = () => undefined;
+    function statusSoon(): void {
+      if (closed) return;
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        if (!closed) show();
+      }, STATUS_EVERY_MS);
+    }
+    const tail = (accepted: number) => `${accepted} readings${refused > 0 ? `, ${refused} refused` : ''}${handOff.waiting > 0 ? `, ${handOff.waiting} waiting` : ''}`;
+
+    // ── TLS from a tls-config node ──
+    const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
+    function tlsOptions(): (tls.TlsOptions & Record<string, unknown>) | undefined {
+      if (!tlsNode) return undefined;
+      if (tlsNode.valid === false) throw new Error('the TLS configuration is not valid (certificate or key missing)');
+      return tlsNode.addTLSOptions({});
+    }
+
+    let broker: MqttDeviceBroker | undefined;
+    let client: MqttBrokerClient | undefined;
+    gateway.connection.add(node);
+    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+
+    if (mode === 'broker') {
+      const port = intField(def.port, DEFAULT_PORT, 0, 65_535);
+      const host = textField(def.host);
+      let listening = '';
+      let serverTls: (tls.TlsOptions & Record<string, unknown>) | undefined;
+      try {
+        serverTls = tlsOptions();
+      } catch (err) {
+        node.status({ fill: 'red', shape: 'ring', text: 'TLS configuration invalid' });
+        node.error(`conflux-mqtt-in: ${(err as Error).message}`);
+      }
+      if (serverTls) {
+        delete serverTls.servername;
+        const requireCert = boolField(def.requireClientCert);
+        serverTls.requestCert = requireCert;
+        serverTls.rejectUnauthorized = requireCert;
+      }
+      const observerUser = textField(credentials.observerUser);
+      const b = (broker = new MqttDeviceBroker({
+        port,
+        host: host || undefined,
+        ...(serverTls ? { tls: serverTls } : {}),
+        directory: () => gateway.directory(),
+        sessions: gateway.sessions,
+        rate: gateway.rate,
+        tokens: gateway.tokens,
+        limits: gateway.limits,
+        maxPending: maxInFlight,
+        maxPendingPerSession: Math.min(maxInFlight, 1_000),
+        ...(observerUser && credentials.observerPassword ? { observer: { username: observerUser, password: credentials.observerPassword } } : {}),
+        onReadings: deliver,
+        onRejected: (r: MqttRejection) => {
+          const who = r.device ? `device ${r.device.tenant}/${r.device.id}` : r.serial ? `"${r.serial}"` : 'a connection';
+          report(`${who}${r.remote ? ` (${r.remote})` : ''} refused (${r.reason}): ${r.detail}`, { payload: r.detail, reason: r.reason, topic: r.topic, device: r.device });
+        },
+        onSessions: () => statusSoon(),
+      }));
+      show = () => {
+        const s = b.stats();
+        node.status({
+          fill: handOff.waiting > 0 ? 'yellow' : 'green',
+          shape: s.sessions > 0 ? 'dot' : 'ring',
+          text: `${listening}${serverTls ? ' (TLS)' : ''}: ${s.sessions} device${s.sessions === 1 ? '' : 's'}, ${tail(s.accepted)}`,
+        });
+      };
+      // An invalid TLS configuration does not fall back to plain text: the node does not listen.
+      if (serverTls || !tlsNode) {
+        b.listen().then(
+          (addr) => {
+            listening = `${host || '*'}:${addr.port}`;
+            if (!closed) show();
+          },
+          (err: Error & { code?: string }) => {
+            node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? `port ${port} in use` : err.message.slice(0, 100) });
+            node.error(`conflux-mqtt-in: cannot listen on ${host || '*'}:${port}: ${err.message}`);
+          },
+        );
+      }
+    } else {
+      const url = textField(def.url);
+      let state: ClientState = 'connecting';
+      let stateDetail = '';
+      show = () => {
+        const s = client ? client.stats() : { accepted: 0 };
+        const fill = state === 'connected' ? (handOff.waiting > 0 ? 'yellow' : 'green') : state === 'connecting' || state === 'reconnecting' ? 'yellow' : 'red';
+        node.status({ fill, shape: state === 'connected' ? 'dot' : 'ring', text: `${state}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120) });
+      };
+      if (!url) {
+        node.status({ fill: 'red', shape: 'ring', text: 'no broker URL' });
+        node.error('conflux-mqtt-in: client mode needs the broker URL');
+      } else {
+        try {
+          const clientTls = tlsOptions();
+          const c = (client = new MqttBrokerClient({
+            url,
+            protocolVersion: textField(def.protocolVersion) === '4' ? 4 : 5,
+            clientId: textField(def.clientId) || `conflux-${node.id}`,
+            ...(textField(credentials.user) ? { username: textField(credentials.user) } : {}),
+            ...(credentials.password ? { password: credentials.password } : {}),
+            ...(clientTls ? { tls: clientTls as MqttBrokerClientTls } : {}),
+            topics: listField(def.topics),
+            ...(textField(def.shareGroup) ? { shareGroup: textField(def.shareGroup) } : {}),
+            qos: intField(def.qos, 1, 0, 2) as 0 | 1 | 2,
+            sessionExpirySeconds: intField(def.sessionExpiry, 86_400, 0, 4_294_967_295),
+            receiveMaximum: Math.min(65_535, maxInFlight),
+            directory: () => gateway.directory(),
+            rate: gateway.rate,
+            maxFrameBytes: gateway.limits.maxFrameBytes,
+            onReadings: deliver,
+            onRejected: (r: ClientRejection) => report(`message on ${r.topic} dropped (${r.reason}): ${r.detail}`, { payload: r.detail, reason: r.reason, topic: r.topic, device: r.device }),
+            onState: (s, detail) => {
+              state = s;
+              stateDetail = detail ?? '';
+              if (detail && s !== 'closed') node.warn(`conflux-mqtt-in: ${url}: ${detail}`);
+              statusSoon();
+            },
+          }));
+          c.start();
+          show();
+        } catch (err) {
+          node.status({ fill: 'red', shape: 'ring', text: (err as Error).message.slice(0, 100) });
+          node.error(`conflux-mqtt-in: ${(err as Error).message}`);
+        }
+      }
+    }
+
+    // ── Commands to devices ──
+    node.on('input', (input, _send, done) => {
+      const msg = input as CommandMessage;
+      let command: Command;
+      try {
+        command = commandOf(msg);
+      } catch (err) {
+        return done(err as Error);
+      }
+      const tenant = typeof msg.device?.tenant === 'string' ? msg.device.tenant : typeof msg.tenant === 'string' ? msg.tenant : 'default';
+      const serial = msg.device?.id;
+      if (typeof serial !== 'string' || serial === '') return done(new Error('msg.device.id must name the device (its serial)'));
+      if (client) {
+        client.publishCommand({ tenant, id: serial }, command).then(() => done(), (err: Error) => done(err));
+        return;
+      }
+      const session = gateway.sessions.get(tenant, serial);
+      if (!session) return done(new Error(`device ${tenant}/${serial} is not connected`));
+      session.send('command', command).then(() => done(), (err: Error) => done(err));
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      handOff.close('the node is closing');
+      Promise.all([broker?.close(), client?.close()])
+        .catch((err: Error) => node.warn(`conflux-mqtt-in: ${err.message}`))
+        .finally(() => {
+          gateway.connection.remove(node);
+          node.status({});
+          done();
+        });
+    });
+  }
+
+  RED.nodes.registerType<Node<MqttInCredentials>, MqttInDef, unknown, MqttInCredentials>('conflux-mqtt-in', MqttInNode, {
+    credentials: {
+      user: { type: 'text' },
+      password: { type: 'password' },
+      observerUser: { type: 'text' },
+      observerPassword: { type: 'password' },
+    },
+  });
+};
+
+type MqttBrokerClientTls = NonNullable<ConstructorParameters<typeof MqttBrokerClient>[0]['tls']>;

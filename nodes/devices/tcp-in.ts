@@ -1,0 +1,205 @@
+/**
+ * conflux-tcp-in: devices' persistent TCP (or TLS) sessions (docs/protocol-tcp.md). Devices log
+ * in with SCRAM-SHA-256 against the gateway's directory, send readings in length-prefixed frames,
+ * and each data frame leaves as the canonical message of the authenticated device; the server is
+ * nodes/core/protocol/tcp-server.ts.
+ *
+ * A data frame is ACKed once its message is handed to the flow (node.send). Backpressure: a
+ * message counts as in flight until every node wired to the output reports it done (Node-RED's
+ * onComplete hook), or COMPLETE_TIMEOUT_MS for a node that never does; past Max in flight, the
+ * next messages wait before being handed on, the sessions' windows fill, and the server stops
+ * reading their sockets, so TCP slows the devices down.
+ */
+import * as fs from 'node:fs';
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { frameTypeName } from '../core/protocol/frames';
+import { TcpDeviceServer, type TcpEventContext, type TcpEventError, type TcpTlsOptions } from '../core/protocol/tcp-server';
+import type { GatewayConfigNode } from '../shared/config-nodes';
+import { createHandOff } from '../shared/completion';
+import { boolField, intField, textField } from '../shared/fields';
+import { boundedReporter } from '../shared/reporter';
+
+interface TcpInDef extends NodeDef {
+  gateway?: string;
+  host?: string;
+  port?: string;
+  tls?: boolean | string;
+  certFile?: string;
+  keyFile?: string;
+  caFile?: string;
+  requireClientCert?: boolean | string;
+  maxInFlight?: string;
+}
+
+interface TcpInCredentials {
+  certData?: string;
+  keyData?: string;
+  caData?: string;
+  passphrase?: string;
+}
+
+const DEFAULT_TCP_PORT = 7100;
+/** A wired node that never calls done() releases its message's place after this long. */
+const COMPLETE_TIMEOUT_MS = 30_000;
+const STATUS_EVERY_MS = 250;
+
+/** PEM from the credential when set, else from the file; undefined when neither is set. */
+function pem(data: string | undefined, file: string, what: string): string | undefined {
+  if (data && data.trim() !== '') return data;
+  if (file === '') return undefined;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the ${what} file ${file}: ${(err as Error).message}`);
+  }
+}
+
+export = function register(RED: NodeAPI): void {
+  function TcpInNode(this: Node<TcpInCredentials>, def: TcpInDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
+    if (!gateway) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
+      node.error('conflux-tcp-in: choose a conflux-gateway');
+      return;
+    }
+    const port = intField(def.port, DEFAULT_TCP_PORT, 0, 65_535);
+    const host = textField(def.host);
+    const where = `${host || '*'}:${port}`;
+
+    let tlsOptions: TcpTlsOptions | undefined;
+    if (boolField(def.tls)) {
+      const creds = node.credentials ?? {};
+      try {
+        const cert = pem(creds.certData, textField(def.certFile), 'certificate');
+        const key = pem(creds.keyData, textField(def.keyFile), 'private key');
+        if (!cert || !key) throw new Error('TLS needs a certificate and a private key');
+        const requestCert = boolField(def.requireClientCert);
+        const ca = pem(creds.caData, textField(def.caFile), 'CA');
+        if (requestCert && !ca) throw new Error('requiring client certificates needs the CA that signs them');
+        tlsOptions = { cert, key, ca, passphrase: creds.passphrase || undefined, requestCert };
+      } catch (err) {
+        node.status({ fill: 'red', shape: 'ring', text: (err as Error).message.slice(0, 100) });
+        node.error(`conflux-tcp-in: ${(err as Error).message}`);
+        return;
+      }
+    }
+
+    // In flight until every wired node has completed it; past Max in flight the next readings
+    // wait (and the server stops reading their sockets) until one completes.
+    const handOff = createHandOff(RED, node, intField(def.maxInFlight, 10_000, 1, 1_000_000), COMPLETE_TIMEOUT_MS);
+    function onReadings(msg: object): Promise<void> | void {
+      statusSoon();
+      return handOff.deliver(msg);
+    }
+
+    // Refusals to Catch, bounded.
+    const report = boundedReporter(node, 10, 50);
+    function onError(err: TcpEventError, ctx: TcpEventContext): void {
+      statusSoon();
+      const text = `${ctx.device ? `device "${ctx.device.serial}"` : ctx.serial ? `login as "${ctx.serial}"` : 'connection'} from ${ctx.remote}: ${err.message}`;
+      switch (err.code) {
+        case 'socket':
+        case 'idle-timeout':
+        case 'auth-timeout':
+        case 'rate-limited':
+          node.debug(`conflux-tcp-in: ${text}`);
+          return;
+        case 'listener':
+          node.error(`conflux-tcp-in: ${where}: ${err.message}`);
+          return;
+      }
+      const msg: Record<string, unknown> = { reason: err.code, remote: ctx.remote };
+      if (ctx.device) msg.device = { tenant: ctx.device.tenant, id: ctx.device.serial };
+      else if (ctx.serial) msg.serial = ctx.serial;
+      if (ctx.frame) {
+        msg.payload = ctx.frame.payload;
+        msg.source = { transport: 'tcp', format: frameTypeName(ctx.frame.type), receivedAt: Date.now() };
+        msg.frame = ctx.frame.id;
+      }
+      report(`conflux-tcp-in: ${text}`, msg); // beyond its rate, still counted in the status
+    }
+
+    const server = new TcpDeviceServer({
+      tls: tlsOptions,
+      limits: gateway.limits,
+      directory: { credentials: (serial) => gateway.directory().then((d) => d.credentials(serial)) },
+      sessions: gateway.sessions,
+      rate: gateway.rate,
+      tokens: gateway.tokens,
+      onReadings,
+      onError,
+      onDeviceMessage: (event) => {
+        // Command results and device requests go to whichever node of this gateway handles them.
+        if (gateway.listenerCount('device-message') === 0) {
+          throw new Error(`no node on this gateway handles ${event.kind === 'request' ? 'device requests' : 'command results'}`);
+        }
+        gateway.emit('device-message', { ...event, transport: 'tcp' });
+      },
+    });
+
+    let listening = '';
+    let statusTimer: NodeJS.Timeout | undefined;
+    let closed = false;
+    let shown = '';
+    function showStatus(): void {
+      if (closed || !listening) return;
+      const s = server.stats();
+      const refused = s.refused + s.authFailures;
+      let text: string;
+      if (s.sessions === 0 && s.accepted === 0 && refused === 0) text = `listening on ${listening}${tlsOptions ? ' (TLS)' : ''}`;
+      else {
+        const parts = [`${s.sessions} session${s.sessions === 1 ? '' : 's'}`];
+        if (s.accepted > 0) parts.push(`${s.accepted} accepted`);
+        if (refused > 0) parts.push(`${refused} refused`);
+        text = parts.join(', ');
+      }
+      if (text === shown) return;
+      shown = text;
+      node.status({ fill: 'green', shape: s.sessions > 0 ? 'dot' : 'ring', text });
+    }
+    function statusSoon(): void {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        showStatus();
+      }, STATUS_EVERY_MS);
+    }
+    // Sessions come and go without a frame: look now and then.
+    const poll = setInterval(showStatus, 2_000);
+    poll.unref();
+
+    gateway.connection.add(node);
+    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+    server.listen(port, host).then(
+      (addr) => {
+        listening = `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
+        showStatus();
+      },
+      (err: Error & { code?: string }) => {
+        if (closed) return;
+        node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? `port ${port} in use` : err.message.slice(0, 100) });
+        node.error(`conflux-tcp-in: cannot listen on ${where}: ${err.message}`);
+      },
+    );
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      clearInterval(poll);
+      if (statusTimer) clearTimeout(statusTimer);
+      handOff.close('the listener is stopping'); // what waits is not ACKed: the device sends it again
+      server
+        .close('the listener is stopping')
+        .catch((err: Error) => node.warn(`conflux-tcp-in: closing: ${err.message}`))
+        .finally(() => {
+          gateway.connection.remove(node);
+          node.status({});
+          done();
+        });
+    });
+  }
+
+  RED.nodes.registerType<Node<TcpInCredentials>, TcpInDef, unknown, TcpInCredentials>('conflux-tcp-in', TcpInNode, {
+    credentials: { certData: { type: 'text' }, keyData: { type: 'password' }, caData: { type: 'text' }, passphrase: { type: 'password' } },
+  });
+};

@@ -1,0 +1,122 @@
+/**
+ * conflux-udp-in: UDP telemetry from devices (docs/protocol-udp.md). Each datagram carries a
+ * device's serial, a single-use token the device got over an authenticated session, and a
+ * payload; what passes (nodes/core/protocol/udp-server.ts) leaves as the canonical message of
+ * the token's device. Dropped datagrams are counted by reason in the status and reported to a
+ * Catch node (at most a few per second: a flood of forged datagrams must not flood the flow).
+ *
+ * Backpressure: a reading counts as in flight from node.send until every node wired to the
+ * output reports it done (Node-RED's onComplete hook), or COMPLETE_TIMEOUT_MS for a node that
+ * never does; beyond Max in flight datagrams are dropped as 'busy'.
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { DROP_REASONS, UdpServer, type UdpDropReason, type UdpRemote } from '../core/protocol/udp-server';
+import type { GatewayConfigNode } from '../shared/config-nodes';
+import { trackCompletion } from '../shared/completion';
+import { intField, textField } from '../shared/fields';
+import { boundedReporter } from '../shared/reporter';
+
+interface UdpInDef extends NodeDef {
+  gateway?: string;
+  port?: string;
+  host?: string;
+  maxInFlight?: string;
+}
+
+const DEFAULT_UDP_PORT = 41234;
+/** A wired node that never calls done() releases its reading's place after this long. */
+const COMPLETE_TIMEOUT_MS = 30_000;
+const STATUS_EVERY_MS = 250;
+
+const LABEL: Record<UdpDropReason, string> = {
+  oversized: 'oversized',
+  malformed: 'malformed',
+  replayed: 'replayed',
+  unknown: 'unknown token',
+  foreign: 'foreign',
+  expired: 'expired',
+  'rate-limited': 'rate-limited',
+  busy: 'busy',
+  undecodable: 'undecodable',
+};
+
+export = function register(RED: NodeAPI): void {
+  function UdpInNode(this: Node, def: UdpInDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
+    if (!gateway) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
+      node.error('conflux-udp-in: choose a conflux-gateway');
+      return;
+    }
+    const port = intField(def.port, DEFAULT_UDP_PORT, 0, 65_535);
+    const host = textField(def.host);
+
+    // In-flight readings, released when every wired node has completed them.
+    const completion = trackCompletion(RED, node, COMPLETE_TIMEOUT_MS);
+
+    const reportToCatch = boundedReporter(node);
+    function report(reason: UdpDropReason, remote: UdpRemote, detail: string): void {
+      reportToCatch(`datagram from ${remote.address}:${remote.port} dropped (${reason}): ${detail}`, { payload: detail, reason, remote });
+    }
+
+    let listening = '';
+    let statusTimer: NodeJS.Timeout | undefined;
+    function showStatus(): void {
+      const { accepted, dropped } = server.stats();
+      const drops = DROP_REASONS.filter((r) => dropped[r] > 0).map((r) => `${dropped[r]} ${LABEL[r]}`);
+      if (accepted === 0 && drops.length === 0) node.status({ fill: 'green', shape: 'ring', text: `listening on ${listening}` });
+      else node.status({ fill: 'green', shape: 'dot', text: [`${accepted} accepted`, ...drops].join(', ') });
+    }
+    function statusSoon(): void {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        showStatus();
+      }, STATUS_EVERY_MS);
+    }
+
+    const server = new UdpServer({
+      port,
+      host: host || undefined,
+      limits: gateway.limits,
+      tokens: gateway.tokens,
+      rate: gateway.rate,
+      maxInFlight: intField(def.maxInFlight, 10_000, 1, 1_000_000),
+      onReadings: (msg) => {
+        statusSoon();
+        return completion.send(msg);
+      },
+      onRejected: (reason, remote, detail) => {
+        statusSoon();
+        report(reason, remote, detail);
+      },
+      onError: (err) => node.error(`conflux-udp-in: socket error: ${err.message}`),
+    });
+
+    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+    let closed = false;
+    server.listen().then(
+      (addr) => {
+        listening = `${addr.address}:${addr.port}`;
+        if (!closed) showStatus();
+      },
+      (err: Error & { code?: string }) => {
+        const where = `${host || '*'}:${port}`;
+        node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? `port ${port} in use` : err.message.slice(0, 100) });
+        node.error(`conflux-udp-in: cannot listen on ${where}: ${err.message}`);
+      },
+    );
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      completion.close();
+      server.close().finally(() => {
+        node.status({});
+        done();
+      });
+    });
+  }
+  RED.nodes.registerType('conflux-udp-in', UdpInNode);
+};
