@@ -4,13 +4,15 @@
  * listener naming it applies. Each device authenticates with its own keys (device_keys).
  */
 import type { NodeAPI, NodeDef } from 'node-red';
+import { CommandRouter } from '../core/devices/commands';
 import { createDeviceDirectory, type DeviceDirectory } from '../core/devices/directory';
 import { provisionDemoDevice } from '../core/devices/provision';
 import { RateLimiter } from '../core/devices/rate-limit';
+import { RequestForwarder } from '../core/devices/requests';
 import { SessionRegistry } from '../core/devices/sessions';
 import { UdpTokens } from '../core/devices/udp-tokens';
-import type { GatewayConfigNode, GatewayLimits, PostgresConfigNode } from '../shared/config-nodes';
-import { boolField, intField } from '../shared/fields';
+import type { GatewayConfigNode, GatewayDeviceMessage, GatewayLimits, PostgresConfigNode } from '../shared/config-nodes';
+import { boolField, intField, textField } from '../shared/fields';
 import { StatusFanout } from '../shared/status-fanout';
 
 interface GatewayDef extends NodeDef {
@@ -22,10 +24,22 @@ interface GatewayDef extends NodeDef {
   udpTokenTtl?: string;
   /** Create demo-0001 with a random key (logged once) when the database holds no device. */
   demoDevice?: boolean | string;
+  /** The central system's webhook URL for devices' requests (${VAR} allowed). */
+  centralUrl?: string;
+  /** Seconds to wait for the central system. */
+  centralTimeout?: string;
+  /** Allow a loopback or private central system address. */
+  allowPrivateCentral?: boolean | string;
+  /** Commands waiting per offline device, at most. */
+  maxQueuedCommands?: string;
+}
+
+interface GatewayCredentials {
+  centralApiKey?: string;
 }
 
 export = function register(RED: NodeAPI): void {
-  function GatewayNode(this: GatewayConfigNode, def: GatewayDef) {
+  function GatewayNode(this: GatewayConfigNode & { credentials?: GatewayCredentials }, def: GatewayDef) {
     RED.nodes.createNode(this, def);
     const node = this;
     const limits: GatewayLimits = {
@@ -38,14 +52,41 @@ export = function register(RED: NodeAPI): void {
     const database = def.database ? (RED.nodes.getNode(def.database) as PostgresConfigNode | null) : null;
     const connection = new StatusFanout();
     let directory: Promise<DeviceDirectory> | undefined;
+    const sessions = new SessionRegistry(limits.maxSessions);
+    const central = {
+      url: textField(def.centralUrl),
+      apiKey: node.credentials?.centralApiKey || undefined,
+      timeoutMs: intField(def.centralTimeout, 10, 1, 3_600) * 1000,
+      allowPrivate: boolField(def.allowPrivateCentral),
+      maxReplyBytes: limits.maxFrameBytes,
+    };
+    const commands = new CommandRouter({
+      sessions,
+      sql: () => (database ? database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database'))),
+      lookup: (serial) => node.directory().then((d) => d.credentials(serial)).then((c) => c?.device),
+      maxQueuedPerDevice: intField(def.maxQueuedCommands, 100, 1, 100_000),
+    });
+    const requests = new RequestForwarder(() => central);
     Object.assign(node, {
       database,
       limits,
       connection,
-      sessions: new SessionRegistry(limits.maxSessions),
+      sessions,
       rate: new RateLimiter(limits.ratePerTenant),
       tokens: new UdpTokens(limits.udpTokenTtlMs),
+      commands,
+      requests,
     });
+    node.deviceMessage = async (event: GatewayDeviceMessage) => {
+      if (event.kind === 'command-result') {
+        if (!commands.result(event.device, event.body)) {
+          throw new Error(`no command with id "${event.body.id}" waits for an answer from this device (answered too late?)`);
+        }
+      } else {
+        await requests.forward(event.device, event.body, (answer) => event.session.send('response', answer));
+      }
+      if (node.listenerCount('device-message') > 0) node.emit('device-message', event);
+    };
     node.directory = () => {
       if (!database) return Promise.reject(new Error('the gateway names no conflux-postgres database'));
       directory ??= database.sql().then(async (sql) => {
@@ -64,11 +105,13 @@ export = function register(RED: NodeAPI): void {
     sweep.unref();
     node.on('close', (_removed: boolean, done: () => void) => {
       clearInterval(sweep);
+      commands.close();
+      requests.close();
       connection
         .drained()
         .then(() => node.sessions.closeAll('the gateway is stopping'))
         .finally(done);
     });
   }
-  RED.nodes.registerType('conflux-gateway', GatewayNode);
+  RED.nodes.registerType('conflux-gateway', GatewayNode, { credentials: { centralApiKey: { type: 'password' } } } as never);
 };

@@ -97,6 +97,9 @@ export = function register(RED: NodeAPI): void {
     /** Hands a reading to the flow once it has room; the listener acknowledges when this resolves. */
     function deliver(msg: DeviceReading): Promise<void> | void {
       if (closed) return Promise.reject(new Error('the node is closing'));
+      // Results on cmdexe answer the commands of a conflux-command node (matched by name); they
+      // also leave on the output as msg.commandResults, as before.
+      if (msg.commandResults && msg.device) gateway!.commands.resultsByName({ tenant: msg.device.tenant, serial: msg.device.id }, msg.commandResults);
       statusSoon();
       return handOff.deliver(msg);
     }
@@ -171,6 +174,7 @@ export = function register(RED: NodeAPI): void {
           report(`${who}${r.remote ? ` (${r.remote})` : ''} refused (${r.reason}): ${r.detail}`, { payload: r.detail, reason: r.reason, topic: r.topic, device: r.device });
         },
         onSessions: () => statusSoon(),
+        onCommandTopic: (session) => void gateway.commands.flush(session),
       }));
       show = () => {
         const s = b.stats();

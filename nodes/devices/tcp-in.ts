@@ -130,13 +130,9 @@ export = function register(RED: NodeAPI): void {
       tokens: gateway.tokens,
       onReadings,
       onError,
-      onDeviceMessage: (event) => {
-        // Command results and device requests go to whichever node of this gateway handles them.
-        if (gateway.listenerCount('device-message') === 0) {
-          throw new Error(`no node on this gateway handles ${event.kind === 'request' ? 'device requests' : 'command results'}`);
-        }
-        gateway.emit('device-message', { ...event, transport: 'tcp' });
-      },
+      // Command results go to the gateway's command router (conflux-command), requests to the
+      // central system (the gateway's Central URL); a rejection reaches the device as an ERROR.
+      onDeviceMessage: (event) => gateway.deviceMessage({ ...event, transport: 'tcp' }),
     });
 
     let listening = '';

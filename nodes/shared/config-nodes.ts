@@ -3,9 +3,11 @@ import type { Client } from '@elastic/elasticsearch';
 import type { Node } from 'node-red';
 import type { CopyFrom } from '../core/db/copy';
 import type { SqlClient } from '../core/db/sql';
-import type { DeviceDirectory } from '../core/devices/directory';
+import type { CommandRouter } from '../core/devices/commands';
+import type { DeviceDirectory, DeviceIdentity } from '../core/devices/directory';
+import type { RequestForwarder } from '../core/devices/requests';
 import type { RateLimiter } from '../core/devices/rate-limit';
-import type { SessionRegistry } from '../core/devices/sessions';
+import type { Session, SessionRegistry } from '../core/devices/sessions';
 import type { UdpTokens } from '../core/devices/udp-tokens';
 import type { ShortTermStore } from '../core/stores/types';
 import type { StatusFanout } from './status-fanout';
@@ -72,4 +74,23 @@ export interface GatewayConfigNode extends Node {
   readonly rate: RateLimiter;
   readonly tokens: UdpTokens;
   readonly connection: StatusFanout;
+  /** Commands to devices (central → device): live, or queued for offline devices. */
+  readonly commands: CommandRouter;
+  /** Devices' requests forwarded to the central system (device → central). */
+  readonly requests: RequestForwarder;
+  /**
+   * A command result or a request from a device's session, from any listener: resolves once
+   * handled; rejects with the reason the device should get (no command waits for that id, no
+   * central system configured…).
+   */
+  deviceMessage(event: GatewayDeviceMessage): Promise<void>;
+}
+
+/** A COMMAND_RESULT or REQUEST (TCP) as the gateway routes it. */
+export interface GatewayDeviceMessage {
+  kind: 'command-result' | 'request';
+  device: DeviceIdentity;
+  body: Record<string, unknown> & { id: string };
+  session: Session;
+  transport: string;
 }

@@ -7,7 +7,7 @@ import { freshDatabase } from '../support/servers';
 import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
 
 const TABLES = [
-  'api_keys', 'applications', 'channels', 'config', 'consumers', 'dead_letters', 'device_keys', 'devices',
+  'api_keys', 'applications', 'channels', 'config', 'consumers', 'dead_letters', 'device_commands', 'device_keys', 'devices',
   'ftp_targets', 'inbox', 'outbox', 'readings', 'rollups', 'schema_migrations', 'sensors', 'tenants',
   'user_applications', 'users', 'webhook_subscriptions',
 ];

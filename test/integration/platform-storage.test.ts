@@ -24,7 +24,8 @@ const byName = (name: string) => {
   return node.id;
 };
 /** The injects whose samples reach a converter (not the query injects). */
-const samples = flow.filter((n) => n.type === 'inject' && flow.find((m) => m.id === n.wires?.[0]?.[0])?.type.startsWith('conflux-') && !/latest|time series|rollups/.test(n.name ?? ''));
+const CONVERTER = /^conflux-(senml|sen1|ultralight|eapi|map)$/;
+const samples = flow.filter((n) => n.type === 'inject' && CONVERTER.test(flow.find((m) => m.id === n.wires?.[0]?.[0])?.type ?? ''));
 const RFC_NAME = 'urn:dev:ow:10e2073a01080063';
 
 async function eventually<T>(fn: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
@@ -48,7 +49,7 @@ describe('acceptance: the default flow stores every decoded reading', function (
   it('has five sample injects wired to converters, and the converters to the storage chain', () => {
     assert.equal(samples.length, 5);
     const shortTerm = flow.find((n) => n.type === 'conflux-short-term')!;
-    for (const conv of flow.filter((n) => /^conflux-(senml|sen1|ultralight|eapi|map)$/.test(n.type))) {
+    for (const conv of flow.filter((n) => CONVERTER.test(n.type))) {
       assert.ok(conv.wires![0].includes(shortTerm.id), `${conv.type} is wired to the cache`);
     }
   });

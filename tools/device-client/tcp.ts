@@ -61,6 +61,8 @@ export interface TcpClientOptions {
   answerPings?: boolean;
   /** Largest frame accepted from the server; default 16 MiB. */
   maxFrameBytes?: number;
+  /** Handles commands from the moment of login (commands queued while offline come at once); see onCommand(). */
+  onCommand?: CommandHandler;
 }
 
 /** A refusal from the server: an ERROR frame answering one of our frames, or a failed login. */
@@ -126,6 +128,8 @@ export class TcpDeviceClient extends EventEmitter {
   private readonly pending = new Map<number, Pending>();
   private readonly requests = new Map<string, { resolve(body: Record<string, unknown>): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
   private readonly pings: Array<() => void> = [];
+  /** Frame number of each REQUEST still unanswered → its id: an ERROR naming the frame refuses the request. */
+  private readonly requestFrames = new Map<number, string>();
   private commandHandler: CommandHandler | undefined;
   private ended = false;
 
@@ -136,6 +140,7 @@ export class TcpDeviceClient extends EventEmitter {
   ) {
     super();
     this.serial = options.serial;
+    this.commandHandler = options.onCommand;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.once('close', () => this.onClose());
   }
@@ -182,12 +187,16 @@ export class TcpDeviceClient extends EventEmitter {
     this.commandHandler = handler;
   }
 
-  /** A request for the central system (REQUEST frame); resolves with the RESPONSE carrying the same id. */
+  /**
+   * A request for the central system (REQUEST frame); resolves with the RESPONSE carrying the
+   * same id ({id, result} or {id, error}), rejects with DeviceRefusedError when Conflux refuses it.
+   */
   request(body: Record<string, unknown>, timeoutMs = this.options.timeoutMs ?? 10_000): Promise<Record<string, unknown>> {
     const id = typeof body.id === 'string' && body.id !== '' ? body.id : randomBytes(8).toString('hex');
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.requests.delete(id);
+        for (const [frame, r] of this.requestFrames) if (r === id) this.requestFrames.delete(frame);
         reject(new Error(`no response to request ${id} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.requests.set(id, { resolve, reject, timer });
@@ -196,7 +205,7 @@ export class TcpDeviceClient extends EventEmitter {
         clearTimeout(timer);
         this.requests.delete(id);
         reject(new Error(this.closeReason ?? 'the connection is closed'));
-      }
+      } else this.requestFrames.set(sent, id);
     });
   }
 
@@ -277,6 +286,15 @@ export class TcpDeviceClient extends EventEmitter {
         if (id === 0) {
           this.closeReason = reason;
           this.emit('server-error', reason);
+        } else if (this.requestFrames.has(id)) {
+          const requestId = this.requestFrames.get(id)!;
+          this.requestFrames.delete(id);
+          const waiting = this.requests.get(requestId);
+          if (waiting) {
+            this.requests.delete(requestId);
+            clearTimeout(waiting.timer);
+            waiting.reject(new DeviceRefusedError(reason, id));
+          }
         } else this.settle(id, { error: new DeviceRefusedError(reason, id) });
         return;
       }
@@ -308,6 +326,7 @@ export class TcpDeviceClient extends EventEmitter {
         const waiting = this.requests.get(String(body?.id));
         if (waiting) {
           this.requests.delete(String(body.id));
+          for (const [n, r] of this.requestFrames) if (r === String(body.id)) this.requestFrames.delete(n);
           clearTimeout(waiting.timer);
           waiting.resolve(body);
         }

@@ -21,8 +21,11 @@ export class SessionLimitError extends Error {
 
 const key = (tenant: string, serial: string) => `${tenant}\u0000${serial}`;
 
+export type SessionListener = (session: Session) => void;
+
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
+  private readonly addedListeners = new Set<SessionListener>();
 
   constructor(private readonly maxSessions: number) {}
 
@@ -37,6 +40,22 @@ export class SessionRegistry {
     if (!previous && this.sessions.size >= this.maxSessions) throw new SessionLimitError(`session limit reached (${this.maxSessions})`);
     this.sessions.set(k, session);
     if (previous && previous !== session) previous.close('replaced by a newer session of this device');
+    for (const listener of [...this.addedListeners]) {
+      try {
+        listener(session);
+      } catch {
+        // a listener's failure is its own; the session stands
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` with every session added from now on (after it is registered): how queued
+   * commands learn that their device is back. Returns the function that stops it.
+   */
+  onAdded(listener: SessionListener): () => void {
+    this.addedListeners.add(listener);
+    return () => this.addedListeners.delete(listener);
   }
 
   /** Removes the session if it is still the device's current one. */

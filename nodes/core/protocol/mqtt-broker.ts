@@ -129,6 +129,8 @@ export interface MqttBrokerOptions {
   onRejected?(rejection: MqttRejection): void;
   /** The number of connected devices changed. */
   onSessions?(count: number): void;
+  /** A device's session subscribed to its cmd topic: commands can reach it now (queued ones go out). */
+  onCommandTopic?(session: Session): void;
   now?: () => number;
 }
 
@@ -536,6 +538,15 @@ export class MqttDeviceBroker {
     });
     this.aedes.on('clientReady', (client) => this.clientReady(client));
     this.aedes.on('clientDisconnect', (client) => this.clientGone(client));
+    this.aedes.on('subscribe', (subscriptions, client) => {
+      const state = client ? this.states.get(client) : undefined;
+      if (!state?.session || !subscriptions.some((s) => state.cmdTopics.has(s.topic))) return;
+      try {
+        this.options.onCommandTopic?.(state.session);
+      } catch {
+        // the listener's own failure
+      }
+    });
     this.aedes.on('unsubscribe', (topics, client) => {
       const state = this.states.get(client);
       if (state) for (const t of topics) state.cmdTopics.delete(t);

@@ -1,0 +1,281 @@
+/**
+ * conflux-command: a command from the central system to a device (docs/protocol.md, "Commands"),
+ * over the gateway's CommandRouter (nodes/core/devices/commands.ts): sent to the device's live
+ * TCP or MQTT session and answered with the same correlation id, or queued (bounded, persisted,
+ * with an expiry) while the device is offline and sent when it connects again.
+ *
+ * From a flow: an input message names the device and the command; the device's answer leaves on
+ * the output (msg.payload); a timeout, a refusal, a full queue or an expiry goes to done(err) for
+ * a Catch node, with msg.reason and msg.commandId.
+ *
+ * Over HTTP (optional Path): POST <path>/:serial/commands with a tenant API key (X-API-Key) and
+ * {name, params, timeoutMs?}; the request is held until the answer (200 {id, result}) or the
+ * timeout (504); 202 {id, status: 'queued', expiresAt} when the device is offline and the command
+ * was queued; 404 unknown device; 400 bad body; 401 no or wrong key. Errors as problem+json.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { CommandError, type CommandSpec } from '../core/devices/commands';
+import { readBody } from '../core/protocol/http-ingest';
+import { jsonResponse, problem, type HttpResponse, type ProblemSlug } from '../core/protocol/problem';
+import { authenticateApiKey } from '../core/stores/business';
+import type { GatewayConfigNode } from '../shared/config-nodes';
+import { boolField, intField, textField } from '../shared/fields';
+
+interface CommandDef extends NodeDef {
+  gateway?: string;
+  /** Seconds to wait for the device's answer. */
+  timeout?: string;
+  /** Queue commands for an offline device. */
+  queue?: boolean | string;
+  /** Seconds a queued command waits for its device. */
+  expiry?: string;
+  /** Optional HTTP path for the central system: POST <path>/:serial/commands. */
+  path?: string;
+}
+
+type CommandMessage = NodeMessage & {
+  command?: unknown;
+  device?: { tenant?: unknown; id?: unknown };
+  tenant?: unknown;
+  serial?: unknown;
+  timeout?: unknown;
+  reason?: string;
+  commandId?: string;
+};
+
+interface Route {
+  post(handler: (req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse) => void): Route;
+}
+interface ExpressApp {
+  route(path: string): Route;
+  _router?: { stack: Array<{ route?: unknown }> };
+  router?: { stack: Array<{ route?: unknown }> };
+}
+
+/** The longest a caller may ask to wait, HTTP or flow. */
+const MAX_TIMEOUT_MS = 600_000;
+/** An API key with scopes needs one of these to command devices (none: any). */
+const COMMAND_SCOPES = ['commands', 'devices:write', 'write', '*'];
+const PATH = /^(\/[A-Za-z0-9._~-]+)+$/;
+
+/** The command of a message: msg.command {name, params}, or msg.command the name and msg.payload its parameters. */
+function commandOf(msg: CommandMessage): CommandSpec {
+  const c = msg.command;
+  if (typeof c === 'string' && c !== '') return { name: c, params: msg.payload };
+  if (c !== null && typeof c === 'object' && typeof (c as CommandSpec).name === 'string' && (c as CommandSpec).name !== '') {
+    return { name: (c as CommandSpec).name, params: (c as CommandSpec).params };
+  }
+  throw new CommandError('invalid', 'msg.command must be a command name, or {name, params}');
+}
+
+/** The device of a message: msg.device {tenant, id}, or msg.tenant and msg.serial; tenant 'default' when none. */
+function deviceOf(msg: CommandMessage): { tenant: string; serial: string } {
+  const serial = msg.device?.id ?? msg.serial;
+  if (typeof serial !== 'string' || serial === '') throw new CommandError('invalid', 'msg.device.id (or msg.serial) must name the device by its serial');
+  const tenant = msg.device?.tenant ?? msg.tenant ?? 'default';
+  if (typeof tenant !== 'string' || tenant === '') throw new CommandError('invalid', 'msg.device.tenant (or msg.tenant) must be a tenant id');
+  return { tenant, serial };
+}
+
+const SLUGS: Record<string, ProblemSlug> = {
+  timeout: 'command-timeout',
+  refused: 'command-refused',
+  'queue-full': 'command-queue-full',
+  expired: 'command-timeout',
+  offline: 'device-offline',
+  'unknown-device': 'unknown-device',
+  invalid: 'invalid-request',
+  closed: 'unavailable',
+};
+
+function reply(res: ServerResponse, response: HttpResponse): void {
+  if (res.headersSent || res.writableEnded) return;
+  res.writeHead(response.status, response.headers);
+  res.end(response.body);
+}
+
+export = function register(RED: NodeAPI): void {
+  function CommandNode(this: Node, def: CommandDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
+    if (!gateway) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
+      node.on('input', (_msg, _send, done) => done(new Error('conflux-command: choose a conflux-gateway')));
+      node.error('conflux-command: choose a conflux-gateway');
+      return;
+    }
+    const router = gateway.commands;
+    const timeoutMs = intField(def.timeout, 30, 1, MAX_TIMEOUT_MS / 1000) * 1000;
+    const queueIfOffline = boolField(def.queue, true);
+    const expiresInMs = intField(def.expiry, 86_400, 1, 30 * 86_400) * 1000;
+    const mine = new Set<string>();
+    let answered = 0;
+    let failed = 0;
+    let closed = false;
+
+    let statusTimer: NodeJS.Timeout | undefined;
+    function statusSoon(): void {
+      if (closed) return;
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        if (closed) return;
+        const parts = [`${mine.size} waiting`, `${answered} answered`];
+        if (failed > 0) parts.push(`${failed} failed`);
+        node.status({ fill: failed > 0 ? 'yellow' : 'green', shape: mine.size > 0 ? 'dot' : 'ring', text: parts.join(', ') });
+      }, 250);
+    }
+
+    node.on('input', (input, send, done) => {
+      const msg = input as CommandMessage;
+      let command: CommandSpec;
+      let target: { tenant: string; serial: string };
+      let wait = timeoutMs;
+      try {
+        command = commandOf(msg);
+        target = deviceOf(msg);
+        if (msg.timeout !== undefined) {
+          const t = Number(msg.timeout);
+          if (!Number.isFinite(t) || t <= 0) throw new CommandError('invalid', 'msg.timeout must be a positive number of milliseconds');
+          wait = Math.min(MAX_TIMEOUT_MS, Math.round(t));
+        }
+      } catch (err) {
+        msg.reason = (err as CommandError).code ?? 'invalid';
+        return done(err as Error);
+      }
+      const fail = (err: Error) => {
+        if (closed) return done();
+        failed++;
+        statusSoon();
+        msg.reason = err instanceof CommandError ? err.code : 'refused';
+        done(new Error(`conflux-command: ${err.message}`));
+      };
+      router.send(target.tenant, target.serial, command, { timeoutMs: wait, queueIfOffline, expiresInMs }).then((ticket) => {
+        msg.commandId = ticket.id;
+        mine.add(ticket.id);
+        statusSoon();
+        ticket.answer.then(
+          (result) => {
+            mine.delete(ticket.id);
+            if (closed) return done();
+            answered++;
+            statusSoon();
+            send({ ...msg, payload: result, command: { id: ticket.id, ...command }, device: { tenant: target.tenant, id: target.serial } } as NodeMessage);
+            done();
+          },
+          (err: Error) => {
+            mine.delete(ticket.id);
+            fail(err);
+          },
+        );
+      }, fail);
+    });
+
+    // ── The HTTP endpoint for the central system ──
+    const app = RED.httpNode as unknown as ExpressApp | undefined;
+    const routes: unknown[] = [];
+    const held = new Set<string>();
+    let base = textField(def.path);
+    if (base !== '') {
+      if (!base.startsWith('/')) base = `/${base}`;
+      base = base.replace(/\/+$/, '');
+      if (!PATH.test(base)) {
+        node.error(`conflux-command: "${def.path}" is not a plain path like /api/devices`);
+        base = '';
+      } else if (!app || (RED.settings as { httpNodeRoot?: unknown }).httpNodeRoot === false) {
+        node.warn('conflux-command: httpNodeRoot is false in the settings: no HTTP endpoint can be served');
+        base = '';
+      }
+    }
+
+    async function serve(req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse): Promise<HttpResponse> {
+      if (closed) return problem('unavailable', 'the endpoint is stopping', { retryAfter: 5 }, { 'retry-after': '5' });
+      const key = req.headers['x-api-key'];
+      if (typeof key !== 'string' || key === '') return problem('unauthorized', 'send the tenant API key in X-API-Key', {}, { 'www-authenticate': 'ApiKey header="X-API-Key"' });
+      const sql = await gateway!.database.sql();
+      const identity = await authenticateApiKey(sql, key);
+      if (!identity) return problem('unauthorized', 'the API key is unknown, revoked or expired', {}, { 'www-authenticate': 'ApiKey header="X-API-Key"' });
+      if (identity.scopes.length > 0 && !identity.scopes.some((s) => COMMAND_SCOPES.includes(s))) {
+        return problem('forbidden', `the API key's scopes (${identity.scopes.join(', ')}) include none of ${COMMAND_SCOPES.join(', ')}`);
+      }
+      const serial = req.params?.serial ?? '';
+      let body: unknown;
+      if (req.readableEnded) body = typeof req.body === 'string' || Buffer.isBuffer(req.body) ? JSON.parse(String(req.body)) : req.body;
+      else {
+        const read = await readBody(req, req.headers, gateway!.limits.maxFrameBytes, gateway!.limits.idleTimeoutMs);
+        if (!read.ok) return read.response;
+        try {
+          body = JSON.parse(read.body.toString('utf8'));
+        } catch (err) {
+          return problem('invalid-body', `the body is not JSON: ${(err as Error).message}`);
+        }
+      }
+      const b = body as { name?: unknown; params?: unknown; timeoutMs?: unknown } | null;
+      if (b === null || typeof b !== 'object' || Array.isArray(b) || typeof b.name !== 'string' || b.name === '') {
+        return problem('invalid-request', 'the body is a JSON object {name, params, timeoutMs?} with the command name');
+      }
+      let wait = timeoutMs;
+      if (b.timeoutMs !== undefined) {
+        if (typeof b.timeoutMs !== 'number' || !Number.isFinite(b.timeoutMs) || b.timeoutMs <= 0) return problem('invalid-request', 'timeoutMs must be a positive number');
+        wait = Math.min(MAX_TIMEOUT_MS, Math.round(b.timeoutMs));
+      }
+      try {
+        const ticket = await router.send(identity.tenant, serial, { name: b.name, params: b.params }, { timeoutMs: wait, queueIfOffline, expiresInMs });
+        if (ticket.queued) {
+          router.abandon(ticket.id); // no one holds an HTTP request for it; the store records its outcome
+          return jsonResponse(202, { id: ticket.id, status: 'queued', expiresAt: new Date(ticket.expiresAt!).toISOString() });
+        }
+        held.add(ticket.id);
+        // The caller hung up: stop waiting (the device's answer, if any, is then refused).
+        res.once('close', () => {
+          if (!res.writableEnded) router.abandon(ticket.id);
+        });
+        try {
+          const result = await ticket.answer;
+          answered++;
+          return jsonResponse(200, { id: ticket.id, result });
+        } finally {
+          held.delete(ticket.id);
+        }
+      } catch (err) {
+        if (!(err instanceof CommandError)) throw err;
+        if (err.code !== 'unknown-device' && err.code !== 'invalid') failed++;
+        return problem(SLUGS[err.code] ?? 'internal-error', err.message, { commandId: err.commandId });
+      }
+    }
+
+    if (base !== '' && app) {
+      const route = app.route(`${base}/:serial/commands`);
+      route.post((req, res) => {
+        serve(req, res).then(
+          (response) => {
+            statusSoon();
+            reply(res, response);
+          },
+          (err: Error) => {
+            node.error(`conflux-command: ${err.message}`);
+            reply(res, problem('internal-error', 'the request could not be handled; the operator has the details'));
+          },
+        );
+      });
+      routes.push(route);
+    }
+
+    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : 'ready' });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      for (const id of [...mine, ...held]) router.abandon(id, 'the command node is stopping');
+      mine.clear();
+      if (app) {
+        const stack = (app._router ?? app.router)?.stack ?? [];
+        for (let i = stack.length - 1; i >= 0; i--) if (stack[i].route !== undefined && routes.includes(stack[i].route)) stack.splice(i, 1);
+      }
+      node.status({});
+      done();
+    });
+  }
+  RED.nodes.registerType('conflux-command', CommandNode);
+};
