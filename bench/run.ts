@@ -2,6 +2,7 @@
 const suites: Record<string, () => Promise<boolean>> = {
   codecs: async () => (await import('./codecs')).run(),
   storage: async () => (await import('./storage')).run(),
+  devices: async () => (await import('./devices')).run(),
 };
 
 async function main(): Promise<void> {
