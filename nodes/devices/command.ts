@@ -13,14 +13,15 @@
  * timeout (504); 202 {id, status: 'queued', expiresAt} when the device is offline and the command
  * was queued; 404 unknown device; 400 bad body; 401 no or wrong key. Errors as problem+json.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { CommandError, type CommandSpec } from '../core/devices/commands';
+import { CommandError, commandFromMessage, deviceFromMessage, type CommandSpec } from '../core/devices/commands';
 import { readBody } from '../core/protocol/http-ingest';
 import { jsonResponse, problem, type HttpResponse, type ProblemSlug } from '../core/protocol/problem';
 import { authenticateApiKey } from '../core/stores/business';
 import type { GatewayConfigNode } from '../shared/config-nodes';
-import { boolField, intField, textField } from '../shared/fields';
+import { boolField, intField } from '../shared/fields';
+import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
 
 interface CommandDef extends NodeDef {
   gateway?: string;
@@ -44,39 +45,10 @@ type CommandMessage = NodeMessage & {
   commandId?: string;
 };
 
-interface Route {
-  post(handler: (req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse) => void): Route;
-}
-interface ExpressApp {
-  route(path: string): Route;
-  _router?: { stack: Array<{ route?: unknown }> };
-  router?: { stack: Array<{ route?: unknown }> };
-}
-
 /** The longest a caller may ask to wait, HTTP or flow. */
 const MAX_TIMEOUT_MS = 600_000;
 /** An API key with scopes needs one of these to command devices (none: any). */
 const COMMAND_SCOPES = ['commands', 'devices:write', 'write', '*'];
-const PATH = /^(\/[A-Za-z0-9._~-]+)+$/;
-
-/** The command of a message: msg.command {name, params}, or msg.command the name and msg.payload its parameters. */
-function commandOf(msg: CommandMessage): CommandSpec {
-  const c = msg.command;
-  if (typeof c === 'string' && c !== '') return { name: c, params: msg.payload };
-  if (c !== null && typeof c === 'object' && typeof (c as CommandSpec).name === 'string' && (c as CommandSpec).name !== '') {
-    return { name: (c as CommandSpec).name, params: (c as CommandSpec).params };
-  }
-  throw new CommandError('invalid', 'msg.command must be a command name, or {name, params}');
-}
-
-/** The device of a message: msg.device {tenant, id}, or msg.tenant and msg.serial; tenant 'default' when none. */
-function deviceOf(msg: CommandMessage): { tenant: string; serial: string } {
-  const serial = msg.device?.id ?? msg.serial;
-  if (typeof serial !== 'string' || serial === '') throw new CommandError('invalid', 'msg.device.id (or msg.serial) must name the device by its serial');
-  const tenant = msg.device?.tenant ?? msg.tenant ?? 'default';
-  if (typeof tenant !== 'string' || tenant === '') throw new CommandError('invalid', 'msg.device.tenant (or msg.tenant) must be a tenant id');
-  return { tenant, serial };
-}
 
 const SLUGS: Record<string, ProblemSlug> = {
   timeout: 'command-timeout',
@@ -88,12 +60,6 @@ const SLUGS: Record<string, ProblemSlug> = {
   invalid: 'invalid-request',
   closed: 'unavailable',
 };
-
-function reply(res: ServerResponse, response: HttpResponse): void {
-  if (res.headersSent || res.writableEnded) return;
-  res.writeHead(response.status, response.headers);
-  res.end(response.body);
-}
 
 export = function register(RED: NodeAPI): void {
   function CommandNode(this: Node, def: CommandDef) {
@@ -133,8 +99,8 @@ export = function register(RED: NodeAPI): void {
       let target: { tenant: string; serial: string };
       let wait = timeoutMs;
       try {
-        command = commandOf(msg);
-        target = deviceOf(msg);
+        command = commandFromMessage(msg);
+        target = deviceFromMessage(msg);
         if (msg.timeout !== undefined) {
           const t = Number(msg.timeout);
           if (!Number.isFinite(t) || t <= 0) throw new CommandError('invalid', 'msg.timeout must be a positive number of milliseconds');
@@ -173,23 +139,15 @@ export = function register(RED: NodeAPI): void {
     });
 
     // ── The HTTP endpoint for the central system ──
-    const app = RED.httpNode as unknown as ExpressApp | undefined;
-    const routes: unknown[] = [];
+    const routes = nodeRoutes(RED, node.id);
     const held = new Set<string>();
-    let base = textField(def.path);
-    if (base !== '') {
-      if (!base.startsWith('/')) base = `/${base}`;
-      base = base.replace(/\/+$/, '');
-      if (!PATH.test(base)) {
-        node.error(`conflux-command: "${def.path}" is not a plain path like /api/devices`);
-        base = '';
-      } else if (!app || (RED.settings as { httpNodeRoot?: unknown }).httpNodeRoot === false) {
-        node.warn('conflux-command: httpNodeRoot is false in the settings: no HTTP endpoint can be served');
-        base = '';
-      }
+    let base = cleanPath(def.path, '');
+    if (base === undefined) {
+      node.error(`conflux-command: "${def.path}" is not a plain path like /api/devices`);
+      base = '';
     }
 
-    async function serve(req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse): Promise<HttpResponse> {
+    async function serve(req: RouteRequest, res: ServerResponse): Promise<HttpResponse> {
       if (closed) return problem('unavailable', 'the endpoint is stopping', { retryAfter: 5 }, { 'retry-after': '5' });
       const key = req.headers['x-api-key'];
       if (typeof key !== 'string' || key === '') return problem('unauthorized', 'send the tenant API key in X-API-Key', {}, { 'www-authenticate': 'ApiKey header="X-API-Key"' });
@@ -245,9 +203,9 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    if (base !== '' && app) {
-      const route = app.route(`${base}/:serial/commands`);
-      route.post((req, res) => {
+    if (base !== '') {
+      const handler = (req: RouteRequest, res: ServerResponse) => {
+        if (req.method !== 'POST') return reply(res, problem('method-not-allowed', 'only POST', {}, { allow: 'POST' }));
         serve(req, res).then(
           (response) => {
             statusSoon();
@@ -258,8 +216,13 @@ export = function register(RED: NodeAPI): void {
             reply(res, problem('internal-error', 'the request could not be handled; the operator has the details'));
           },
         );
-      });
-      routes.push(route);
+      };
+      try {
+        routes.mount(`${base}/:serial/commands`, handler);
+      } catch (err) {
+        node.error(`conflux-command: ${(err as Error).message}`);
+        base = '';
+      }
     }
 
     node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : 'ready' });
@@ -269,10 +232,7 @@ export = function register(RED: NodeAPI): void {
       if (statusTimer) clearTimeout(statusTimer);
       for (const id of [...mine, ...held]) router.abandon(id, 'the command node is stopping');
       mine.clear();
-      if (app) {
-        const stack = (app._router ?? app.router)?.stack ?? [];
-        for (let i = stack.length - 1; i >= 0; i--) if (stack[i].route !== undefined && routes.includes(stack[i].route)) stack.splice(i, 1);
-      }
+      routes.unmount();
       node.status({});
       done();
     });

@@ -21,7 +21,8 @@ import { createHttpIngest, InFlight, readBody, type HttpResponse, type IngestReq
 import { problem } from '../core/protocol/problem';
 import type { GatewayConfigNode } from '../shared/config-nodes';
 import { watchCompletion } from '../shared/completion';
-import { boolField, intField, textField } from '../shared/fields';
+import { boolField, intField } from '../shared/fields';
+import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
 import { boundedReporter } from '../shared/reporter';
 
 interface HttpInDef extends NodeDef {
@@ -33,33 +34,8 @@ interface HttpInDef extends NodeDef {
   inFlightTimeout?: string;
 }
 
-/** Express's route and router, as far as this node uses them (express 4 and 5). */
-interface Route {
-  all(handler: (req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse) => void): Route;
-}
-interface Layer {
-  route?: unknown;
-}
-interface ExpressApp {
-  route(path: string): Route;
-  _router?: { stack: Layer[] };
-  router?: { stack: Layer[] };
-}
-
 const STATUS_EVERY_MS = 250;
-const PATH = /^(\/[A-Za-z0-9._~-]+)+$/;
 
-/** Paths served by a conflux-http-in node, so that a second node on the same path says so. */
-const mounted = new Map<string, string>();
-
-
-/** '/devices/' → '/devices'; undefined when not a plain path. */
-function cleanPath(value: unknown, fallback: string): string | undefined {
-  let p = textField(value) || fallback;
-  if (!p.startsWith('/')) p = `/${p}`;
-  p = p.replace(/\/+$/, '');
-  return PATH.test(p) ? p : undefined;
-}
 
 function queryOf(url: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -75,11 +51,6 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-function reply(res: ServerResponse, response: HttpResponse): void {
-  if (res.headersSent || res.writableEnded) return;
-  res.writeHead(response.status, response.headers);
-  res.end(response.body);
-}
 
 export = function register(RED: NodeAPI): void {
   function HttpInNode(this: Node, def: HttpInDef) {
@@ -153,7 +124,7 @@ export = function register(RED: NodeAPI): void {
     });
 
     let closed = false;
-    async function serve(route: IngestRoute, req: IncomingMessage & { params?: Record<string, string>; body?: unknown }, res: ServerResponse): Promise<void> {
+    async function serve(route: IngestRoute, req: RouteRequest, res: ServerResponse): Promise<void> {
       let response: HttpResponse;
       try {
         const request: IngestRequest = { route, method: req.method ?? 'GET', serial: req.params?.serial, headers: req.headers, query: queryOf(req.url) };
@@ -185,21 +156,14 @@ export = function register(RED: NodeAPI): void {
       return ingest.handle({ ...request, body });
     }
 
-    const app = RED.httpNode as unknown as ExpressApp;
-    const routes: unknown[] = [];
-    const paths: string[] = [];
+    const routes = nodeRoutes(RED, node.id);
     function mount(path: string, kind: IngestRoute): void {
-      const owner = mounted.get(path.toLowerCase());
-      if (owner !== undefined && owner !== node.id) {
-        node.error(`conflux-http-in: ${path} is already served by node ${owner}`);
+      try {
+        routes.mount(path, (req, res) => void serve(kind, req, res));
+      } catch (err) {
+        node.error(`conflux-http-in: ${(err as Error).message}`);
         node.status({ fill: 'red', shape: 'ring', text: `${path} already in use` });
-        return;
       }
-      mounted.set(path.toLowerCase(), node.id);
-      paths.push(path.toLowerCase());
-      const route = app.route(path);
-      route.all((req, res) => void serve(kind, req, res));
-      routes.push(route);
     }
     mount(`${base}/:serial/telemetry`, 'telemetry');
     mount(`${base}/:serial/tokens`, 'tokens');
@@ -212,9 +176,7 @@ export = function register(RED: NodeAPI): void {
       if (statusTimer) clearTimeout(statusTimer);
       watch.close();
       inFlight.clear();
-      const stack = (app._router ?? app.router)?.stack ?? [];
-      for (let i = stack.length - 1; i >= 0; i--) if (stack[i].route !== undefined && routes.includes(stack[i].route)) stack.splice(i, 1);
-      for (const p of paths) if (mounted.get(p) === node.id) mounted.delete(p);
+      routes.unmount();
       gateway.connection.remove(node);
       node.status({});
       done();

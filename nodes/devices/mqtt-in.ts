@@ -19,6 +19,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type * as tls from 'node:tls';
 import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
+import { commandFromMessage, deviceFromMessage } from '../core/devices/commands';
 import type { Command } from '../core/protocol/mqtt-topics';
 import type { GatewayConfigNode } from '../shared/config-nodes';
 import { createHandOff } from '../shared/completion';
@@ -65,16 +66,6 @@ const DEFAULT_PORT = 1883;
 /** A wired node that never calls done() releases its reading's place after this long. */
 const COMPLETE_TIMEOUT_MS = 30_000;
 const STATUS_EVERY_MS = 250;
-
-/** The command of an input message: msg.command {name, params}, or msg.command the name and msg.payload its parameters. */
-function commandOf(msg: CommandMessage): Command {
-  const c = msg.command;
-  if (typeof c === 'string' && c !== '') return { name: c, params: msg.payload };
-  if (c !== null && typeof c === 'object' && typeof (c as Command).name === 'string' && (c as Command).name !== '') {
-    return { name: (c as Command).name, params: (c as Command).params };
-  }
-  throw new Error('msg.command must be a command name, or {name, params}');
-}
 
 export = function register(RED: NodeAPI): void {
   function MqttInNode(this: Node<MqttInCredentials>, def: MqttInDef) {
@@ -249,14 +240,14 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (input, _send, done) => {
       const msg = input as CommandMessage;
       let command: Command;
+      let tenant: string;
+      let serial: string;
       try {
-        command = commandOf(msg);
+        command = commandFromMessage(msg);
+        ({ tenant, serial } = deviceFromMessage(msg));
       } catch (err) {
         return done(err as Error);
       }
-      const tenant = typeof msg.device?.tenant === 'string' ? msg.device.tenant : typeof msg.tenant === 'string' ? msg.tenant : 'default';
-      const serial = msg.device?.id;
-      if (typeof serial !== 'string' || serial === '') return done(new Error('msg.device.id must name the device (its serial)'));
       if (client) {
         client.publishCommand({ tenant, id: serial }, command).then(() => done(), (err: Error) => done(err));
         return;

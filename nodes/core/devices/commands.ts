@@ -353,3 +353,22 @@ export class CommandRouter {
 function params(command: CommandSpec): unknown {
   return command.params;
 }
+
+/** The command a message asks for: msg.command {name, params}, or msg.command the name and msg.payload its parameters. */
+export function commandFromMessage(msg: { command?: unknown; payload?: unknown }): CommandSpec {
+  const c = msg.command;
+  if (typeof c === 'string' && c !== '') return { name: c, params: msg.payload };
+  if (c !== null && typeof c === 'object' && typeof (c as CommandSpec).name === 'string' && (c as CommandSpec).name !== '') {
+    return { name: (c as CommandSpec).name, params: (c as CommandSpec).params };
+  }
+  throw new CommandError('invalid', 'msg.command must be a command name, or {name, params}');
+}
+
+/** The device a message names: msg.device {tenant, id}, or msg.tenant and msg.serial; tenant 'default' when none. */
+export function deviceFromMessage(msg: { device?: { tenant?: unknown; id?: unknown }; tenant?: unknown; serial?: unknown }): { tenant: string; serial: string } {
+  const serial = msg.device?.id ?? msg.serial;
+  if (typeof serial !== 'string' || serial === '') throw new CommandError('invalid', 'msg.device.id (or msg.serial) must name the device by its serial');
+  const tenant = msg.device?.tenant ?? msg.tenant ?? 'default';
+  if (typeof tenant !== 'string' || tenant === '') throw new CommandError('invalid', 'msg.device.tenant (or msg.tenant) must be a tenant id');
+  return { tenant, serial };
+}
