@@ -16,7 +16,6 @@
  * mode, past as many again waiting they are refused ('busy', MQTT 5 reason 0x97).
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import type * as tls from 'node:tls';
 import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
 import { commandFromMessage, deviceFromMessage } from '../core/devices/commands';
@@ -25,6 +24,7 @@ import type { GatewayConfigNode } from '../shared/config-nodes';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, listField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
+import { tlsConfigOf, type TlsOptions } from '../shared/tls-config';
 
 interface MqttInDef extends NodeDef {
   gateway?: string;
@@ -49,11 +49,6 @@ interface MqttInCredentials {
   password?: string;
   observerUser?: string;
   observerPassword?: string;
-}
-
-interface TlsConfigNode extends Node {
-  valid?: boolean;
-  addTLSOptions(opts: tls.TlsOptions & Record<string, unknown>): tls.TlsOptions & Record<string, unknown>;
 }
 
 type CommandMessage = NodeMessage & {
@@ -116,13 +111,7 @@ export = function register(RED: NodeAPI): void {
     }
     const tail = (accepted: number) => `${accepted} readings${refused > 0 ? `, ${refused} refused` : ''}${handOff.waiting > 0 ? `, ${handOff.waiting} waiting` : ''}`;
 
-    // ── TLS from a tls-config node ──
-    const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
-    function tlsOptions(): (tls.TlsOptions & Record<string, unknown>) | undefined {
-      if (!tlsNode) return undefined;
-      if (tlsNode.valid === false) throw new Error('the TLS configuration is not valid (certificate or key missing)');
-      return tlsNode.addTLSOptions({});
-    }
+    const tlsConfig = tlsConfigOf(RED, def.tls);
 
     let broker: MqttDeviceBroker | undefined;
     let client: MqttBrokerClient | undefined;
@@ -133,18 +122,12 @@ export = function register(RED: NodeAPI): void {
       const port = intField(def.port, DEFAULT_PORT, 0, 65_535);
       const host = textField(def.host);
       let listening = '';
-      let serverTls: (tls.TlsOptions & Record<string, unknown>) | undefined;
+      let serverTls: TlsOptions | undefined;
       try {
-        serverTls = tlsOptions();
+        serverTls = tlsConfig.server(boolField(def.requireClientCert));
       } catch (err) {
         node.status({ fill: 'red', shape: 'ring', text: 'TLS configuration invalid' });
         node.error(`conflux-mqtt-in: ${(err as Error).message}`);
-      }
-      if (serverTls) {
-        delete serverTls.servername;
-        const requireCert = boolField(def.requireClientCert);
-        serverTls.requestCert = requireCert;
-        serverTls.rejectUnauthorized = requireCert;
       }
       const observerUser = textField(credentials.observerUser);
       const b = (broker = new MqttDeviceBroker({
@@ -176,7 +159,7 @@ export = function register(RED: NodeAPI): void {
         });
       };
       // An invalid TLS configuration does not fall back to plain text: the node does not listen.
-      if (serverTls || !tlsNode) {
+      if (serverTls || !tlsConfig.chosen) {
         b.listen().then(
           (addr) => {
             listening = `${host || '*'}:${addr.port}`;
@@ -202,7 +185,7 @@ export = function register(RED: NodeAPI): void {
         node.error('conflux-mqtt-in: client mode needs the broker URL');
       } else {
         try {
-          const clientTls = tlsOptions();
+          const clientTls = tlsConfig.client();
           const c = (client = new MqttBrokerClient({
             url,
             protocolVersion: textField(def.protocolVersion) === '4' ? 4 : 5,
