@@ -9,8 +9,9 @@
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { BackupError, backupEmbedded, defaultBackupFile, embeddedDir } from '../nodes/core/db/backup';
-import { ConfigError, readConfig } from '../nodes/core/runtime/config';
+import { backupEmbedded, defaultBackupFile, embeddedDir } from '../nodes/core/db/backup';
+import { readConfig } from '../nodes/core/runtime/config';
+import { runCli } from './cli';
 
 const USAGE = 'usage: npm run backup [-- --out <file>]';
 
@@ -37,32 +38,11 @@ async function main(argv: string[]): Promise<number> {
     console.error(`conflux backup: --out needs a file name\n${USAGE}`);
     return 2;
   }
-  try {
-    const config = readConfig(process.env, process.cwd());
-    const file = path.resolve(process.cwd(), out ?? defaultBackupFile());
-    const info = await backupEmbedded(embeddedDir(config.dataDir), file, { dataDir: config.dataDir });
-    console.log(`conflux backup: wrote ${info.file} (${size(info.bytes)}, ${info.bytes} bytes; schema version ${info.schemaVersion})`);
-    return 0;
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`conflux backup: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof BackupError) {
-      console.error(`conflux backup: ${err.message}`);
-      return err.exitCode;
-    }
-    console.error(`conflux backup: failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-    return 1;
-  }
+  const config = readConfig(process.env, process.cwd());
+  const file = path.resolve(process.cwd(), out ?? defaultBackupFile());
+  const info = await backupEmbedded(embeddedDir(config.dataDir), file, { dataDir: config.dataDir });
+  console.log(`conflux backup: wrote ${info.file} (${size(info.bytes)}, ${info.bytes} bytes; schema version ${info.schemaVersion})`);
+  return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(`conflux backup: failed: ${String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runCli('backup', () => main(process.argv.slice(2)));

@@ -11,8 +11,9 @@
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { BackupError, embeddedDir, restoreEmbedded } from '../nodes/core/db/backup';
-import { ConfigError, readConfig } from '../nodes/core/runtime/config';
+import { embeddedDir, restoreEmbedded } from '../nodes/core/db/backup';
+import { readConfig } from '../nodes/core/runtime/config';
+import { runCli } from './cli';
 
 const USAGE = 'usage: npm run restore -- <file> [--force]';
 
@@ -36,32 +37,11 @@ async function main(argv: string[]): Promise<number> {
     console.error(`conflux restore: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
-  try {
-    const config = readConfig(process.env, process.cwd());
-    const info = await restoreEmbedded(path.resolve(process.cwd(), file), embeddedDir(config.dataDir), { force, dataDir: config.dataDir });
-    console.log(`conflux restore: restored ${path.resolve(process.cwd(), file)} into ${info.pgliteDir} (schema version ${info.schemaVersion})`);
-    if (info.movedAside) console.log(`conflux restore: the previous database is kept in ${info.movedAside}; delete it once you no longer need it`);
-    return 0;
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`conflux restore: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof BackupError) {
-      console.error(`conflux restore: ${err.message}`);
-      return err.exitCode;
-    }
-    console.error(`conflux restore: failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-    return 1;
-  }
+  const config = readConfig(process.env, process.cwd());
+  const info = await restoreEmbedded(path.resolve(process.cwd(), file), embeddedDir(config.dataDir), { force, dataDir: config.dataDir });
+  console.log(`conflux restore: restored ${path.resolve(process.cwd(), file)} into ${info.pgliteDir} (schema version ${info.schemaVersion})`);
+  if (info.movedAside) console.log(`conflux restore: the previous database is kept in ${info.movedAside}; delete it once you no longer need it`);
+  return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(`conflux restore: failed: ${String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runCli('restore', () => main(process.argv.slice(2)));

@@ -19,7 +19,7 @@ import { CommandError, commandFromMessage, deviceFromMessage, type CommandSpec }
 import { readBody } from '../core/protocol/http-ingest';
 import { jsonResponse, problem, type HttpResponse, type ProblemSlug } from '../core/protocol/problem';
 import { authenticateApiKey } from '../core/stores/business';
-import type { GatewayConfigNode } from '../shared/config-nodes';
+import { gatewayOf } from '../shared/config-user';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
 
@@ -65,13 +65,8 @@ export = function register(RED: NodeAPI): void {
   function CommandNode(this: Node, def: CommandDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
-    if (!gateway) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
-      node.on('input', (_msg, _send, done) => done(new Error('conflux-command: choose a conflux-gateway')));
-      node.error('conflux-command: choose a conflux-gateway');
-      return;
-    }
+    const gateway = gatewayOf(RED, node, def.gateway);
+    if (!gateway) return;
     const router = gateway.commands;
     const timeoutMs = intField(def.timeout, 30, 1, MAX_TIMEOUT_MS / 1000) * 1000;
     const queueIfOffline = boolField(def.queue, true);

@@ -19,7 +19,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { createHttpIngest, InFlight, readBody, type HttpResponse, type IngestRequest, type IngestRoute } from '../core/protocol/http-ingest';
 import { problem } from '../core/protocol/problem';
-import type { GatewayConfigNode } from '../shared/config-nodes';
+import { gatewayOf } from '../shared/config-user';
 import { watchCompletion } from '../shared/completion';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
@@ -56,12 +56,8 @@ export = function register(RED: NodeAPI): void {
   function HttpInNode(this: Node, def: HttpInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
-    if (!gateway) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
-      node.error('conflux-http-in: choose a conflux-gateway');
-      return;
-    }
+    const gateway = gatewayOf(RED, node, def.gateway);
+    if (!gateway) return;
     if ((RED.settings as { httpNodeRoot?: unknown }).httpNodeRoot === false) {
       node.status({ fill: 'red', shape: 'ring', text: 'HTTP nodes are disabled' });
       node.warn('conflux-http-in: httpNodeRoot is false in the settings: no HTTP endpoint can be served');

@@ -20,7 +20,7 @@ import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../cor
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
 import { commandFromMessage, deviceFromMessage } from '../core/devices/commands';
 import type { Command } from '../core/protocol/mqtt-topics';
-import type { GatewayConfigNode } from '../shared/config-nodes';
+import { gatewayOf } from '../shared/config-user';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, listField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
@@ -66,13 +66,8 @@ export = function register(RED: NodeAPI): void {
   function MqttInNode(this: Node<MqttInCredentials>, def: MqttInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
-    if (!gateway) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
-      node.on('input', (_msg, _send, done) => done(new Error('conflux-mqtt-in: choose a conflux-gateway')));
-      node.error('conflux-mqtt-in: choose a conflux-gateway');
-      return;
-    }
+    const gateway = gatewayOf(RED, node, def.gateway);
+    if (!gateway) return;
     const mode = def.mode === 'client' || (def.mode === 'auto' && textField(def.url) !== '') ? 'client' : 'broker';
     const maxInFlight = intField(def.maxInFlight, 1_000, 1, 1_000_000);
     const credentials = node.credentials ?? {};

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { frameTypeName } from '../core/protocol/frames';
 import { TcpDeviceServer, type TcpEventContext, type TcpEventError, type TcpTlsOptions } from '../core/protocol/tcp-server';
-import type { GatewayConfigNode } from '../shared/config-nodes';
+import { gatewayOf } from '../shared/config-user';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
@@ -58,12 +58,8 @@ export = function register(RED: NodeAPI): void {
   function TcpInNode(this: Node<TcpInCredentials>, def: TcpInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
-    if (!gateway) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
-      node.error('conflux-tcp-in: choose a conflux-gateway');
-      return;
-    }
+    const gateway = gatewayOf(RED, node, def.gateway);
+    if (!gateway) return;
     const port = intField(def.port, DEFAULT_TCP_PORT, 0, 65_535);
     const host = textField(def.host);
     const where = `${host || '*'}:${port}`;

@@ -11,7 +11,7 @@
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { DROP_REASONS, UdpServer, type UdpDropReason, type UdpRemote } from '../core/protocol/udp-server';
-import type { GatewayConfigNode } from '../shared/config-nodes';
+import { gatewayOf } from '../shared/config-user';
 import { trackCompletion } from '../shared/completion';
 import { intField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
@@ -44,12 +44,8 @@ export = function register(RED: NodeAPI): void {
   function UdpInNode(this: Node, def: UdpInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = def.gateway ? (RED.nodes.getNode(def.gateway) as GatewayConfigNode | null) : null;
-    if (!gateway) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no gateway configured' });
-      node.error('conflux-udp-in: choose a conflux-gateway');
-      return;
-    }
+    const gateway = gatewayOf(RED, node, def.gateway);
+    if (!gateway) return;
     const port = intField(def.port, DEFAULT_UDP_PORT, 0, 65_535);
     const host = textField(def.host);
 

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { createBusinessStore, type BusinessStore } from '../core/stores/business';
-import { closeAfter, databaseOf } from '../shared/database-user';
+import { closeAfter, databaseOf } from '../shared/config-user';
 import { textField } from '../shared/fields';
 import { tenantOf } from '../shared/tier-node';
 

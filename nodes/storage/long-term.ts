@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { createSqlLongTerm } from '../core/stores/long-term-sql';
 import { parseRangeQuery, parseRollupSize } from '../core/stores/query';
-import { closeAfter, databaseOf } from '../shared/database-user';
+import { closeAfter, databaseOf } from '../shared/config-user';
 import { textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';

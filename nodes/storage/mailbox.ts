@@ -11,7 +11,7 @@ import { Drainer } from '../core/mailbox/drainer';
 import { Mailbox, type BoxName, type ClaimedMessage, type RowId } from '../core/mailbox/mailbox';
 import { fromStored, toStored, type StoredMessage } from '../core/mailbox/stored-message';
 import { Batcher } from '../core/stores/batcher';
-import { closeAfter, databaseOf } from '../shared/database-user';
+import { closeAfter, databaseOf } from '../shared/config-user';
 import { intField, textField } from '../shared/fields';
 import { tenantOf } from '../shared/tier-node';
 

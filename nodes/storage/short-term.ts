@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { QueryError } from '../core/stores/query';
-import { closeAfter } from '../shared/database-user';
+import { closeAfter, configOf } from '../shared/config-user';
 import { textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
@@ -15,12 +15,8 @@ export = function register(RED: NodeAPI): void {
   function ShortTermNode(this: Node, def: ShortTermDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const cache = RED.nodes.getNode(def.cache) as RedisConfigNode | null;
-    if (!cache) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no cache configured' });
-      node.on('input', (_msg, _send, done) => done(new Error('no conflux-redis cache configured')));
-      return;
-    }
+    const cache = configOf<RedisConfigNode>(RED, node, def.cache, 'conflux-redis cache');
+    if (!cache) return;
     cache.connection.add(node);
     const store = cache.store;
     if (!store) {

@@ -3,7 +3,7 @@ import { parseRangeQuery } from '../core/stores/query';
 import { createElasticTimeSeries } from '../core/stores/time-series-es';
 import { createSqlTimeSeries } from '../core/stores/time-series-sql';
 import type { TimeSeriesStore } from '../core/stores/types';
-import { closeAfter, databaseOf } from '../shared/database-user';
+import { closeAfter, configOf, databaseOf } from '../shared/config-user';
 import { intField, textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
@@ -28,13 +28,10 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     let store: Promise<TimeSeriesStore>;
     let owner: { connection: { remove(node: Node): void } };
-    const es = def.elasticsearch ? (RED.nodes.getNode(def.elasticsearch) as ElasticConfigNode | null) : null;
-    if (def.engine === 'elasticsearch' || (def.engine === 'auto' && es?.configured)) {
-      if (!es) {
-        node.status({ fill: 'red', shape: 'ring', text: 'no Elasticsearch configured' });
-        node.on('input', (_msg, _send, done) => done(new Error('no conflux-elasticsearch configured')));
-        return;
-      }
+    const chosen = def.elasticsearch ? (RED.nodes.getNode(def.elasticsearch) as ElasticConfigNode | null) : null;
+    if (def.engine === 'elasticsearch' || (def.engine === 'auto' && chosen?.configured)) {
+      const es = configOf<ElasticConfigNode>(RED, node, def.elasticsearch, 'conflux-elasticsearch');
+      if (!es) return;
       es.connection.add(node);
       owner = es;
       store = Promise.resolve().then(() => createElasticTimeSeries(es.client(), { indexPrefix: es.indexPrefix }));
