@@ -10,17 +10,18 @@
  * by the gateway's maxFrameBytes, refused with 413 as soon as it is too large), sends what the
  * core accepts and shows counts in the status.
  *
- * Backpressure: a reading counts as in flight from node.send until every node wired to the
- * output has called done() for it — seen through Node-RED's `onComplete` hook (RED.hooks) — or
- * until the in-flight timeout for a node that never does. With Max in flight readings waiting,
- * the node answers 503 with Retry-After instead of queueing.
+ * Acknowledgement: 202 only once the flow has finished with the reading (nodes/shared/completion.ts:
+ * with the shipped flows, once it is stored); 503 with the reason when a node failed it or the
+ * flow did not finish within the in-flight timeout. "Acknowledge on receipt" answers 202 as soon
+ * as it is handed on. With Max in flight readings in the flow, the node answers 503 with
+ * Retry-After instead of queueing.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { createHttpIngest, InFlight, readBody, type HttpResponse, type IngestRequest, type IngestRoute } from '../core/protocol/http-ingest';
+import { createHttpIngest, readBody, type HttpResponse, type IngestRequest, type IngestRoute } from '../core/protocol/http-ingest';
 import { problem } from '../core/protocol/problem';
 import { gatewayOf } from '../shared/config-user';
-import { watchCompletion } from '../shared/completion';
+import { trackCompletion } from '../shared/completion';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
 import { boundedReporter } from '../shared/reporter';
@@ -32,6 +33,7 @@ interface HttpInDef extends NodeDef {
   fiwarePath?: string;
   maxInFlight?: string;
   inFlightTimeout?: string;
+  ack?: string;
 }
 
 const STATUS_EVERY_MS = 250;
@@ -43,6 +45,14 @@ function queryOf(url: string | undefined): Record<string, string> {
   if (q < 0) return out;
   for (const [k, v] of new URLSearchParams(url!.slice(q + 1))) if (!(k in out)) out[k] = v;
   return out;
+}
+
+/** A body another middleware already read, as bytes again: a Buffer, a text, or parsed JSON (re-serialised). */
+function preParsed(body: unknown): Buffer | undefined {
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  if (body !== undefined && body !== null && typeof body === 'object') return Buffer.from(JSON.stringify(body));
+  return undefined;
 }
 
 /** Whether a request announces a body (a Content-Length above 0, or a transfer coding). */
@@ -72,10 +82,14 @@ export = function register(RED: NodeAPI): void {
       return;
     }
 
-    const watch = watchCompletion(RED, node, (id, nodeId) => {
-      if (inFlight.complete(id, nodeId)) statusSoon();
-    });
-    const inFlight: InFlight = new InFlight(intField(def.maxInFlight, 1000, 1, 1_000_000), watch.tracking ? watch.wired : [], intField(def.inFlightTimeout, 60, 1, 3600) * 1000);
+    const completion = trackCompletion(RED, node, intField(def.inFlightTimeout, 60, 1, 3600) * 1000, () => statusSoon());
+    const inFlight = {
+      max: intField(def.maxInFlight, 1000, 1, 1_000_000),
+      get size() {
+        return completion.size;
+      },
+    };
+    const ackOnReceipt = def.ack === 'receipt';
 
     // Counts for the status, and reports of refused bodies to a Catch node (bounded).
     let accepted = 0;
@@ -106,7 +120,9 @@ export = function register(RED: NodeAPI): void {
       inFlight,
       emit: (msg) => {
         accepted++;
-        node.send(msg as unknown as NodeMessage);
+        const kept = completion.send(msg as unknown as NodeMessage);
+        if (!ackOnReceipt) return kept;
+        kept.catch(() => undefined); // the failure went to a Catch node; the device was answered already
       },
       onInternalError: (err) => {
         report(`conflux-http-in: ${err.message}`, { payload: err.message });
@@ -140,10 +156,11 @@ export = function register(RED: NodeAPI): void {
     async function withBody(request: IngestRequest, req: IncomingMessage & { body?: unknown }): Promise<HttpResponse> {
       let body: Buffer;
       if (req.readableEnded) {
-        // Another middleware (httpNodeMiddleware, a global body parser) read the body first.
-        if (Buffer.isBuffer(req.body)) body = req.body;
-        else if (typeof req.body === 'string') body = Buffer.from(req.body);
-        else return problem('internal-error', 'the body was consumed by another middleware before this endpoint');
+        // Another middleware read the body first: Node-RED's own JSON parser does when the admin
+        // API and the nodes share a root (docs/operations.md says how to avoid it).
+        const pre = preParsed(req.body);
+        if (pre === undefined) return problem('internal-error', 'the body was consumed by another middleware before this endpoint');
+        body = pre;
       } else {
         const read = await readBody(req, req.headers, limits.maxFrameBytes, limits.idleTimeoutMs);
         if (!read.ok) return read.response;
@@ -170,8 +187,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
-      watch.close();
-      inFlight.clear();
+      completion.close();
       routes.unmount();
       gateway.connection.remove(node);
       node.status({});

@@ -8,10 +8,11 @@
  * Either way the output is the canonical message of the device; an input message with
  * msg.command goes to the device as a command (its live session, or the external broker).
  *
- * Backpressure: a reading is acknowledged to the device (broker) or the broker (client) once it
- * is sent into the flow. At most Max in flight readings are in the flow at once: one counts
- * until every node wired to the output reports it done (Node-RED's onComplete hook), or
- * COMPLETE_TIMEOUT_MS for a node that never does. Past that, readings wait unacknowledged — the
+ * Acknowledgement: a QoS 1 reading is PUBACKed to the device (broker) or the broker (client) once
+ * the flow has finished with it (nodes/shared/completion.ts: with the shipped flows, once it is
+ * stored); a reading a node failed, or that the flow did not finish within COMPLETE_TIMEOUT_MS,
+ * is not acknowledged and comes again. "Acknowledge on receipt" PUBACKs once it is handed on.
+ * At most Max in flight readings are in the flow at once. Past that, readings wait unacknowledged — the
  * device's connection is not read meanwhile, an external broker holds the rest — and, in broker
  * mode, past as many again waiting they are refused ('busy', MQTT 5 reason 0x97).
  */
@@ -42,6 +43,7 @@ interface MqttInDef extends NodeDef {
   qos?: string;
   sessionExpiry?: string;
   maxInFlight?: string;
+  ack?: string;
 }
 
 interface MqttInCredentials {
@@ -58,7 +60,7 @@ type CommandMessage = NodeMessage & {
 };
 
 const DEFAULT_PORT = 1883;
-/** A wired node that never calls done() releases its reading's place after this long. */
+/** A flow that has not finished with a reading by then has it refused (the device sends it again). */
 const COMPLETE_TIMEOUT_MS = 30_000;
 const STATUS_EVERY_MS = 250;
 
@@ -74,7 +76,12 @@ export = function register(RED: NodeAPI): void {
 
     // ── In flight: sent into the flow, not yet completed by every wired node ──
     let closed = false;
-    const handOff = createHandOff(RED, node, maxInFlight, COMPLETE_TIMEOUT_MS, () => statusSoon());
+    const handOff = createHandOff(RED, node, {
+      max: maxInFlight,
+      timeoutMs: COMPLETE_TIMEOUT_MS,
+      ackOnReceipt: def.ack === 'receipt',
+      onSettled: () => statusSoon(),
+    });
     /** Hands a reading to the flow once it has room; the listener acknowledges when this resolves. */
     function deliver(msg: DeviceReading): Promise<void> | void {
       if (closed) return Promise.reject(new Error('the node is closing'));

@@ -4,11 +4,12 @@
  * and each data frame leaves as the canonical message of the authenticated device; the server is
  * nodes/core/protocol/tcp-server.ts.
  *
- * A data frame is ACKed once its message is handed to the flow (node.send). Backpressure: a
- * message counts as in flight until every node wired to the output reports it done (Node-RED's
- * onComplete hook), or COMPLETE_TIMEOUT_MS for a node that never does; past Max in flight, the
- * next messages wait before being handed on, the sessions' windows fill, and the server stops
- * reading their sockets, so TCP slows the devices down.
+ * A data frame is ACKed once the flow has finished with its message (nodes/shared/completion.ts:
+ * with the shipped flows, once it is stored), and refused with an ERROR frame naming the reason
+ * when a node failed it or the flow took longer than COMPLETE_TIMEOUT_MS; "Acknowledge on
+ * receipt" ACKs once it is handed on instead. Past Max in flight, the next messages wait before
+ * being handed on, the sessions' windows fill, and the server stops reading their sockets, so TCP
+ * slows the devices down.
  */
 import * as fs from 'node:fs';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
@@ -29,6 +30,7 @@ interface TcpInDef extends NodeDef {
   caFile?: string;
   requireClientCert?: boolean | string;
   maxInFlight?: string;
+  ack?: string;
 }
 
 interface TcpInCredentials {
@@ -39,7 +41,7 @@ interface TcpInCredentials {
 }
 
 const DEFAULT_TCP_PORT = 7100;
-/** A wired node that never calls done() releases its message's place after this long. */
+/** A flow that has not finished with a message by then has it refused (the device sends it again). */
 const COMPLETE_TIMEOUT_MS = 30_000;
 const STATUS_EVERY_MS = 250;
 
@@ -82,9 +84,13 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    // In flight until every wired node has completed it; past Max in flight the next readings
-    // wait (and the server stops reading their sockets) until one completes.
-    const handOff = createHandOff(RED, node, intField(def.maxInFlight, 10_000, 1, 1_000_000), COMPLETE_TIMEOUT_MS);
+    // In flight until the flow has finished with it; past Max in flight the next readings wait
+    // (and the server stops reading their sockets) until one finishes.
+    const handOff = createHandOff(RED, node, {
+      max: intField(def.maxInFlight, 10_000, 1, 1_000_000),
+      timeoutMs: COMPLETE_TIMEOUT_MS,
+      ackOnReceipt: def.ack === 'receipt',
+    });
     function onReadings(msg: object): Promise<void> | void {
       statusSoon();
       return handOff.deliver(msg);

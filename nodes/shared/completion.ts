@@ -1,18 +1,26 @@
 /**
- * Backpressure for listeners. Node-RED tells a sender nothing about what happens to its message,
- * but its `onComplete` hook reports each node that calls done(). A listener sends through
- * trackCompletion and learns when every node wired to its output has completed the message —
- * or a timeout passed, for a node that never calls done(). Listeners bound what is in flight
- * and refuse or hold back input beyond it, instead of buffering without end.
+ * Acknowledge after keeping. A listener sends each reading through trackCompletion and learns
+ * when the whole flow has finished with it — every node it reached, however far down the wires,
+ * called done() — or that a node failed it (done(err)), or that the flow took too long. The
+ * listener acknowledges its device only then (HTTP 202, TCP ACK, MQTT PUBACK), and refuses with
+ * the reason otherwise; since tier nodes complete a message only after their commit, with the
+ * shipped flows an acknowledgement means stored.
+ *
+ * One CompletionLedger per runtime (nodes/core/flow/completion-ledger.ts) is fed by Node-RED's
+ * preDeliver, onReceive, onComplete and postReceive hooks, added when the first listener needs them and
+ * removed with the last. Listeners also bound what is in flight and hold input back beyond it.
  */
 import type { Node, NodeAPI, NodeMessage } from 'node-red';
+import { CompletionLedger } from '../core/flow/completion-ledger';
 
-interface CompleteEvent {
-  msg?: { _msgid?: string };
+interface HookEvent {
+  msg?: { _msgid?: unknown };
   node?: { id?: string };
+  destination?: { id?: string; node?: { _expectedDoneCount?: unknown } };
+  error?: unknown;
 }
 interface Hooks {
-  add(name: string, fn: (event: CompleteEvent) => void): void;
+  add(name: string, fn: (event: HookEvent) => void): void;
   remove(name: string): void;
 }
 
@@ -27,72 +35,100 @@ function hooksOf(RED: NodeAPI): Hooks | undefined {
   }
 }
 
-export interface CompletionWatch {
-  /** The nodes wired to the first output: each must complete a message before it is done. */
-  readonly wired: readonly string[];
-  /** False when nothing is wired or the runtime has no hooks: nothing will be reported. */
-  readonly tracking: boolean;
-  close(): void;
-}
+const LABEL = 'conflux-ledger';
+const shared = new WeakMap<Hooks, { ledger: CompletionLedger; users: number }>();
 
-/** Calls `completed(msgid, nodeId)` each time a node wired to `node`'s output calls done(). */
-export function watchCompletion(RED: NodeAPI, node: Node, completed: (msgid: string, nodeId: string) => void): CompletionWatch {
-  const wired = [...new Set(((node as unknown as { wires?: string[][] }).wires?.[0] ?? []).filter(Boolean))];
-  const hooks = wired.length > 0 ? hooksOf(RED) : undefined;
-  const hookName = `onComplete.conflux-${node.id.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-  hooks?.add(hookName, (event) => {
-    const id = event.msg?._msgid;
-    if (typeof id === 'string' && event.node?.id !== undefined) completed(id, event.node.id);
-  });
-  return { wired, tracking: hooks !== undefined, close: () => hooks?.remove(hookName) };
+/** The runtime's ledger, its hooks added on the first use; release() removes them with the last user. */
+function acquireLedger(hooks: Hooks): { ledger: CompletionLedger; release(): void } {
+  let entry = shared.get(hooks);
+  if (!entry) {
+    const ledger = new CompletionLedger();
+    const id = (e: HookEvent) => (typeof e.msg?._msgid === 'string' ? e.msg._msgid : undefined);
+    hooks.add(`preDeliver.${LABEL}`, (e) => {
+      const m = id(e);
+      if (m !== undefined && e.destination?.id) ledger.delivered(m, e.destination.id);
+    });
+    hooks.add(`onReceive.${LABEL}`, (e) => {
+      const m = id(e);
+      if (m !== undefined && e.destination?.id) ledger.received(m, e.destination.id);
+    });
+    hooks.add(`onComplete.${LABEL}`, (e) => {
+      const m = id(e);
+      if (m !== undefined && e.node?.id) ledger.completed(m, e.node.id, e.error);
+    });
+    // A node whose input handler takes no done() never reports completion (Node-RED does not
+    // call done for it): it has finished once its handler returned.
+    hooks.add(`postReceive.${LABEL}`, (e) => {
+      const m = id(e);
+      if (m !== undefined && e.destination?.id && e.destination.node?._expectedDoneCount === 0) ledger.completed(m, e.destination.id);
+    });
+    entry = { ledger, users: 0 };
+    shared.set(hooks, entry);
+  }
+  entry.users++;
+  const held = entry;
+  let released = false;
+  return {
+    ledger: held.ledger,
+    release() {
+      if (released) return;
+      released = true;
+      if (--held.users > 0) return;
+      shared.delete(hooks);
+      for (const hook of ['preDeliver', 'onReceive', 'onComplete', 'postReceive']) hooks.remove(`${hook}.${LABEL}`);
+    },
+  };
 }
 
 export interface Completion {
-  /** Messages sent and not yet completed. */
+  /** Messages sent and not yet finished. */
   readonly size: number;
   /** False when nothing is wired or the runtime has no hooks: send then resolves at once. */
   readonly tracking: boolean;
-  /** Sends msg (under its own _msgid, else a fresh one); resolves when every wired node completed it, or after the timeout. */
+  /**
+   * Sends msg (under its own _msgid, else a fresh one). Resolves when the flow finished with it;
+   * rejects with a FlowFailure when a node failed it or `timeoutMs` passed first.
+   */
   send(msg: object): Promise<void>;
-  /** Stops tracking; what is pending resolves. */
-  close(): void;
+  /** Stops tracking; what is pending rejects with `reason`. */
+  close(reason?: string): void;
 }
 
 export function trackCompletion(RED: NodeAPI, node: Node, timeoutMs: number, onSettled?: () => void): Completion {
-  const pending = new Map<string, { waiting: Set<string>; finish(): void }>();
-  const watch = watchCompletion(RED, node, (id, nodeId) => {
-    const p = pending.get(id);
-    if (p && p.waiting.delete(nodeId) && p.waiting.size === 0) p.finish();
-  });
+  const wired = ((node as unknown as { wires?: string[][] }).wires ?? []).some((w) => w.some(Boolean));
+  const hooks = wired ? hooksOf(RED) : undefined;
+  const held = hooks ? acquireLedger(hooks) : undefined;
+  const mine = new Set<string>();
 
   return {
     get size() {
-      return pending.size;
+      return mine.size;
     },
-    tracking: watch.tracking,
+    tracking: held !== undefined,
     send(msg) {
       const own = (msg as { _msgid?: unknown })._msgid;
-      const id = typeof own === 'string' && own !== '' ? own : RED.util.generateId();
+      const id = typeof own === 'string' && own !== '' && !mine.has(own) ? own : RED.util.generateId();
       const out = { ...msg, _msgid: id } as NodeMessage;
-      if (!watch.tracking) {
+      if (!held) {
         node.send(out);
         return Promise.resolve();
       }
-      return new Promise<void>((resolve) => {
-        const timer = setTimeout(() => finish(), timeoutMs);
-        const finish = () => {
-          clearTimeout(timer);
-          if (!pending.delete(id)) return;
-          resolve();
-          onSettled?.();
-        };
-        pending.set(id, { waiting: new Set(watch.wired), finish });
-        node.send(out);
+      mine.add(id);
+      const outcome = held.ledger.track(id, timeoutMs).finally(() => {
+        mine.delete(id);
+        onSettled?.();
       });
+      try {
+        node.send(out);
+      } finally {
+        held.ledger.sent(id);
+      }
+      return outcome;
     },
-    close() {
-      watch.close();
-      for (const p of [...pending.values()]) p.finish();
+    close(reason = 'the listener is stopping') {
+      if (!held) return;
+      for (const id of [...mine]) held.ledger.cancel(id, reason);
+      held.release();
     },
   };
 }
@@ -103,21 +139,38 @@ export interface HandOff {
   /** Waiting for a place. */
   readonly waiting: number;
   /**
-   * Hands msg on while fewer than `max` messages are in flight; beyond that it waits for a place,
-   * and the promise resolves once it is handed on — a listener acknowledges its device then, and
-   * meanwhile reads no more from it.
+   * Hands msg on while fewer than `max` messages are in flight, else once a place frees (the
+   * listener meanwhile reads no more from that device). Resolves when the flow finished with
+   * it — or, acknowledging on receipt, as soon as it is handed on — and rejects with the reason
+   * it was not kept: the listener then refuses it and the device sends it again.
    */
-  deliver(msg: object): Promise<void> | void;
-  /** Refuses what waits (the device sends it again) and stops tracking. */
+  deliver(msg: object): Promise<void>;
+  /** Refuses what waits or is in flight and stops tracking. */
   close(reason: string): void;
 }
 
-export function createHandOff(RED: NodeAPI, node: Node, max: number, timeoutMs: number, onSettled?: () => void): HandOff {
+export interface HandOffOptions {
+  /** Most messages in the flow at once. */
+  max: number;
+  /** How long the flow may take with one message before it is refused. */
+  timeoutMs: number;
+  /** Acknowledge once handed on instead of once the flow finished (faster; a crash loses what is in flight). */
+  ackOnReceipt?: boolean;
+  onSettled?(): void;
+}
+
+export function createHandOff(RED: NodeAPI, node: Node, options: HandOffOptions): HandOff {
   const queued: Array<{ go(): void; cancel(err: Error): void }> = [];
-  const completion = trackCompletion(RED, node, timeoutMs, () => {
-    while (queued.length > 0 && completion.size < max) queued.shift()!.go();
-    onSettled?.();
+  const completion = trackCompletion(RED, node, options.timeoutMs, () => {
+    while (queued.length > 0 && completion.size < options.max) queued.shift()!.go();
+    options.onSettled?.();
   });
+  const send = (msg: object): Promise<void> => {
+    const outcome = completion.send(msg);
+    if (!options.ackOnReceipt) return outcome;
+    outcome.catch(() => undefined); // the failure went to a Catch node; the device was answered already
+    return Promise.resolve();
+  };
   return {
     get size() {
       return completion.size;
@@ -126,23 +179,17 @@ export function createHandOff(RED: NodeAPI, node: Node, max: number, timeoutMs: 
       return queued.length;
     },
     deliver(msg) {
-      if (!completion.tracking || (completion.size < max && queued.length === 0)) {
-        void completion.send(msg);
-        return;
-      }
+      if (!completion.tracking || (completion.size < options.max && queued.length === 0)) return send(msg);
       return new Promise<void>((resolve, reject) =>
         queued.push({
-          go: () => {
-            void completion.send(msg);
-            resolve();
-          },
+          go: () => send(msg).then(resolve, reject),
           cancel: reject,
         }),
       );
     },
     close(reason) {
       for (const q of queued.splice(0)) q.cancel(new Error(reason));
-      completion.close();
+      completion.close(reason);
     },
   };
 }

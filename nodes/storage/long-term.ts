@@ -19,7 +19,7 @@ export = function register(RED: NodeAPI): void {
     if (!db) return;
     const store = db.sql().then((sql) => createSqlLongTerm(sql));
     store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
-    const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 200 }, async (readings) => (await store).add(readings));
+    const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 0 }, async (readings) => (await store).add(readings));
     bindTier(
       node,
       {

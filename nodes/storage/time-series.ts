@@ -43,7 +43,7 @@ export = function register(RED: NodeAPI): void {
     }
     store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
 
-    const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 200 }, async (readings) => (await store).append(readings));
+    const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 0 }, async (readings) => (await store).append(readings));
     bindTier(
       node,
       {

@@ -35,7 +35,7 @@ function httpIn(RED: NodeAPI): void {
 }
 
 /** Done callbacks of messages a `test-hold` node received and has not completed. */
-const held: Array<() => void> = [];
+const held: Array<(err?: Error) => void> = [];
 function holdNode(RED: NodeAPI): void {
   RED.nodes.registerType('test-hold', function (this: Node, def: NodeDef) {
     RED.nodes.createNode(this, def);
@@ -283,21 +283,52 @@ describe('conflux-http-in', function () {
     assert.equal((await postReadings({ base: base(s), serial: 'sensor-7', key: KEY, format: 'ultralight', body: 't|3' })).status, 202);
   });
 
-  it('answers 503 with Retry-After while the flow holds Max in flight, and accepts again once it completes', async () => {
+  it('answers 202 only once the flow has finished with the reading, 503 not-stored with the reason when a node failed it', async () => {
+    const s = await start({ wires: ['hold'] });
+    const send = (v: number) => postReadings({ base: base(s), serial: 'sensor-7', key: KEY, format: 'ultralight', body: `t|${v}` });
+    let answered = false;
+    const first = send(1).then((r) => ((answered = true), r));
+    await until('held', async () => held.length === 1);
+    const second = send(2);
+    await until('both held', async () => held.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(answered, false, 'no answer while the flow holds the reading');
+    held.shift()!();
+    assert.equal((await first).status, 202);
+    held.shift()!(new Error('the time series is unreachable'));
+    const refused = await second;
+    assert.equal(refused.status, 503);
+    assert.equal(refused.problem?.type, 'https://conflux.dev/problems/not-stored');
+    assert.match(String(refused.problem?.detail), /the time series is unreachable/);
+  });
+
+  it('acknowledging on receipt answers 202 as soon as the reading is handed on', async () => {
+    const s = await start({ node: { ack: 'receipt' }, wires: ['hold'] });
+    const r = await postReadings({ base: base(s), serial: 'sensor-7', key: KEY, format: 'ultralight', body: 't|1' });
+    assert.equal(r.status, 202);
+    assert.equal(held.length, 1, 'the flow still holds it');
+  });
+
+  it('answers 503 with Retry-After while the flow holds Max in flight, and accepts again once it finishes one', async () => {
     const s = await start({ node: { maxInFlight: '2' }, wires: ['hold'] });
     const send = (v: number) => postReadings({ base: base(s), serial: 'sensor-7', key: KEY, format: 'ultralight', body: `t|${v}` });
-    assert.equal((await send(1)).status, 202);
-    assert.equal((await send(2)).status, 202);
+    const first = send(1);
+    const second = send(2);
     await until('both held', async () => held.length === 2);
     const busy = await send(3);
     assert.equal(busy.status, 503);
     assert.equal(busy.retryAfter, 1);
     assert.equal(busy.problem?.type, 'https://conflux.dev/problems/overloaded');
-    assert.equal((await send(4)).status, 503, 'still busy: nothing completed');
+    assert.equal((await send(4)).status, 503, 'still busy: nothing finished');
     assert.equal(held.length, 2, 'nothing queued behind the flow');
-    held.shift()!(); // the flow completes one message
-    await until('accepted again', async () => (await send(5)).status === 202);
+    held.shift()!(); // the flow finishes one message
+    assert.equal((await first).status, 202);
+    const fifth = send(5);
+    await until('held again', async () => held.length === 2);
     assert.equal((await send(6)).status, 503, 'the bound holds again');
+    for (const done of held.splice(0)) done();
+    assert.equal((await second).status, 202);
+    assert.equal((await fifth).status, 202);
   });
 
   it('issues single-use UDP tokens to an authenticated device', async () => {

@@ -28,6 +28,30 @@ describe('Batcher', () => {
     assert.deepEqual(r.batches, [[1, 2, 3, 4, 5, 6]]);
   });
 
+  it('group commit: what arrives during a write goes in the next one, started as soon as the write ends, whatever the delay', async () => {
+    const batches: number[][] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const b = new Batcher<number>({
+      maxBatch: 100,
+      maxDelayMs: 60_000,
+      maxPending: 1000,
+      write: async (items) => {
+        batches.push(items);
+        if (batches.length === 1) await gate;
+      },
+    });
+    const first = b.add([1]);
+    // An idle writer waits for company up to maxDelayMs: flush starts this first write now.
+    void b.flush();
+    const later = [b.add([2]), b.add([3, 4])];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(batches, [[1]], 'one write at a time');
+    open();
+    await Promise.all([first, ...later]);
+    assert.deepEqual(batches, [[1], [2, 3, 4]], 'the second write held everything that arrived meanwhile, without waiting 60 s');
+  });
+
   it('cuts batches at maxBatch, in arrival order, one write at a time', async () => {
     let concurrent = 0;
     let most = 0;

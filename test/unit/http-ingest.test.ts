@@ -15,7 +15,7 @@ import { createDeviceDirectory, type DeviceDirectory } from '../../nodes/core/de
 import { RateLimiter } from '../../nodes/core/devices/rate-limit';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import {
-  createHttpIngest, InFlight, readBody, type HttpIngestOptions, type HttpResponse, type IngestedMessage, type IngestRequestWithBody,
+  createHttpIngest, readBody, type HttpIngestOptions, type HttpResponse, type IngestedMessage, type IngestRequestWithBody,
 } from '../../nodes/core/protocol/http-ingest';
 import { isProblem, PROBLEM_BASE } from '../../nodes/core/protocol/problem';
 import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
@@ -64,18 +64,37 @@ describe('http ingest', function () {
   });
   after(() => db?.close());
 
+  /** The flow as the ingest sees it: emit() holds each message until the test finishes or fails it. */
+  function flow(max: number) {
+    const open = new Map<string, { resolve(): void; reject(err: Error): void }>();
+    return {
+      inFlight: { max, get size() { return open.size; } },
+      emit: (m: IngestedMessage) => new Promise<void>((resolve, reject) => open.set(m._msgid, { resolve, reject })).finally(() => open.delete(m._msgid)),
+      finish: (id: string) => open.get(id)!.resolve(),
+      fail: (id: string, reason: string) => open.get(id)!.reject(new Error(reason)),
+      waitFor: async (n: number) => {
+        while (open.size < n) await new Promise((r) => setImmediate(r));
+        return [...open.keys()];
+      },
+    };
+  }
+
   function harness(options: Partial<HttpIngestOptions> = {}) {
     const emitted: IngestedMessage[] = [];
     const tokens = new UdpTokens(300_000);
-    const inFlight = options.inFlight ?? new InFlight(100, ['next'], 60_000);
+    const inFlight = options.inFlight ?? { max: 100, size: 0 };
+    const emit = options.emit;
     const ingest = createHttpIngest({
       directory: async () => directory,
       sql: async () => db,
       maxBodyBytes: 1024,
       rate: new RateLimiter(0),
       tokens,
-      emit: (m) => emitted.push(m),
       ...options,
+      emit: (m) => {
+        emitted.push(m);
+        return emit?.(m);
+      },
       inFlight,
     });
     const post = (over: Partial<Omit<IngestRequestWithBody, 'body'>> & { body?: Buffer | string }) =>
@@ -120,7 +139,6 @@ describe('http ingest', function () {
         assert.ok(rec, `record ${name} in ${JSON.stringify(msg.payload)}`);
         assert.equal(rec.v, 21.5);
         for (const p of msg.payload) assert.ok(p.n.startsWith('dev-1/'), `${p.n} is under the device's own names`);
-        assert.equal(h.inFlight.size, 1);
       });
     }
 
@@ -143,6 +161,24 @@ describe('http ingest', function () {
   });
 
   describe('refuses with a problem document', () => {
+    it('400 for readings a store would refuse later, with the reason: nothing is acknowledged or sent on', async () => {
+      const h = harness({ maxBodyBytes: 100_000 });
+      const bodies = [
+        [`[{"n":"temp","v":1,"t":1e20}]`, 't'],
+        [`[{"n":"temp","v":1,"t":-1e15}]`, 't'],
+        [`[{"bt":1e300,"n":"temp","v":1}]`, 't'],
+        [JSON.stringify([{ n: 'x'.repeat(60_000), v: 1 }]), 'n'],
+      ];
+      for (const [body, field] of bodies) {
+        const doc = assertProblem(await h.post({ headers: { 'content-type': 'application/senml+json' }, body }), 400, 'invalid-body');
+        assert.equal(doc.field, field, String(doc.detail));
+      }
+      // The device's own prefix counts: a name that fits only without it is refused too.
+      const doc = assertProblem(await h.post({ headers: { 'content-type': 'application/senml+json' }, body: JSON.stringify([{ n: 'x'.repeat(1020), v: 1 }]) }), 400, 'invalid-body');
+      assert.equal(doc.field, 'n');
+      assert.equal(h.emitted.length, 0);
+    });
+
     it('401 for a wrong key, no credentials, an unknown device, an unknown API key — with WWW-Authenticate', async () => {
       const h = harness();
       for (const headers of [bearer('dev-1', 'wrong'), basic('dev-1', 'wrong'), { authorization: undefined }, { authorization: 'Digest abc' }, { 'x-api-key': 'cfx_nope' }]) {
@@ -228,31 +264,49 @@ describe('http ingest', function () {
       assert.equal((await h.post({ serial: 'gx-1', headers: bearer('gx-1', 'gx key') })).status, 202);
     });
 
-    it('503 with Retry-After once the flow holds the bound; accepted again when it completes one', async () => {
-      const inFlight = new InFlight(2, ['store'], 60_000);
-      const h = harness({ inFlight });
-      const a = json(await h.post({}));
-      json(await h.post({}));
+    it('202 only once the flow has kept the reading; 503 not-stored with the reason when a node failed it', async () => {
+      const f = flow(10);
+      const h = harness({ inFlight: f.inFlight, emit: f.emit });
+      let answered = false;
+      const kept = h.post({}).then((r) => ((answered = true), r));
+      const [a] = await f.waitFor(1);
+      const failed = h.post({});
+      const [, b] = await f.waitFor(2);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(answered, false, 'no answer while the flow holds the reading');
+      f.finish(a);
+      const r = await kept;
+      assert.equal(r.status, 202);
+      assert.equal(json(r).id, a);
+      f.fail(b, 'time series: connection refused');
+      const refused = await failed;
+      const doc = assertProblem(refused, 503, 'not-stored');
+      assert.match(String(doc.detail), /connection refused/);
+      assert.equal(doc.id, b);
+      assert.equal(refused.headers['retry-after'], '5');
+    });
+
+    it('503 overloaded with Retry-After once the flow holds the bound; accepted again when it finishes one', async () => {
+      const f = flow(2);
+      const h = harness({ inFlight: f.inFlight, emit: f.emit });
+      const first = h.post({});
+      const [a] = await f.waitFor(1);
+      const second = h.post({});
+      const [, b] = await f.waitFor(2);
       const r = await h.post({});
       const doc = assertProblem(r, 503, 'overloaded');
       assert.equal(r.headers['retry-after'], '1');
       assert.equal(doc.retryAfter, 1);
       assert.ok(h.ingest.precheck({ route: 'telemetry', method: 'POST', serial: 'dev-1', headers: { 'content-type': 'text/plain' }, query: {} }), 'refused before reading the body');
-      assert.equal(inFlight.complete(a.id, 'elsewhere'), false, 'only a wired node completes it');
-      assert.equal(inFlight.complete(a.id, 'store'), true);
-      assert.equal((await h.post({})).status, 202);
+      f.finish(a);
+      assert.equal((await first).status, 202);
+      const third = h.post({});
+      const [, c] = await f.waitFor(2);
+      f.finish(b);
+      f.finish(c);
+      assert.equal((await second).status, 202);
+      assert.equal((await third).status, 202);
       assert.equal(h.emitted.length, 3);
-    });
-
-    it('503 only until the in-flight timeout for a flow that never completes', async () => {
-      let t = 1_000_000;
-      const inFlight = new InFlight(1, ['never'], 5_000, () => t);
-      const h = harness({ inFlight });
-      assert.equal((await h.post({})).status, 202);
-      assert.equal((await h.post({})).status, 503);
-      t += 5_001;
-      assert.equal((await h.post({})).status, 202);
-      assert.equal(inFlight.timedOut, 1);
     });
 
     it('503 unavailable when the registry cannot answer; 500 never escapes as a throw', async () => {
@@ -337,7 +391,7 @@ describe('http ingest', function () {
         credentials: async (serial) => (serial === 'fz' ? { device: { tenant: 't', serial, id: 1 }, keys: [{ slot: 1, ...keys }] } : undefined),
       };
       const stubSql = { kind: 'pglite', query: async () => ({ rows: [], rowCount: 0 }) } as unknown as SqlClient;
-      const h = harness({ directory: async () => stubDirectory, sql: async () => stubSql, rate: new RateLimiter(0), inFlight: new InFlight(200, ['n'], 1) });
+      const h = harness({ directory: async () => stubDirectory, sql: async () => stubSql, rate: new RateLimiter(0), inFlight: { max: 200, size: 0 } });
       const text = fc.string({ maxLength: 40 });
       const header = (values: fc.Arbitrary<string>) => fc.option(fc.oneof(values, text), { nil: undefined });
       const request = fc.record({

@@ -104,7 +104,7 @@ describe('json-map: encoding', () => {
 const name = fc.stringMatching(/^[A-Za-z0-9][-:./A-Za-z0-9_]{0,20}$/);
 const value = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }).filter((v) => !Object.is(v, -0)).map((v) => ({ v })),
-  fc.string({ unit: 'binary', maxLength: 10 }).map((vs) => ({ vs })),
+  fc.string({ unit: 'binary', maxLength: 10 }).filter((vs) => !vs.includes('\u0000')).map((vs) => ({ vs })), // no store holds U+0000
   fc.boolean().map((vb) => ({ vb })),
 );
 const records = fc.array(

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { CodecError } from '../../nodes/core/errors';
-import { resolve, validateResolved } from '../../nodes/core/model/senml';
+import { MAX_TIME, resolve, validateResolved } from '../../nodes/core/model/senml';
 
 const now = 1.7e9;
 
@@ -43,6 +43,23 @@ describe('SenML model: resolution and validation', () => {
     rejects([], /at least one record/);
     rejects({ n: 'a' }, /must be an array/);
     rejects([{ bn: 'a' }], /base fields but no reading/);
+  });
+
+  it('refuses what no store can hold, naming the field: times out of range, overlong names, U+0000 in texts', () => {
+    const cases: Array<[unknown[], string, RegExp]> = [
+      [[{ n: 'a', v: 1, t: 1e20 }], 't', /outside what is stored/],
+      [[{ n: 'a', v: 1, t: -1e15 }], 't', /outside what is stored/],
+      [[{ bt: 1e300, n: 'a', v: 1 }], 't', /outside what is stored/],
+      [[{ n: 'a', v: 1, t: MAX_TIME }], 't', /outside what is stored/],
+      [[{ n: 'a'.repeat(60_000), v: 1 }], 'n', /at most 1024 characters/],
+      [[{ n: 'a', vs: 'x\u0000y' }], 'vs', /U\+0000/],
+      [[{ n: 'a', v: 1, u: 'x'.repeat(300) }], 'u', /at most 256/],
+    ];
+    for (const [pack, field, reason] of cases) {
+      assert.throws(() => resolve(pack, { now }), (err: CodecError) => err.field === field && reason.test(err.message), JSON.stringify(pack).slice(0, 80));
+    }
+    assert.equal(resolve([{ n: 'a', v: 1, t: MAX_TIME - 1 }], { now })[0].t, MAX_TIME - 1, 'the last second of 9999 is stored');
+    assert.throws(() => validateResolved([{ n: 'a', v: 1, t: 1e20 }]), /outside what is stored/, 'tiers check the same limits');
   });
 
   it('ignores unknown fields that do not end in an underscore', () => {

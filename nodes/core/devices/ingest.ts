@@ -17,7 +17,7 @@ import { decodeSenmlXml } from '../codecs/senml-xml';
 import { ulToRecords } from '../codecs/ultralight';
 import { CodecError } from '../errors';
 import type { CanonicalMessage } from '../model/message';
-import { isValidName, type ResolvedRecord } from '../model/senml';
+import { isValidName, validateResolved, type ResolvedRecord } from '../model/senml';
 import type { DeviceIdentity } from './directory';
 
 export type DeviceFormat = 'senml' | 'ultralight' | 'attributes';
@@ -52,8 +52,18 @@ function attributes(body: unknown, serial: string, now: number): ResolvedRecord[
   return out;
 }
 
-/** Decodes a device's payload; throws CodecError with the reason. `now` in seconds. */
+/**
+ * Decodes a device's payload; throws CodecError with the reason. `now` in seconds. What a tier
+ * would refuse (a time out of range, a name too long…) is refused here, before the listener
+ * acknowledges anything.
+ */
 export function decodeDevicePayload(format: DeviceFormat, body: unknown, serial: string, now = Date.now() / 1000): Decoded {
+  const decoded = decodeAs(format, body, serial, now);
+  validateResolved(decoded.records, decoded.format);
+  return decoded;
+}
+
+function decodeAs(format: DeviceFormat, body: unknown, serial: string, now: number): Decoded {
   switch (format) {
     case 'ultralight':
       if (!(typeof body === 'string' || body instanceof Uint8Array)) throw new CodecError('ultralight', 'expected text');

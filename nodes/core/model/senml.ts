@@ -49,6 +49,31 @@ export const SENML_VERSION = 10;
 /** Times below 2**28 are relative to "now" (RFC 8428 section 4.5.3). */
 export const RELATIVE_TIME_LIMIT = 2 ** 28;
 
+/**
+ * What every tier can store, checked where records are made (decoders, so a listener refuses an
+ * unstorable reading before acknowledging it) and again where they are stored (validateResolved).
+ * Times: from 2^28 s (1978-07-04, below which SenML reads a time as relative) to the year 10000
+ * (timestamptz text and Elasticsearch dates). Names: index entries stay small. Texts: PostgreSQL
+ * text holds no U+0000.
+ */
+export const MAX_TIME = 253_402_300_800;
+export const MAX_NAME_LENGTH = 1_024;
+export const MAX_UNIT_LENGTH = 256;
+export const MAX_STRING_LENGTH = 65_536;
+export const MAX_DATA_LENGTH = 1_048_576;
+
+/** Why a resolved record cannot be stored ([reason, field]), or undefined when it can. */
+function beyondLimits(r: ResolvedRecord): [string, string] | undefined {
+  if (!(r.t >= RELATIVE_TIME_LIMIT && r.t < MAX_TIME)) {
+    return [`the time ${r.t} is outside what is stored: ${RELATIVE_TIME_LIMIT} (1978-07-04) to ${MAX_TIME} (the year 10000) seconds since the epoch`, 't'];
+  }
+  if (r.n.length > MAX_NAME_LENGTH) return [`a name has at most ${MAX_NAME_LENGTH} characters, this one ${r.n.length}`, 'n'];
+  if (r.u !== undefined && (r.u.length > MAX_UNIT_LENGTH || r.u.includes('\u0000'))) return [`a unit has at most ${MAX_UNIT_LENGTH} characters and no U+0000`, 'u'];
+  if (r.vs !== undefined && (r.vs.length > MAX_STRING_LENGTH || r.vs.includes('\u0000'))) return [`a string value has at most ${MAX_STRING_LENGTH} characters and no U+0000`, 'vs'];
+  if (r.vd !== undefined && r.vd.length > MAX_DATA_LENGTH) return [`a data value has at most ${MAX_DATA_LENGTH} base64url characters`, 'vd'];
+  return undefined;
+}
+
 const NAME_RE = /^[A-Za-z0-9][-:./A-Za-z0-9_]*$/;
 const NAME_REST_RE = /^[-:./A-Za-z0-9_]*$/;
 const BASE64URL_RE = /^[A-Za-z0-9_-]*$/;
@@ -182,6 +207,8 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
     if (values === 0 && r.s === undefined) fail('a record needs one of v, vs, vb, vd or s', i);
     const ut = num(rec.ut, 'ut', i);
     if (ut !== undefined) r.ut = ut;
+    const beyond = beyondLimits(r);
+    if (beyond) fail(beyond[0], i, beyond[1]);
     if (t < lastT) sorted = false;
     lastT = t;
     out.push(r);
@@ -225,6 +252,8 @@ export function validateResolved(records: unknown, format = FORMAT): ResolvedRec
     if (r.s !== undefined && (typeof r.s !== 'number' || !Number.isFinite(r.s))) throw new CodecError(format, 'expected a finite number', i, 's');
     if (r.ut !== undefined && (typeof r.ut !== 'number' || !Number.isFinite(r.ut))) throw new CodecError(format, 'expected a finite number', i, 'ut');
     if (r.vd !== undefined && r.vd.length % 4 === 1) throw new CodecError(format, 'expected base64url data without padding', i, 'vd');
+    const beyond = beyondLimits(r);
+    if (beyond) throw new CodecError(format, beyond[0], i, beyond[1]);
     // RFC 8428 section 4.6: bver appears in every resolved record with one value, or in none, and never as 10.
     if (r.bver !== version) throw new CodecError(format, 'bver must be in every resolved record with the same value, or in none', i, 'bver');
     if (version !== undefined && (!Number.isInteger(version) || version < 0 || version >= SENML_VERSION)) {

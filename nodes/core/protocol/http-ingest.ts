@@ -26,8 +26,10 @@
  * Checks, in order, each with its problem type: method (405), serial (400), Content-Encoding and
  * Content-Type (415), declared Content-Length (413, before any byte is read), in-flight bound
  * (503 Retry-After), body size (413), credentials (401/403/404), the tenant's rate (429
- * Retry-After), in-flight bound again, decoding (400 with the codec's reason). The handler never
- * throws: an unexpected failure is a 500 problem, a database that cannot answer a 503.
+ * Retry-After), in-flight bound again, decoding (400 with the codec's reason). Then the reading
+ * goes into the flow, and the answer waits for the flow: 202 once it has kept the reading, 503
+ * 'not-stored' with the reason when it did not. The handler never throws: an unexpected failure
+ * is a 500 problem, a database that cannot answer a 503.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -41,6 +43,7 @@ import type { RateLimiter } from '../devices/rate-limit';
 import type { UdpTokens } from '../devices/udp-tokens';
 import { asCodecError, CodecError } from '../errors';
 import type { CanonicalMessage } from '../model/message';
+import { validateResolved } from '../model/senml';
 import { authenticateApiKey } from '../stores/business';
 import { jsonResponse, problem, type HttpResponse } from './problem';
 
@@ -87,72 +90,20 @@ export const CREDENTIAL_CACHE_MS = 30_000;
 const CREDENTIAL_CACHE_SIZE = 10_000;
 /** Seconds a client should wait after a 503. */
 export const OVERLOAD_RETRY_AFTER_S = 1;
+/** Seconds a client should wait before sending again a reading the flow did not keep. */
+export const NOT_STORED_RETRY_AFTER_S = 5;
 /** An API key whose scopes list is not empty needs one of these to post for devices. */
 export const DEVICE_SCOPES = ['devices', 'devices:write', 'write', '*'];
 
 export const REALM = 'conflux-devices';
 const CHALLENGE = `Bearer realm="${REALM}", Basic realm="${REALM}", charset="UTF-8"`;
 
-// ─── In-flight tracking ─────────────────────────────────────────────────────────────────────
+// ─── In-flight bound ────────────────────────────────────────────────────────────────────────
 
-/**
- * Messages sent but not yet completed by the flow: each waits for every node it was sent to
- * (`waitFor`, the ids of the nodes wired to the listener) to report it done, or for `timeoutMs`
- * (a node that never calls done must not wedge the listener). Bounded by `max`: when full, the
- * listener refuses new readings with 503 rather than queue them.
- */
-export class InFlight {
-  private readonly entries = new Map<string, { waiting: Set<string>; at: number }>();
-  /** Entries released by the timeout rather than by completion. */
-  timedOut = 0;
-  completed = 0;
-
-  constructor(
-    readonly max: number,
-    private readonly waitFor: readonly string[],
-    private readonly timeoutMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  /** Whether a new message must be refused; drops timed-out entries first. */
-  full(): boolean {
-    if (this.entries.size < this.max) return false;
-    this.sweep();
-    return this.entries.size >= this.max;
-  }
-
-  /** Counts message `id` as in flight until every wired node completed it. Nothing wired: nothing to wait for. */
-  add(id: string): void {
-    if (this.waitFor.length === 0) return;
-    this.entries.set(id, { waiting: new Set(this.waitFor), at: this.now() });
-  }
-
-  /** Node `nodeId` completed message `id` (Node-RED's onComplete hook). True when that released it. */
-  complete(id: string, nodeId: string): boolean {
-    const entry = this.entries.get(id);
-    if (!entry || !entry.waiting.delete(nodeId) || entry.waiting.size > 0) return false;
-    this.entries.delete(id);
-    this.completed++;
-    return true;
-  }
-
-  /** Drops entries older than the timeout (oldest first: the map keeps insertion order). */
-  sweep(): void {
-    const limit = this.now() - this.timeoutMs;
-    for (const [id, e] of this.entries) {
-      if (e.at > limit) break;
-      this.entries.delete(id);
-      this.timedOut++;
-    }
-  }
-
-  clear(): void {
-    this.entries.clear();
-  }
+/** Readings the flow has not finished with, and how many may be: when full, new ones get 503. */
+export interface InFlight {
+  readonly size: number;
+  readonly max: number;
 }
 
 // ─── Reading the body, bounded ──────────────────────────────────────────────────────────────
@@ -353,6 +304,7 @@ export function decodeBody(kind: BodyKind, body: Buffer, serial: string, now: nu
     throw asCodecError(kind, err);
   }
   if (decoded.records.length === 0) throw new CodecError(decoded.format, 'the body holds no readings');
+  validateResolved(decoded.records, decoded.format); // the device's prefix may push a name past its limit
   return decoded;
 }
 
@@ -367,8 +319,11 @@ export interface HttpIngestOptions {
   rate: RateLimiter;
   tokens: UdpTokens;
   inFlight: InFlight;
-  /** Sends an accepted message on; called after it is counted in flight. */
-  emit(message: IngestedMessage): void;
+  /**
+   * Sends an accepted message on. A promise returned resolves when the flow has kept it (the
+   * device then gets 202) and rejects with the reason it was not (503, to send again).
+   */
+  emit(message: IngestedMessage): Promise<void> | void;
   /** A failure that is not the client's (database down, a bug): for the node's log. */
   onInternalError?(err: Error): void;
   /** A device's body was refused as undecodable: for a Catch node. */
@@ -457,6 +412,8 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
     }
   }
 
+  const full = () => options.inFlight.size >= options.inFlight.max;
+
   function overloaded(): HttpResponse {
     return problem(
       'overloaded',
@@ -488,7 +445,7 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
     if (declared !== undefined && declared > options.maxBodyBytes) {
       return tooLarge(options.maxBodyBytes, `the body is declared as ${declared} bytes; at most ${options.maxBodyBytes} are accepted`);
     }
-    if (req.route !== 'tokens' && options.inFlight.full()) return overloaded();
+    if (req.route !== 'tokens' && full()) return overloaded();
     return undefined;
   }
 
@@ -498,7 +455,7 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
   }
 
   async function telemetry(req: IngestRequestWithBody, device: DeviceIdentity, receivedAt: number): Promise<HttpResponse> {
-    if (options.inFlight.full()) return overloaded();
+    if (full()) return overloaded();
     if (!options.rate.take(device.tenant)) return rateLimited(device.tenant);
     const kind = bodyKind(req.route, req.headers) as BodyKind; // checked by precheck
     let decoded: Decoded;
@@ -512,8 +469,14 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
     const id = randomUUID();
     const message = deviceMessage(device, decoded, 'http', receivedAt) as IngestedMessage;
     message._msgid = id;
-    options.inFlight.add(id);
-    options.emit(message);
+    const kept = options.emit(message); // a throw here is a bug: the handler answers 500
+    try {
+      await kept;
+    } catch (err) {
+      // Not kept (a node failed it, the flow took too long): nothing was promised, send it again.
+      const reason = err instanceof Error ? err.message : String(err);
+      return problem('not-stored', `the reading was not stored: ${reason}`, { id, retryAfter: NOT_STORED_RETRY_AFTER_S }, { 'retry-after': String(NOT_STORED_RETRY_AFTER_S) });
+    }
     return jsonResponse(202, { id });
   }
 

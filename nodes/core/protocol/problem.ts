@@ -27,6 +27,7 @@ export const PROBLEM_TYPES = {
   'internal-error': [500, 'Internal error'],
   overloaded: [503, 'The flow behind this endpoint cannot keep up'],
   unavailable: [503, 'The service is unavailable'],
+  'not-stored': [503, 'The reading was not kept'],
   'device-offline': [409, 'The device is not connected'],
   'command-refused': [502, 'The device refused the command'],
   'command-queue-full': [503, "The device's command queue is full"],

@@ -1,6 +1,11 @@
 /**
  * A bounded write queue: items from many messages are written together, in batches bounded by
- * size (maxBatch) and by time (maxDelayMs), one batch in flight at a time, in arrival order.
+ * size (maxBatch), one batch in flight at a time, in arrival order.
+ *
+ * Group commit: when a write finishes, the next one starts at once with whatever arrived
+ * meanwhile. Under load batches grow by themselves (devices waiting for their acknowledgement
+ * never wait for a timer), and under light load an item is written as soon as it arrives.
+ * maxDelayMs only lets an idle writer wait that long for company before its first write.
  *
  * Backpressure: at most maxPending items wait (queued or in flight). `add` beyond that rejects
  * at once with QueueFullError instead of growing memory: the node hands the message to its
@@ -14,7 +19,7 @@ export class QueueFullError extends Error {
 export interface BatchOptions<T> {
   /** Most items per write. */
   maxBatch: number;
-  /** Longest an item waits for its batch to fill; 0 writes what arrived in the same tick. */
+  /** Longest an item that finds the writer idle waits for company; 0 writes what arrived in the same tick. */
   maxDelayMs: number;
   /** Most items waiting or being written; add() beyond that throws QueueFullError. */
   maxPending: number;
@@ -129,10 +134,8 @@ export class Batcher<T> {
     ).finally(() => {
       this.writing = false;
       this.inFlight = 0;
-      // More arrived while writing: full batches go at once, a partial one waits its delay,
-      // unless someone is waiting for the queue to empty.
-      if (this.idle.length > 0) this.startWrite();
-      else if (this.items.length > 0) this.schedule();
+      // Group commit: what arrived while writing goes now, however little.
+      if (this.idle.length > 0 || this.items.length > 0) this.startWrite();
     });
   }
 }
