@@ -140,15 +140,15 @@ export function phaseKept(report: PhaseReport): boolean {
   });
 }
 
-/** "http acked 812 stored 812, tcp acked 950 stored 950 (lost 3, 2 twice), …; rollups agree" */
+/** "http acked 812 stored 812, tcp acked 950 stored 947 (lost 3, duplicates 2), …; rollups agree" */
 export function describePhase(report: PhaseReport): string {
   const parts = LOAD_TRANSPORTS.filter((t) => report.transports[t].sent > 0).map((t) => {
     const x = report.transports[t];
     const faults = [
-      x.acked < x.sent ? `${x.sent - x.acked} never acknowledged` : '',
+      x.acked < x.sent ? `never acknowledged ${x.sent - x.acked}` : '',
       x.lost ? `lost ${x.lost}` : '',
-      x.duplicates ? `${x.duplicates} duplicates` : '',
-      x.strangers ? `${x.strangers} unexpected rows` : '',
+      x.duplicates ? `duplicates ${x.duplicates}` : '',
+      x.strangers ? `unexpected rows ${x.strangers}` : '',
     ].filter(Boolean);
     return `${t} acked ${x.acked} stored ${x.stored}${faults.length ? ` (${faults.join(', ')})` : ''}`;
   });
