@@ -38,8 +38,9 @@ function envWith(vars: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...vars };
 }
 
+/** Starts on vars.CONFLUX_PORT when given (a restart on the same address), else on a free port. */
 export async function start(vars: Record<string, string>): Promise<Platform> {
-  const port = await freePort();
+  const port = vars.CONFLUX_PORT ? Number(vars.CONFLUX_PORT) : await freePort();
   const child = spawn(process.execPath, [settingsJs], {
     cwd: root,
     env: envWith({ CONFLUX_HOST: '127.0.0.1', CONFLUX_PORT: String(port), ...vars }),
