@@ -5,9 +5,9 @@
  * the token's device. Dropped datagrams are counted by reason in the status and reported to a
  * Catch node (at most a few per second: a flood of forged datagrams must not flood the flow).
  *
- * Backpressure: a reading counts as in flight from node.send until every node wired to the
- * output reports it done (Node-RED's onComplete hook), or COMPLETE_TIMEOUT_MS for a node that
- * never does; beyond Max in flight datagrams are dropped as 'busy'.
+ * Backpressure: a reading counts as in flight from node.send until the flow has finished with it
+ * (nodes/shared/completion.ts), or COMPLETE_TIMEOUT_MS; beyond Max in flight datagrams are
+ * dropped as 'busy'. UDP acknowledges nothing, so a failure only reaches the Catch node.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { DROP_REASONS, UdpServer, type UdpDropReason, type UdpRemote } from '../core/protocol/udp-server';
@@ -24,7 +24,7 @@ interface UdpInDef extends NodeDef {
 }
 
 const DEFAULT_UDP_PORT = 41234;
-/** A wired node that never calls done() releases its reading's place after this long. */
+/** A reading the flow has not finished with by then no longer counts in flight. */
 const COMPLETE_TIMEOUT_MS = 30_000;
 const STATUS_EVERY_MS = 250;
 
@@ -49,7 +49,7 @@ export = function register(RED: NodeAPI): void {
     const port = intField(def.port, DEFAULT_UDP_PORT, 0, 65_535);
     const host = textField(def.host);
 
-    // In-flight readings, released when every wired node has completed them.
+    // In-flight readings, released when the flow has finished with them.
     const completion = trackCompletion(RED, node, COMPLETE_TIMEOUT_MS);
 
     const reportToCatch = boundedReporter(node);

@@ -77,7 +77,7 @@ export interface DeviceReading extends CanonicalMessage {
   commandResults?: CommandResult[];
 }
 
-export const MQTT_REJECT_REASONS = ['auth', 'sessions', 'topic', 'subscribe', 'payload', 'rate-limited', 'busy', 'oversized', 'protocol'] as const;
+export const MQTT_REJECT_REASONS = ['auth', 'sessions', 'topic', 'subscribe', 'payload', 'rate-limited', 'busy', 'not-stored', 'oversized', 'protocol'] as const;
 export type MqttRejectReason = (typeof MQTT_REJECT_REASONS)[number];
 
 export interface MqttRejection {
@@ -771,8 +771,8 @@ export class MqttDeviceBroker {
       },
       (err: Error) => {
         settle();
-        this.report({ reason: 'busy', detail: `not handed on: ${err?.message ?? err}`, device: ref(device), topic: topicText, remote: conn.remote });
-        cb(new Error('not handed on')); // no acknowledgement: the device sends it again
+        this.report({ reason: 'not-stored', detail: `not stored: ${err?.message ?? err}`, device: ref(device), topic: topicText, remote: conn.remote });
+        cb(new Error('not stored')); // no acknowledgement, and the connection closes: the device sends it again
       },
     );
   }
