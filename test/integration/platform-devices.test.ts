@@ -34,7 +34,8 @@ describe('acceptance: npm start accepts readings from the reference device clien
 
   it('over TCP, UDP, HTTP and MQTT, each reading stored in the cache, the time series and PGlite', async () => {
     const key = await (async () => {
-      for (let i = 0; i < 100; i++) {
+      // The key is logged once the flows have started: up to a minute on a loaded CI machine.
+      for (let i = 0; i < 600; i++) {
         const m = /demo device demo-0001; its key, shown only this once: (\S+)/.exec(platform!.output());
         if (m) return m[1];
         await new Promise((r) => setTimeout(r, 100));

@@ -22,6 +22,7 @@ import { decodeError, encodeFrame, FrameDecoder, FrameType, type Frame } from '.
 import { TcpDeviceServer, type DeviceMessageEvent, type TcpEventContext, type TcpEventError, type TcpServerOptions } from '../../nodes/core/protocol/tcp-server';
 import { createBusinessStore, type BusinessStore } from '../../nodes/core/stores/business';
 import { connect, DeviceRefusedError, type TcpClientOptions, type TcpDeviceClient } from '../../tools/device-client/tcp';
+import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { catchNode, helper } from '../support/node-red';
 import gatewayNode = require('../../nodes/devices/gateway');
 import tcpInNode = require('../../nodes/devices/tcp-in');
@@ -582,5 +583,50 @@ describe('conflux-tcp-in node', function () {
     const again = net.createServer();
     await new Promise<void>((resolve, reject) => again.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
     await new Promise((resolve) => again.close(resolve));
+  });
+
+  it('ACKs a frame only once the flow has finished with it, and answers ERROR with the reason when a node failed it', async () => {
+    const port = await freePort();
+    const held: Array<(err?: Error) => void> = [];
+    const holdNode = (RED: NodeAPI) =>
+      RED.nodes.registerType('test-hold', function (this: Node, def: NodeDef) {
+        RED.nodes.createNode(this, def);
+        this.on('input', (_msg, _send, done) => void held.push(done));
+      });
+    await helper.load([...NODES, holdNode], [
+      { id: 'tab', type: 'tab' },
+      { id: 'db', type: 'conflux-postgres', url: '' },
+      { id: 'gw', type: 'conflux-gateway', database: 'db', idleTimeout: '60' },
+      { id: 'listener', type: 'conflux-tcp-in', z: 'tab', gateway: 'gw', host: '127.0.0.1', port: String(port), wires: [['hold']] },
+      { id: 'hold', type: 'test-hold', z: 'tab' },
+    ] as helper.TestFlows);
+    const sql = await (helper.getNode('db') as unknown as { sql(): Promise<SqlClient> }).sql();
+    const business = createBusinessStore(sql);
+    const d = await business.create('default', 'devices', { serial: 'SN-HOLD' });
+    await business.create('default', 'device_keys', { device_id: d.id, key: 'hold-key' });
+    let client: TcpDeviceClient | undefined;
+    for (let i = 0; i < 50 && !client; i++) client = await connect({ port, serial: 'SN-HOLD', key: 'hold-key' }).catch(() => sleep(50).then(() => undefined));
+    assert.ok(client, 'the device logged in');
+    try {
+      let acked = false;
+      const first = client.sendReadings('ascii', 't|1').then((n) => ((acked = true), n));
+      while (held.length < 1) await sleep(5);
+      await sleep(50);
+      assert.equal(acked, false, 'no ACK while the flow holds the reading');
+      assert.equal(client.unacknowledged.length, 1);
+      held.shift()!();
+      assert.equal(await first, 1);
+      const second = client.sendReadings('ascii', 't|2');
+      while (held.length < 1) await sleep(5);
+      held.shift()!(new Error('the time series is unreachable'));
+      await assert.rejects(second, /not accepted: the time series is unreachable/);
+      const third = client.sendReadings('ascii', 't|3'); // the session goes on
+      while (held.length < 1) await sleep(5);
+      held.shift()!();
+      assert.equal(await third, 3);
+    } finally {
+      for (const done of held.splice(0)) done();
+      client.destroy();
+    }
   });
 });
