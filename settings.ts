@@ -1,17 +1,17 @@
 /**
  * Conflux standalone platform: Node-RED with this package's nodes, embedded defaults and
- * CONFLUX_* overrides (see nodes/core/runtime/). `npm start` builds, then runs dist/settings.js.
- * This file only wires Node-RED, HTTP and signals; the decisions live in nodes/core/runtime.
+ * CONFLUX_* overrides (see launcher/). `npm start` builds, then runs dist/settings.js.
+ * This file only wires Node-RED, HTTP and signals; the decisions live in launcher/.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import RED = require('node-red');
-import { claimPlatformPidFile } from './nodes/core/db/backup';
-import { startupBanner } from './nodes/core/runtime/banner';
-import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './nodes/core/runtime/config';
-import { installFirstFlow } from './nodes/core/runtime/first-start';
-import { resolveCredentialSecret } from './nodes/core/runtime/secret';
+import { claimPlatformPidFile } from './launcher/pid-file';
+import { startupBanner } from './launcher/banner';
+import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './launcher/config';
+import { installFirstFlow } from './launcher/first-start';
+import { resolveCredentialSecret } from './launcher/secret';
 
 /** dist/settings.js sits one level below the package root (package.json, flows/, examples/). */
 const packageRoot = path.resolve(__dirname, '..');

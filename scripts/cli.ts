@@ -2,8 +2,8 @@
  * How the backup and restore commands end: a work function's exit code, or, when it throws, the
  * reason on stderr and the code the error carries (2 for configuration, BackupError's own, else 1).
  */
-import { BackupError } from '../nodes/core/db/backup';
-import { ConfigError } from '../nodes/core/runtime/config';
+import { BackupError } from '../launcher/backup';
+import { ConfigError } from '../launcher/config';
 
 export function runCli(name: string, work: () => Promise<number>): void {
   work().then(

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startupBanner } from '../../nodes/core/runtime/banner';
+import { startupBanner } from '../../launcher/banner';
 import {
   adminAuthFor,
   buildSettings,
@@ -10,10 +10,10 @@ import {
   DEFAULT_PORT,
   editorUrl,
   readConfig,
-} from '../../nodes/core/runtime/config';
-import { describeDefaults, EMBEDDED_DEFAULTS } from '../../nodes/core/runtime/defaults';
-import { installFirstFlow } from '../../nodes/core/runtime/first-start';
-import { resolveCredentialSecret, SECRET_FILE } from '../../nodes/core/runtime/secret';
+} from '../../launcher/config';
+import { describeDefaults, EMBEDDED_DEFAULTS } from '../../launcher/defaults';
+import { installFirstFlow } from '../../launcher/first-start';
+import { resolveCredentialSecret, SECRET_FILE } from '../../launcher/secret';
 
 // bcryptjs comes with node-red, as in settings.ts.
 const bcrypt = require(require.resolve('bcryptjs', { paths: [path.dirname(require.resolve('node-red/package.json'))] })) as {
