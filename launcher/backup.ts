@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { PGlite } from '@electric-sql/pglite';
+import { ownerOnlyTree } from '../nodes/core/db/owner-only';
 import { platformPidFile, processesUsing, runningPlatformPid } from './pid-file';
 
 export type BackupErrorCode =
@@ -319,6 +320,7 @@ export async function restoreEmbedded(
       await db?.close().catch(() => undefined);
     }
     if (!hasDatabase(tmp)) throw corrupt(source, 'nothing was restored');
+    ownerOnlyTree(tmp); // PGlite unpacks with mode 0666; the database holds device keys
 
     let movedAside: string | undefined;
     if (existing) {

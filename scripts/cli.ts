@@ -4,8 +4,11 @@
  */
 import { BackupError } from '../launcher/backup';
 import { ConfigError } from '../launcher/config';
+import { OWNER_ONLY_UMASK } from '../launcher/file-modes';
 
 export function runCli(name: string, work: () => Promise<number>): void {
+  // Archives and restored databases hold every device's key: owner-only, like the data dir.
+  process.umask(OWNER_ONLY_UMASK);
   work().then(
     (code) => {
       process.exitCode = code;
