@@ -36,7 +36,13 @@ interface ExpressApp {
 export const CONFLUX_ROUTE = Symbol.for('conflux.http-route');
 
 function stackOf(app: ExpressApp | undefined): Layer[] {
-  return app ? ((app._router ?? app.router)?.stack ?? []) : [];
+  if (!app) return [];
+  if (app._router) return app._router.stack;
+  try {
+    return app.router?.stack ?? []; // express 5
+  } catch {
+    return []; // express 4 before its first route: no _router yet, and app.router throws
+  }
 }
 
 /** Whether a layer's path pattern matches, without decoding parameters (a malformed one still matches). */

@@ -93,6 +93,9 @@ describe('runtime: environment to settings', () => {
     assert.deepEqual(settings.telemetry, { enabled: false, updateNotification: false });
     assert.equal(settings.editorTheme.tours, false);
     assert.equal('adminAuth' in settings, false);
+    // Node-RED's CORS settings stay unset: no endpoint grants Access-Control-Allow-Origin.
+    assert.equal('httpAdminCors' in settings, false);
+    assert.equal('httpNodeCors' in settings, false);
   });
 });
 
@@ -246,7 +249,9 @@ describe('runtime: start-up log', () => {
     assert.ok(local.info.some((l) => /editor login: none/.test(l)));
     assert.deepEqual(local.warn, []);
     const open = startupBanner(readConfig({ CONFLUX_HOST: '0.0.0.0' }, '/'), {}, secret, 'kept');
-    assert.equal(open.warn.length, 1);
+    assert.equal(open.warn.length, 2);
+    assert.match(open.warn[1], /CONFLUX_ALLOWED_HOSTS/, 'a wildcard address needs the names listed');
+    assert.equal(startupBanner(readConfig({ CONFLUX_HOST: '0.0.0.0', CONFLUX_ALLOWED_HOSTS: 'gw.lan' }, '/'), {}, secret, 'kept').warn.length, 1);
     assert.ok(!JSON.stringify(open).includes('"s"'), 'the secret itself is never logged');
     assert.equal(editorUrl('::1', 80), 'http://[::1]:80/');
   });
