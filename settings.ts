@@ -1,17 +1,19 @@
 /**
  * Conflux standalone platform: Node-RED with this package's nodes, embedded defaults and
- * CONFLUX_* overrides (see nodes/core/runtime/). `npm start` builds, then runs dist/settings.js.
- * This file only wires Node-RED, HTTP and signals; the decisions live in nodes/core/runtime.
+ * CONFLUX_* overrides (see launcher/). `npm start` builds, then runs dist/settings.js.
+ * This file only wires Node-RED, HTTP and signals; the decisions live in launcher/.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import RED = require('node-red');
-import { claimPlatformPidFile } from './nodes/core/db/backup';
-import { startupBanner } from './nodes/core/runtime/banner';
-import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './nodes/core/runtime/config';
-import { installFirstFlow } from './nodes/core/runtime/first-start';
-import { resolveCredentialSecret } from './nodes/core/runtime/secret';
+import { startupBanner } from './launcher/banner';
+import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './launcher/config';
+import { OWNER_ONLY_UMASK, ownerOnlyTree } from './launcher/file-modes';
+import { installFirstFlow } from './launcher/first-start';
+import { noCorsGrant, platformApp } from './launcher/http';
+import { claimPlatformPidFile } from './launcher/pid-file';
+import { resolveCredentialSecret } from './launcher/secret';
 
 /** dist/settings.js sits one level below the package root (package.json, flows/, examples/). */
 const packageRoot = path.resolve(__dirname, '..');
@@ -22,7 +24,7 @@ function fromNodeRed<T>(name: string): T {
   return require(require.resolve(name, { paths: [nodeRedDir] })) as T;
 }
 const express = fromNodeRed<typeof import('express')>('express');
-const bcrypt = fromNodeRed<{ hashSync(password: string, rounds: number): string }>('bcryptjs');
+const bcrypt = fromNodeRed<{ hashSync(password: string, rounds: number): string; compare(password: string, hash: string): Promise<boolean> }>('bcryptjs');
 
 async function main(): Promise<void> {
   let config: RuntimeConfig;
@@ -36,22 +38,37 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  fs.mkdirSync(config.dataDir, { recursive: true });
+  // Everything this process creates (PGlite's files, flows, credentials) is its owner's only, and
+  // so becomes what an earlier start or another tool left readable to others.
+  process.umask(OWNER_ONLY_UMASK);
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // npm run backup / restore refuse while this file names a live process.
   process.on('exit', claimPlatformPidFile(config.dataDir));
   const firstFlow = installFirstFlow(config.dataDir, config.flowFile, path.join(packageRoot, 'flows', 'default.json'));
   const secret = resolveCredentialSecret(config.dataDir, config.credentialSecret);
+  const modesFixed = ownerOnlyTree(config.dataDir); // also flows.json, which a copy gives the shipped file's mode
   const settings = buildSettings(config, {
     packageRoot,
     credentialSecret: secret.secret,
     hash: (password) => bcrypt.hashSync(password, 10),
+    adminMiddleware: noCorsGrant,
   });
 
-  const app = express();
-  const server = http.createServer(app);
+  let handle: http.RequestListener = (_req, res) => res.writeHead(503).end();
+  const server = http.createServer((req, res) => handle(req, res));
   RED.init(server, settings as unknown as Parameters<typeof RED.init>[1]);
-  app.use(settings.httpAdminRoot, RED.httpAdmin);
-  app.use(settings.httpNodeRoot, RED.httpNode);
+  const hash = settings.adminAuth?.users[0].password;
+  const platform = platformApp({
+    express,
+    httpAdmin: RED.httpAdmin,
+    httpNode: RED.httpNode,
+    config,
+    port: () => config.port,
+    checkLogin: hash === undefined ? undefined : async (user, password) => user === config.adminUser && (await bcrypt.compare(password, hash)),
+    warn: (line) => RED.log.warn(line),
+  });
+  handle = platform.app;
+  platform.guardUpgrades(server, '/comms');
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -99,6 +116,7 @@ async function main(): Promise<void> {
   const banner = startupBanner(config, process.env, secret, firstFlow);
   for (const line of banner.info) RED.log.info(line);
   for (const line of banner.warn) RED.log.warn(line);
+  if (modesFixed > 0) RED.log.warn(`data dir: ${modesFixed} files and folders were readable by others; made them owner-only`);
 }
 
 main().catch((err: unknown) => {

@@ -9,8 +9,8 @@
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { backupEmbedded, defaultBackupFile, embeddedDir } from '../nodes/core/db/backup';
-import { readConfig } from '../nodes/core/runtime/config';
+import { backupEmbedded, defaultBackupFile, embeddedDir } from '../launcher/backup';
+import { readConfig } from '../launcher/config';
 import { runCli } from './cli';
 
 const USAGE = 'usage: npm run backup [-- --out <file>]';

@@ -8,6 +8,9 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const tsc = require.resolve('typescript/bin/tsc');
+// dist/nodes is what the palette package ships ("files"): start it empty, so code that moved
+// elsewhere (the launcher, once under nodes/core/runtime) leaves no stale copy to be packed.
+fs.rmSync(path.join(root, 'dist', 'nodes'), { recursive: true, force: true });
 execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
 
 function copyTree(from, to, keep) {

@@ -2,10 +2,13 @@
  * How the backup and restore commands end: a work function's exit code, or, when it throws, the
  * reason on stderr and the code the error carries (2 for configuration, BackupError's own, else 1).
  */
-import { BackupError } from '../nodes/core/db/backup';
-import { ConfigError } from '../nodes/core/runtime/config';
+import { BackupError } from '../launcher/backup';
+import { ConfigError } from '../launcher/config';
+import { OWNER_ONLY_UMASK } from '../launcher/file-modes';
 
 export function runCli(name: string, work: () => Promise<number>): void {
+  // Archives and restored databases hold every device's key: owner-only, like the data dir.
+  process.umask(OWNER_ONLY_UMASK);
   work().then(
     (code) => {
       process.exitCode = code;

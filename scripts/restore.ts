@@ -11,8 +11,8 @@
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { embeddedDir, restoreEmbedded } from '../nodes/core/db/backup';
-import { readConfig } from '../nodes/core/runtime/config';
+import { embeddedDir, restoreEmbedded } from '../launcher/backup';
+import { readConfig } from '../launcher/config';
 import { runCli } from './cli';
 
 const USAGE = 'usage: npm run restore -- <file> [--force]';

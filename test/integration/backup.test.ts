@@ -5,17 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import {
-  BackupError,
-  backupEmbedded,
-  claimPlatformPidFile,
-  embeddedDir,
-  isPlatformRunning,
-  platformPidFile,
-  processesUsing,
-  restoreEmbedded,
-  type BackupErrorCode,
-} from '../../nodes/core/db/backup';
+import { BackupError, backupEmbedded, embeddedDir, restoreEmbedded, type BackupErrorCode } from '../../launcher/backup';
+import { claimPlatformPidFile, isPlatformRunning, platformPidFile, processesUsing } from '../../launcher/pid-file';
 import { migrate } from '../../nodes/core/db/migrate';
 import { MIGRATIONS } from '../../nodes/core/db/migrations';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startupBanner } from '../../nodes/core/runtime/banner';
+import { startupBanner } from '../../launcher/banner';
 import {
   adminAuthFor,
   buildSettings,
@@ -10,10 +10,10 @@ import {
   DEFAULT_PORT,
   editorUrl,
   readConfig,
-} from '../../nodes/core/runtime/config';
-import { describeDefaults, EMBEDDED_DEFAULTS } from '../../nodes/core/runtime/defaults';
-import { installFirstFlow } from '../../nodes/core/runtime/first-start';
-import { resolveCredentialSecret, SECRET_FILE } from '../../nodes/core/runtime/secret';
+} from '../../launcher/config';
+import { describeDefaults, EMBEDDED_DEFAULTS } from '../../launcher/defaults';
+import { installFirstFlow } from '../../launcher/first-start';
+import { resolveCredentialSecret, SECRET_FILE } from '../../launcher/secret';
 
 // bcryptjs comes with node-red, as in settings.ts.
 const bcrypt = require(require.resolve('bcryptjs', { paths: [path.dirname(require.resolve('node-red/package.json'))] })) as {
@@ -93,6 +93,9 @@ describe('runtime: environment to settings', () => {
     assert.deepEqual(settings.telemetry, { enabled: false, updateNotification: false });
     assert.equal(settings.editorTheme.tours, false);
     assert.equal('adminAuth' in settings, false);
+    // Node-RED's CORS settings stay unset: no endpoint grants Access-Control-Allow-Origin.
+    assert.equal('httpAdminCors' in settings, false);
+    assert.equal('httpNodeCors' in settings, false);
   });
 });
 
@@ -246,7 +249,9 @@ describe('runtime: start-up log', () => {
     assert.ok(local.info.some((l) => /editor login: none/.test(l)));
     assert.deepEqual(local.warn, []);
     const open = startupBanner(readConfig({ CONFLUX_HOST: '0.0.0.0' }, '/'), {}, secret, 'kept');
-    assert.equal(open.warn.length, 1);
+    assert.equal(open.warn.length, 2);
+    assert.match(open.warn[1], /CONFLUX_ALLOWED_HOSTS/, 'a wildcard address needs the names listed');
+    assert.equal(startupBanner(readConfig({ CONFLUX_HOST: '0.0.0.0', CONFLUX_ALLOWED_HOSTS: 'gw.lan' }, '/'), {}, secret, 'kept').warn.length, 1);
     assert.ok(!JSON.stringify(open).includes('"s"'), 'the secret itself is never logged');
     assert.equal(editorUrl('::1', 80), 'http://[::1]:80/');
   });

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { ownerOnlyTree } from './owner-only';
 import { assertOutsideTransaction, insideTransaction, OID, parseInt8, withSavepoint, type QueryResult, type SqlClient } from './sql';
 
 /** A FIFO mutex: each task starts when the previous one has settled. */
@@ -47,8 +48,9 @@ function txClient(tx: Transaction): SqlClient {
 /** Opens PGlite under dataDir (created if missing), or in memory when dataDir is empty. */
 export async function openPglite(dataDir?: string): Promise<SqlClient> {
   const inMemory = !dataDir || dataDir.startsWith('memory://');
-  if (!inMemory) fs.mkdirSync(dataDir, { recursive: true });
+  if (!inMemory) fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = await PGlite.create({ dataDir: inMemory ? undefined : dataDir, parsers });
+  if (!inMemory) ownerOnlyTree(dataDir); // device keys live here
   const lock = new Lock();
   let closed = false;
   const owner = {};

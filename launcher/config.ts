@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import type { Env } from './defaults';
+import { parseHost } from './doors';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 1880;
@@ -30,6 +31,10 @@ export interface RuntimeConfig {
   /** From CONFLUX_CREDENTIAL_SECRET; otherwise one is generated and kept in dataDir. */
   credentialSecret?: string;
   logLevel: LogLevel;
+  /** CONFLUX_ALLOWED_HOSTS: further names (or name:port) the editor answers to without a password. */
+  allowedHosts: string[];
+  /** CONFLUX_TRUSTED_PROXIES: addresses whose X-Forwarded-For names the client (express "trust proxy"). */
+  trustedProxies: string[];
 }
 
 function value(env: Env, name: string): string | undefined {
@@ -55,7 +60,29 @@ function parseLogLevel(raw: string | undefined): LogLevel {
   return level as LogLevel;
 }
 
-/** Reads CONFLUX_HOST, _PORT, _DATA_DIR (relative to cwd), _ADMIN_USER, _ADMIN_PASSWORD, _CREDENTIAL_SECRET, _LOG_LEVEL. */
+function list(raw: string | undefined): string[] {
+  return raw === undefined ? [] : raw.split(/[\s,]+/).filter((x) => x !== '');
+}
+
+function parseAllowedHosts(raw: string | undefined): string[] {
+  const hosts = list(raw);
+  for (const h of hosts) {
+    if (!parseHost(h)) throw new ConfigError(`CONFLUX_ALLOWED_HOSTS must list host names, addresses or name:port, separated by commas; "${h}" is none`);
+  }
+  return hosts;
+}
+
+function parseProxies(raw: string | undefined): string[] {
+  const proxies = list(raw);
+  for (const p of proxies) {
+    if (!/^(loopback|linklocal|uniquelocal|[0-9a-fA-F:.]+(\/\d{1,3})?)$/.test(p)) {
+      throw new ConfigError(`CONFLUX_TRUSTED_PROXIES must list addresses or subnets (or loopback), separated by commas; "${p}" is none`);
+    }
+  }
+  return proxies;
+}
+
+/** Reads CONFLUX_HOST, _PORT, _DATA_DIR (relative to cwd), _ADMIN_USER, _ADMIN_PASSWORD, _CREDENTIAL_SECRET, _LOG_LEVEL, _ALLOWED_HOSTS, _TRUSTED_PROXIES. */
 export function readConfig(env: Env, cwd: string): RuntimeConfig {
   const config: RuntimeConfig = {
     host: value(env, 'CONFLUX_HOST')?.trim() ?? DEFAULT_HOST,
@@ -64,6 +91,8 @@ export function readConfig(env: Env, cwd: string): RuntimeConfig {
     flowFile: FLOW_FILE,
     adminUser: value(env, 'CONFLUX_ADMIN_USER')?.trim() ?? DEFAULT_ADMIN_USER,
     logLevel: parseLogLevel(value(env, 'CONFLUX_LOG_LEVEL')),
+    allowedHosts: parseAllowedHosts(value(env, 'CONFLUX_ALLOWED_HOSTS')),
+    trustedProxies: parseProxies(value(env, 'CONFLUX_TRUSTED_PROXIES')),
   };
   // Passwords and secrets are taken as given: leading or trailing spaces may be part of them.
   const password = value(env, 'CONFLUX_ADMIN_PASSWORD');
@@ -96,6 +125,8 @@ export interface NodeRedSettings {
   credentialSecret: string;
   nodesDir: string[];
   adminAuth?: AdminAuth;
+  /** Runs in the admin app before its body parsers and routes (see launcher/http.ts). */
+  httpAdminMiddleware?: (req: unknown, res: { removeHeader(name: string): void }, next: () => void) => void;
   telemetry: { enabled: false; updateNotification: false };
   diagnostics: { enabled: boolean; ui: boolean };
   logging: { console: { level: LogLevel; metrics: false; audit: false } };
@@ -114,6 +145,7 @@ export interface SettingsInputs {
   packageRoot: string;
   credentialSecret: string;
   hash: (password: string) => string;
+  adminMiddleware?: NodeRedSettings['httpAdminMiddleware'];
 }
 
 export function buildSettings(config: RuntimeConfig, inputs: SettingsInputs): NodeRedSettings {
@@ -140,6 +172,8 @@ export function buildSettings(config: RuntimeConfig, inputs: SettingsInputs): No
   };
   const auth = adminAuthFor(config, inputs.hash);
   if (auth) settings.adminAuth = auth;
+  // httpAdminCors and httpNodeCors stay unset: no endpoint answers Access-Control-Allow-Origin.
+  if (inputs.adminMiddleware) settings.httpAdminMiddleware = inputs.adminMiddleware;
   return settings;
 }
 

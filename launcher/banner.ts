@@ -26,5 +26,8 @@ export function startupBanner(config: RuntimeConfig, env: Env, secret: Credentia
   if (config.adminPassword === undefined && !isLoopback(config.host)) {
     warn.push(`the editor listens on ${config.host} without a login: anyone who reaches it can change the flows; set CONFLUX_ADMIN_PASSWORD`);
   }
+  if (config.adminPassword === undefined && (config.host === '0.0.0.0' || config.host === '::') && config.allowedHosts.length === 0) {
+    warn.push('without a login the editor answers only to 127.0.0.1, localhost and [::1]: list the names others reach it by in CONFLUX_ALLOWED_HOSTS');
+  }
   return { info, warn };
 }

@@ -7,17 +7,15 @@
  * with PGlite's `loadDataDir` into a temporary folder beside the target, opens it and reads
  * schema_migrations, and only then swaps it in with a rename.
  *
- * "Is the platform running?" PGlite itself gives no usable answer: its postmaster.pid holds a fixed
- * fake pid (-42), stays behind after a crash, and a second process may open the same folder
- * beside the first (PGlite takes no lock) — which would corrupt it. So the platform records its pid
- * in `<dataDir>/conflux.pid` (claimPlatformPidFile), and backup and restore refuse while that pid
- * is alive. On Linux they also refuse while any process they can see holds a file open under the
- * database folder (/proc/<pid>/fd), which catches a PGlite opened by something else.
+ * Both refuse while the platform, or any process, has the database open (./pid-file.ts). Archives
+ * are written owner-only (mode 0600, whatever the umask): they hold every device's key.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { PGlite } from '@electric-sql/pglite';
+import { ownerOnlyTree } from '../nodes/core/db/owner-only';
+import { platformPidFile, processesUsing, runningPlatformPid } from './pid-file';
 
 export type BackupErrorCode =
   | 'NO_DATABASE' // nothing to back up at the given folder
@@ -80,100 +78,6 @@ export interface RunningCheckOptions {
 /** The embedded database's folder under the platform's data directory. */
 export function embeddedDir(dataDir: string): string {
   return path.join(dataDir, 'pglite');
-}
-
-/** The file in which the running platform records its pid. */
-export function platformPidFile(dataDir: string): string {
-  return path.join(dataDir, 'conflux.pid');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
-  }
-}
-
-/** The pid recorded in `<dataDir>/conflux.pid` when that process is alive; undefined otherwise (no file, or stale). */
-export function runningPlatformPid(dataDir: string): number | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(platformPidFile(dataDir), 'utf8');
-  } catch {
-    return undefined;
-  }
-  const pid = Number(text.trim().split(/\s+/)[0]);
-  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  return alive(pid) ? pid : undefined;
-}
-
-/** True while the platform that recorded `<dataDir>/conflux.pid` is alive. */
-export function isPlatformRunning(dataDir: string): boolean {
-  return runningPlatformPid(dataDir) !== undefined;
-}
-
-/**
- * For the platform, at start: records this process's pid in `<dataDir>/conflux.pid` (replacing a
- * stale one). Returns a function that removes the file if it still names this process; call it on
- * exit. A pid file left by a crash is harmless: it is ignored once its pid has died.
- */
-export function claimPlatformPidFile(dataDir: string): () => void {
-  const file = platformPidFile(dataDir);
-  fs.mkdirSync(dataDir, { recursive: true });
-  fs.writeFileSync(file, `${process.pid}\n`);
-  return () => {
-    try {
-      if (Number(fs.readFileSync(file, 'utf8').trim()) === process.pid) fs.unlinkSync(file);
-    } catch {
-      // already gone
-    }
-  };
-}
-
-/**
- * Linux only (elsewhere: empty): pids of the processes this user can inspect that hold a file open
- * under dir. PGlite keeps its WAL and relation files open while a database is open.
- */
-export function processesUsing(dir: string): number[] {
-  if (process.platform !== 'linux') return [];
-  let real: string;
-  try {
-    real = fs.realpathSync(dir);
-  } catch {
-    return [];
-  }
-  const prefix = real.endsWith(path.sep) ? real : real + path.sep;
-  const pids: number[] = [];
-  let entries: string[];
-  try {
-    entries = fs.readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    let fds: string[];
-    try {
-      fds = fs.readdirSync(`/proc/${entry}/fd`);
-    } catch {
-      continue; // another user's process, or gone
-    }
-    for (const fd of fds) {
-      let target: string;
-      try {
-        target = fs.readlinkSync(`/proc/${entry}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      if (target === real || target.startsWith(prefix)) {
-        pids.push(Number(entry));
-        break;
-      }
-    }
-  }
-  return pids;
 }
 
 function assertNotRunning(pgliteDir: string, options: RunningCheckOptions, doing: string): void {
@@ -343,10 +247,10 @@ export async function backupEmbedded(pgliteDir: string, outFile: string, options
   });
   if (verified !== version) throw new BackupError('FAILED', `the backup did not verify: schema version ${verified}, expected ${version}`);
 
-  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.mkdirSync(path.dirname(out), { recursive: true, mode: 0o700 });
   const tmp = `${out}.partial-${process.pid}`;
   try {
-    fs.writeFileSync(tmp, tarball, { flag: 'wx' });
+    fs.writeFileSync(tmp, tarball, { flag: 'wx', mode: 0o600 });
     const fd = fs.openSync(tmp, 'r');
     try {
       fs.fsyncSync(fd);
@@ -416,6 +320,7 @@ export async function restoreEmbedded(
       await db?.close().catch(() => undefined);
     }
     if (!hasDatabase(tmp)) throw corrupt(source, 'nothing was restored');
+    ownerOnlyTree(tmp); // PGlite unpacks with mode 0666; the database holds device keys
 
     let movedAside: string | undefined;
     if (existing) {

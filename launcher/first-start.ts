@@ -15,6 +15,7 @@ export function installFirstFlow(dataDir: string, flowFile: string, source: stri
   try {
     // COPYFILE_EXCL: if something wrote the flow file meanwhile, keep it.
     fs.copyFileSync(source, target, fs.constants.COPYFILE_EXCL);
+    fs.chmodSync(target, 0o600); // a copy takes the shipped file's mode; flows are the owner's only
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return 'kept';
     throw err;
