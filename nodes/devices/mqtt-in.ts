@@ -141,8 +141,9 @@ export = function register(RED: NodeAPI): void {
         rate: gateway.rate,
         tokens: gateway.tokens,
         limits: gateway.limits,
-        maxPending: maxInFlight,
-        maxPendingPerSession: Math.min(maxInFlight, 1_000),
+        // In the flow, and as many again waiting for a place, before devices are refused as busy.
+        maxPending: 2 * maxInFlight,
+        maxPendingPerSession: Math.min(2 * maxInFlight, 1_000),
         ...(observerUser && credentials.observerPassword ? { observer: { username: observerUser, password: credentials.observerPassword } } : {}),
         onReadings: deliver,
         onRejected: (r: MqttRejection) => {
