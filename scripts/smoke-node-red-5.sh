@@ -167,4 +167,34 @@ JS
   say "flows/senml-basics.json decodes the RFC 8428 example on Node-RED $NR_VERSION"
 fi
 
+# Device telemetry as application/json with Node-RED's default roots: the admin app at / parses
+# the JSON body before conflux-http-in sees it (docs/operations.md), and the reading must still be
+# taken, and answered 202 only once the time-series node has stored it.
+if node -e "process.exit(JSON.parse(require('fs').readFileSync('$WORK/nodes.json','utf8')).some(s => s.types.includes('conflux-http-in')) ? 0 : 1)"; then
+  cat > "$WORK/devices.json" <<'JSON'
+[
+  { "id": "smoke-tab", "type": "tab", "label": "devices" },
+  { "id": "smoke-db", "type": "conflux-postgres", "url": "" },
+  { "id": "smoke-gw", "type": "conflux-gateway", "database": "smoke-db", "demoDevice": true },
+  { "id": "smoke-http", "type": "conflux-http-in", "z": "smoke-tab", "gateway": "smoke-gw", "basePath": "/devices", "fiware": false, "wires": [["smoke-ts"]] },
+  { "id": "smoke-ts", "type": "conflux-time-series", "z": "smoke-tab", "engine": "sql", "database": "smoke-db", "wires": [[], []] }
+]
+JSON
+  curl -sf --max-time 10 -X POST -H 'Content-Type: application/json' -H 'Node-RED-Deployment-Type: full' \
+    --data-binary "@$WORK/devices.json" "$BASE/flows" > /dev/null || fail "deploying the device flow failed"
+  KEY=
+  for _ in $(seq 1 240); do
+    KEY=$(sed -n 's/.*its key, shown only this once: \([^ ]*\).*/\1/p' "$LOG" | tail -n 1)
+    [ -n "$KEY" ] && break
+    sleep 0.25
+  done
+  [ -n "$KEY" ] || fail "the gateway logged no demo device key"
+  NOW=$(date +%s)
+  STATUS=$(curl -s -o "$WORK/telemetry.json" -w '%{http_code}' --max-time 30 -X POST -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer demo-0001:$KEY" --data "[{\"n\":\"temperature\",\"u\":\"Cel\",\"v\":21.5,\"t\":$NOW}]" \
+    "$BASE/devices/demo-0001/telemetry" || true)
+  [ "$STATUS" = 202 ] || fail "application/json telemetry with the default roots: expected 202, got $STATUS: $(cat "$WORK/telemetry.json" 2>/dev/null)"
+  say "application/json telemetry under the default roots: 202 once stored"
+fi
+
 say "PASSED: $PKG_NAME on Node-RED $NR_VERSION with Node $NODE_VERSION"
