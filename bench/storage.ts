@@ -36,7 +36,7 @@ import { report, type PairResult } from './harness';
 
 const READINGS = 100_000;
 const BATCH = 5_000;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const POOL = 10;
 const T0 = 1_700_000_000;
 
@@ -141,32 +141,59 @@ function info(title: string, rows: [string, number, string][]): void {
   for (const [name, rate, unit] of rows) console.log(`| ${name} | ${fmt(rate)} | ${unit} |`);
 }
 
-async function timeSeries(url: string, data: readonly Reading[], text: Buffer): Promise<PairResult[]> {
+async function timeSeries(url: string, data: readonly Reading[], text: Buffer): Promise<{ pairs: PairResult[]; repeat: number }> {
   const db = await openSql({ connectionString: url, poolSize: POOL });
   const copier = openCopier({ connectionString: url });
   const pool = new pg.Pool({ connectionString: url, max: POOL });
   pool.on('error', () => undefined);
   try {
     await migrate(db);
-    const store = createSqlTimeSeries(db, { copyFrom: copier.copyFrom });
-    const empty = () => db.query('TRUNCATE readings');
+    const store = createSqlTimeSeries(db, { copier });
+    const rolling = createSqlTimeSeries(db, { copier, rollups: true });
+    const empty = () => db.exec('TRUNCATE readings, rollups');
     const check = (name: string) => async () => {
       const { rows } = await db.query<{ n: number }>('SELECT count(*) AS n FROM readings');
       if (rows[0].n !== data.length) throw new Error(`${name} wrote ${rows[0].n} rows, not ${data.length}`);
     };
-    const insert = `INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)`;
+    const appendAll = async (s: typeof store, expectNew: boolean) => {
+      for (let i = 0; i < data.length; i += BATCH) {
+        const batch = data.slice(i, i + BATCH);
+        const result = await s.append(batch);
+        if (result.rejected.length) throw new Error(result.rejected[0].reason);
+        if (result.written !== (expectNew ? batch.length : 0)) throw new Error(`append wrote ${result.written} of ${batch.length}`);
+      }
+    };
+    // The same work as the store: a repeat of a stored (tenant, name, t) is skipped, not an error.
+    const insert = `INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5) ON CONFLICT (tenant_id, name, t) DO NOTHING`;
     const cases: Case[] = [
       {
         name: 'conflux',
         items: data.length,
         reset: empty,
-        run: async () => {
-          for (let i = 0; i < data.length; i += BATCH) {
-            const result = await store.append(data.slice(i, i + BATCH));
-            if (result.rejected.length) throw new Error(result.rejected[0].reason);
-          }
-        },
+        run: () => appendAll(store, true),
         verify: check('append'),
+      },
+      {
+        name: 'rollups',
+        items: data.length,
+        reset: empty,
+        run: () => appendAll(rolling, true),
+        verify: async () => {
+          await check('append with rollups')();
+          const { rows } = await db.query<{ n: number }>("SELECT sum(count)::int8 AS n FROM rollups WHERE size = 'hour'");
+          if (rows[0].n !== data.length) throw new Error(`the rollups count ${rows[0].n} readings, not ${data.length}`);
+        },
+      },
+      {
+        name: 'repeat',
+        items: data.length,
+        // Untimed: the readings are already stored; the run sends them all again.
+        reset: async () => {
+          await empty();
+          await appendAll(store, true);
+        },
+        run: () => appendAll(rolling, false),
+        verify: check('repeat'),
       },
       {
         name: 'single',
@@ -196,12 +223,21 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
       },
     ];
     const rates = await measure(cases);
-    const subject = rates.get('conflux')!;
-    const name = `time-series append, batches of ${BATCH.toLocaleString('en-US')} (binary COPY)`;
-    return [
-      { name, baselineName: `one INSERT per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('single')!, ratio: subject / rates.get('single')!, floor: 10 },
-      { name, baselineName: 'raw COPY of a pre-built TEXT buffer, one statement', subjectPerSec: subject, baselinePerSec: rates.get('copy')!, ratio: subject / rates.get('copy')!, floor: 0.5 },
-    ];
+    const single = rates.get('single')!;
+    const copy = rates.get('copy')!;
+    const pairs: PairResult[] = [];
+    for (const [key, what] of [
+      ['conflux', 'skipping stored keys'],
+      ['rollups', 'skipping stored keys, new ones rolled up in the same transaction'],
+    ] as const) {
+      const subject = rates.get(key)!;
+      const name = `time-series append, batches of ${BATCH.toLocaleString('en-US')} (binary COPY to staging, then INSERT … ON CONFLICT DO NOTHING; ${what})`;
+      pairs.push(
+        { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: single, ratio: subject / single, floor: 10 },
+        { name, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement', subjectPerSec: subject, baselinePerSec: copy, ratio: subject / copy, floor: 0.5 },
+      );
+    }
+    return { pairs, repeat: rates.get('repeat')! };
   } finally {
     await pool.end();
     await copier.close();
@@ -209,22 +245,20 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
   }
 }
 
-async function pglite(data: readonly Reading[]): Promise<number> {
+async function pglite(data: readonly Reading[]): Promise<{ plain: number; rollups: number }> {
   const db = await openSql({});
   try {
     await migrate(db);
-    const store = createSqlTimeSeries(db);
+    const appendAll = (rollups: boolean) => async () => {
+      const store = createSqlTimeSeries(db, { rollups });
+      for (let i = 0; i < data.length; i += BATCH) await store.append(data.slice(i, i + BATCH));
+    };
+    const reset = () => db.exec('TRUNCATE readings, rollups');
     const rates = await measure([
-      {
-        name: 'pglite',
-        items: data.length,
-        reset: () => db.query('TRUNCATE readings'),
-        run: async () => {
-          for (let i = 0; i < data.length; i += BATCH) await store.append(data.slice(i, i + BATCH));
-        },
-      },
+      { name: 'pglite', items: data.length, reset, run: appendAll(false) },
+      { name: 'pglite-rollups', items: data.length, reset, run: appendAll(true) },
     ]);
-    return rates.get('pglite')!;
+    return { plain: rates.get('pglite')!, rollups: rates.get('pglite-rollups')! };
   } finally {
     await db.close();
   }
@@ -348,7 +382,7 @@ export async function run(): Promise<boolean> {
   const text = copyText(data);
 
   process.stderr.write('storage: time series on PostgreSQL\n');
-  const pairs = await timeSeries(url, data, text);
+  const { pairs, repeat } = await timeSeries(url, data, text);
   process.stderr.write('storage: time series on PGlite\n');
   const embedded = await pglite(data);
   process.stderr.write('storage: mailbox on PostgreSQL\n');
@@ -358,7 +392,9 @@ export async function run(): Promise<boolean> {
   console.log(`\n${machineDetails().join('  \n')}`);
   console.log(`\n${READINGS.toLocaleString('en-US')} readings per run; ${ROUNDS} runs of each case after a warm-up, alternating, median kept; readings emptied before each run.`);
   info('For information (no floor):', [
-    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded, 'readings'],
+    [`time-series append on PostgreSQL of readings already stored (a batch sent again), with rollups, batches of ${BATCH.toLocaleString('en-US')}`, repeat, 'readings'],
+    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded.plain, 'readings'],
+    [`time-series append on PGlite (in memory) with rollups in the same transaction, batches of ${BATCH.toLocaleString('en-US')}`, embedded.rollups, 'readings'],
     [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages'],
     [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages'],
   ]);
