@@ -14,9 +14,10 @@
  *               INSERT … SELECT FROM unnest(…) of column arrays, ON CONFLICT DO NOTHING.
  *               Both insert in key order, so concurrent writers of overlapping batches wait on
  *               each other's keys in one order and never deadlock.
- *               With `rollups`, the new numeric readings (RETURNING) are folded into the
- *               rollups table in the same transaction (long-term-sql.ts, addRollups): the
- *               rollups then count every stored reading exactly once, whatever is sent twice.
+ *               With `rollups`, the readings that were new are folded into the rollups table in
+ *               the same transaction (long-term-sql.ts, addRollups): the rollups then count
+ *               every stored reading exactly once, whatever is sent twice. The statement
+ *               answers with the few readings it skipped rather than the many it stored.
  *               Readings the table cannot hold are refused up front with a reason, so one bad
  *               record never fails the batch (a COPY is all or nothing).
  *   query       a tenant's readings of one name or of a name prefix, in [from, to), in (t, n)
@@ -96,12 +97,19 @@ const COLUMNS = 'tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver';
  */
 const KEY_ORDER = 'tenant_id COLLATE "C", name COLLATE "C", t, ord';
 const SKIP_STORED = 'ON CONFLICT (tenant_id, name, t) DO NOTHING';
-/** What the rollups need of the readings that were new. */
-const NEW_ROWS = `RETURNING tenant_id, name, ${micros('t')} AS us, v`;
-const INSERT_SQL = `INSERT INTO readings (${COLUMNS})
-  SELECT ${COLUMNS} FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[], $6::bool[], $7::text[],
-                                $8::float8[], $9::text[], $10::float8[], $11::int4[]) WITH ORDINALITY AS x(${COLUMNS}, ord)
-  ORDER BY ${KEY_ORDER} ${SKIP_STORED}`;
+const UNNEST = `SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[], $6::bool[], $7::text[],
+                     $8::float8[], $9::text[], $10::float8[], $11::int4[]) WITH ORDINALITY AS x(${COLUMNS}, ord)`;
+/** Inserts the rows of source (a table or a WITH query, with ord) whose key is not stored yet. */
+const move = (source: string) => `INSERT INTO readings (${COLUMNS}) SELECT ${COLUMNS} FROM ${source} ORDER BY ${KEY_ORDER} ${SKIP_STORED}`;
+/**
+ * The same, answering with the ord of each row that was not new. Its keys must be distinct (the
+ * store keeps the first of a batch's repeats before). Usually no row comes back: cheaper than
+ * RETURNING every new row.
+ */
+const moveAnsweringSkipped = (source: string) => `new AS (${move(source)} RETURNING tenant_id, name, t)
+  SELECT s.ord FROM ${source} s WHERE NOT EXISTS (SELECT 1 FROM new WHERE new.tenant_id = s.tenant_id AND new.name = s.name AND new.t = s.t)`;
+const INSERT_SQL = `WITH src AS (${UNNEST}) ${move('src')}`;
+const INSERT_SKIPPED_SQL = `WITH src AS (${UNNEST}), ${moveAnsweringSkipped('src')}`;
 /**
  * The staging table: one per copier connection, created on its first batch; ON COMMIT DELETE
  * ROWS empties it at the end of each transaction (and a failed one takes its rows with it).
@@ -110,17 +118,25 @@ const STAGE_SQL = `CREATE TEMP TABLE IF NOT EXISTS readings_stage (
   ord int4, tenant_id text COLLATE "C", name text COLLATE "C", t timestamptz, v float8, vs text, vb bool, vd text,
   s float8, u text, ut float8, bver int4) ON COMMIT DELETE ROWS`;
 const COPY_SQL = `COPY readings_stage (ord, ${COLUMNS}) FROM STDIN (FORMAT binary)`;
-const MOVE_SQL = `INSERT INTO readings (${COLUMNS}) SELECT ${COLUMNS} FROM readings_stage ORDER BY ${KEY_ORDER} ${SKIP_STORED}`;
+const MOVE_SQL = move('readings_stage');
+const MOVE_SKIPPED_SQL = `WITH ${moveAnsweringSkipped('readings_stage')}`;
 const SELECT = `SELECT name, ${micros('t')} AS us, v, vs, vb, vd, s, u, ut, bver FROM readings`;
 /** Cursors are [t in µs, n]; 'r1' cursors, issued before migration 004, also carry a row id, now not needed. */
 const CURSOR_TAG = 'r2';
 const OLD_CURSOR_TAG = 'r1';
 
-interface NewRow {
-  tenant_id: string;
-  name: string;
-  us: number | bigint;
-  v: number | null;
+/** The key of a reading as the table compares it: t to the microsecond. */
+const keyOf = ({ tenant, record: r }: Reading) => `${tenant}\u0000${r.n}\u0000${toMicros(r.t)}`;
+
+/** The first reading of each key, in batch order. */
+function firstOfEachKey(readings: readonly Reading[]): Reading[] {
+  const seen = new Set<string>();
+  return readings.filter((reading) => {
+    const key = keyOf(reading);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 interface Row {
@@ -183,7 +199,7 @@ function* copyChunks(readings: readonly Reading[]): Generator<Buffer> {
   for (let i = 0; i < readings.length; i++) {
     const { tenant, record: r } = readings[i];
     w.row(12);
-    w.int4(i);
+    w.int4(i + 1); // as WITH ORDINALITY counts
     w.text(tenant);
     w.text(r.n);
     w.timestamptz(toMicros(r.t));
@@ -259,21 +275,17 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
   const copyMinRows = positiveInt('copyMinRows', options.copyMinRows ?? 100);
   const dropChunk = positiveInt('dropChunk', options.dropChunk ?? 10_000);
   const rollups = options.rollups === true;
-  const returning = rollups ? NEW_ROWS : '';
   let closed = false;
   const open = () => {
     if (closed) throw new Error('time-series store is closed');
   };
 
-  /** Folds what the INSERT returned (the new readings) into the rollups; returns how many were new. */
-  async function rollUp(tx: SqlClient, inserted: { rows: NewRow[]; rowCount: number }): Promise<number> {
-    if (!rollups) return inserted.rowCount;
-    const numeric: Reading[] = [];
-    for (const row of inserted.rows) {
-      if (row.v !== null) numeric.push({ tenant: row.tenant_id, record: { n: row.name, t: secondsOf(row.us), v: row.v } });
-    }
-    await addRollups(tx, numeric);
-    return inserted.rowCount;
+  /** Folds the readings the statement did not skip into the rollups; returns how many were new. */
+  async function rollUp(tx: SqlClient, batch: readonly Reading[], skipped: { rows: { ord: number }[] }): Promise<number> {
+    const old = new Set(skipped.rows.map((row) => Number(row.ord) - 1));
+    const added = old.size === 0 ? batch : batch.filter((_, i) => !old.has(i));
+    await addRollups(tx, added);
+    return added.length;
   }
 
   async function append(readings: readonly Reading[]): Promise<AppendResult> {
@@ -286,18 +298,21 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
       else rejected.push({ reading, reason });
     }
     if (good.length === 0) return { written: 0, rejected };
+    // Rolling up needs to know which readings were new: a batch's repeats go first.
+    const batch = rollups ? firstOfEachKey(good) : good;
     let written: number;
-    if (copier && good.length >= copyMinRows) {
+    if (copier && batch.length >= copyMinRows) {
       // Staging, COPY and the move share the copier's connection and commit together.
       written = await copier.transaction(async (tx) => {
         await tx.query(STAGE_SQL);
-        await tx.copyFrom(COPY_SQL, copyChunks(good));
-        return rollUp(tx, await tx.query<NewRow>(`${MOVE_SQL} ${returning}`));
+        await tx.copyFrom(COPY_SQL, copyChunks(batch));
+        if (!rollups) return (await tx.query(MOVE_SQL)).rowCount;
+        return rollUp(tx, batch, await tx.query<{ ord: number }>(MOVE_SKIPPED_SQL));
       });
     } else if (rollups) {
-      written = await db.transaction(async (tx) => rollUp(tx, await tx.query<NewRow>(`${INSERT_SQL} ${returning}`, insertParams(good))));
+      written = await db.transaction(async (tx) => rollUp(tx, batch, await tx.query<{ ord: number }>(INSERT_SKIPPED_SQL, insertParams(batch))));
     } else {
-      written = (await db.query(INSERT_SQL, insertParams(good))).rowCount;
+      written = (await db.query(INSERT_SQL, insertParams(batch))).rowCount;
     }
     return { written, rejected };
   }

@@ -13,6 +13,14 @@
  *   readings_tenant_t   (tenant_id, t, name): a tenant's readings in page order for prefix
  *                       queries; (t, name) is unique now, so the id tie-breaker is dropped
  *
+ * rollups
+ *   fillfactor 50       the time-series store now folds every batch's new readings into the
+ *                       rollups in its own transaction, so a rollup row is updated once per batch
+ *                       of its bucket. Room left on each page lets those updates stay on the page
+ *                       (HOT: no indexed column changes), without new index entries; on the
+ *                       storage bench this about doubled the rollup upserts' rate. Takes effect
+ *                       on pages written from now on.
+ *
  * The id column stays (cursors issued before this migration name it, and reading them needs
  * no id: see time-series-sql.ts), but nothing orders or pages by it any more.
  */
@@ -25,4 +33,5 @@ CREATE UNIQUE INDEX readings_key ON readings (tenant_id, name, t);
 DROP INDEX readings_name_t;
 DROP INDEX readings_tenant_t;
 CREATE INDEX readings_tenant_t ON readings (tenant_id, t, name);
+ALTER TABLE rollups SET (fillfactor = 50);
 `;
