@@ -10,6 +10,9 @@
  * The tenant is msg.device.tenant (set by an authenticating listener), else msg.tenant, else the
  * node's own. done() and the pass-on wait for the write: a flow can only go as fast as its
  * store, and a full write queue fails the message to the Catch node instead of growing.
+ * A tier may mark a message once stored (`stored`), and another may pass a marked message on
+ * without writing (`skip`): conflux-time-series sets msg.rolledUp when its transaction already
+ * updated the rollups, and conflux-long-term on that database then does not count it again.
  */
 import type { Node, NodeMessage } from 'node-red';
 import { validateResolved, type ResolvedRecord } from '../core/model/senml';
