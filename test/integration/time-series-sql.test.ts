@@ -241,6 +241,26 @@ for (const engine of ENGINES) {
       await assert.rejects(store.query({ tenant, prefix: '', cursor: Buffer.from('["u1",1,"x"]').toString('base64url') }), RangeError);
     });
 
+    it('keeps one name\'s readings of several units at one time apart (RFC 8428 5.1.3), and pages through them', async () => {
+      const records: ResolvedRecord[] = [];
+      for (let i = 0; i < 4; i++) {
+        records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: '%RH', v: 20 + i });
+        records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: 'lon', v: 24.3 + i / 1e5 });
+        records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: 'lat', v: 60.07 + i / 1e5 });
+      }
+      records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60, v: 1 }); // no unit: another reading again
+      for (const s of [store, inserting]) {
+        const result = await s.append(records.map((record) => ({ tenant, record })));
+        assert.equal(result.written, s === store ? 13 : 0);
+      }
+      for (const query of [{ name: 'urn:dev:ow:10e2073a01080063' }, { prefix: 'urn:' }]) {
+        const { items } = await allPages(store, { tenant, ...query, limit: 2 });
+        assert.equal(items.length, 13, JSON.stringify(query));
+        assert.equal(new Set(items.map((r) => `${r.t} ${r.u}`)).size, 13);
+        assert.deepEqual(items.slice(3, 7).map((r) => r.u), [undefined, '%RH', 'lat', 'lon'], 'in (t, n, unit) order, no unit first');
+      }
+    });
+
     it('still reads a cursor issued before migration 004 (with a row id) and goes on after its (t, n)', async () => {
       await store.append([at(tenant, 'a/t', T0, { v: 0 }), at(tenant, 'b/t', T0, { v: 1 }), at(tenant, 'a/t', T0 + 1, { v: 2 })]);
       const old = (us: number, name: string, id: string) => Buffer.from(JSON.stringify(['r1', us, name, id])).toString('base64url');
@@ -251,7 +271,7 @@ for (const engine of ENGINES) {
       // The next page's cursor is the new kind: [t, n] only.
       const page = await store.query({ tenant, prefix: '', limit: 1 });
       assert.ok(page.cursor);
-      assert.deepEqual(JSON.parse(Buffer.from(page.cursor, 'base64url').toString()), ['r2', T0 * 1e6, 'a/t']);
+      assert.deepEqual(JSON.parse(Buffer.from(page.cursor, 'base64url').toString()), ['r2', T0 * 1e6, 'a/t', '']);
     });
 
     it('limits a page to 1..10000, 1000 by default', async () => {
@@ -388,8 +408,12 @@ for (const engine of ENGINES) {
     it('a repeat inside a batch is stored and counted once, and the first of them is kept', async () => {
       for (const { name, store } of paths) {
         const t = `${tenant}-${name}`;
-        const readings = [at(t, 'a/t', T0, { v: 1 }), at(t, 'a/t', T0 + 1, { v: 2 }), at(t, 'a/t', T0, { v: 10 }), at(t, 'a/t', T0 + 0.0000001, { v: 20 })];
-        // T0 + 0.1 µs is T0 at the microsecond the table keeps: the same key.
+        const readings = [
+          at(t, 'a/t', T0, { v: 1, u: 'Cel' }),
+          at(t, 'a/t', T0 + 1, { v: 2, u: 'Cel' }),
+          at(t, 'a/t', T0, { v: 10, u: 'Cel' }),
+          at(t, 'a/t', T0 + 0.0000001, { v: 20, u: 'Cel' }), // T0 at the microsecond the table keeps: the same key
+        ];
         assert.equal((await store.append(readings)).written, 2, name);
         assert.deepEqual((await store.query({ tenant: t, name: 'a/t' })).items.map((r) => r.v), [1, 2], name);
         assert.deepEqual(await totals(t), { readings: 2, sum: 3, day: { n: 2, sum: 3 }, hour: { n: 2, sum: 3 } }, name);

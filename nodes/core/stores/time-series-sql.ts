@@ -2,18 +2,20 @@
  * The time-series tier on PostgreSQL or PGlite (DESIGN.md: "time series (bounded)"), over the
  * readings table (migrations 001, 002 and 004).
  *
- *   append      stores each reading once: (tenant, n, t) is its key (migration 004), and a
- *               reading whose key is already stored is skipped, so a batch sent again (a
+ *   append      stores each reading once: (tenant, n, t, u) is its key (migration 004), and
+ *               a reading whose key is already stored is skipped, so a batch sent again (a
  *               device repeating what was not acknowledged, a crash between commit and
  *               acknowledgement) stores nothing twice; `written` counts only the new readings.
  *               Within a batch the first of several with one key is kept. On PostgreSQL with a
  *               copier (nodes/core/db/copy.ts) and a big enough batch: one transaction on the
  *               copier's connection that COPYs the batch (FORMAT binary: no number or timestamp
- *               parsing on the server) into a temporary staging table, then moves it with
- *               INSERT … SELECT … ON CONFLICT DO NOTHING. Otherwise (PGlite, small batches) one
- *               INSERT … SELECT FROM unnest(…) of column arrays, ON CONFLICT DO NOTHING.
- *               Both insert in key order, so concurrent writers of overlapping batches wait on
- *               each other's keys in one order and never deadlock.
+ *               parsing on the server) straight into readings, the usual case; when that meets
+ *               a stored key, it rolls back to a savepoint and COPYs into a temporary staging
+ *               table, then moves it with INSERT … SELECT … ON CONFLICT DO NOTHING. Otherwise
+ *               (PGlite, small batches) one INSERT … SELECT FROM unnest(…) of column arrays, ON
+ *               CONFLICT DO NOTHING. Those two insert in key order, so concurrent writers of
+ *               overlapping batches wait on each other's keys in one order; a COPY straight in
+ *               may deadlock with one of them, and the loser's transaction is tried again.
  *               With `rollups`, the readings that were new are folded into the rollups table in
  *               the same transaction (long-term-sql.ts, addRollups): the rollups then count
  *               every stored reading exactly once, whatever is sent twice. The statement
@@ -21,15 +23,14 @@
  *               Readings the table cannot hold are refused up front with a reason, so one bad
  *               record never fails the batch (a COPY is all or nothing).
  *   query       a tenant's readings of one name or of a name prefix, in [from, to), in (t, n)
- *               order: keyset pagination over (t, n), which is unique per tenant, never skips
- *               or repeats a row. The cursor is opaque.
+ *               order (then by unit): keyset pagination over (t, n, u), which is unique per
+ *               tenant, never skips or repeats a row. The cursor is opaque.
  *   dropBefore  retention, across tenants, one short DELETE of at most dropChunk rows at a time.
  *
  * Times are stored as timestamptz, which holds microseconds: t is rounded to the microsecond on
- * the way in and read back as the same number (and two times within one microsecond are the
- * same key).
+ * the way in and read back as the same number (two times within one microsecond are one key).
  */
-import type { Copier } from '../db/copy';
+import type { Copier, CopyTransaction } from '../db/copy';
 import { BinaryCopyWriter } from '../db/copy';
 import type { SqlClient } from '../db/sql';
 import type { ResolvedRecord } from '../model/senml';
@@ -95,8 +96,8 @@ const COLUMNS = 'tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver';
  * The order every writer inserts in: by key (byte order, as the index), then by position in
  * the batch, so the first of a batch's repeats is the one kept.
  */
-const KEY_ORDER = 'tenant_id COLLATE "C", name COLLATE "C", t, ord';
-const SKIP_STORED = 'ON CONFLICT (tenant_id, name, t) DO NOTHING';
+const KEY_ORDER = `tenant_id COLLATE "C", name COLLATE "C", t, coalesce(u, ''), ord`;
+const SKIP_STORED = `ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING`;
 const UNNEST = `SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[], $6::bool[], $7::text[],
                      $8::float8[], $9::text[], $10::float8[], $11::int4[]) WITH ORDINALITY AS x(${COLUMNS}, ord)`;
 /** Inserts the rows of source (a table or a WITH query, with ord) whose key is not stored yet. */
@@ -106,8 +107,9 @@ const move = (source: string) => `INSERT INTO readings (${COLUMNS}) SELECT ${COL
  * store keeps the first of a batch's repeats before). Usually no row comes back: cheaper than
  * RETURNING every new row.
  */
-const moveAnsweringSkipped = (source: string) => `new AS (${move(source)} RETURNING tenant_id, name, t)
-  SELECT s.ord FROM ${source} s WHERE NOT EXISTS (SELECT 1 FROM new WHERE new.tenant_id = s.tenant_id AND new.name = s.name AND new.t = s.t)`;
+const moveAnsweringSkipped = (source: string) => `new AS (${move(source)} RETURNING tenant_id, name, t, u)
+  SELECT s.ord FROM ${source} s WHERE NOT EXISTS (
+    SELECT 1 FROM new WHERE new.tenant_id = s.tenant_id AND new.name = s.name AND new.t = s.t AND coalesce(new.u, '') = coalesce(s.u, ''))`;
 const INSERT_SQL = `WITH src AS (${UNNEST}) ${move('src')}`;
 const INSERT_SKIPPED_SQL = `WITH src AS (${UNNEST}), ${moveAnsweringSkipped('src')}`;
 /**
@@ -118,15 +120,21 @@ const STAGE_SQL = `CREATE TEMP TABLE IF NOT EXISTS readings_stage (
   ord int4, tenant_id text COLLATE "C", name text COLLATE "C", t timestamptz, v float8, vs text, vb bool, vd text,
   s float8, u text, ut float8, bver int4) ON COMMIT DELETE ROWS`;
 const COPY_SQL = `COPY readings_stage (ord, ${COLUMNS}) FROM STDIN (FORMAT binary)`;
+const DIRECT_COPY_SQL = `COPY readings (${COLUMNS}) FROM STDIN (FORMAT binary)`;
+/** A stored key met (unique violation), or a deadlock with a writer of the same keys in another order. */
+const CONFLICTS = new Set(['23505', '40P01']);
+const isConflict = (err: unknown) => CONFLICTS.has((err as { code?: string })?.code ?? '');
+/** Transactions that lost a deadlock are tried again (a write is idempotent), this many times in all. */
+const ATTEMPTS = 4;
 const MOVE_SQL = move('readings_stage');
 const MOVE_SKIPPED_SQL = `WITH ${moveAnsweringSkipped('readings_stage')}`;
 const SELECT = `SELECT name, ${micros('t')} AS us, v, vs, vb, vd, s, u, ut, bver FROM readings`;
-/** Cursors are [t in µs, n]; 'r1' cursors, issued before migration 004, also carry a row id, now not needed. */
+/** Cursors are [t in µs, n, u or '']; 'r1' cursors, issued before migration 004, are [t, n, row id]. */
 const CURSOR_TAG = 'r2';
 const OLD_CURSOR_TAG = 'r1';
 
-/** The key of a reading as the table compares it: t to the microsecond. */
-const keyOf = ({ tenant, record: r }: Reading) => `${tenant}\u0000${r.n}\u0000${toMicros(r.t)}`;
+/** The key of a reading as the table compares it: t to the microsecond, no unit as ''. */
+const keyOf = ({ tenant, record: r }: Reading) => `${tenant}\u0000${r.n}\u0000${toMicros(r.t)}\u0000${r.u ?? ''}`;
 
 /** The first reading of each key, in batch order. */
 function firstOfEachKey(readings: readonly Reading[]): Reading[] {
@@ -192,14 +200,14 @@ export function unstorable(reading: Reading): string | undefined {
 }
 
 /** COPY binary data for checked readings, streamed in chunks of about 64 kB as they are encoded. */
-function* copyChunks(readings: readonly Reading[]): Generator<Buffer> {
+function* copyChunks(readings: readonly Reading[], ord: boolean): Generator<Buffer> {
   const w = new BinaryCopyWriter();
   const text = (x: string | undefined) => (x === undefined ? w.null() : w.text(x));
   const float8 = (x: number | undefined) => (x === undefined ? w.null() : w.float8(x));
   for (let i = 0; i < readings.length; i++) {
     const { tenant, record: r } = readings[i];
-    w.row(12);
-    w.int4(i + 1); // as WITH ORDINALITY counts
+    w.row(ord ? 12 : 11);
+    if (ord) w.int4(i + 1); // as WITH ORDINALITY counts
     w.text(tenant);
     w.text(r.n);
     w.timestamptz(toMicros(r.t));
@@ -256,18 +264,23 @@ function positiveInt(name: string, value: number): number {
   return value;
 }
 
-/** Seeks past a cursor's (t, n); an 'r1' cursor's row id is checked and then not needed: (t, n) is unique. */
-function cursorKey(cursor: string): [number, string] {
-  let values: (string | number)[];
+/**
+ * The (t, n, u) a cursor points at. An 'r1' cursor's row id is checked and dropped: the query goes
+ * on after its (t, n), which skips nothing unless one name had readings of several units at that
+ * very time, split across the page boundary when the upgrade came.
+ */
+function cursorKey(cursor: string): { us: number; name: string; unit?: string } {
+  let key: { us: number; name: string; unit?: string };
   try {
-    values = decodeCursor(CURSOR_TAG, cursor, ['integer', 'string']);
+    const [us, name, unit] = decodeCursor(CURSOR_TAG, cursor, ['integer', 'string', 'string']) as [number, string, string];
+    key = { us, name, unit };
   } catch {
-    values = decodeCursor(OLD_CURSOR_TAG, cursor, ['integer', 'string', 'string']);
-    if (!/^-?\d{1,19}$/.test(values[2] as string)) throw new RangeError('cursor is not one this store returned');
+    const [us, name, id] = decodeCursor(OLD_CURSOR_TAG, cursor, ['integer', 'string', 'string']) as [number, string, string];
+    if (!/^-?\d{1,19}$/.test(id)) throw new RangeError('cursor is not one this store returned');
+    key = { us, name };
   }
-  const [us, name] = values as [number, string];
-  if (!inRangeMicros(us)) throw new RangeError('cursor is not one this store returned');
-  return [us, name];
+  if (!inRangeMicros(key.us)) throw new RangeError('cursor is not one this store returned');
+  return key;
 }
 
 export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions = {}): TimeSeriesStore {
@@ -288,6 +301,32 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
     return added.length;
   }
 
+  /**
+   * One batch through COPY, on the copier's connection in one transaction. Most batches hold no
+   * reading stored before: first COPY them straight into readings, as fast as a plain COPY,
+   * inside a savepoint. A stored key fails that COPY (or a writer of the same keys deadlocks
+   * with it): back to the savepoint, and the batch goes through the staging table and INSERT …
+   * ON CONFLICT DO NOTHING in key order, which skips what is stored.
+   */
+  async function copyBatch(tx: CopyTransaction, batch: readonly Reading[], direct: boolean): Promise<number> {
+    if (direct) {
+      await tx.query('SAVEPOINT conflux_direct');
+      try {
+        await tx.copyFrom(DIRECT_COPY_SQL, copyChunks(batch, false));
+        await tx.query('RELEASE SAVEPOINT conflux_direct');
+        if (rollups) await addRollups(tx, batch);
+        return batch.length;
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        await tx.query('ROLLBACK TO SAVEPOINT conflux_direct');
+      }
+    }
+    await tx.query(STAGE_SQL);
+    await tx.copyFrom(COPY_SQL, copyChunks(batch, true));
+    if (!rollups) return (await tx.query(MOVE_SQL)).rowCount;
+    return rollUp(tx, batch, await tx.query<{ ord: number }>(MOVE_SKIPPED_SQL));
+  }
+
   async function append(readings: readonly Reading[]): Promise<AppendResult> {
     open();
     const good: Reading[] = [];
@@ -298,21 +337,20 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
       else rejected.push({ reading, reason });
     }
     if (good.length === 0) return { written: 0, rejected };
-    // Rolling up needs to know which readings were new: a batch's repeats go first.
-    const batch = rollups ? firstOfEachKey(good) : good;
-    let written: number;
-    if (copier && batch.length >= copyMinRows) {
-      // Staging, COPY and the move share the copier's connection and commit together.
-      written = await copier.transaction(async (tx) => {
-        await tx.query(STAGE_SQL);
-        await tx.copyFrom(COPY_SQL, copyChunks(batch));
-        if (!rollups) return (await tx.query(MOVE_SQL)).rowCount;
-        return rollUp(tx, batch, await tx.query<{ ord: number }>(MOVE_SKIPPED_SQL));
-      });
-    } else if (rollups) {
-      written = await db.transaction(async (tx) => rollUp(tx, batch, await tx.query<{ ord: number }>(INSERT_SKIPPED_SQL, insertParams(batch))));
-    } else {
-      written = (await db.query(INSERT_SQL, insertParams(batch))).rowCount;
+    // A batch's repeats go first: rolling up needs to know which readings are new, and COPY
+    // straight into readings would fail on them.
+    const batch = firstOfEachKey(good);
+    let written = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (copier && batch.length >= copyMinRows) written = await copier.transaction((tx) => copyBatch(tx, batch, attempt === 1));
+        else if (rollups) written = await db.transaction(async (tx) => rollUp(tx, batch, await tx.query<{ ord: number }>(INSERT_SKIPPED_SQL, insertParams(batch))));
+        else written = (await db.query(INSERT_SQL, insertParams(batch))).rowCount;
+        break;
+      } catch (err) {
+        // Only a deadlock with another writer (one COPYing straight in): nothing was kept.
+        if ((err as { code?: string })?.code !== '40P01' || attempt === ATTEMPTS) throw err;
+      }
     }
     return { written, rejected };
   }
@@ -330,20 +368,21 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
     if (q.fromUs !== undefined) where.push(`t >= ${p(isoMicros(q.fromUs))}::timestamptz`);
     if (q.toUs !== undefined) where.push(`t < ${p(isoMicros(q.toUs))}::timestamptz`);
     if (query.cursor !== undefined) {
-      const [us, name] = cursorKey(query.cursor);
+      const { us, name, unit } = cursorKey(query.cursor);
       const t = `${p(isoMicros(us))}::timestamptz`;
-      // Comparisons that match the index columns in order, so the index starts at the cursor.
-      if (byName) where.push(`t > ${t}`);
-      else where.push(`(t, name) > (${t}, ${p(name)})`);
+      // Row comparisons that match the index columns in order, so the index starts at the cursor.
+      if (unit === undefined) where.push(byName ? `t > ${t}` : `(t, name) > (${t}, ${p(name)})`);
+      else if (byName) where.push(`(t, coalesce(u, '')) > (${t}, ${p(unit)})`);
+      else where.push(`(t, name, coalesce(u, '')) > (${t}, ${p(name)}, ${p(unit)})`);
     }
-    const order = byName ? 't' : 't, name';
+    const order = byName ? `t, coalesce(u, '')` : `t, name, coalesce(u, '')`;
     const { rows } = await db.query<Row>(`${SELECT} WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${p(q.limit + 1)}`, params);
     const more = rows.length > q.limit;
     if (more) rows.length = q.limit;
     const page: Page<ResolvedRecord> = { items: rows.map(record) };
     if (more) {
       const last = rows[rows.length - 1];
-      page.cursor = encodeCursor(CURSOR_TAG, [Number(last.us), last.name]);
+      page.cursor = encodeCursor(CURSOR_TAG, [Number(last.us), last.name, last.u ?? '']);
     }
     return page;
   }
