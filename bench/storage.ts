@@ -162,6 +162,11 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
       const { rows } = await db.query<{ n: number }>('SELECT count(*) AS n FROM readings');
       if (rows[0].n !== data.length) throw new Error(`${name} wrote ${rows[0].n} rows, not ${data.length}`);
     };
+    const checkRollups = (name: string) => async () => {
+      await check(name)();
+      const { rows } = await db.query<{ n: number }>("SELECT sum(count)::int8 AS n FROM rollups WHERE size = 'day'");
+      if (rows[0].n !== data.length) throw new Error(`${name}: the rollups count ${rows[0].n} readings, not ${data.length}`);
+    };
     const appendAll = async (s: typeof store, expectNew: boolean) => {
       for (let i = 0; i < data.length; i += BATCH) {
         const batch = data.slice(i, i + BATCH);
@@ -172,6 +177,15 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
     };
     // The same work as the store: a repeat of a stored (tenant, name, t) is skipped, not an error.
     const insert = `INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5) ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING`;
+    // The same per reading, with its hour and day rollups, as a flow of core nodes would keep them: one statement per message.
+    const insertRollup = `WITH new AS (
+        INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)
+        ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING RETURNING t, v)
+      INSERT INTO rollups AS r (tenant_id, name, size, bucket, count, min, max, sum, last, last_t)
+      SELECT $1, $2, s.size, date_trunc(s.size, new.t, 'UTC'), 1, new.v, new.v, new.v, new.v, new.t FROM new, (VALUES ('hour'), ('day')) AS s(size)
+      ON CONFLICT (tenant_id, name, size, bucket) DO UPDATE SET
+        count = r.count + 1, min = least(r.min, excluded.min), max = greatest(r.max, excluded.max), sum = r.sum + excluded.sum,
+        last = CASE WHEN excluded.last_t >= r.last_t THEN excluded.last ELSE r.last END, last_t = greatest(r.last_t, excluded.last_t)`;
     const cases: Case[] = [
       {
         name: 'conflux',
@@ -185,11 +199,7 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
         items: data.length,
         reset: empty,
         run: () => appendAll(rolling, true),
-        verify: async () => {
-          await check('append with rollups')();
-          const { rows } = await db.query<{ n: number }>("SELECT sum(count)::int8 AS n FROM rollups WHERE size = 'hour'");
-          if (rows[0].n !== data.length) throw new Error(`the rollups count ${rows[0].n} readings, not ${data.length}`);
-        },
+        verify: checkRollups('append with rollups'),
       },
       {
         name: 'separate',
@@ -225,6 +235,15 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
         verify: check('single INSERTs'),
       },
       {
+        name: 'single-rollups',
+        items: data.length,
+        reset: empty,
+        run: async () => {
+          await inFlight(data, POOL, ({ tenant, record: r }) => pool.query(insertRollup, [tenant, r.n, r.t, r.v, r.u]));
+        },
+        verify: checkRollups('single INSERTs with rollups'),
+      },
+      {
         name: 'copy',
         items: data.length,
         reset: empty,
@@ -245,18 +264,20 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
     const rates = await measure(cases);
     const single = rates.get('single')!;
     const copy = rates.get('copy')!;
-    const pairs: PairResult[] = [];
-    for (const [key, what] of [
-      ['conflux', 'each reading stored once'],
-      ['rollups', 'each reading stored once, the new ones rolled up in the same transaction'],
-    ] as const) {
-      const subject = rates.get(key)!;
-      const name = `time-series append, batches of ${BATCH.toLocaleString('en-US')} (binary COPY; ${what})`;
-      pairs.push(
-        { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: single, ratio: subject / single, floor: 10 },
-        { name, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement', subjectPerSec: subject, baselinePerSec: copy, ratio: subject / copy, floor: 0.5 },
-      );
-    }
+    const singleRollups = rates.get('single-rollups')!;
+    const batches = BATCH.toLocaleString('en-US');
+    const plain = rates.get('conflux')!;
+    const rollingRate = rates.get('rollups')!;
+    const name = `time-series append, batches of ${batches} (binary COPY; each reading stored once)`;
+    const rollName = `time-series append with rollups, batches of ${batches} (the same, and the new readings rolled up in its transaction)`;
+    const pairs: PairResult[] = [
+      { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: plain, baselinePerSec: single, ratio: plain / single, floor: 10 },
+      { name, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement', subjectPerSec: plain, baselinePerSec: copy, ratio: plain / copy, floor: 0.5 },
+      // The same job per message: the INSERT and its two rollup upserts in one statement.
+      { name: rollName, baselineName: `one INSERT … ON CONFLICT DO NOTHING and its hour and day rollup upserts per reading, ${POOL} in flight`, subjectPerSec: rollingRate, baselinePerSec: singleRollups, ratio: rollingRate / singleRollups, floor: 10 },
+      // Less work than the subject (no rollups): shown for what rolling up costs.
+      { name: rollName, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement (no rollups)', subjectPerSec: rollingRate, baselinePerSec: copy, ratio: rollingRate / copy },
+    ];
     return { pairs, repeat: rates.get('repeat')!, separate: rates.get('separate')! };
   } finally {
     await pool.end();
@@ -349,6 +370,15 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
   let run = 0;
   const prefix = () => `bench${run}:`;
   try {
+    // The same per reading, with its hour and day rollups, as a flow of core nodes would keep them: one statement per message.
+    const insertRollup = `WITH new AS (
+        INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)
+        ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING RETURNING t, v)
+      INSERT INTO rollups AS r (tenant_id, name, size, bucket, count, min, max, sum, last, last_t)
+      SELECT $1, $2, s.size, date_trunc(s.size, new.t, 'UTC'), 1, new.v, new.v, new.v, new.v, new.t FROM new, (VALUES ('hour'), ('day')) AS s(size)
+      ON CONFLICT (tenant_id, name, size, bucket) DO UPDATE SET
+        count = r.count + 1, min = least(r.min, excluded.min), max = greatest(r.max, excluded.max), sum = r.sum + excluded.sum,
+        last = CASE WHEN excluded.last_t >= r.last_t THEN excluded.last ELSE r.last END, last_t = greatest(r.last_t, excluded.last_t)`;
     const cases: Case[] = [
       {
         name: 'conflux',
