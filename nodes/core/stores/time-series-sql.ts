@@ -308,19 +308,21 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
    * with it): back to the savepoint, and the batch goes through the staging table and INSERT …
    * ON CONFLICT DO NOTHING in key order, which skips what is stored.
    */
-  async function copyBatch(tx: CopyTransaction, batch: readonly Reading[], direct: boolean): Promise<number> {
+  async function copyBatch(tx: CopyTransaction, good: readonly Reading[], direct: boolean): Promise<number> {
     if (direct) {
       await tx.query('SAVEPOINT conflux_direct');
       try {
-        await tx.copyFrom(DIRECT_COPY_SQL, copyChunks(batch, false));
+        await tx.copyFrom(DIRECT_COPY_SQL, copyChunks(good, false));
         await tx.query('RELEASE SAVEPOINT conflux_direct');
-        if (rollups) await addRollups(tx, batch);
-        return batch.length;
+        // It went in whole, so every reading was new and none repeated another.
+        if (rollups) await addRollups(tx, good);
+        return good.length;
       } catch (err) {
         if (!isConflict(err)) throw err;
         await tx.query('ROLLBACK TO SAVEPOINT conflux_direct');
       }
     }
+    const batch = rollups ? firstOfEachKey(good) : good;
     await tx.query(STAGE_SQL);
     await tx.copyFrom(COPY_SQL, copyChunks(batch, true));
     if (!rollups) return (await tx.query(MOVE_SQL)).rowCount;
@@ -337,15 +339,15 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
       else rejected.push({ reading, reason });
     }
     if (good.length === 0) return { written: 0, rejected };
-    // A batch's repeats go first: rolling up needs to know which readings are new, and COPY
-    // straight into readings would fail on them.
-    const batch = firstOfEachKey(good);
     let written = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        if (copier && batch.length >= copyMinRows) written = await copier.transaction((tx) => copyBatch(tx, batch, attempt === 1));
-        else if (rollups) written = await db.transaction(async (tx) => rollUp(tx, batch, await tx.query<{ ord: number }>(INSERT_SKIPPED_SQL, insertParams(batch))));
-        else written = (await db.query(INSERT_SQL, insertParams(batch))).rowCount;
+        if (copier && good.length >= copyMinRows) written = await copier.transaction((tx) => copyBatch(tx, good, attempt === 1));
+        else if (rollups) {
+          // Which readings were new is told by key: a batch's own repeats go first.
+          const batch = firstOfEachKey(good);
+          written = await db.transaction(async (tx) => rollUp(tx, batch, await tx.query<{ ord: number }>(INSERT_SKIPPED_SQL, insertParams(batch))));
+        } else written = (await db.query(INSERT_SQL, insertParams(good))).rowCount;
         break;
       } catch (err) {
         // Only a deadlock with another writer (one COPYing straight in): nothing was kept.
