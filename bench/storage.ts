@@ -3,12 +3,17 @@
  * Node-RED core nodes with a PostgreSQL node does it, on a fresh database of the test server
  * (test/support/servers.ts starts PostgreSQL and Redis when none is given).
  *
- *   1. readings/s through createSqlTimeSeries.append (binary COPY, batches of BATCH) against
- *      (a) one parameterised INSERT per reading through a pg.Pool of 10 with up to 10 queries
- *          in flight (node-red-contrib-postgresql issues one query per message) — floor 10x;
+ *   1. readings/s through createSqlTimeSeries.append (binary COPY, batches of BATCH; each reading
+ *      stored once by its key), without and with the rollups in the same transaction, against
+ *      (a) one parameterised INSERT … ON CONFLICT DO NOTHING per reading through a pg.Pool of 10
+ *          with up to 10 queries in flight (node-red-contrib-postgresql issues one query per
+ *          message) — floor 10x;
  *      (b) the raw COPY of the same rows: a TEXT buffer built beforehand, streamed with
  *          pg-copy-streams in one COPY — floor 0.5x.
- *   2. the same append on PGlite (in memory), for information.
+ *      For information: the same batches sent again (every reading already stored: the staging
+ *      path), and the append followed by the long-term store's add, which is what the default
+ *      flow did before the time-series store rolled up itself.
+ *   2. the same append on PGlite (in memory), without and with rollups, for information.
  *   3. mailbox enqueue (batches of 500) and drain (claim + ack batches of 500, two drainers on
  *      two pools) on PostgreSQL, for information.
  *   4. Redis: the short-term tier's pipelined writes against one awaited SET per reading.
@@ -29,6 +34,7 @@ import { migrate } from '../nodes/core/db/migrate';
 import { openSql } from '../nodes/core/db/sql';
 import { Mailbox } from '../nodes/core/mailbox/mailbox';
 import { createRedisShortTerm } from '../nodes/core/stores/short-term-redis';
+import { createSqlLongTerm } from '../nodes/core/stores/long-term-sql';
 import { createSqlTimeSeries } from '../nodes/core/stores/time-series-sql';
 import type { Reading } from '../nodes/core/stores/types';
 import { freshDatabase, startServers } from '../test/support/servers';
@@ -36,7 +42,7 @@ import { report, type PairResult } from './harness';
 
 const READINGS = 100_000;
 const BATCH = 5_000;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const POOL = 10;
 const T0 = 1_700_000_000;
 
@@ -141,32 +147,83 @@ function info(title: string, rows: [string, number, string][]): void {
   for (const [name, rate, unit] of rows) console.log(`| ${name} | ${fmt(rate)} | ${unit} |`);
 }
 
-async function timeSeries(url: string, data: readonly Reading[], text: Buffer): Promise<PairResult[]> {
+async function timeSeries(url: string, data: readonly Reading[], text: Buffer): Promise<{ pairs: PairResult[]; repeat: number; separate: number }> {
   const db = await openSql({ connectionString: url, poolSize: POOL });
   const copier = openCopier({ connectionString: url });
   const pool = new pg.Pool({ connectionString: url, max: POOL });
   pool.on('error', () => undefined);
   try {
     await migrate(db);
-    const store = createSqlTimeSeries(db, { copyFrom: copier.copyFrom });
-    const empty = () => db.query('TRUNCATE readings');
+    const store = createSqlTimeSeries(db, { copier });
+    const rolling = createSqlTimeSeries(db, { copier, rollups: true });
+    const longTerm = createSqlLongTerm(db);
+    const empty = () => db.exec('TRUNCATE readings, rollups');
     const check = (name: string) => async () => {
       const { rows } = await db.query<{ n: number }>('SELECT count(*) AS n FROM readings');
       if (rows[0].n !== data.length) throw new Error(`${name} wrote ${rows[0].n} rows, not ${data.length}`);
     };
-    const insert = `INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)`;
+    const checkRollups = (name: string) => async () => {
+      await check(name)();
+      const { rows } = await db.query<{ n: number }>("SELECT sum(count)::int8 AS n FROM rollups WHERE size = 'day'");
+      if (rows[0].n !== data.length) throw new Error(`${name}: the rollups count ${rows[0].n} readings, not ${data.length}`);
+    };
+    const appendAll = async (s: typeof store, expectNew: boolean) => {
+      for (let i = 0; i < data.length; i += BATCH) {
+        const batch = data.slice(i, i + BATCH);
+        const result = await s.append(batch);
+        if (result.rejected.length) throw new Error(result.rejected[0].reason);
+        if (result.written !== (expectNew ? batch.length : 0)) throw new Error(`append wrote ${result.written} of ${batch.length}`);
+      }
+    };
+    // The same work as the store: a repeat of a stored (tenant, name, t) is skipped, not an error.
+    const insert = `INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5) ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING`;
+    // The same per reading, with its hour and day rollups, as a flow of core nodes would keep them: one statement per message.
+    const insertRollup = `WITH new AS (
+        INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)
+        ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING RETURNING t, v)
+      INSERT INTO rollups AS r (tenant_id, name, size, bucket, count, min, max, sum, last, last_t)
+      SELECT $1, $2, s.size, date_trunc(s.size, new.t, 'UTC'), 1, new.v, new.v, new.v, new.v, new.t FROM new, (VALUES ('hour'), ('day')) AS s(size)
+      ON CONFLICT (tenant_id, name, size, bucket) DO UPDATE SET
+        count = r.count + 1, min = least(r.min, excluded.min), max = greatest(r.max, excluded.max), sum = r.sum + excluded.sum,
+        last = CASE WHEN excluded.last_t >= r.last_t THEN excluded.last ELSE r.last END, last_t = greatest(r.last_t, excluded.last_t)`;
     const cases: Case[] = [
       {
         name: 'conflux',
         items: data.length,
         reset: empty,
+        run: () => appendAll(store, true),
+        verify: check('append'),
+      },
+      {
+        name: 'rollups',
+        items: data.length,
+        reset: empty,
+        run: () => appendAll(rolling, true),
+        verify: checkRollups('append with rollups'),
+      },
+      {
+        name: 'separate',
+        items: data.length,
+        reset: empty,
         run: async () => {
           for (let i = 0; i < data.length; i += BATCH) {
-            const result = await store.append(data.slice(i, i + BATCH));
-            if (result.rejected.length) throw new Error(result.rejected[0].reason);
+            const batch = data.slice(i, i + BATCH);
+            await store.append(batch);
+            await longTerm.add(batch);
           }
         },
-        verify: check('append'),
+        verify: check('append, then long-term add'),
+      },
+      {
+        name: 'repeat',
+        items: data.length,
+        // Untimed: the readings are already stored; the run sends them all again.
+        reset: async () => {
+          await empty();
+          await appendAll(store, true);
+        },
+        run: () => appendAll(rolling, false),
+        verify: check('repeat'),
       },
       {
         name: 'single',
@@ -176,6 +233,15 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
           await inFlight(data, POOL, ({ tenant, record: r }) => pool.query(insert, [tenant, r.n, r.t, r.v, r.u]));
         },
         verify: check('single INSERTs'),
+      },
+      {
+        name: 'single-rollups',
+        items: data.length,
+        reset: empty,
+        run: async () => {
+          await inFlight(data, POOL, ({ tenant, record: r }) => pool.query(insertRollup, [tenant, r.n, r.t, r.v, r.u]));
+        },
+        verify: checkRollups('single INSERTs with rollups'),
       },
       {
         name: 'copy',
@@ -196,12 +262,23 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
       },
     ];
     const rates = await measure(cases);
-    const subject = rates.get('conflux')!;
-    const name = `time-series append, batches of ${BATCH.toLocaleString('en-US')} (binary COPY)`;
-    return [
-      { name, baselineName: `one INSERT per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('single')!, ratio: subject / rates.get('single')!, floor: 10 },
-      { name, baselineName: 'raw COPY of a pre-built TEXT buffer, one statement', subjectPerSec: subject, baselinePerSec: rates.get('copy')!, ratio: subject / rates.get('copy')!, floor: 0.5 },
+    const single = rates.get('single')!;
+    const copy = rates.get('copy')!;
+    const singleRollups = rates.get('single-rollups')!;
+    const batches = BATCH.toLocaleString('en-US');
+    const plain = rates.get('conflux')!;
+    const rollingRate = rates.get('rollups')!;
+    const name = `time-series append, batches of ${batches} (binary COPY; each reading stored once)`;
+    const rollName = `time-series append with rollups, batches of ${batches} (the same, and the new readings rolled up in its transaction)`;
+    const pairs: PairResult[] = [
+      { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: plain, baselinePerSec: single, ratio: plain / single, floor: 10 },
+      { name, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement', subjectPerSec: plain, baselinePerSec: copy, ratio: plain / copy, floor: 0.5 },
+      // The same job per message: the INSERT and its two rollup upserts in one statement.
+      { name: rollName, baselineName: `one INSERT … ON CONFLICT DO NOTHING and its hour and day rollup upserts per reading, ${POOL} in flight`, subjectPerSec: rollingRate, baselinePerSec: singleRollups, ratio: rollingRate / singleRollups, floor: 10 },
+      // Less work than the subject (no rollups): shown for what rolling up costs.
+      { name: rollName, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement (no rollups)', subjectPerSec: rollingRate, baselinePerSec: copy, ratio: rollingRate / copy },
     ];
+    return { pairs, repeat: rates.get('repeat')!, separate: rates.get('separate')! };
   } finally {
     await pool.end();
     await copier.close();
@@ -209,22 +286,20 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
   }
 }
 
-async function pglite(data: readonly Reading[]): Promise<number> {
+async function pglite(data: readonly Reading[]): Promise<{ plain: number; rollups: number }> {
   const db = await openSql({});
   try {
     await migrate(db);
-    const store = createSqlTimeSeries(db);
+    const appendAll = (rollups: boolean) => async () => {
+      const store = createSqlTimeSeries(db, { rollups });
+      for (let i = 0; i < data.length; i += BATCH) await store.append(data.slice(i, i + BATCH));
+    };
+    const reset = () => db.exec('TRUNCATE readings, rollups');
     const rates = await measure([
-      {
-        name: 'pglite',
-        items: data.length,
-        reset: () => db.query('TRUNCATE readings'),
-        run: async () => {
-          for (let i = 0; i < data.length; i += BATCH) await store.append(data.slice(i, i + BATCH));
-        },
-      },
+      { name: 'pglite', items: data.length, reset, run: appendAll(false) },
+      { name: 'pglite-rollups', items: data.length, reset, run: appendAll(true) },
     ]);
-    return rates.get('pglite')!;
+    return { plain: rates.get('pglite')!, rollups: rates.get('pglite-rollups')! };
   } finally {
     await db.close();
   }
@@ -295,6 +370,15 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
   let run = 0;
   const prefix = () => `bench${run}:`;
   try {
+    // The same per reading, with its hour and day rollups, as a flow of core nodes would keep them: one statement per message.
+    const insertRollup = `WITH new AS (
+        INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)
+        ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING RETURNING t, v)
+      INSERT INTO rollups AS r (tenant_id, name, size, bucket, count, min, max, sum, last, last_t)
+      SELECT $1, $2, s.size, date_trunc(s.size, new.t, 'UTC'), 1, new.v, new.v, new.v, new.v, new.t FROM new, (VALUES ('hour'), ('day')) AS s(size)
+      ON CONFLICT (tenant_id, name, size, bucket) DO UPDATE SET
+        count = r.count + 1, min = least(r.min, excluded.min), max = greatest(r.max, excluded.max), sum = r.sum + excluded.sum,
+        last = CASE WHEN excluded.last_t >= r.last_t THEN excluded.last ELSE r.last END, last_t = greatest(r.last_t, excluded.last_t)`;
     const cases: Case[] = [
       {
         name: 'conflux',
@@ -348,7 +432,7 @@ export async function run(): Promise<boolean> {
   const text = copyText(data);
 
   process.stderr.write('storage: time series on PostgreSQL\n');
-  const pairs = await timeSeries(url, data, text);
+  const { pairs, repeat, separate } = await timeSeries(url, data, text);
   process.stderr.write('storage: time series on PGlite\n');
   const embedded = await pglite(data);
   process.stderr.write('storage: mailbox on PostgreSQL\n');
@@ -358,7 +442,10 @@ export async function run(): Promise<boolean> {
   console.log(`\n${machineDetails().join('  \n')}`);
   console.log(`\n${READINGS.toLocaleString('en-US')} readings per run; ${ROUNDS} runs of each case after a warm-up, alternating, median kept; readings emptied before each run.`);
   info('For information (no floor):', [
-    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded, 'readings'],
+    [`time-series append on PostgreSQL, then the long-term store's add of the same batch (the work the default flow did before), batches of ${BATCH.toLocaleString('en-US')}`, separate, 'readings'],
+    [`time-series append on PostgreSQL of readings already stored (a batch sent again), with rollups, batches of ${BATCH.toLocaleString('en-US')}`, repeat, 'readings'],
+    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded.plain, 'readings'],
+    [`time-series append on PGlite (in memory) with rollups in the same transaction, batches of ${BATCH.toLocaleString('en-US')}`, embedded.rollups, 'readings'],
     [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages'],
     [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages'],
   ]);

@@ -1,7 +1,7 @@
 /** What the storage config nodes offer the nodes that use them. */
 import type { Client } from '@elastic/elasticsearch';
 import type { Node } from 'node-red';
-import type { CopyFrom } from '../core/db/copy';
+import type { Copier } from '../core/db/copy';
 import type { SqlClient } from '../core/db/sql';
 import type { CommandRouter } from '../core/devices/commands';
 import type { DeviceDirectory, DeviceIdentity } from '../core/devices/directory';
@@ -21,8 +21,13 @@ export interface PostgresConfigNode extends Node<PostgresCredentials> {
   /** The migrated database; rejects with the reason when it cannot be opened (tried again on the next call). */
   sql(): Promise<SqlClient>;
   /** COPY into the same database, for bulk writes; undefined on PGlite. */
-  copyFrom(): Promise<CopyFrom | undefined>;
+  copier(): Promise<Copier | undefined>;
   readonly embedded: boolean;
+  /**
+   * Names the database itself: equal for two config nodes only when they open the same one (the
+   * embedded PGlite under one directory); else the config node's id. msg.rolledUp carries it.
+   */
+  readonly identity: string;
   readonly connection: StatusFanout;
 }
 

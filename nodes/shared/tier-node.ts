@@ -10,6 +10,9 @@
  * The tenant is msg.device.tenant (set by an authenticating listener), else msg.tenant, else the
  * node's own. done() and the pass-on wait for the write: a flow can only go as fast as its
  * store, and a full write queue fails the message to the Catch node instead of growing.
+ * A tier may mark a message once stored (`stored`), and another may pass a marked message on
+ * without writing (`skip`): conflux-time-series sets msg.rolledUp when its transaction already
+ * updated the rollups, and conflux-long-term on that database then does not count it again.
  */
 import type { Node, NodeMessage } from 'node-red';
 import { validateResolved, type ResolvedRecord } from '../core/model/senml';
@@ -23,6 +26,10 @@ export interface TierHandlers {
   query?(tenant: string, query: unknown): Promise<{ items: unknown; cursor?: string }>;
   /** Items waiting to be written, for the status. */
   pending?(): number;
+  /** Called with a message whose records are stored, before it is passed on (to mark it). */
+  stored?(msg: NodeMessage): void;
+  /** True: the message's records are already stored here; pass it on without writing. */
+  skip?(msg: NodeMessage): boolean;
 }
 
 type TierMessage = NodeMessage & {
@@ -41,6 +48,7 @@ export function tenantOf(msg: { device?: { tenant?: unknown }; tenant?: unknown 
 
 export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: string): void {
   let written = 0;
+  let skipped = 0;
   let failures = 0;
   let lastError = '';
   let full = false;
@@ -49,7 +57,7 @@ export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: stri
   const showStatus = () => {
     timer = undefined;
     const pending = handlers.pending?.() ?? 0;
-    const text = `${written} stored${pending > 0 ? `, ${pending} queued` : ''}`;
+    const text = `${written} stored${skipped > 0 ? `, ${skipped} already` : ''}${pending > 0 ? `, ${pending} queued` : ''}`;
     if (full) node.status({ fill: 'yellow', shape: 'ring', text: `${text}, queue full` });
     else if (failures > 0) node.status({ fill: 'red', shape: 'ring', text: `${text}, ${failures} failed: ${lastError}`.slice(0, 120) });
     else node.status({ fill: 'green', shape: 'dot', text });
@@ -87,6 +95,12 @@ export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: stri
       return;
     }
     if (!handlers.write) return done(new Error('this node only answers queries (msg.query)'));
+    if (handlers.skip?.(msg)) {
+      skipped += Array.isArray(msg.payload) ? msg.payload.length : 0;
+      scheduleStatus();
+      send([msg, null]);
+      return done();
+    }
     let records: ResolvedRecord[];
     try {
       records = validateResolved(msg.payload, 'canonical');
@@ -97,6 +111,7 @@ export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: stri
       () => {
         written += records.length;
         scheduleStatus();
+        handlers.stored?.(msg);
         send([msg, null]);
         done();
       },

@@ -25,6 +25,9 @@ export = function register(RED: NodeAPI): void {
       {
         write: (readings) => writer.add(readings),
         pending: () => writer.pending,
+        // A conflux-time-series node on this database already folded these records in, in the
+        // transaction that stored them (and only those that were new).
+        skip: (msg) => (msg as { rolledUp?: unknown }).rolledUp === db.identity,
         query: async (tenant, input) => {
           const size = parseRollupSize((input as { size?: unknown } | null)?.size);
           const page = await (await store).query({ ...parseRangeQuery(tenant, input), size });

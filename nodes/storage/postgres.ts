@@ -56,6 +56,9 @@ export = function register(RED: NodeAPI): void {
     const dir = embeddedDir();
     const label = embedded ? `embedded (PGlite${dir === 'memory://' ? ', in memory' : ''})` : 'PostgreSQL';
     (node as { embedded: boolean }).embedded = embedded;
+    // PGlite is one set of files: every config node naming the embedded store shares it.
+    const key = embedded && dir !== 'memory://' ? `pglite:${dir}` : `postgres:${node.id}`;
+    (node as { identity: string }).identity = key;
     (node as { connection: StatusFanout }).connection = new StatusFanout();
 
     let lease: Lease<Database> | undefined;
@@ -69,8 +72,6 @@ export = function register(RED: NodeAPI): void {
     }
 
     function open(): Lease<Database> {
-      // PGlite is one set of files: every config node naming the embedded store shares it.
-      const key = embedded && dir !== 'memory://' ? `pglite:${dir}` : `postgres:${node.id}`;
       return acquire(
         key,
         async () => {
@@ -91,7 +92,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     node.sql = () => database().then((d) => d.sql);
-    node.copyFrom = () => database().then((d) => d.copier?.copyFrom);
+    node.copier = () => database().then((d) => d.copier);
 
     function database(): Promise<Database> {
       if (closed) return Promise.reject(new Error('the database connection is closed'));

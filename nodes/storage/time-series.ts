@@ -4,7 +4,7 @@ import { createElasticTimeSeries } from '../core/stores/time-series-es';
 import { createSqlTimeSeries } from '../core/stores/time-series-sql';
 import type { TimeSeriesStore } from '../core/stores/types';
 import { closeAfter, configOf, databaseOf } from '../shared/config-user';
-import { intField, textField } from '../shared/fields';
+import { boolField, intField, textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
 import type { ElasticConfigNode } from '../shared/config-nodes';
@@ -16,6 +16,8 @@ interface TimeSeriesDef extends NodeDef, WriterDef {
   elasticsearch?: string;
   tenant?: string;
   retentionDays?: string;
+  /** SQL engines: fold the new readings into the database's rollups in the same transaction. Default on. */
+  rollups?: boolean | string;
 }
 
 /** How often retention runs; the first run is shortly after deploy. */
@@ -28,6 +30,8 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     let store: Promise<TimeSeriesStore>;
     let owner: { connection: { remove(node: Node): void } };
+    /** The database whose rollups include what this node stored (msg.rolledUp), when it rolls up. */
+    let rolledUp: string | undefined;
     const chosen = def.elasticsearch ? (RED.nodes.getNode(def.elasticsearch) as ElasticConfigNode | null) : null;
     if (def.engine === 'elasticsearch' || (def.engine === 'auto' && chosen?.configured)) {
       const es = configOf<ElasticConfigNode>(RED, node, def.elasticsearch, 'conflux-elasticsearch');
@@ -39,7 +43,9 @@ export = function register(RED: NodeAPI): void {
       const db = databaseOf(RED, node, def.database);
       if (!db) return;
       owner = db;
-      store = Promise.all([db.sql(), db.copyFrom()]).then(([sql, copyFrom]) => createSqlTimeSeries(sql, { copyFrom }));
+      const rollups = boolField(def.rollups, true);
+      if (rollups) rolledUp = db.identity;
+      store = Promise.all([db.sql(), db.copier()]).then(([sql, copier]) => createSqlTimeSeries(sql, { copier, rollups }));
     }
     store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
 
@@ -49,6 +55,10 @@ export = function register(RED: NodeAPI): void {
       {
         write: (readings) => writer.add(readings),
         pending: () => writer.pending,
+        // A long-term node on the same database then passes the message on without counting it again.
+        stored: (msg) => {
+          if (rolledUp) (msg as { rolledUp?: string }).rolledUp = rolledUp;
+        },
         query: async (tenant, input) => {
           const page = await (await store).query(parseRangeQuery(tenant, input));
           return { items: page.items, cursor: page.cursor };

@@ -1,12 +1,13 @@
 /**
  * The SQL long-term store (hour and day rollups) on PostgreSQL 15 and PGlite: count, min, max,
  * sum, avg and last within a batch and across batches, late records, UTC buckets across
- * midnight, non-numeric records, duplicates inside one batch, queries and pagination.
+ * midnight, non-numeric records, duplicates inside one batch, queries and pagination; the fold
+ * inside another store's transaction (addRollups), which commits or rolls back with it.
  */
 import * as assert from 'node:assert/strict';
 import type { SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
-import { createSqlLongTerm } from '../../nodes/core/stores/long-term-sql';
+import { addRollups, createSqlLongTerm } from '../../nodes/core/stores/long-term-sql';
 import type { LongTermStore, Reading, Rollup, RollupSize } from '../../nodes/core/stores/types';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
 import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
@@ -133,6 +134,27 @@ for (const engine of ENGINES) {
       const twice = `INSERT INTO rollups (tenant_id, name, size, bucket, count) VALUES ($1, 'dup', 'hour', to_timestamp(0), 1), ($1, 'dup', 'hour', to_timestamp(0), 1)
                      ON CONFLICT (tenant_id, name, size, bucket) DO UPDATE SET count = rollups.count + excluded.count`;
       await assert.rejects(db.query(twice, [tenant]), (err: { code?: string }) => err.code === '21000');
+    });
+
+    it('folds inside a transaction: rolled back with it, committed with it', async () => {
+      const t = MIDNIGHT + 7 * HOUR;
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          assert.equal(await addRollups(tx, [v(tenant, 'dev/t', t, 5)]), 1);
+          throw new Error('the readings failed');
+        }),
+        /the readings failed/,
+      );
+      assert.deepEqual(await all('hour'), [], 'nothing counted for a failed write');
+      await db.transaction((tx) => addRollups(tx, [v(tenant, 'dev/t', t, 5), at(tenant, 'dev/t', t + 1, { vs: 'x' })]));
+      assert.equal((await all('hour'))[0].count, 1);
+    });
+
+    it('counts what it is given: the same reading added twice counts twice (only the time-series store knows what is new)', async () => {
+      const t = MIDNIGHT + 8 * HOUR;
+      await store.add([v(tenant, 'dev/t', t, 5)]);
+      await store.add([v(tenant, 'dev/t', t, 5)]);
+      assert.equal((await all('hour'))[0].count, 2);
     });
 
     it('two concurrent batches over the same buckets both count', async () => {

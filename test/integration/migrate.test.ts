@@ -59,6 +59,47 @@ for (const engine of ENGINES) {
     it('stores and reads back a row in every table, tenant-scoped', async () => {
       await smoke(db);
     });
+
+    it('004 removes the readings a repeat stored twice, keeping the first, and then stores each (tenant, name, t, unit) once', async function () {
+      this.timeout(OPEN_TIMEOUT_MS);
+      const old = await engine.open();
+      try {
+        await migrate(old, MIGRATIONS.filter((m) => m.version < 4));
+        // ids given explicitly: the lowest of each key is the first stored.
+        await old.query(
+          `INSERT INTO readings (id, tenant_id, name, t, v) VALUES
+             (10, 'a', 'dev/t', to_timestamp(1000), 1), (11, 'a', 'dev/t', to_timestamp(1000), 2), (5, 'a', 'dev/t', to_timestamp(1000), 3),
+             (12, 'a', 'dev/t', to_timestamp(1001), 4), (13, 'b', 'dev/t', to_timestamp(1000), 5), (14, 'a', 'dev/u', to_timestamp(1000), 6),
+             (15, 'b', 'dev/t', to_timestamp(1000), 7), (16, 'a', 'dev/t', to_timestamp(1000.000001), 8)`,
+        );
+        // One name, one time, other units (RFC 8428 5.1.3): other readings, not repeats.
+        await old.query(
+          `INSERT INTO readings (id, tenant_id, name, t, v, u) VALUES
+             (17, 'a', 'dev/t', to_timestamp(1000), 60.1, 'lat'), (18, 'a', 'dev/t', to_timestamp(1000), 24.3, 'lon'),
+             (19, 'a', 'dev/t', to_timestamp(1000), 60.2, 'lat')`,
+        );
+        assert.deepEqual((await migrate(old)).applied, [4]);
+        const { rows } = await old.query<{ id: number; v: number }>('SELECT id, v FROM readings ORDER BY id');
+        assert.deepEqual(rows, [
+          { id: 5, v: 3 },
+          { id: 12, v: 4 },
+          { id: 13, v: 5 },
+          { id: 14, v: 6 },
+          { id: 16, v: 8 },
+          { id: 17, v: 60.1 },
+          { id: 18, v: 24.3 },
+        ]);
+        await assert.rejects(old.query(`INSERT INTO readings (tenant_id, name, t, v) VALUES ('a', 'dev/t', to_timestamp(1000), 9)`), code('23505'));
+        await assert.rejects(old.query(`INSERT INTO readings (tenant_id, name, t, v, u) VALUES ('a', 'dev/t', to_timestamp(1000), 9, 'lat')`), code('23505'));
+        const indexes = await old.query<{ indexname: string; indexdef: string }>(`SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'readings' ORDER BY indexname`);
+        assert.deepEqual(indexes.rows.map((r) => r.indexname), ['readings_key', 'readings_t', 'readings_tenant_t']);
+        assert.match(indexes.rows[0].indexdef, /UNIQUE INDEX readings_key ON public\.readings USING btree \(tenant_id, name, t, COALESCE\(u, ''::text\)\)/);
+        const { rows: options } = await old.query<{ reloptions: string[] }>(`SELECT reloptions FROM pg_class WHERE relname = 'rollups'`);
+        assert.deepEqual(options[0].reloptions, ['fillfactor=50']);
+      } finally {
+        await old.close();
+      }
+    });
   });
 }
 
@@ -192,6 +233,8 @@ async function smoke(db: SqlClient): Promise<void> {
     [T, t0],
   );
   await assert.rejects(db.query(`INSERT INTO readings (tenant_id, name, t, v, vs) VALUES ($1, 'bad', now(), 1, 'two values')`, [T]), code('23514'));
+  // A reading is stored once: (tenant, name, t, unit) is its key.
+  await assert.rejects(db.query(`INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, 'dev1/temp/t', to_timestamp($2), 22, 'Cel')`, [T, t0]), code('23505'));
   const prefix = await db.query<{ name: string; secs: number; v: number | null; vb: boolean | null; vs: string | null; vd: string | null }>(
     `SELECT name, extract(epoch FROM t)::float8 AS secs, v, vb, vs, vd FROM readings
      WHERE tenant_id = $1 AND name LIKE $2 AND t >= to_timestamp($3) ORDER BY name, t`,

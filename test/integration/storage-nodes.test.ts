@@ -112,6 +112,38 @@ describe('storage nodes', () => {
         );
       });
 
+      it('a message sent twice is stored once and counted once: time series rolls up what is new, long-term passes it on', async () => {
+        await helper.load(NODES, await flow(setup));
+        const arrived = collect('lt-out', 3);
+        helper.getNode('st').receive(reading('d1', 19));
+        // The device did not see the acknowledgement and sends the same readings again, and a new one.
+        helper.getNode('st').receive(reading('d1', 19));
+        helper.getNode('st').receive(reading('d1', 23, 60));
+        const out = await arrived;
+        const db = helper.getNode('db') as unknown as { identity: string };
+        assert.ok(out.every((m) => m.rolledUp === db.identity), 'marked with the database whose rollups hold them');
+
+        const all = await ask('ts', { query: { prefix: 'd1/' }, tenant: 'acme' }, 'ts-ans');
+        assert.equal(all.payload.length, 4, 'two records, twice over, and two new ones: four stored');
+        const rollup = await ask('lt', { query: { name: 'd1/temp/c', size: 'hour' }, tenant: 'acme' }, 'lt-ans');
+        assert.deepEqual(
+          (({ count, sum, last }) => ({ count, sum, last }))(rollup.payload[0]),
+          { count: 2, sum: 42, last: 23 },
+        );
+      });
+
+      it('with rolling up off, the time series stores once and the long-term node counts what reaches it', async () => {
+        await helper.load(NODES, await flow(setup, { ts: { rollups: false } }));
+        const arrived = collect('lt-out', 2);
+        helper.getNode('st').receive(reading('d1', 19));
+        helper.getNode('st').receive(reading('d1', 19));
+        const out = await arrived;
+        assert.ok(out.every((m) => m.rolledUp === undefined));
+        assert.equal((await ask('ts', { query: { prefix: 'd1/' }, tenant: 'acme' }, 'ts-ans')).payload.length, 2);
+        const rollup = await ask('lt', { query: { name: 'd1/temp/c', size: 'hour' }, tenant: 'acme' }, 'lt-ans');
+        assert.equal(rollup.payload[0].count, 2, 'the documented limit: long-term alone cannot tell a repeat');
+      });
+
       it('a malformed message goes to Catch with the reason and the next one is stored', async () => {
         await helper.load(NODES, await flow(setup));
         const caught = new Promise<Msg>((resolve) => helper.getNode('caught').once('input', resolve));

@@ -1,12 +1,13 @@
 /**
  * The SQL time-series store on PostgreSQL 15 and PGlite: every value kind read back exactly,
- * microsecond times, tenants, names and prefixes, time bounds, keyset pagination over duplicate
- * (name, t), limits, retention in chunks, and COPY on PostgreSQL.
+ * microsecond times, tenants, names and prefixes, time bounds, keyset pagination, limits,
+ * retention in chunks, COPY through a staging table on PostgreSQL, and a reading stored (and
+ * rolled up) once, however often it is sent, also by concurrent writers.
  */
 import * as assert from 'node:assert/strict';
 import type { SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
-import { openCopier, type Copier, type CopyFrom } from '../../nodes/core/db/copy';
+import { openCopier, type Copier, type CopyFrom, type CopyTransaction } from '../../nodes/core/db/copy';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
 import { createSqlTimeSeries } from '../../nodes/core/stores/time-series-sql';
 import type { RangeQuery, Reading, TimeSeriesStore } from '../../nodes/core/stores/types';
@@ -23,17 +24,22 @@ async function urlOf(db: SqlClient): Promise<string> {
   return url.toString();
 }
 
-/** A copyFrom that counts its calls and the rows the server reported copied. */
-function spy(copyFrom: CopyFrom): CopyFrom & { calls: number; rows: number } {
-  const wrapped = Object.assign(
-    async (statement: string, data: Iterable<string | Buffer>) => {
-      wrapped.calls++;
-      const rows = await copyFrom(statement, data);
-      wrapped.rows += rows;
-      return rows;
-    },
-    { calls: 0, rows: 0 },
-  );
+/** A copier whose transactions count the COPYs in them and the rows the server reported copied; `alter` may change the data. */
+function spy(copier: Copier, alter: (data: Iterable<string | Buffer>) => Iterable<string | Buffer> = (d) => d) {
+  const wrapped = {
+    calls: 0,
+    rows: 0,
+    transaction: <T>(fn: (tx: CopyTransaction) => Promise<T>): Promise<T> =>
+      copier.transaction((tx) => {
+        const copyFrom: CopyFrom = async (statement, data) => {
+          wrapped.calls++;
+          const rows = await tx.copyFrom(statement, alter(data));
+          wrapped.rows += rows;
+          return rows;
+        };
+        return fn({ ...tx, copyFrom });
+      }),
+  };
   return wrapped;
 }
 
@@ -79,9 +85,9 @@ for (const engine of ENGINES) {
       await migrate(db);
       if (db.kind === 'postgres') {
         copier = openCopier({ connectionString: await urlOf(db) });
-        copy = spy(copier.copyFrom);
+        copy = spy(copier);
       }
-      store = createSqlTimeSeries(db, { copyFrom: copy, copyMinRows: 1 });
+      store = createSqlTimeSeries(db, { copier: copy, copyMinRows: 1 });
       inserting = createSqlTimeSeries(db);
     });
     after(async () => {
@@ -149,11 +155,11 @@ for (const engine of ENGINES) {
       ];
       for (const s of [store, inserting]) {
         const result = await s.append([bad[0][0], good, ...bad.slice(1).map(([r]) => r)]);
-        assert.equal(result.written, 1);
+        assert.equal(result.written, s === store ? 1 : 0, 'the good reading is new the first time only');
         assert.deepEqual(result.rejected.map((r) => r.reading), bad.map(([r]) => r));
         result.rejected.forEach((r, i) => assert.match(r.reason, bad[i][1]));
       }
-      assert.deepEqual((await store.query({ tenant, prefix: '' })).items, [good.record, good.record]);
+      assert.deepEqual((await store.query({ tenant, prefix: '' })).items, [good.record]);
       assert.deepEqual(await store.append([]), { written: 0, rejected: [] });
     });
 
@@ -203,34 +209,69 @@ for (const engine of ENGINES) {
       await assert.rejects(store.query({ tenant, name: 'dev/t', from: NaN }), RangeError);
     });
 
-    it('pages through 2,500 rows with many duplicate (name, t) pairs, each row exactly once, in (t, n) order', async function () {
+    it('stores each (name, t) once, keeping the first of a batch, and pages through each row exactly once, in (t, n) order', async function () {
       this.timeout(60_000);
-      // 5 names × 50 times × 10 copies of each (name, t); v numbers the rows.
+      // 5 names × 100 times, each (name, t) sent 3 times in the batch; v numbers the readings.
       const readings: Reading[] = [];
-      for (let copyNo = 0; copyNo < 10; copyNo++) {
-        for (let ti = 0; ti < 50; ti++) {
+      for (let copyNo = 0; copyNo < 3; copyNo++) {
+        for (let ti = 0; ti < 100; ti++) {
           for (let ni = 0; ni < 5; ni++) readings.push(at(tenant, `dev${ni}/t`, T0 + ti * 0.5, { v: readings.length }));
         }
       }
-      assert.equal((await store.append(readings)).written, 2_500);
+      assert.equal((await store.append(readings)).written, 500);
       for (const [query, expected, limit] of [
-        [{ prefix: 'dev' }, 2_500, 97],
-        [{ prefix: '' }, 2_500, 10],
-        [{ name: 'dev3/t' }, 500, 7],
-        [{ name: 'dev3/t', from: T0 + 5, to: T0 + 10 }, 100, 3],
+        [{ prefix: 'dev' }, 500, 97],
+        [{ prefix: '' }, 500, 10],
+        [{ name: 'dev3/t' }, 100, 7],
+        [{ name: 'dev3/t', from: T0 + 5, to: T0 + 10 }, 10, 3],
       ] as const) {
         const { items, pages } = await allPages(store, { tenant, ...query, limit });
         assert.equal(items.length, expected, JSON.stringify(query));
-        assert.equal(new Set(items.map((r) => r.v)).size, expected, 'no row twice');
+        // The first copy of each (name, t) is the one kept: v < 500.
+        assert.ok(items.every((r) => (r.v as number) < 500), 'the first of each key kept');
+        assert.equal(new Set(items.map((r) => `${r.n} ${r.t}`)).size, expected, 'no row twice');
         // A page says there is more only when there is: an exact multiple ends without an empty page.
         assert.equal(pages, Math.ceil(expected / limit));
         for (let i = 1; i < items.length; i++) {
           const [a, b] = [items[i - 1], items[i]];
-          assert.ok(a.t < b.t || (a.t === b.t && a.n <= b.n), `order at ${i}: ${JSON.stringify([a, b])}`);
+          assert.ok(a.t < b.t || (a.t === b.t && a.n < b.n), `order at ${i}: ${JSON.stringify([a, b])}`);
         }
       }
       await assert.rejects(store.query({ tenant, prefix: '', cursor: 'not-a-cursor' }), RangeError);
       await assert.rejects(store.query({ tenant, prefix: '', cursor: Buffer.from('["u1",1,"x"]').toString('base64url') }), RangeError);
+    });
+
+    it('keeps one name\'s readings of several units at one time apart (RFC 8428 5.1.3), and pages through them', async () => {
+      const records: ResolvedRecord[] = [];
+      for (let i = 0; i < 4; i++) {
+        records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: '%RH', v: 20 + i });
+        records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: 'lon', v: 24.3 + i / 1e5 });
+        records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: 'lat', v: 60.07 + i / 1e5 });
+      }
+      records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60, v: 1 }); // no unit: another reading again
+      for (const s of [store, inserting]) {
+        const result = await s.append(records.map((record) => ({ tenant, record })));
+        assert.equal(result.written, s === store ? 13 : 0);
+      }
+      for (const query of [{ name: 'urn:dev:ow:10e2073a01080063' }, { prefix: 'urn:' }]) {
+        const { items } = await allPages(store, { tenant, ...query, limit: 2 });
+        assert.equal(items.length, 13, JSON.stringify(query));
+        assert.equal(new Set(items.map((r) => `${r.t} ${r.u}`)).size, 13);
+        assert.deepEqual(items.slice(3, 7).map((r) => r.u), [undefined, '%RH', 'lat', 'lon'], 'in (t, n, unit) order, no unit first');
+      }
+    });
+
+    it('still reads a cursor issued before migration 004 (with a row id) and goes on after its (t, n)', async () => {
+      await store.append([at(tenant, 'a/t', T0, { v: 0 }), at(tenant, 'b/t', T0, { v: 1 }), at(tenant, 'a/t', T0 + 1, { v: 2 })]);
+      const old = (us: number, name: string, id: string) => Buffer.from(JSON.stringify(['r1', us, name, id])).toString('base64url');
+      const after = async (q: Partial<RangeQuery>, cursor: string) => (await store.query({ tenant, ...q, cursor } as RangeQuery)).items.map((r) => r.v);
+      assert.deepEqual(await after({ prefix: '' }, old(T0 * 1e6, 'a/t', '17')), [1, 2]);
+      assert.deepEqual(await after({ name: 'a/t' }, old(T0 * 1e6, 'a/t', '17')), [2]);
+      await assert.rejects(store.query({ tenant, prefix: '', cursor: old(T0 * 1e6, 'a/t', 'x1') }), RangeError);
+      // The next page's cursor is the new kind: [t, n] only.
+      const page = await store.query({ tenant, prefix: '', limit: 1 });
+      assert.ok(page.cursor);
+      assert.deepEqual(JSON.parse(Buffer.from(page.cursor, 'base64url').toString()), ['r2', T0 * 1e6, 'a/t', '']);
     });
 
     it('limits a page to 1..10000, 1000 by default', async () => {
@@ -279,35 +320,138 @@ for (const engine of ENGINES) {
       it('writes a 10,000-reading batch with one COPY, and a small batch with one INSERT', async function () {
         this.timeout(30_000);
         assert.ok(copier);
-        const copyFrom = spy(copier.copyFrom);
+        const copying = spy(copier);
         const counted = counting(db);
-        const s = createSqlTimeSeries(counted, { copyFrom }); // default copyMinRows
+        const s = createSqlTimeSeries(counted, { copier: copying }); // default copyMinRows
         const readings = Array.from({ length: 10_000 }, (_, i) => at(tenant, `dev${i % 10}/t`, T0 + i / 1000, { v: i, u: 'Cel' }));
         assert.deepEqual(await s.append(readings), { written: 10_000, rejected: [] });
-        assert.equal(copyFrom.calls, 1);
-        assert.equal(copyFrom.rows, 10_000);
+        assert.equal(copying.calls, 1);
+        assert.equal(copying.rows, 10_000);
         assert.deepEqual(counted.statements, [], 'no statement through the SqlClient');
         const { rows } = await db.query<{ n: number; sum: number }>('SELECT count(*) AS n, sum(v) AS sum FROM readings WHERE tenant_id = $1', [tenant]);
         assert.deepEqual(rows[0], { n: 10_000, sum: (9_999 * 10_000) / 2 });
 
-        assert.equal((await s.append(readings.slice(0, 5))).written, 5);
-        assert.equal(copyFrom.calls, 1, 'below copyMinRows: no COPY');
+        assert.equal((await s.append(readings.slice(0, 5).map((r) => at(tenant, r.record.n, r.record.t + 100)))).written, 5);
+        assert.equal(copying.calls, 1, 'below copyMinRows: no COPY');
         assert.equal(counted.statements.length, 1);
-        assert.match(counted.statements[0], /^INSERT INTO readings/);
+        assert.match(counted.statements[0], /INSERT INTO readings/);
       });
 
       it('a failing COPY writes nothing of its batch, and the copier goes on', async () => {
         assert.ok(copier);
-        const real = copier.copyFrom;
         // The good rows first, then bytes after the end marker: the batch is all or nothing.
-        const breaking: CopyFrom = (statement, data) => real(statement, [...data, Buffer.from('trailing garbage')]);
-        const s = createSqlTimeSeries(db, { copyFrom: breaking, copyMinRows: 1 });
+        const breaking = spy(copier, (data) => [...data, Buffer.from('trailing garbage')]);
+        const s = createSqlTimeSeries(db, { copier: breaking, copyMinRows: 1, rollups: true });
         await assert.rejects(s.append(Array.from({ length: 50 }, (_, i) => at(tenant, 'fine', T0 + i))), /after EOF marker/);
         assert.deepEqual((await store.query({ tenant, prefix: '' })).items, []);
-        const fine = createSqlTimeSeries(db, { copyFrom: real, copyMinRows: 1 });
+        const fine = createSqlTimeSeries(db, { copier, copyMinRows: 1, rollups: true });
         for (let i = 0; i < 3; i++) assert.equal((await fine.append([at(tenant, 'fine', T0 + i)])).written, 1);
         assert.equal((await store.query({ tenant, prefix: '' })).items.length, 3);
+        const { rows } = await db.query<{ n: number }>(`SELECT sum(count)::int8 AS n FROM rollups WHERE tenant_id = $1 AND size = 'hour'`, [tenant]);
+        assert.equal(rows[0].n, 3, 'the failed batch rolled nothing up');
       });
     }
   });
+
+  describe(`a reading stored once on ${engine.name}, however often it is sent`, function () {
+    let db: SqlClient;
+    const copiers: Copier[] = [];
+    /** The write paths with rollups: COPY through the staging table (PostgreSQL) and the INSERT. */
+    const paths: { name: string; store: TimeSeriesStore }[] = [];
+    let n = 0;
+    let tenant: string;
+
+    before(async function () {
+      this.timeout(OPEN_TIMEOUT_MS);
+      db = await engine.open();
+      await migrate(db);
+      if (db.kind === 'postgres') {
+        const url = await urlOf(db);
+        copiers.push(openCopier({ connectionString: url }), openCopier({ connectionString: url }));
+        paths.push({ name: 'COPY', store: createSqlTimeSeries(db, { copier: copiers[0], copyMinRows: 1, rollups: true }) });
+      }
+      paths.push({ name: 'INSERT', store: createSqlTimeSeries(db, { rollups: true }) });
+    });
+    after(async () => {
+      for (const c of copiers) await c.close();
+      await db?.close();
+    });
+    beforeEach(() => void (tenant = `once${++n}`));
+
+    /** Readings stored, and what the hour and day rollups count, of the tenant. */
+    async function totals(t = tenant) {
+      const r = await db.query<{ n: number; sum: number | null }>('SELECT count(*)::int8 AS n, sum(v) AS sum FROM readings WHERE tenant_id = $1', [t]);
+      const u = await db.query<{ size: string; n: number; sum: number | null }>(
+        'SELECT size, sum(count)::int8 AS n, sum(sum) AS sum FROM rollups WHERE tenant_id = $1 GROUP BY size ORDER BY size',
+        [t],
+      );
+      const of = (size: string) => u.rows.find((x) => x.size === size) ?? { n: 0, sum: null };
+      return { readings: r.rows[0].n, sum: r.rows[0].sum, day: { n: of('day').n, sum: of('day').sum }, hour: { n: of('hour').n, sum: of('hour').sum } };
+    }
+
+    /** n numeric readings of 4 names over a few hours, v = 1..n. */
+    const batch = (count: number, t = tenant, offset = 0) =>
+      Array.from({ length: count }, (_, i) => at(t, `dev${(i + offset) % 4}/t`, T0 + (i + offset) * 97, { v: i + offset + 1 }));
+    const sumTo = (k: number) => (k * (k + 1)) / 2;
+
+    it('a batch sent twice is stored once and rolled up once, through each path', async () => {
+      for (const { name, store } of paths) {
+        const t = `${tenant}-${name}`;
+        const readings = [...batch(200, t), at(t, 'dev0/state', T0, { vs: 'on' })];
+        assert.equal((await store.append(readings)).written, 201, name);
+        assert.deepEqual(await store.append(readings), { written: 0, rejected: [] }, `${name}: nothing new the second time`);
+        const expected = { readings: 201, sum: sumTo(200), day: { n: 200, sum: sumTo(200) }, hour: { n: 200, sum: sumTo(200) } };
+        assert.deepEqual(await totals(t), expected, name);
+      }
+    });
+
+    it('a repeat inside a batch is stored and counted once, and the first of them is kept', async () => {
+      for (const { name, store } of paths) {
+        const t = `${tenant}-${name}`;
+        const readings = [
+          at(t, 'a/t', T0, { v: 1, u: 'Cel' }),
+          at(t, 'a/t', T0 + 1, { v: 2, u: 'Cel' }),
+          at(t, 'a/t', T0, { v: 10, u: 'Cel' }),
+          at(t, 'a/t', T0 + 0.0000001, { v: 20, u: 'Cel' }), // T0 at the microsecond the table keeps: the same key
+        ];
+        assert.equal((await store.append(readings)).written, 2, name);
+        assert.deepEqual((await store.query({ tenant: t, name: 'a/t' })).items.map((r) => r.v), [1, 2], name);
+        assert.deepEqual(await totals(t), { readings: 2, sum: 3, day: { n: 2, sum: 3 }, hour: { n: 2, sum: 3 } }, name);
+      }
+    });
+
+    it('after a crash between commit and acknowledgement, the batch sent again adds only what is new', async () => {
+      for (const { name, store } of paths) {
+        const t = `${tenant}-${name}`;
+        const first = batch(150, t);
+        assert.equal((await store.append(first)).written, 150);
+        // The device never saw the acknowledgement: it sends the same readings, and more behind them.
+        const again = [...first, ...batch(50, t, 150)];
+        assert.deepEqual(await store.append(again), { written: 50, rejected: [] }, name);
+        assert.deepEqual(await totals(t), { readings: 200, sum: sumTo(200), day: { n: 200, sum: sumTo(200) }, hour: { n: 200, sum: sumTo(200) } }, name);
+      }
+    });
+
+    it('concurrent writers of overlapping batches do not deadlock and store and count each reading once', async function () {
+      this.timeout(60_000);
+      // On PostgreSQL three connections (two copiers and the pool); on PGlite the one connection.
+      const writers = [...paths.map((p) => p.store)];
+      if (copiers[1]) writers.push(createSqlTimeSeries(db, { copier: copiers[1], copyMinRows: 1, rollups: true }));
+      const all = batch(600);
+      for (let round = 0; round < 10; round++) {
+        // Each writer takes the same keys in another order, plus some of its own: without one
+        // insertion order, two transactions would each hold a key the other waits for.
+        await Promise.all(
+          writers.map((w, i) => {
+            let mine = all.filter((_, k) => (k + round + i) % 3 !== 0);
+            if (i % 3 === 1) mine.reverse();
+            if (i % 3 === 2) mine = [...mine.slice(mine.length >> 1), ...mine.slice(0, mine.length >> 1)];
+            return w.append(mine);
+          }),
+        );
+      }
+      assert.deepEqual(await totals(), { readings: 600, sum: sumTo(600), day: { n: 600, sum: sumTo(600) }, hour: { n: 600, sum: sumTo(600) } });
+    });
+  });
 }
+

@@ -23,8 +23,8 @@ type Handler = (params: Params, call: number) => Record<string, any> | string;
 const DAY = 86_400;
 const JAN1_2024 = Date.UTC(2024, 0, 1) / 1000;
 
-function sha(tenant: string, n: string, t: number): string {
-  return createHash('sha256').update(JSON.stringify([tenant, n, t])).digest('base64url');
+function sha(tenant: string, n: string, t: number, u?: string): string {
+  return createHash('sha256').update(JSON.stringify(u === undefined ? [tenant, n, t] : [tenant, n, t, u])).digest('base64url');
 }
 
 function reading(tenant: string, record: ResolvedRecord): Reading {
@@ -203,8 +203,8 @@ describe('Elasticsearch time series: writing', () => {
     const idx = 'conflux-readings-2024.01.01';
     const ms = Date.UTC(2024, 0, 1, 1, 0, 0, 250);
     assert.deepEqual(bulks[0].body, [
-      { index: { _index: idx, _id: sha('acme', 'dev1/temp/celsius', t0) } },
-      { tenant: 'acme', n: 'dev1/temp/celsius', t: ms, ts: t0, id: sha('acme', 'dev1/temp/celsius', t0), u: 'Cel', v: 21.5 },
+      { index: { _index: idx, _id: sha('acme', 'dev1/temp/celsius', t0, 'Cel') } },
+      { tenant: 'acme', n: 'dev1/temp/celsius', t: ms, ts: t0, id: sha('acme', 'dev1/temp/celsius', t0, 'Cel'), u: 'Cel', v: 21.5 },
       { index: { _index: idx, _id: sha('globex', 'dev2/door/state', t0 + 0.0001) } },
       { tenant: 'globex', n: 'dev2/door/state', t: ms, ts: t0 + 0.0001, id: sha('globex', 'dev2/door/state', t0 + 0.0001), vs: 'open', ut: 60 },
       { index: { _index: idx, _id: sha('acme', 'dev1/alarm', t0 + 1) } },

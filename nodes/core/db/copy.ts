@@ -9,14 +9,18 @@
  * it to see that the COPY path was taken. Whoever opens the SqlClient from a config opens the
  * copier from the same config and closes both.
  *
- * A COPY runs in its own transaction on its own connection: it is not part of a transaction
- * open on the SqlClient.
+ * `copyFrom` runs a COPY in its own transaction on its own connection: it is not part of a
+ * transaction open on the SqlClient. `transaction` opens one on a connection of the copier, in
+ * which COPY and ordinary statements share that connection and commit together: the
+ * time-series store copies a batch into a temporary staging table and moves what is new into
+ * readings (and the rollups) in one transaction.
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFromStream } from 'pg-copy-streams';
-import { HostPool, poolConfigs } from './postgres';
-import { isServerConfig, type SqlConfig } from './sql';
+import type * as pg from 'pg';
+import { HostPool, poolConfigs, transactionOn } from './postgres';
+import { isServerConfig, type SqlClient, type SqlConfig } from './sql';
 
 /**
  * Runs `statement` (a `COPY table (columns) FROM STDIN …`) and streams `data` to it, chunk
@@ -26,8 +30,19 @@ import { isServerConfig, type SqlConfig } from './sql';
  */
 export type CopyFrom = (statement: string, data: Iterable<string | Buffer>) => Promise<number>;
 
+/** A transaction on a copier's connection: SQL statements and COPY, committed together. */
+export interface CopyTransaction extends SqlClient {
+  readonly copyFrom: CopyFrom;
+}
+
 export interface Copier {
   readonly copyFrom: CopyFrom;
+  /**
+   * Runs fn inside BEGIN … COMMIT on one connection of the copier, ROLLBACK if it throws; use
+   * only `tx` inside fn. A connection whose transaction failed is closed, never reused: a
+   * failed COPY may leave it mid-protocol.
+   */
+  transaction<T>(fn: (tx: CopyTransaction) => Promise<T>): Promise<T>;
   /** Ends the copier's pool. */
   close(): Promise<void>;
 }
@@ -43,13 +58,14 @@ export function openCopier(config: SqlConfig, options: CopierOptions = {}): Copi
   const { configs, requireWritable } = poolConfigs({ ...config, poolSize: options.poolSize ?? 2 });
   const hosts = new HostPool(configs, requireWritable);
 
-  const copyFrom: CopyFrom = async (statement, data) => {
+  const owner = {};
+
+  /** Runs fn on a checked-out connection; one that saw an error is closed, not returned to the pool. */
+  async function withConnection<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await hosts.checkout();
     let failed: Error | undefined;
     try {
-      const stream = client.query(copyFromStream(statement));
-      await pipeline(Readable.from(data), stream);
-      return stream.rowCount;
+      return await fn(client);
     } catch (err) {
       // The connection may be mid-protocol: never hand it to the next COPY.
       failed = err as Error;
@@ -57,10 +73,32 @@ export function openCopier(config: SqlConfig, options: CopierOptions = {}): Copi
     } finally {
       client.release(failed ?? false);
     }
+  }
+
+  const copyOn = async (client: pg.PoolClient, statement: string, data: Iterable<string | Buffer>): Promise<number> => {
+    const stream = client.query(copyFromStream(statement));
+    await pipeline(Readable.from(data), stream);
+    return stream.rowCount;
   };
 
   return {
-    copyFrom,
+    copyFrom: (statement, data) => withConnection((client) => copyOn(client, statement, data)),
+    transaction: (fn) =>
+      withConnection((client) =>
+        transactionOn(
+          client,
+          owner,
+          (tx, guard): CopyTransaction => ({
+            ...tx,
+            copyFrom: async (statement, data) => {
+              guard();
+              return copyOn(client, statement, data);
+            },
+          }),
+          fn,
+          () => undefined, // withConnection closes the connection anyway: fn's error reached it
+        ),
+      ),
     close: () => hosts.end(),
   };
 }

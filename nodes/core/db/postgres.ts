@@ -220,34 +220,53 @@ export function openPostgres(config: SqlConfig): SqlClient {
     // Without parameters pg uses the simple protocol, which accepts several statements.
     exec: (script: string) => withClient(async (c) => void (await c.query(script))),
     transaction: <T>(fn: (tx: SqlClient) => Promise<T>) =>
-      withClient(async (c) => {
-        let open = true;
-        const tx: SqlClient = {
-          kind: 'postgres',
-          query: async <R>(text: string, params?: readonly unknown[]) => {
-            if (!open) throw new Error('Transaction is closed');
-            return result<R>(await c.query(text, params as unknown[] | undefined));
-          },
-          exec: async (script: string) => {
-            if (!open) throw new Error('Transaction is closed');
-            await c.query(script);
-          },
-          transaction: (inner) => withSavepoint(tx, inner),
-          close: () => Promise.reject(new Error('close the outer SqlClient, not a transaction')),
-        };
-        await c.query('BEGIN');
-        try {
-          const value = await insideTransaction(owner, () => fn(tx));
-          await c.query('COMMIT');
-          return value;
-        } catch (err) {
-          // A connection that cannot roll back is in an unknown state: discard it, keep fn's error.
-          await c.query('ROLLBACK').catch(() => unusable.add(c));
-          throw err;
-        } finally {
-          open = false;
-        }
-      }),
+      withClient((c) => transactionOn(c, owner, (tx) => tx, fn, () => unusable.add(c))),
     close: () => hosts.end(),
   };
+}
+
+/**
+ * Runs fn between BEGIN and COMMIT on one checked-out connection, with a transaction handle
+ * over it (`extend` may add to the handle, as the COPY channel adds copyFrom); ROLLBACK if fn
+ * throws. A connection that cannot roll back is in an unknown state: `broken` is called, and
+ * the caller must not hand it out again. Shared by the SqlClient and the COPY channel (copy.ts).
+ */
+export async function transactionOn<T, H extends SqlClient>(
+  c: pg.PoolClient,
+  owner: object,
+  extend: (tx: SqlClient, guard: () => void) => H,
+  fn: (tx: H) => Promise<T>,
+  broken: () => void,
+): Promise<T> {
+  let open = true;
+  const guard = () => {
+    if (!open) throw new Error('Transaction is closed');
+  };
+  let tx: H | undefined;
+  const base: SqlClient = {
+    kind: 'postgres',
+    query: async <R>(text: string, params?: readonly unknown[]) => {
+      guard();
+      return result<R>(await c.query(text, params as unknown[] | undefined));
+    },
+    exec: async (script: string) => {
+      guard();
+      await c.query(script);
+    },
+    transaction: (inner) => withSavepoint(tx ?? base, inner),
+    close: () => Promise.reject(new Error('close the outer SqlClient, not a transaction')),
+  };
+  const handle = (tx = extend(base, guard));
+  await c.query('BEGIN');
+  try {
+    const value = await insideTransaction(owner, () => fn(handle));
+    await c.query('COMMIT');
+    return value;
+  } catch (err) {
+    // Keep fn's error; a connection that cannot roll back is discarded by the caller.
+    await c.query('ROLLBACK').catch(broken);
+    throw err;
+  } finally {
+    open = false;
+  }
 }

@@ -9,6 +9,8 @@
  *          (a late, older record does not replace it; on equal times the newer write wins).
  *          Rows go in one fixed order, so two instances folding overlapping batches at once
  *          lock rows in the same order and do not deadlock.
+ *          addRollups is that fold on its own, for the time-series store to run in the transaction
+ *          that stores the readings (only the new ones then count).
  *   query  a tenant's rollups of one size, one name or a name prefix, buckets in [from, to),
  *          in (bucket, n) order; (bucket, n) is unique, so it is the keyset itself.
  *
@@ -32,7 +34,7 @@ import {
   secondsOf,
   storableText,
   toMicros,
-} from './time-series-sql';
+} from './sql-common';
 import type { LongTermStore, Page, RangeQuery, Reading, Rollup, RollupSize } from './types';
 
 const HOUR_US = 3_600_000_000;
@@ -123,24 +125,31 @@ function checkSize(size: unknown): RollupSize {
   return size;
 }
 
+/**
+ * Folds the numeric readings into their rollups with one upsert, on db or inside a transaction
+ * (the time-series store calls it with the new readings of its own transaction). Returns how
+ * many readings were folded.
+ */
+export async function addRollups(db: SqlClient, readings: readonly Reading[]): Promise<number> {
+  const { rows, folded } = preAggregate(readings);
+  if (rows.length === 0) return 0;
+  await db.query(UPSERT_SQL, [
+    rows.map((a) => a.tenant),
+    rows.map((a) => a.name),
+    rows.map((a) => a.size),
+    rows.map((a) => isoMicros(a.bucketUs)),
+    rows.map((a) => a.count),
+    rows.map((a) => a.min),
+    rows.map((a) => a.max),
+    rows.map((a) => a.sum),
+    rows.map((a) => a.last),
+    rows.map((a) => isoMicros(a.lastUs)),
+  ]);
+  return folded;
+}
+
 export function createSqlLongTerm(db: SqlClient): LongTermStore {
-  async function add(readings: readonly Reading[]): Promise<number> {
-    const { rows, folded } = preAggregate(readings);
-    if (rows.length === 0) return 0;
-    await db.query(UPSERT_SQL, [
-      rows.map((a) => a.tenant),
-      rows.map((a) => a.name),
-      rows.map((a) => a.size),
-      rows.map((a) => isoMicros(a.bucketUs)),
-      rows.map((a) => a.count),
-      rows.map((a) => a.min),
-      rows.map((a) => a.max),
-      rows.map((a) => a.sum),
-      rows.map((a) => a.last),
-      rows.map((a) => isoMicros(a.lastUs)),
-    ]);
-    return folded;
-  }
+  const add = (readings: readonly Reading[]) => addRollups(db, readings);
 
   async function query(query: RangeQuery & { size: RollupSize }): Promise<Page<Rollup>> {
     const q = checkQuery(query);

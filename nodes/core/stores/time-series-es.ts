@@ -7,9 +7,9 @@
  *   `<prefix>-readings-YYYY.MM`. Retention (dropBefore) deletes whole indices, the cheap way.
  * - One index template `<prefix>-readings` over `<prefix>-readings-*` maps every field
  *   explicitly (dynamic: strict): a document with a stray field is refused, not guessed at.
- * - Each reading is one document. Its `_id` is sha256(JSON [tenant, n, t]) in base64url, so a
- *   reading sent twice (an at-least-once retry) overwrites itself instead of doubling; the same id
- *   sits in the `id` field as the last sort key.
+ * - Each reading is one document. Its `_id` is sha256(JSON [tenant, n, t, u]) in base64url (u
+ *   only when the record has one), so a reading sent twice (an at-least-once retry) overwrites
+ *   itself instead of doubling; the same id sits in the `id` field as the last sort key.
  * - `t` is a `date` (epoch milliseconds, for Kibana and date histograms); `ts` is a `double`
  *   holding the record's exact t in seconds. Ranges, sorting and read-back use `ts`, so a
  *   sub-millisecond t comes back exactly as written.
@@ -119,9 +119,13 @@ export const READINGS_MAPPINGS: estypes.MappingTypeMapping = {
   },
 };
 
-/** The deterministic document id of a reading: sha256 of JSON [tenant, n, t], base64url. */
-export function readingId(tenant: string, n: string, t: number): string {
-  return createHash('sha256').update(JSON.stringify([tenant, n, t])).digest('base64url');
+/**
+ * The deterministic document id of a reading: sha256 of JSON [tenant, n, t] (with u appended when
+ * the record has a unit), base64url. The unit is part of a reading's identity, as in the SQL
+ * store's key (migration 004): SenML may name one sensor's quantities by unit alone.
+ */
+export function readingId(tenant: string, n: string, t: number, u?: string): string {
+  return createHash('sha256').update(JSON.stringify(u === undefined ? [tenant, n, t] : [tenant, n, t, u])).digest('base64url');
 }
 
 /** Epoch milliseconds of a t in seconds, rounded down, immune to t * 1000 landing a hair below. */
@@ -280,7 +284,7 @@ export function createElasticTimeSeries(client: Client, options: ElasticTimeSeri
         continue;
       }
       const { tenant, record } = reading;
-      const id = readingId(tenant, record.n, record.t);
+      const id = readingId(tenant, record.n, record.t, record.u);
       pending.push({ reading, index: readingsIndex(prefix, interval, record.t), id, doc: toDoc(tenant, record, id) });
     }
     let written = 0;

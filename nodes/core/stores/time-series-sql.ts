@@ -1,190 +1,155 @@
 /**
  * The time-series tier on PostgreSQL or PGlite (DESIGN.md: "time series (bounded)"), over the
- * readings table (migrations 001 and 002).
+ * readings table (migrations 001, 002 and 004).
  *
- *   append      one statement per batch: COPY … FROM STDIN (FORMAT binary) on PostgreSQL when
- *               given a copier (nodes/core/db/copy.ts) and the batch is big enough, else one
- *               INSERT … SELECT FROM unnest(…) of column arrays (PGlite, small batches). Binary
- *               COPY spares the server parsing numbers and timestamps. Readings the table
- *               cannot hold are refused up front with a reason, so one bad record never fails
- *               the batch (a COPY is all or nothing).
+ *   append      stores each reading once: (tenant, n, t, u) is its key (migration 004), and
+ *               a reading whose key is already stored is skipped, so a batch sent again (a
+ *               device repeating what was not acknowledged, a crash between commit and
+ *               acknowledgement) stores nothing twice; `written` counts only the new readings.
+ *               Within a batch the first of several with one key is kept. On PostgreSQL with a
+ *               copier (nodes/core/db/copy.ts) and a big enough batch: one transaction on the
+ *               copier's connection that COPYs the batch (FORMAT binary: no number or timestamp
+ *               parsing on the server) straight into readings, the usual case; when that meets
+ *               a stored key, it rolls back to a savepoint and COPYs into a temporary staging
+ *               table, then moves it with INSERT … SELECT … ON CONFLICT DO NOTHING. Otherwise
+ *               (PGlite, small batches) one INSERT … SELECT FROM unnest(…) of column arrays, ON
+ *               CONFLICT DO NOTHING. Those two insert in key order, so concurrent writers of
+ *               overlapping batches wait on each other's keys in one order; a COPY straight in
+ *               may deadlock with one of them, and the loser's transaction is tried again.
+ *               With `rollups`, the readings that were new are folded into the rollups table in
+ *               the same transaction (long-term-sql.ts, addRollups): the rollups then count
+ *               every stored reading exactly once, whatever is sent twice. The statement
+ *               answers with the few readings it skipped rather than the many it stored.
+ *               Readings the table cannot hold are refused up front with a reason, so one bad
+ *               record never fails the batch (a COPY is all or nothing).
  *   query       a tenant's readings of one name or of a name prefix, in [from, to), in (t, n)
- *               order with the row id as tie-breaker: keyset pagination over (t, n, id) never
- *               skips or repeats a row, however many share (n, t). The cursor is opaque.
+ *               order (then by unit): keyset pagination over (t, n, u), which is unique per
+ *               tenant, never skips or repeats a row. The cursor is opaque.
  *   dropBefore  retention, across tenants, one short DELETE of at most dropChunk rows at a time.
  *
  * Times are stored as timestamptz, which holds microseconds: t is rounded to the microsecond on
- * the way in and read back as the same number.
+ * the way in and read back as the same number (two times within one microsecond are one key).
  */
-import { BinaryCopyWriter, type CopyFrom } from '../db/copy';
+import type { Copier, CopyTransaction } from '../db/copy';
+import { BinaryCopyWriter } from '../db/copy';
 import type { SqlClient } from '../db/sql';
 import type { ResolvedRecord } from '../model/senml';
+import { addRollups } from './long-term-sql';
+import {
+  checkQuery,
+  decodeCursor,
+  encodeCursor,
+  inRangeMicros,
+  isoMicros,
+  likePrefix,
+  MAX_NAME_BYTES,
+  MAX_T,
+  MAX_TENANT_BYTES,
+  micros,
+  MIN_T,
+  secondsOf,
+  storableText,
+  toMicros,
+} from './sql-common';
 import type { AppendResult, Page, RangeQuery, Reading, TimeSeriesStore } from './types';
 
-export const DEFAULT_LIMIT = 1_000;
-export const MAX_LIMIT = 10_000;
-
-/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: times outside are refused (ISO 8601 text, used for parameters, writes only these years plainly). */
-export const MIN_T = -62_135_596_800;
-export const MAX_T = 253_402_300_800;
-
-/**
- * Longest tenant and name (UTF-8 bytes): both are in the btree indexes, whose entries cannot
- * exceed about 2.7 kB. Refusing longer ones up front keeps one such reading from failing its
- * whole batch (and every retry of it).
- */
-export const MAX_TENANT_BYTES = 256;
-export const MAX_NAME_BYTES = 1_024;
+// Moved to sql-common.ts; exported here too, where they were first.
+export {
+  checkQuery,
+  checkTenant,
+  decodeCursor,
+  DEFAULT_LIMIT,
+  encodeCursor,
+  inRangeMicros,
+  isoMicros,
+  likePrefix,
+  MAX_LIMIT,
+  MAX_NAME_BYTES,
+  MAX_T,
+  MAX_TENANT_BYTES,
+  micros,
+  MIN_T,
+  secondsOf,
+  storableText,
+  toMicros,
+  type CheckedQuery,
+} from './sql-common';
 
 export interface SqlTimeSeriesOptions {
-  /** COPY on PostgreSQL: `openCopier(config).copyFrom` for the same database as db. Ignored on PGlite. */
-  copyFrom?: CopyFrom;
-  /** Batches with at least this many readings go through COPY (which costs one round trip more). Default 100. */
+  /** COPY on PostgreSQL: `openCopier(config)` for the same database as db. Ignored on PGlite. */
+  copier?: Pick<Copier, 'transaction'>;
+  /** Batches with at least this many readings go through COPY (which costs two round trips more). Default 100. */
   copyMinRows?: number;
   /** Rows dropBefore deletes per statement. Default 10,000. */
   dropChunk?: number;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers shared with the long-term store.
-
-/** Seconds to whole microseconds. */
-export function toMicros(seconds: number): number {
-  return Math.round(seconds * 1e6);
-}
-
-/** Whole microseconds since the epoch as ISO 8601 UTC text with six decimals (years 1..9999). */
-export function isoMicros(us: number): string {
-  let ms: number;
-  let micro: number;
-  if (Number.isSafeInteger(us)) {
-    ms = Math.floor(us / 1000);
-    micro = us - ms * 1000;
-  } else {
-    // Past 2^53 µs (the year 2255) float division is inexact: split the integer exactly.
-    const b = BigInt(us);
-    let q = b / 1000n;
-    let m = b % 1000n;
-    if (m < 0n) {
-      m += 1000n;
-      q -= 1n;
-    }
-    ms = Number(q);
-    micro = Number(m);
-  }
-  return `${new Date(ms).toISOString().slice(0, 23)}${micro < 10 ? '00' : micro < 100 ? '0' : ''}${micro}Z`;
-}
-
-/** Whether whole microseconds us fall within the years 1..9999. */
-export function inRangeMicros(us: number): boolean {
-  return us >= MIN_T * 1e6 && us < MAX_T * 1e6;
-}
-
-/** The SQL that reads a timestamptz column back as whole microseconds since the epoch (int8). */
-export const micros = (column: string) => `(extract(epoch FROM ${column}) * 1000000)::int8`;
-
-/** int8 microseconds from a row (a bigint past 2^53) to seconds. */
-export function secondsOf(us: unknown): number {
-  return Number(us) / 1e6;
-}
-
-/** A LIKE pattern matching every text that starts with prefix: %, _ and \ in it are literal. */
-export function likePrefix(prefix: string): string {
-  return `${prefix.replace(/[\\%_]/g, '\\$&')}%`;
-}
-
-export function checkTenant(tenant: unknown): string {
-  if (typeof tenant !== 'string' || tenant === '') throw new TypeError('tenant must be a non-empty string');
-  return tenant;
-}
-
-/** A checked RangeQuery: tenant, exactly one of name/prefix, finite times, limit 1..10000. */
-export interface CheckedQuery {
-  tenant: string;
-  name?: string;
-  prefix?: string;
-  /** Microseconds, clamped to the years the table can hold; undefined: unbounded. */
-  fromUs?: number;
-  toUs?: number;
-  /** True when the range cannot hold anything (to ≤ from, or entirely outside the years 1..9999). */
-  empty: boolean;
-  limit: number;
-}
-
-export function checkQuery(query: RangeQuery): CheckedQuery {
-  if (query === null || typeof query !== 'object') throw new TypeError('query must be an object');
-  const tenant = checkTenant(query.tenant);
-  const { name, prefix } = query;
-  if ((name === undefined) === (prefix === undefined)) throw new TypeError('query needs exactly one of name and prefix');
-  if (name !== undefined && typeof name !== 'string') throw new TypeError('query.name must be a string');
-  if (prefix !== undefined && typeof prefix !== 'string') throw new TypeError('query.prefix must be a string');
-  const limit = query.limit ?? DEFAULT_LIMIT;
-  if (!(Number.isInteger(limit) && limit >= 1 && limit <= MAX_LIMIT)) {
-    throw new RangeError(`limit must be an integer within 1..${MAX_LIMIT}, got ${String(query.limit)}`);
-  }
-  for (const key of ['from', 'to'] as const) {
-    const value = query[key];
-    if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value))) throw new RangeError(`query.${key} must be a finite number of seconds`);
-  }
-  const checked: CheckedQuery = { tenant, limit, empty: false };
-  if (name !== undefined) checked.name = name;
-  else checked.prefix = prefix;
-  const { from, to } = query;
-  if (from !== undefined && from > MIN_T) {
-    if (from >= MAX_T) checked.empty = true;
-    else checked.fromUs = toMicros(from);
-  }
-  if (to !== undefined && to < MAX_T) {
-    if (to <= MIN_T) checked.empty = true;
-    else checked.toUs = toMicros(to);
-  }
-  if (checked.fromUs !== undefined && checked.toUs !== undefined && checked.toUs <= checked.fromUs) checked.empty = true;
-  // No stored text holds U+0000 (PostgreSQL refuses it, append rejects it): nothing can match.
-  if (!storableText(tenant) || !storableText(name ?? prefix)) checked.empty = true;
-  return checked;
-}
-
-/** An opaque cursor: base64url of a JSON array starting with the store's tag. */
-export function encodeCursor(tag: string, values: readonly (string | number)[]): string {
-  return Buffer.from(JSON.stringify([tag, ...values])).toString('base64url');
-}
-
-/** The values of a cursor encodeCursor made with tag and these value types; RangeError otherwise. */
-export function decodeCursor(tag: string, cursor: string, types: readonly ('string' | 'integer')[]): (string | number)[] {
-  let parsed: unknown;
-  try {
-    parsed = typeof cursor === 'string' && /^[A-Za-z0-9_-]+$/.test(cursor) ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) : undefined;
-  } catch {
-    parsed = undefined;
-  }
-  const ok =
-    Array.isArray(parsed) &&
-    parsed.length === types.length + 1 &&
-    parsed[0] === tag &&
-    types.every((type, i) => (type === 'string' ? typeof parsed[i + 1] === 'string' : Number.isInteger(parsed[i + 1])));
-  if (!ok) throw new RangeError('cursor is not one this store returned');
-  return (parsed as (string | number)[]).slice(1);
-}
-
-/** A text the database can store: PostgreSQL text cannot hold U+0000. */
-export function storableText(value: unknown): value is string {
-  return typeof value === 'string' && !value.includes('\u0000');
+  /**
+   * Also fold the new numeric readings into their hour and day rollups (the long-term tier's
+   * table), in the same transaction as the readings. Default false.
+   */
+  rollups?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
 
 const COLUMNS = 'tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver';
-const COPY_SQL = `COPY readings (${COLUMNS}) FROM STDIN (FORMAT binary)`;
-const INSERT_SQL = `INSERT INTO readings (${COLUMNS})
-  SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[], $6::bool[], $7::text[],
-                       $8::float8[], $9::text[], $10::float8[], $11::int4[])`;
-const SELECT = `SELECT name, ${micros('t')} AS us, id, v, vs, vb, vd, s, u, ut, bver FROM readings`;
-const CURSOR_TAG = 'r1';
+/**
+ * The order every writer inserts in: by key (byte order, as the index), then by position in
+ * the batch, so the first of a batch's repeats is the one kept.
+ */
+const KEY_ORDER = `tenant_id COLLATE "C", name COLLATE "C", t, coalesce(u, ''), ord`;
+const SKIP_STORED = `ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING`;
+const UNNEST = `SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[], $6::bool[], $7::text[],
+                     $8::float8[], $9::text[], $10::float8[], $11::int4[]) WITH ORDINALITY AS x(${COLUMNS}, ord)`;
+/** Inserts the rows of source (a table or a WITH query, with ord) whose key is not stored yet. */
+const move = (source: string) => `INSERT INTO readings (${COLUMNS}) SELECT ${COLUMNS} FROM ${source} ORDER BY ${KEY_ORDER} ${SKIP_STORED}`;
+/**
+ * The same, answering with the ord of each row that was not new. Its keys must be distinct (the
+ * store keeps the first of a batch's repeats before). Usually no row comes back: cheaper than
+ * RETURNING every new row.
+ */
+const moveAnsweringSkipped = (source: string) => `new AS (${move(source)} RETURNING tenant_id, name, t, u)
+  SELECT s.ord FROM ${source} s WHERE NOT EXISTS (
+    SELECT 1 FROM new WHERE new.tenant_id = s.tenant_id AND new.name = s.name AND new.t = s.t AND coalesce(new.u, '') = coalesce(s.u, ''))`;
+const INSERT_SQL = `WITH src AS (${UNNEST}) ${move('src')}`;
+const INSERT_SKIPPED_SQL = `WITH src AS (${UNNEST}), ${moveAnsweringSkipped('src')}`;
+/**
+ * The staging table: one per copier connection, created on its first batch; ON COMMIT DELETE
+ * ROWS empties it at the end of each transaction (and a failed one takes its rows with it).
+ */
+const STAGE_SQL = `CREATE TEMP TABLE IF NOT EXISTS readings_stage (
+  ord int4, tenant_id text COLLATE "C", name text COLLATE "C", t timestamptz, v float8, vs text, vb bool, vd text,
+  s float8, u text, ut float8, bver int4) ON COMMIT DELETE ROWS`;
+const COPY_SQL = `COPY readings_stage (ord, ${COLUMNS}) FROM STDIN (FORMAT binary)`;
+const DIRECT_COPY_SQL = `COPY readings (${COLUMNS}) FROM STDIN (FORMAT binary)`;
+/** A stored key met (unique violation), or a deadlock with a writer of the same keys in another order. */
+const CONFLICTS = new Set(['23505', '40P01']);
+const isConflict = (err: unknown) => CONFLICTS.has((err as { code?: string })?.code ?? '');
+/** Transactions that lost a deadlock are tried again (a write is idempotent), this many times in all. */
+const ATTEMPTS = 4;
+const MOVE_SQL = move('readings_stage');
+const MOVE_SKIPPED_SQL = `WITH ${moveAnsweringSkipped('readings_stage')}`;
+const SELECT = `SELECT name, ${micros('t')} AS us, v, vs, vb, vd, s, u, ut, bver FROM readings`;
+/** Cursors are [t in µs, n, u or '']; 'r1' cursors, issued before migration 004, are [t, n, row id]. */
+const CURSOR_TAG = 'r2';
+const OLD_CURSOR_TAG = 'r1';
+
+/** The key of a reading as the table compares it: t to the microsecond, no unit as ''. */
+const keyOf = ({ tenant, record: r }: Reading) => `${tenant}\u0000${r.n}\u0000${toMicros(r.t)}\u0000${r.u ?? ''}`;
+
+/** The first reading of each key, in batch order. */
+function firstOfEachKey(readings: readonly Reading[]): Reading[] {
+  const seen = new Set<string>();
+  return readings.filter((reading) => {
+    const key = keyOf(reading);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
 
 interface Row {
   name: string;
   us: number | bigint;
-  id: number | bigint;
   v: number | null;
   vs: string | null;
   vb: boolean | null;
@@ -235,12 +200,14 @@ export function unstorable(reading: Reading): string | undefined {
 }
 
 /** COPY binary data for checked readings, streamed in chunks of about 64 kB as they are encoded. */
-function* copyChunks(readings: readonly Reading[]): Generator<Buffer> {
+function* copyChunks(readings: readonly Reading[], ord: boolean): Generator<Buffer> {
   const w = new BinaryCopyWriter();
   const text = (x: string | undefined) => (x === undefined ? w.null() : w.text(x));
   const float8 = (x: number | undefined) => (x === undefined ? w.null() : w.float8(x));
-  for (const { tenant, record: r } of readings) {
-    w.row(11);
+  for (let i = 0; i < readings.length; i++) {
+    const { tenant, record: r } = readings[i];
+    w.row(ord ? 12 : 11);
+    if (ord) w.int4(i + 1); // as WITH ORDINALITY counts
     w.text(tenant);
     w.text(r.n);
     w.timestamptz(toMicros(r.t));
@@ -297,14 +264,70 @@ function positiveInt(name: string, value: number): number {
   return value;
 }
 
+/**
+ * The (t, n, u) a cursor points at. An 'r1' cursor's row id is checked and dropped: the query goes
+ * on after its (t, n), which skips nothing unless one name had readings of several units at that
+ * very time, split across the page boundary when the upgrade came.
+ */
+function cursorKey(cursor: string): { us: number; name: string; unit?: string } {
+  let key: { us: number; name: string; unit?: string };
+  try {
+    const [us, name, unit] = decodeCursor(CURSOR_TAG, cursor, ['integer', 'string', 'string']) as [number, string, string];
+    key = { us, name, unit };
+  } catch {
+    const [us, name, id] = decodeCursor(OLD_CURSOR_TAG, cursor, ['integer', 'string', 'string']) as [number, string, string];
+    if (!/^-?\d{1,19}$/.test(id)) throw new RangeError('cursor is not one this store returned');
+    key = { us, name };
+  }
+  if (!inRangeMicros(key.us)) throw new RangeError('cursor is not one this store returned');
+  return key;
+}
+
 export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions = {}): TimeSeriesStore {
-  const copyFrom = db.kind === 'postgres' ? options.copyFrom : undefined;
+  const copier = db.kind === 'postgres' ? options.copier : undefined;
   const copyMinRows = positiveInt('copyMinRows', options.copyMinRows ?? 100);
   const dropChunk = positiveInt('dropChunk', options.dropChunk ?? 10_000);
+  const rollups = options.rollups === true;
   let closed = false;
   const open = () => {
     if (closed) throw new Error('time-series store is closed');
   };
+
+  /** Folds the readings the statement did not skip into the rollups; returns how many were new. */
+  async function rollUp(tx: SqlClient, batch: readonly Reading[], skipped: { rows: { ord: number }[] }): Promise<number> {
+    const old = new Set(skipped.rows.map((row) => Number(row.ord) - 1));
+    const added = old.size === 0 ? batch : batch.filter((_, i) => !old.has(i));
+    await addRollups(tx, added);
+    return added.length;
+  }
+
+  /**
+   * One batch through COPY, on the copier's connection in one transaction. Most batches hold no
+   * reading stored before: first COPY them straight into readings, as fast as a plain COPY,
+   * inside a savepoint. A stored key fails that COPY (or a writer of the same keys deadlocks
+   * with it): back to the savepoint, and the batch goes through the staging table and INSERT …
+   * ON CONFLICT DO NOTHING in key order, which skips what is stored.
+   */
+  async function copyBatch(tx: CopyTransaction, good: readonly Reading[], direct: boolean): Promise<number> {
+    if (direct) {
+      await tx.query('SAVEPOINT conflux_direct');
+      try {
+        await tx.copyFrom(DIRECT_COPY_SQL, copyChunks(good, false));
+        await tx.query('RELEASE SAVEPOINT conflux_direct');
+        // It went in whole, so every reading was new and none repeated another.
+        if (rollups) await addRollups(tx, good);
+        return good.length;
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        await tx.query('ROLLBACK TO SAVEPOINT conflux_direct');
+      }
+    }
+    const batch = rollups ? firstOfEachKey(good) : good;
+    await tx.query(STAGE_SQL);
+    await tx.copyFrom(COPY_SQL, copyChunks(batch, true));
+    if (!rollups) return (await tx.query(MOVE_SQL)).rowCount;
+    return rollUp(tx, batch, await tx.query<{ ord: number }>(MOVE_SKIPPED_SQL));
+  }
 
   async function append(readings: readonly Reading[]): Promise<AppendResult> {
     open();
@@ -316,11 +339,20 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
       else rejected.push({ reading, reason });
     }
     if (good.length === 0) return { written: 0, rejected };
-    let written: number;
-    if (copyFrom && good.length >= copyMinRows) {
-      written = await copyFrom(COPY_SQL, copyChunks(good));
-    } else {
-      written = (await db.query(INSERT_SQL, insertParams(good))).rowCount;
+    let written = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (copier && good.length >= copyMinRows) written = await copier.transaction((tx) => copyBatch(tx, good, attempt === 1));
+        else if (rollups) {
+          // Which readings were new is told by key: a batch's own repeats go first.
+          const batch = firstOfEachKey(good);
+          written = await db.transaction(async (tx) => rollUp(tx, batch, await tx.query<{ ord: number }>(INSERT_SKIPPED_SQL, insertParams(batch))));
+        } else written = (await db.query(INSERT_SQL, insertParams(good))).rowCount;
+        break;
+      } catch (err) {
+        // Only a deadlock with another writer (one COPYing straight in): nothing was kept.
+        if ((err as { code?: string })?.code !== '40P01' || attempt === ATTEMPTS) throw err;
+      }
     }
     return { written, rejected };
   }
@@ -338,21 +370,21 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
     if (q.fromUs !== undefined) where.push(`t >= ${p(isoMicros(q.fromUs))}::timestamptz`);
     if (q.toUs !== undefined) where.push(`t < ${p(isoMicros(q.toUs))}::timestamptz`);
     if (query.cursor !== undefined) {
-      const [us, name, id] = decodeCursor(CURSOR_TAG, query.cursor, ['integer', 'string', 'string']);
-      if (!/^-?\d{1,19}$/.test(id as string) || !inRangeMicros(us as number)) throw new RangeError('cursor is not one this store returned');
-      const t = `${p(isoMicros(us as number))}::timestamptz`;
+      const { us, name, unit } = cursorKey(query.cursor);
+      const t = `${p(isoMicros(us))}::timestamptz`;
       // Row comparisons that match the index columns in order, so the index starts at the cursor.
-      if (byName) where.push(`(t, id) > (${t}, ${p(id)}::int8)`);
-      else where.push(`(t, name, id) > (${t}, ${p(name)}, ${p(id)}::int8)`);
+      if (unit === undefined) where.push(byName ? `t > ${t}` : `(t, name) > (${t}, ${p(name)})`);
+      else if (byName) where.push(`(t, coalesce(u, '')) > (${t}, ${p(unit)})`);
+      else where.push(`(t, name, coalesce(u, '')) > (${t}, ${p(name)}, ${p(unit)})`);
     }
-    const order = byName ? 't, id' : 't, name, id';
+    const order = byName ? `t, coalesce(u, '')` : `t, name, coalesce(u, '')`;
     const { rows } = await db.query<Row>(`${SELECT} WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${p(q.limit + 1)}`, params);
     const more = rows.length > q.limit;
     if (more) rows.length = q.limit;
     const page: Page<ResolvedRecord> = { items: rows.map(record) };
     if (more) {
       const last = rows[rows.length - 1];
-      page.cursor = encodeCursor(CURSOR_TAG, [Number(last.us), last.name, String(last.id)]);
+      page.cursor = encodeCursor(CURSOR_TAG, [Number(last.us), last.name, last.u ?? '']);
     }
     return page;
   }
