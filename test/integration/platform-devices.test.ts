@@ -4,6 +4,7 @@
  * The demo device and its key come from the first start's log, as a person trying it would take them.
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openSql } from '../../nodes/core/db/sql';
@@ -47,6 +48,10 @@ describe('acceptance: npm start accepts readings from the reference device clien
       const said = await sendOne({ ...base, transport, value: VALUES[transport] });
       assert.match(said, new RegExp(transport, 'i'));
     }
+    // As an integrator tries it first: curl with Content-Type application/json.
+    const curl = execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-u', `demo-0001:${key}`, '-H', 'Content-Type: application/json',
+      '--data', `[{"n":"curl","u":"Cel","v":7.5,"t":${Math.floor(Date.now() / 1000)}}]`, `${platform!.base}/devices/demo-0001/telemetry`], { encoding: 'utf8' });
+    assert.equal(curl, '202', 'curl: application/json telemetry is accepted');
 
     const sidebar = await debugSidebar(platform!);
     try {
@@ -74,6 +79,8 @@ describe('acceptance: npm start accepts readings from the reference device clien
       assert.ok(rows.every((r) => r.u === 'Cel'));
       const rollups = await db.query<{ count: number }>("SELECT count FROM rollups WHERE name = $1 AND size = 'hour'", [NAME]);
       assert.ok(rollups.rows.length >= 1, 'rolled up');
+      const viaCurl = await db.query<{ v: number }>("SELECT v FROM readings WHERE tenant_id = 'default' AND name = 'demo-0001/curl'");
+      assert.deepEqual(viaCurl.rows.map((r) => r.v), [7.5], 'the 202 answered to curl was for a stored reading');
     } finally {
       await db.close();
     }

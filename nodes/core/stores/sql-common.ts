@@ -2,14 +2,19 @@
  * What the SQL time-series and long-term stores share: the time range and text the tables can
  * hold, microsecond times, checked queries, name prefixes and opaque cursors.
  */
+import { MAX_NAME_LENGTH, MAX_TIME } from '../model/senml';
 import type { RangeQuery } from './types';
 
 export const DEFAULT_LIMIT = 1_000;
 export const MAX_LIMIT = 10_000;
 
-/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: times outside are refused (ISO 8601 text, used for parameters, writes only these years plainly). */
+/**
+ * 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: what the tables hold (ISO 8601 text, used for
+ * parameters, writes only these years plainly). The canonical model refuses later times at the
+ * door (MAX_TIME); earlier ones bound queries.
+ */
 export const MIN_T = -62_135_596_800;
-export const MAX_T = 253_402_300_800;
+export const MAX_T = MAX_TIME;
 
 /**
  * Longest tenant and name (UTF-8 bytes): both are in the btree indexes, whose entries cannot
@@ -17,7 +22,7 @@ export const MAX_T = 253_402_300_800;
  * whole batch (and every retry of it).
  */
 export const MAX_TENANT_BYTES = 256;
-export const MAX_NAME_BYTES = 1_024;
+export const MAX_NAME_BYTES = MAX_NAME_LENGTH; // a SenML name is ASCII: one byte a character
 
 
 /** Seconds to whole microseconds. */
