@@ -53,28 +53,6 @@ import {
 } from './sql-common';
 import type { AppendResult, Page, RangeQuery, Reading, TimeSeriesStore } from './types';
 
-// Moved to sql-common.ts; exported here too, where they were first.
-export {
-  checkQuery,
-  checkTenant,
-  decodeCursor,
-  DEFAULT_LIMIT,
-  encodeCursor,
-  inRangeMicros,
-  isoMicros,
-  likePrefix,
-  MAX_LIMIT,
-  MAX_NAME_BYTES,
-  MAX_T,
-  MAX_TENANT_BYTES,
-  micros,
-  MIN_T,
-  secondsOf,
-  storableText,
-  toMicros,
-  type CheckedQuery,
-} from './sql-common';
-
 export interface SqlTimeSeriesOptions {
   /** COPY on PostgreSQL: `openCopier(config)` for the same database as db. Ignored on PGlite. */
   copier?: Pick<Copier, 'transaction'>;
