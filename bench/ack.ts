@@ -318,35 +318,41 @@ export async function run(): Promise<boolean> {
     return o;
   }
 
+  // A failure still stops the devices, the runtime and the servers, so the process can exit.
+  const finish = async () => {
+    worker.postMessage('stop');
+    await reply();
+    await worker.terminate();
+    await helper.unload();
+    await helper.stopServer();
+    server.close();
+    await pool.end();
+  };
   const rates = new Map<Case, number[]>(CASES.map((c) => [c, []]));
   const full = new Map<Case, number[]>(CASES.map((c) => [c, []]));
   const stored = new Map<Case, number[]>(CASES.map((c) => [c, []]));
-  for (let r = -1; r < ROUNDS; r++) {
-    for (const name of CASES) {
-      const o = await once(name);
-      const rate = o.acked / (o.ms / 1000);
-      process.stderr.write(`  ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${name}: ${Math.round(rate).toLocaleString('en-US')}/s\n`);
-      if (r < 0) continue;
-      rates.get(name)!.push(rate);
-      stored.get(name)!.push(o.acked / (o.storedMs! / 1000));
-      full.get(name)!.push(...o.latencies);
-    }
-  }
   const paced = new Map<Case, number[]>();
-  for (const name of CASES) {
-    const o = await once(name, PACED_TOTAL / DEVICES);
-    process.stderr.write(`  paced ${PACED_TOTAL}/s: ${name}: ${o.acked} acknowledged in ${(o.ms / 1000).toFixed(1)} s\n`);
-    paced.set(name, o.latencies);
+  try {
+    for (let r = -1; r < ROUNDS; r++) {
+      for (const name of CASES) {
+        const o = await once(name);
+        const rate = o.acked / (o.ms / 1000);
+        process.stderr.write(`  ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${name}: ${Math.round(rate).toLocaleString('en-US')}/s\n`);
+        if (r < 0) continue;
+        rates.get(name)!.push(rate);
+        stored.get(name)!.push(o.acked / (o.storedMs! / 1000));
+        full.get(name)!.push(...o.latencies);
+      }
+    }
+    for (const name of CASES) {
+      const o = await once(name, PACED_TOTAL / DEVICES);
+      process.stderr.write(`  paced ${PACED_TOTAL}/s: ${name}: ${o.acked} acknowledged in ${(o.ms / 1000).toFixed(1)} s\n`);
+      paced.set(name, o.latencies);
+    }
+  } finally {
+    await finish();
   }
   const loadAfter = loadavg();
-
-  worker.postMessage('stop');
-  await reply();
-  await worker.terminate();
-  await helper.unload();
-  await helper.stopServer();
-  server.close();
-  await pool.end();
 
   const rate = (c: Case) => median(rates.get(c)!);
   const names: Record<Case, string> = {
