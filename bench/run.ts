@@ -3,6 +3,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   codecs: async () => (await import('./codecs')).run(),
   storage: async () => (await import('./storage')).run(),
   devices: async () => (await import('./devices')).run(),
+  ack: async () => (await import('./ack')).run(),
 };
 
 async function main(): Promise<void> {
