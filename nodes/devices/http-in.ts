@@ -21,7 +21,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { createHttpIngest, readBody, type HttpResponse, type IngestRequest, type IngestRoute } from '../core/protocol/http-ingest';
 import { problem } from '../core/protocol/problem';
 import { gatewayOf } from '../shared/config-user';
-import { trackCompletion } from '../shared/completion';
+import { acknowledgement, trackCompletion } from '../shared/completion';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
 import { boundedReporter } from '../shared/reporter';
@@ -120,9 +120,7 @@ export = function register(RED: NodeAPI): void {
       inFlight,
       emit: (msg) => {
         accepted++;
-        const kept = completion.send(msg as unknown as NodeMessage);
-        if (!ackOnReceipt) return kept;
-        kept.catch(() => undefined); // the failure went to a Catch node; the device was answered already
+        return acknowledgement(completion.send(msg as unknown as NodeMessage), ackOnReceipt);
       },
       onInternalError: (err) => {
         report(`conflux-http-in: ${err.message}`, { payload: err.message });

@@ -133,6 +133,13 @@ export function trackCompletion(RED: NodeAPI, node: Node, timeoutMs: number, onS
   };
 }
 
+/** What a listener waits on before it acknowledges: the flow's outcome, or nothing when it acknowledges on receipt. */
+export function acknowledgement(kept: Promise<void>, onReceipt: boolean): Promise<void> {
+  if (!onReceipt) return kept;
+  kept.catch(() => undefined); // a failure reached the Catch node; the device was answered already
+  return Promise.resolve();
+}
+
 export interface HandOff {
   /** In flight in the flow. */
   readonly size: number;
@@ -165,12 +172,7 @@ export function createHandOff(RED: NodeAPI, node: Node, options: HandOffOptions)
     while (queued.length > 0 && completion.size < options.max) queued.shift()!.go();
     options.onSettled?.();
   });
-  const send = (msg: object): Promise<void> => {
-    const outcome = completion.send(msg);
-    if (!options.ackOnReceipt) return outcome;
-    outcome.catch(() => undefined); // the failure went to a Catch node; the device was answered already
-    return Promise.resolve();
-  };
+  const send = (msg: object): Promise<void> => acknowledgement(completion.send(msg), options.ackOnReceipt === true);
   return {
     get size() {
       return completion.size;
