@@ -10,6 +10,8 @@
  * acknowledged reading exactly once, and the hour and day rollups must agree with the readings.
  * A reading is found by its name, value and device time; the devices are provisioned in the
  * business store before the first start. First, PGlite alone: a COMMIT that returned survives.
+ * The same three kills run again with CONFLUX_POSTGRES_URL set: the real server, where large
+ * batches take the COPY path.
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
@@ -17,11 +19,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { migrate } from '../../nodes/core/db/migrate';
-import { openSql } from '../../nodes/core/db/sql';
+import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { createBusinessStore } from '../../nodes/core/stores/business';
 import { DeviceLoad, LOAD_TRANSPORTS, type LoadDevice, type LoadTarget } from '../../tools/device-load/load';
 import { describePhase, examples, phaseKept, reconcile } from '../../tools/device-load/reconcile';
 import { freePort, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
+import { freshDatabase } from '../support/servers';
 
 const DEVICES_PER_TRANSPORT = 3;
 /** Readings a device leaves unacknowledged at most. */
@@ -55,7 +58,7 @@ interface RoundLog {
 }
 
 describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a restart', function () {
-  this.timeout(KILLS.length * (START_TIMEOUT_MS + SETTLE_TIMEOUT_MS) + 120_000);
+  this.timeout(2 * KILLS.length * (START_TIMEOUT_MS + SETTLE_TIMEOUT_MS) + 120_000);
   const dataDir = tempDataDir();
   let platform: Platform | undefined;
 
@@ -102,12 +105,20 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
     }
   });
 
-  it('stores every acknowledged reading exactly once, and the rollups agree, over three kills', async () => {
+  for (const engine of ['PGlite', 'PostgreSQL'] as const) {
+    it(`stores every acknowledged reading exactly once, and the rollups agree, over three kills (${engine})`, async () => {
+      const url = engine === 'PostgreSQL' ? await freshDatabase() : undefined;
+      const open = (): Promise<SqlClient> => (url ? openSql({ connectionString: url, poolSize: 2 }) : openSql({ dataDir: path.join(dataDir, 'pglite') }));
+      await killThreeTimes(engine.toLowerCase(), open, url ? { CONFLUX_POSTGRES_URL: url } : {});
+    });
+  }
+
+  async function killThreeTimes(name: string, open: () => Promise<SqlClient>, env: Record<string, string>): Promise<void> {
     const devices: LoadDevice[] = LOAD_TRANSPORTS.flatMap((transport) =>
-      Array.from({ length: DEVICES_PER_TRANSPORT }, (_, i) => ({ transport, serial: `crash-${transport}-${i + 1}`, key: `key of crash-${transport}-${i + 1}` })),
+      Array.from({ length: DEVICES_PER_TRANSPORT }, (_, i) => ({ transport, serial: `crash-${name}-${transport}-${i + 1}`, key: `key of crash-${transport}-${i + 1}` })),
     );
     // Devices are provisioned before the first start, as an operator would through the business store.
-    const setup = await openSql({ dataDir: path.join(dataDir, 'pglite') });
+    const setup = await open();
     try {
       await migrate(setup);
       const store = createBusinessStore(setup);
@@ -120,6 +131,7 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
     }
 
     const vars = {
+      ...env,
       CONFLUX_DATA_DIR: dataDir,
       CONFLUX_PORT: String(await freePort()),
       CONFLUX_TCP_PORT: String(await freePort()),
@@ -172,7 +184,7 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
     assert.equal(await stop(platform), 0, `the platform did not stop cleanly:\n${platform.output().slice(-3000)}`);
     platform = undefined;
 
-    const db = await openSql({ dataDir: path.join(dataDir, 'pglite') });
+    const db = await open();
     let reports;
     try {
       reports = await reconcile(db, load.readings);
@@ -183,7 +195,7 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
     for (const [i, report] of reports.entries()) {
       const r = rounds[i];
       const resent = load.readings.filter((x) => x.phase === report.phase && x.attempts > 1).length;
-      const line = `crash round ${i + 1} (kill after ${r.killAfterS.toFixed(1)} s at ${r.acksAtKill} acks, restart and resend ${r.restartS.toFixed(1)} s, ${resent} resent): ${describePhase(report)}`;
+      const line = `crash round ${i + 1} on ${name} (kill after ${r.killAfterS.toFixed(1)} s at ${r.acksAtKill} acks, restart and resend ${r.restartS.toFixed(1)} s, ${resent} resent): ${describePhase(report)}`;
       console.log(`      ${line}`);
       if (!phaseKept(report)) {
         // Acknowledged by the restarted platform: lost by a later kill or the final SIGTERM, not by this kill.
@@ -193,5 +205,5 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
       }
     }
     if (failures.length > 0) assert.fail(`acknowledged readings not kept exactly once:\n${failures.join('\n')}`);
-  });
+  }
 });
