@@ -370,15 +370,6 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
   let run = 0;
   const prefix = () => `bench${run}:`;
   try {
-    // The same per reading, with its hour and day rollups, as a flow of core nodes would keep them: one statement per message.
-    const insertRollup = `WITH new AS (
-        INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, $2, to_timestamp($3), $4, $5)
-        ON CONFLICT (tenant_id, name, t, (coalesce(u, ''))) DO NOTHING RETURNING t, v)
-      INSERT INTO rollups AS r (tenant_id, name, size, bucket, count, min, max, sum, last, last_t)
-      SELECT $1, $2, s.size, date_trunc(s.size, new.t, 'UTC'), 1, new.v, new.v, new.v, new.v, new.t FROM new, (VALUES ('hour'), ('day')) AS s(size)
-      ON CONFLICT (tenant_id, name, size, bucket) DO UPDATE SET
-        count = r.count + 1, min = least(r.min, excluded.min), max = greatest(r.max, excluded.max), sum = r.sum + excluded.sum,
-        last = CASE WHEN excluded.last_t >= r.last_t THEN excluded.last ELSE r.last END, last_t = greatest(r.last_t, excluded.last_t)`;
     const cases: Case[] = [
       {
         name: 'conflux',
