@@ -26,6 +26,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { freeTcpPort, median, percentile } from './harness';
 
 const DEVICES = 20;
 const PER_DEVICE = 500;
@@ -198,20 +199,6 @@ function endNode(RED: any): void {
   });
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 /** Resolves once something listens on the port: each refused attempt is retried at once, for up to 10 s. */
 async function listening(port: number, deadline = Date.now() + 10_000): Promise<void> {
   for (;;) {
@@ -257,7 +244,7 @@ export async function run(): Promise<boolean> {
   const loadBefore = loadavg();
   const pool = new pg.Pool({ connectionString: url, max: POOL });
   pool.on('error', () => undefined);
-  const ports = { http: 0, tcp: await freePort(), tcpReceipt: await freePort() };
+  const ports = { http: 0, tcp: await freeTcpPort(), tcpReceipt: await freeTcpPort() };
   const conflux = (id: string, type: string, props: Record<string, unknown>) => [
     { id, type, z: 'tab', gateway: 'gw', ...props, wires: [[`ts-${id}`]] },
     { id: `ts-${id}`, type: 'conflux-time-series', z: 'tab', engine: 'sql', database: 'db', retentionDays: '0', wires: [[`end-${id}`], []] },

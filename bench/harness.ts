@@ -2,6 +2,7 @@
  * A small benchmark harness: each case runs beside its baseline in the same process, alternating
  * rounds so both see the same machine state, and reports items per second and the ratio.
  */
+import * as net from 'node:net';
 import * as os from 'node:os';
 
 export interface Pair {
@@ -40,9 +41,23 @@ function rate(fn: () => unknown, itemsPerCall: number, ms: number): number {
   return (calls * itemsPerCall) / (Number(now - start) / 1e9);
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
+}
+
+/** The value at percentile p of an already sorted list. */
+export function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** A loopback TCP port the kernel just handed out and released. */
+export async function freeTcpPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
 }
 
 export function runPair(pair: Pair, rounds = 7, ms = 300): PairResult {
