@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import RED = require('node-red');
 import { startupBanner } from './launcher/banner';
 import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './launcher/config';
-import { OWNER_ONLY_UMASK, ownerOnlyTree } from './launcher/file-modes';
+import { OWNER_ONLY_UMASK, ownerOnlyTree } from './nodes/core/db/owner-only';
 import { installFirstFlow } from './launcher/first-start';
 import { noCorsGrant, platformApp } from './launcher/http';
 import { claimPlatformPidFile } from './launcher/pid-file';

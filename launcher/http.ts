@@ -13,8 +13,8 @@
 import type * as http from 'node:http';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { errorAnswer, LogThrottle, notFound } from '../nodes/core/protocol/http-errors';
-import { type HttpResponse, problem } from '../nodes/core/protocol/problem';
-import { isConfluxPath } from '../nodes/shared/http-routes';
+import { problem } from '../nodes/core/protocol/problem';
+import { isConfluxPath, reply } from '../nodes/shared/http-routes';
 import type { RuntimeConfig } from './config';
 import { AllowedHosts, type DoorRequest, refusal } from './doors';
 import { addressKey, LoginThrottle } from './login-throttle';
@@ -29,14 +29,6 @@ export interface PlatformHttp {
   /** Checks an editor login (only when CONFLUX_ADMIN_PASSWORD is set). */
   checkLogin?: (username: string, password: string) => Promise<boolean>;
   warn: (line: string) => void;
-}
-
-function send(res: Response, response: HttpResponse): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.status(response.status).set(response.headers).send(response.body);
 }
 
 /** For settings.httpAdminMiddleware: Node-RED's admin app grants `Access-Control-Allow-Origin: *` before it; take it back. */
@@ -66,7 +58,7 @@ export function platformApp(parts: PlatformHttp): { app: Express; guardUpgrades(
     const why = refusal(req as DoorRequest, allowed(), hostCheck);
     if (why !== undefined) {
       log.note(`door:${why.split(':')[0]}`, `refused ${req.method} to the editor: ${why}`);
-      send(res, problem('forbidden', why));
+      reply(res, problem('forbidden', why));
       return;
     }
     res.setHeader('X-Frame-Options', 'SAMEORIGIN');
@@ -91,7 +83,7 @@ export function platformApp(parts: PlatformHttp): { app: Express; guardUpgrades(
       const wait = throttle.waitSeconds(key);
       if (wait > 0) {
         log.note('login:throttled', `refused a login from ${key}: too many failed logins, retry in ${wait} s`);
-        send(res, problem('too-many-logins', `retry in ${wait} s`, { retryAfter: wait }, { 'retry-after': String(wait) }));
+        reply(res, problem('too-many-logins', `retry in ${wait} s`, { retryAfter: wait }, { 'retry-after': String(wait) }));
         return;
       }
       const username = typeof fields.username === 'string' ? fields.username : '';
@@ -118,12 +110,12 @@ export function platformApp(parts: PlatformHttp): { app: Express; guardUpgrades(
   app.use('/', parts.httpNode);
 
   // 5. Nothing served here, and every error.
-  app.use((_req: Request, res: Response) => send(res, notFound()));
+  app.use((_req: Request, res: Response) => reply(res, notFound()));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const answer = errorAnswer(err);
     const detail = answer.fault && err instanceof Error ? `: ${err.message.split('\n')[0].slice(0, 200)}` : '';
     log.note(`error:${answer.summary}`, `HTTP ${answer.response.status} on ${req.method}: ${answer.summary}${detail}`);
-    send(res, answer.response);
+    reply(res, answer.response);
   });
 
   return {

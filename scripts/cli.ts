@@ -4,7 +4,7 @@
  */
 import { BackupError } from '../launcher/backup';
 import { ConfigError } from '../launcher/config';
-import { OWNER_ONLY_UMASK } from '../launcher/file-modes';
+import { OWNER_ONLY_UMASK } from '../nodes/core/db/owner-only';
 
 export function runCli(name: string, work: () => Promise<number>): void {
   // Archives and restored databases hold every device's key: owner-only, like the data dir.

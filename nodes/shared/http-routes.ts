@@ -75,10 +75,6 @@ function errorLayerFor(RED: NodeAPI, app: ExpressApp): ErrorHandler {
       if (!isConfluxPath(app, path)) return next(err);
       const answer = errorAnswer(err);
       log.note(answer.summary, `HTTP ${answer.response.status} on ${req.method ?? '?'} for a device route: ${answer.summary}`);
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
       reply(res, answer.response);
     };
     errorLayers.set(app, handler);
@@ -113,8 +109,13 @@ export function cleanPath(value: unknown, fallback: string): string | undefined 
   return PATH.test(p) ? p : undefined;
 }
 
+/** Writes the response; one already under way (its headers sent) is cut off instead, never left hanging. */
 export function reply(res: ServerResponse, response: HttpResponse): void {
-  if (res.headersSent || res.writableEnded) return;
+  if (res.writableEnded) return;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
   res.writeHead(response.status, response.headers);
   res.end(response.body);
 }
