@@ -58,7 +58,7 @@ export interface Column {
 export interface Entity {
   name: BusinessEntity;
   table: string;
-  /** The column that addresses a row (with the scope column, the table's primary key). */
+  /** The column that addresses a row: the primary key (config's is the tenant column and key). */
   key: 'id' | 'key';
   /** The column holding the tenant: tenant_id, or id for the tenants table itself. */
   scope: 'tenant_id' | 'id';
