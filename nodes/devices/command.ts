@@ -8,20 +8,18 @@
  * the output (msg.payload); a timeout, a refusal, a full queue or an expiry goes to done(err) for
  * a Catch node, with msg.reason and msg.commandId.
  *
- * Over HTTP (optional Path): POST <path>/:serial/commands with a tenant API key (X-API-Key) and
- * {name, params, timeoutMs?}; the request is held until the answer (200 {id, result}) or the
- * timeout (504); 202 {id, status: 'queued', expiresAt} when the device is offline and the command
- * was queued; 404 unknown device; 400 bad body; 401 no or wrong key. Errors as problem+json.
+ * Over HTTP (optional Path): POST <path>/:serial/commands for the central system, handled by
+ * nodes/core/protocol/http-commands.ts; this file mounts the route and reads the body.
  */
 import type { ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { CommandError, commandFromMessage, deviceFromMessage, type CommandSpec } from '../core/devices/commands';
+import { createCommandEndpoint, MAX_COMMAND_TIMEOUT_MS } from '../core/protocol/http-commands';
 import { readBody } from '../core/protocol/http-ingest';
-import { jsonResponse, problem, type HttpResponse, type ProblemSlug } from '../core/protocol/problem';
-import { authenticateApiKey } from '../core/stores/business';
+import { problem } from '../core/protocol/problem';
 import { gatewayOf } from '../shared/config-user';
 import { boolField, intField } from '../shared/fields';
-import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
+import { cleanPath, nodeRoutes, preParsed, reply, type RouteRequest } from '../shared/http-routes';
 
 interface CommandDef extends NodeDef {
   gateway?: string;
@@ -45,21 +43,7 @@ type CommandMessage = NodeMessage & {
   commandId?: string;
 };
 
-/** The longest a caller may ask to wait, HTTP or flow. */
-const MAX_TIMEOUT_MS = 600_000;
-/** An API key with scopes needs one of these to command devices (none: any). */
-const COMMAND_SCOPES = ['commands', 'devices:write', 'write', '*'];
-
-const SLUGS: Record<string, ProblemSlug> = {
-  timeout: 'command-timeout',
-  refused: 'command-refused',
-  'queue-full': 'command-queue-full',
-  expired: 'command-timeout',
-  offline: 'device-offline',
-  'unknown-device': 'unknown-device',
-  invalid: 'invalid-request',
-  closed: 'unavailable',
-};
+const MAX_TIMEOUT_MS = MAX_COMMAND_TIMEOUT_MS;
 
 export = function register(RED: NodeAPI): void {
   function CommandNode(this: Node, def: CommandDef) {
@@ -135,73 +119,39 @@ export = function register(RED: NodeAPI): void {
 
     // ── The HTTP endpoint for the central system ──
     const routes = nodeRoutes(RED, node.id);
-    const held = new Set<string>();
     let base = cleanPath(def.path, '');
     if (base === undefined) {
       node.error(`conflux-command: "${def.path}" is not a plain path like /api/devices`);
       base = '';
     }
 
-    async function serve(req: RouteRequest, res: ServerResponse): Promise<HttpResponse> {
-      if (closed) return problem('unavailable', 'the endpoint is stopping', { retryAfter: 5 }, { 'retry-after': '5' });
-      const key = req.headers['x-api-key'];
-      if (typeof key !== 'string' || key === '') return problem('unauthorized', 'send the tenant API key in X-API-Key', {}, { 'www-authenticate': 'ApiKey header="X-API-Key"' });
-      const sql = await gateway!.database.sql();
-      const identity = await authenticateApiKey(sql, key);
-      if (!identity) return problem('unauthorized', 'the API key is unknown, revoked or expired', {}, { 'www-authenticate': 'ApiKey header="X-API-Key"' });
-      if (identity.scopes.length > 0 && !identity.scopes.some((s) => COMMAND_SCOPES.includes(s))) {
-        return problem('forbidden', `the API key's scopes (${identity.scopes.join(', ')}) include none of ${COMMAND_SCOPES.join(', ')}`);
-      }
-      const serial = req.params?.serial ?? '';
-      let body: unknown;
-      if (req.readableEnded) body = typeof req.body === 'string' || Buffer.isBuffer(req.body) ? JSON.parse(String(req.body)) : req.body;
-      else {
-        const read = await readBody(req, req.headers, gateway!.limits.maxFrameBytes, gateway!.limits.idleTimeoutMs);
-        if (!read.ok) return read.response;
-        try {
-          body = JSON.parse(read.body.toString('utf8'));
-        } catch (err) {
-          return problem('invalid-body', `the body is not JSON: ${(err as Error).message}`);
-        }
-      }
-      const b = body as { name?: unknown; params?: unknown; timeoutMs?: unknown } | null;
-      if (b === null || typeof b !== 'object' || Array.isArray(b) || typeof b.name !== 'string' || b.name === '') {
-        return problem('invalid-request', 'the body is a JSON object {name, params, timeoutMs?} with the command name');
-      }
-      let wait = timeoutMs;
-      if (b.timeoutMs !== undefined) {
-        if (typeof b.timeoutMs !== 'number' || !Number.isFinite(b.timeoutMs) || b.timeoutMs <= 0) return problem('invalid-request', 'timeoutMs must be a positive number');
-        wait = Math.min(MAX_TIMEOUT_MS, Math.round(b.timeoutMs));
-      }
-      try {
-        const ticket = await router.send(identity.tenant, serial, { name: b.name, params: b.params }, { timeoutMs: wait, queueIfOffline, expiresInMs });
-        if (ticket.queued) {
-          router.abandon(ticket.id); // no one holds an HTTP request for it; the store records its outcome
-          return jsonResponse(202, { id: ticket.id, status: 'queued', expiresAt: new Date(ticket.expiresAt!).toISOString() });
-        }
-        held.add(ticket.id);
-        // The caller hung up: stop waiting (the device's answer, if any, is then refused).
-        res.once('close', () => {
-          if (!res.writableEnded) router.abandon(ticket.id);
-        });
-        try {
-          const result = await ticket.answer;
-          answered++;
-          return jsonResponse(200, { id: ticket.id, result });
-        } finally {
-          held.delete(ticket.id);
-        }
-      } catch (err) {
-        if (!(err instanceof CommandError)) throw err;
-        if (err.code !== 'unknown-device' && err.code !== 'invalid') failed++;
-        return problem(SLUGS[err.code] ?? 'internal-error', err.message, { commandId: err.commandId });
-      }
-    }
+    const endpoint = createCommandEndpoint({
+      router,
+      sql: () => gateway.database.sql(),
+      timeoutMs,
+      queueIfOffline,
+      expiresInMs,
+      onAnswered: () => answered++,
+      onFailed: () => failed++,
+    });
 
     if (base !== '') {
       const handler = (req: RouteRequest, res: ServerResponse) => {
-        if (req.method !== 'POST') return reply(res, problem('method-not-allowed', 'only POST', {}, { allow: 'POST' }));
-        serve(req, res).then(
+        const request = {
+          method: req.method ?? 'GET',
+          serial: req.params?.serial ?? '',
+          headers: req.headers,
+          // A body another middleware already read is taken as it is; an empty one is not JSON (400).
+          body: async () =>
+            req.readableEnded
+              ? (preParsed(req.body) ?? Buffer.alloc(0))
+              : readBody(req, req.headers, gateway.limits.maxFrameBytes, gateway.limits.idleTimeoutMs).then((r) => (r.ok ? r.body : r.response)),
+          onHangUp: (listener: () => void) =>
+            res.once('close', () => {
+              if (!res.writableEnded) listener();
+            }),
+        };
+        endpoint.handle(request).then(
           (response) => {
             statusSoon();
             reply(res, response);
@@ -225,7 +175,8 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
-      for (const id of [...mine, ...held]) router.abandon(id, 'the command node is stopping');
+      endpoint.close('the command node is stopping');
+      for (const id of mine) router.abandon(id, 'the command node is stopping');
       mine.clear();
       routes.unmount();
       node.status({});

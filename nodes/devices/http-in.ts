@@ -23,7 +23,7 @@ import { problem } from '../core/protocol/problem';
 import { gatewayOf } from '../shared/config-user';
 import { acknowledgement, trackCompletion } from '../shared/completion';
 import { boolField, intField } from '../shared/fields';
-import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
+import { cleanPath, nodeRoutes, preParsed, reply, type RouteRequest } from '../shared/http-routes';
 import { boundedReporter } from '../shared/reporter';
 
 interface HttpInDef extends NodeDef {
@@ -45,14 +45,6 @@ function queryOf(url: string | undefined): Record<string, string> {
   if (q < 0) return out;
   for (const [k, v] of new URLSearchParams(url!.slice(q + 1))) if (!(k in out)) out[k] = v;
   return out;
-}
-
-/** A body another middleware already read, as bytes again: a Buffer, a text, or parsed JSON (re-serialised). */
-function preParsed(body: unknown): Buffer | undefined {
-  if (Buffer.isBuffer(body)) return body;
-  if (typeof body === 'string') return Buffer.from(body);
-  if (body !== undefined && body !== null && typeof body === 'object') return Buffer.from(JSON.stringify(body));
-  return undefined;
 }
 
 /** Whether a request announces a body (a Content-Length above 0, or a transfer coding). */

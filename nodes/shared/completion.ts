@@ -24,15 +24,9 @@ interface Hooks {
   remove(name: string): void;
 }
 
-/** RED.hooks, or @node-red/util's — the same object; node-red-node-test-helper leaves RED.hooks out. */
+/** RED.hooks (Node-RED 2.0 and later); a test harness must supply it as the runtime does. */
 function hooksOf(RED: NodeAPI): Hooks | undefined {
-  const own = (RED as unknown as { hooks?: Hooks }).hooks;
-  if (own) return own;
-  try {
-    return (require('@node-red/util') as { hooks?: Hooks }).hooks;
-  } catch {
-    return undefined;
-  }
+  return (RED as unknown as { hooks?: Hooks }).hooks;
 }
 
 const LABEL = 'conflux-ledger';

@@ -120,6 +120,14 @@ export function reply(res: ServerResponse, response: HttpResponse): void {
   res.end(response.body);
 }
 
+/** A body another middleware already read, as bytes again: a Buffer, a text, or parsed JSON (re-serialised). */
+export function preParsed(body: unknown): Buffer | undefined {
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  if (body !== undefined && body !== null && typeof body === 'object') return Buffer.from(JSON.stringify(body));
+  return undefined;
+}
+
 export interface NodeRoutes {
   /** Serves path (every method: the handler answers 405 itself where it must); throws when another node has it. */
   mount(path: string, handler: Handler): void;

@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import type { SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
 import { deriveScramKeys, verifyClientProof, clientProof, scramClientKey, saltedPassword } from '../../nodes/core/auth/scram';
+import { authenticateApiKey } from '../../nodes/core/auth/api-key-store';
 import {
-  authenticateApiKey,
   BUSINESS_ENTITIES,
   BusinessError,
   createBusinessStore,

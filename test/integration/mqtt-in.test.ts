@@ -20,7 +20,8 @@ import { createDeviceDirectory, type DeviceDirectory } from '../../nodes/core/de
 import { RateLimiter } from '../../nodes/core/devices/rate-limit';
 import { SessionRegistry } from '../../nodes/core/devices/sessions';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
-import { MqttBridge, MqttDeviceBroker, type DeviceReading, type MqttBrokerOptions, type MqttRejection } from '../../nodes/core/protocol/mqtt-broker';
+import { MqttBridge } from '../../nodes/core/protocol/mqtt-bridge';
+import { MqttDeviceBroker, type DeviceReading, type MqttBrokerOptions, type MqttRejection } from '../../nodes/core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type MqttClientOptions } from '../../nodes/core/protocol/mqtt-client';
 import { MqttDevice, type ReceivedCommand } from '../../tools/device-client/mqtt';
 import { catchNode, helper, nextMessage } from '../support/node-red';

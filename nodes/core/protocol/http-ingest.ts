@@ -44,7 +44,7 @@ import type { UdpTokens } from '../devices/udp-tokens';
 import { asCodecError, CodecError } from '../errors';
 import type { CanonicalMessage } from '../model/message';
 import { validateResolved } from '../model/senml';
-import { authenticateApiKey } from '../stores/business';
+import { authorizeApiKey } from '../auth/api-key-store';
 import { jsonResponse, problem, type HttpResponse } from './problem';
 
 export type { HttpResponse } from './problem';
@@ -92,8 +92,6 @@ const CREDENTIAL_CACHE_SIZE = 10_000;
 export const OVERLOAD_RETRY_AFTER_S = 1;
 /** Seconds a client should wait before sending again a reading the flow did not keep. */
 export const NOT_STORED_RETRY_AFTER_S = 5;
-/** An API key whose scopes list is not empty needs one of these to post for devices. */
-export const DEVICE_SCOPES = ['devices', 'devices:write', 'write', '*'];
 
 export const REALM = 'conflux-devices';
 const CHALLENGE = `Bearer realm="${REALM}", Basic realm="${REALM}", charset="UTF-8"`;
@@ -346,10 +344,6 @@ function serialOf(req: IngestRequest): string | undefined {
   return s === undefined || s === '' ? undefined : s;
 }
 
-function hasDeviceScope(scopes: string[]): boolean {
-  return scopes.length === 0 || scopes.some((s) => DEVICE_SCOPES.includes(s));
-}
-
 class Unavailable extends Error {}
 
 export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
@@ -389,11 +383,9 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
       case 'malformed':
         return unauthorized(cred.reason, 'invalid_request');
       case 'api-key': {
-        const identity = await database('API key', async () => authenticateApiKey(await options.sql(), cred.key));
-        if (!identity) return unauthorized('the API key is unknown, revoked or expired');
-        if (!hasDeviceScope(identity.scopes)) {
-          return problem('forbidden', `the API key's scopes (${identity.scopes.join(', ')}) include none of ${DEVICE_SCOPES.join(', ')}`);
-        }
+        const verdict = await database('API key', async () => authorizeApiKey(await options.sql(), cred.key, 'telemetry'));
+        if (!verdict.ok) return verdict.refusal === 'unknown' ? unauthorized(verdict.detail) : problem('forbidden', verdict.detail);
+        const identity = verdict.identity;
         const found = await database('device', async () => (await options.directory()).credentials(serial));
         // A device of another tenant is answered as unknown: a tenant learns nothing of another's devices.
         if (!found || found.device.tenant !== identity.tenant) {

@@ -1,6 +1,7 @@
 /**
  * What the SQL time-series and long-term stores share: the time range and text the tables can
- * hold, microsecond times, checked queries, name prefixes and opaque cursors.
+ * hold, microsecond times, checked queries, name prefixes; and the opaque cursors every SQL store
+ * pages with (the business store's too).
  */
 import { MAX_NAME_LENGTH, MAX_TIME } from '../model/senml';
 import type { RangeQuery } from './types';
