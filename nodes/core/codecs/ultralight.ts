@@ -69,7 +69,7 @@ export type UlMap = Record<string, UlAttribute>;
 export interface UlToRecordsOptions {
   /**
    * The device the measures come from. Optional for a payload of command results only: each names
-   * its device. When given, a command result naming another device is refused.
+   * its device (a listener scopes one naming another device under the sender, devices/ingest.ts).
    */
   deviceId?: string;
   map?: UlMap;
@@ -374,7 +374,6 @@ export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptio
     const group = groups[g];
     if (group.kind === 'command') {
       const c = group.command;
-      if (deviceId && c.deviceId !== deviceId) fail(`the command result names device "${c.deviceId}", but the payload is from device "${deviceId}"`, g, 'deviceId');
       const vs = c.value ?? Object.entries(c.params ?? {}).map(([k, v]) => `${k}=${v}`).join('|');
       out.push({ n: nameFor(c.deviceId, `${c.command}_info`, g, c.command), t: now, vs });
       continue;
