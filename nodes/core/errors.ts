@@ -14,10 +14,3 @@ export class CodecError extends Error {
     super(`${format}: ${index === undefined ? '' : `record ${index}: `}${field === undefined ? '' : `field "${field}": `}${reason}`);
   }
 }
-
-/** Turns anything a parser throws into a CodecError of the given format, keeping ours as they are. */
-export function asCodecError(format: string, err: unknown): CodecError {
-  if (err instanceof CodecError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new CodecError(format, message);
-}

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolvedMultipleMeasurements } from '../fixtures/rfc8428-multiple';
 import { debugSidebar, press, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
+import { elapse } from '../support/wait';
 
 interface FlowNode {
   id: string;
@@ -85,7 +86,7 @@ describe('acceptance: the getting-started flow deployed on first start', functio
         assert.ok(typeof r.t === 'number' && r.t >= 2 ** 28, `${String(inject.name)}: absolute time`);
       }
     }
-    await new Promise((r) => setTimeout(r, 300)); // a late error would arrive after its sample
+    await elapse(300); // a negative check: a late error would arrive after its sample
     sidebar.close();
     assert.equal(sidebar.events.length, injects.length, JSON.stringify(sidebar.events.map((e) => e.name)));
   });

@@ -10,7 +10,7 @@ import { claimPlatformPidFile, isPlatformRunning, platformPidFile, processesUsin
 import { migrate } from '../../nodes/core/db/migrate';
 import { MIGRATIONS } from '../../nodes/core/db/migrations';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
-import { OPEN_TIMEOUT_MS } from './engines';
+import { OPEN_TIMEOUT_MS } from '../support/engines';
 
 const LATEST = MIGRATIONS[MIGRATIONS.length - 1].version;
 /** Compiled beside this test: <out>/test/integration/ → <out>/scripts/. */

@@ -15,7 +15,8 @@ import {
   type BusinessRow,
   type BusinessStore,
 } from '../../nodes/core/stores/business';
-import { ENGINES, OPEN_TIMEOUT_MS, sleep } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
+import { elapse } from '../support/wait';
 
 /** Asserts that promise rejects with a BusinessError of this code, whose field (if given) matches. */
 async function rejectsWith(promise: Promise<unknown>, code: BusinessErrorCode, field?: string, message?: RegExp): Promise<BusinessError> {
@@ -101,7 +102,7 @@ for (const engine of ENGINES) {
         assert.ok(!('tenant_id' in created));
         await store.create('acme', 'config', { key: 'arr', value: [1, 'two'] });
         assert.deepEqual((await store.read('acme', 'config', 'arr')).value, [1, 'two']);
-        await sleep(5);
+        await elapse(5);
         const updated = await store.update('acme', 'config', 'xmpp', { value: 'plain string' });
         assert.equal(updated.value, 'plain string');
         assert.ok((updated.updated_at as Date) > (created.updated_at as Date), 'updated_at moves');
@@ -123,7 +124,7 @@ for (const engine of ENGINES) {
         assert.deepEqual([u.username, u.email, u.attributes, u.federation_id, u.disabled_at], ['ana', 'ana@example.com', { lang: 'es' }, null, null]);
         assert.deepEqual(await store.read('acme', 'users', u.id as number), u);
         assert.deepEqual(await store.read('acme', 'users', String(u.id)), u);
-        await sleep(5);
+        await elapse(5);
         const disabled = new Date('2030-01-02T03:04:05.678Z');
         const v = await store.update('acme', 'users', u.id as number, { display_name: 'Ana', email: null, disabled_at: disabled.toISOString() });
         assert.deepEqual([v.display_name, v.email, (v.disabled_at as Date).toISOString()], ['Ana', null, disabled.toISOString()]);

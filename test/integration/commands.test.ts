@@ -13,6 +13,7 @@ import { createBusinessStore } from '../../nodes/core/stores/business';
 import { MqttDevice } from '../../tools/device-client/mqtt';
 import { connect, type CommandHandler, type TcpDeviceClient } from '../../tools/device-client/tcp';
 import { catchNode, helper } from '../support/node-red';
+import { elapse, retry, until } from '../support/wait';
 import commandNode = require('../../nodes/devices/command');
 import gatewayNode = require('../../nodes/devices/gateway');
 import mqttInNode = require('../../nodes/devices/mqtt-in');
@@ -20,7 +21,6 @@ import tcpInNode = require('../../nodes/devices/tcp-in');
 import postgresNode = require('../../nodes/storage/postgres');
 
 type Msg = Record<string, any>;
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** RED.httpNode of the last load, captured as the node module registers. */
 let httpApp: http.RequestListener | undefined;
@@ -82,25 +82,11 @@ async function start(options: { command?: Msg; gateway?: Msg } = {}): Promise<Si
 }
 
 async function tcpDevice(site: Site, serial = 'SN-T', onCommand?: CommandHandler): Promise<TcpDeviceClient> {
-  for (let i = 0; ; i++) {
-    try {
-      return await connect({ port: site.tcpPort, serial, key: `key-${serial}`, onCommand });
-    } catch (err) {
-      if (i > 100) throw err;
-      await sleep(50);
-    }
-  }
+  return retry(`${serial} to log in`, () => connect({ port: site.tcpPort, serial, key: `key-${serial}`, onCommand }));
 }
 
 async function mqttDevice(site: Site): Promise<MqttDevice> {
-  for (let i = 0; ; i++) {
-    try {
-      return await MqttDevice.connect({ url: `mqtt://127.0.0.1:${site.mqttPort}`, serial: 'SN-M', key: 'key-SN-M', reconnectPeriod: 0 });
-    } catch (err) {
-      if (i > 100) throw err;
-      await sleep(50);
-    }
-  }
+  return retry('SN-M to connect', () => MqttDevice.connect({ url: `mqtt://127.0.0.1:${site.mqttPort}`, serial: 'SN-M', key: 'key-SN-M', reconnectPeriod: 0 }));
 }
 
 async function post(site: Site, serial: string, body: unknown, key: string | undefined = site.apiKey): Promise<{ status: number; type: string; body: Msg }> {
@@ -198,16 +184,13 @@ describe('conflux-command: commands from the central system to devices', functio
     site = await start();
     const out = next('out');
     helper.getNode('cmd').receive({ device: { tenant: 'default', id: 'SN-T' }, command: { name: 'config', params: { rate: 10 } } } as never);
-    for (let i = 0; (await rows(site.sql)).length === 0; i++) {
-      assert.ok(i < 100, 'the command is stored');
-      await sleep(20);
-    }
+    await until('the command is stored', async () => (await rows(site!.sql)).length > 0);
     assert.deepEqual((await rows(site.sql)).map((r) => [r.name, r.status]), [['config', 'queued']]);
     const device = await tcpDevice(site, 'SN-T', (c) => ({ applied: (c.params as Msg).rate }));
     closers.push(() => device.close());
     const msg = await out;
     assert.deepEqual(msg.payload, { applied: 10 });
-    await sleep(50);
+    await until('the answer recorded', async () => (await rows(site!.sql))[0].status === 'answered');
     const [row] = await rows(site.sql);
     assert.equal(row.status, 'answered');
     assert.deepEqual(row.result, { applied: 10 });
@@ -218,10 +201,7 @@ describe('conflux-command: commands from the central system to devices', functio
     site = await start();
     const out = next('out');
     helper.getNode('cmd').receive({ device: { tenant: 'default', id: 'SN-M' }, command: 'led', payload: 'on' } as never);
-    for (let i = 0; (await rows(site.sql)).length === 0; i++) {
-      assert.ok(i < 100, 'the command is stored');
-      await sleep(20);
-    }
+    await until('the command is stored', async () => (await rows(site!.sql)).length > 0);
     const device = await mqttDevice(site);
     closers.push(() => device.client.end(true));
     await device.onCommand((c) => `led ${c.value}`);
@@ -235,26 +215,20 @@ describe('conflux-command: commands from the central system to devices', functio
     const caught: Msg[] = [];
     helper.getNode('caught').on('input', (m: Msg) => caught.push(m));
     cmd.receive({ serial: 'SN-T', command: 'a' } as never);
-    await sleep(100);
+    await until('a queued', async () => (await rows(site!.sql)).length === 1);
     cmd.receive({ serial: 'SN-T', command: 'b' } as never);
-    await sleep(100);
+    await until('b queued', async () => (await rows(site!.sql)).length === 2);
     cmd.receive({ serial: 'SN-T', command: 'c' } as never);
-    for (let i = 0; caught.length < 1; i++) {
-      assert.ok(i < 100, 'the third command is refused');
-      await sleep(20);
-    }
+    await until('the third command is refused', () => caught.length >= 1);
     assert.equal(caught[0].reason, 'queue-full');
     assert.match(caught[0].error.message, /queue of device "SN-T" is full \(2 waiting\)/);
     // After the expiry (1 s), both queued commands fail as expired and are never sent.
-    for (let i = 0; caught.length < 3; i++) {
-      assert.ok(i < 150, 'the queued commands expire');
-      await sleep(20);
-    }
+    await until('the queued commands expire', () => caught.length >= 3);
     assert.deepEqual(caught.slice(1).map((m) => m.reason), ['expired', 'expired']);
     const commands: Msg[] = [];
     const device = await tcpDevice(site, 'SN-T', (c) => commands.push(c));
     closers.push(() => device.close());
-    await sleep(300);
+    await elapse(300); // a negative check: an expired command would have arrived by now
     assert.deepEqual(commands, [], 'an expired command is not delivered');
     assert.deepEqual((await rows(site.sql)).map((r) => r.status), ['expired', 'expired']);
   });
@@ -270,11 +244,8 @@ describe('conflux-command: commands from the central system to devices', functio
     const commands: Msg[] = [];
     const device = await tcpDevice(site, 'SN-T', (c) => (commands.push(c), 'done'));
     closers.push(() => device.close());
-    for (let i = 0; commands.length < 1; i++) {
-      assert.ok(i < 100, 'the fresh command is delivered');
-      await sleep(20);
-    }
-    await sleep(100);
+    await until('the fresh command is delivered', () => commands.length >= 1);
+    await elapse(100); // a negative check: the stale command would have followed by now
     assert.deepEqual(commands.map((c) => [c.id, c.name]), [['new-1', 'fresh']]);
     const all = (await site.sql.query<{ correlation_id: string; status: string; result: unknown }>('SELECT correlation_id, status, result FROM device_commands ORDER BY id')).rows;
     assert.deepEqual(all, [
@@ -328,15 +299,12 @@ describe('conflux-command: commands from the central system to devices', functio
     const m = await mqttDevice(site);
     closers.push(() => m.client.end(true));
     await m.onCommand((c) => `led ${c.value}`);
-    for (let i = 0; ; i++) {
-      const r = (await site.sql.query<{ status: string; result: unknown }>(`SELECT status, result FROM device_commands WHERE correlation_id = $1`, [queued.body.id])).rows[0];
-      if (r.status === 'answered') {
-        assert.equal(r.result, 'led on');
-        break;
-      }
-      assert.ok(i < 150, `the queued command is answered (status ${r.status})`);
-      await sleep(20);
-    }
+    let r: { status: string; result: unknown } | undefined;
+    await until(() => `the queued command answered (status ${r?.status})`, async () => {
+      r = (await site!.sql.query<{ status: string; result: unknown }>(`SELECT status, result FROM device_commands WHERE correlation_id = $1`, [queued.body.id])).rows[0];
+      return r.status === 'answered';
+    });
+    assert.equal(r!.result, 'led on');
   });
 
   it('removes its HTTP route on close', async () => {

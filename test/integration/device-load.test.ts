@@ -10,7 +10,7 @@ import { MIGRATIONS } from '../../nodes/core/db/migrations';
 import type { SqlClient } from '../../nodes/core/db/sql';
 import type { LoadTransport, Reading } from '../../tools/device-load/load';
 import { describePhase, phaseKept, reconcile } from '../../tools/device-load/reconcile';
-import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 /** 2023-11-14T10:00:00Z */
 const T0 = Date.UTC(2023, 10, 14, 10) / 1000;

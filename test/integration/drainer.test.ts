@@ -1,20 +1,12 @@
 /** The drain loop behind conflux-mailbox: bounded hand-out, batched acks, nacks, lost messages coming back. */
 import * as assert from 'node:assert/strict';
 import type { SqlClient } from '../../nodes/core/db/sql';
-import { migrate } from '../../nodes/core/db/migrate';
 import { Drainer } from '../../nodes/core/mailbox/drainer';
 import { Mailbox, type ClaimedMessage } from '../../nodes/core/mailbox/mailbox';
-import { ENGINES, OPEN_TIMEOUT_MS, sleep } from './engines';
+import { ENGINES, withMigratedDatabase } from '../support/engines';
+import { elapse, until } from '../support/wait';
 
 const RETRY = { baseDelayMs: 10, maxDelayMs: 10, maxAttempts: 2 };
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
 
 for (const engine of ENGINES) {
   describe(`mailbox drainer on ${engine.name}`, function () {
@@ -24,13 +16,10 @@ for (const engine of ENGINES) {
     let queue: string;
     const drainers: Drainer[] = [];
 
-    before(async function () {
-      this.timeout(OPEN_TIMEOUT_MS);
-      db = await engine.open();
-      await migrate(db);
+    withMigratedDatabase(engine, (opened) => {
+      db = opened;
       box = new Mailbox(db, 'outbox');
     });
-    after(async () => db?.close());
     beforeEach(() => void (queue = `d${++n}`));
     afterEach(async () => {
       await Promise.all(drainers.splice(0).map((d) => d.stop()));
@@ -47,16 +36,16 @@ for (const engine of ENGINES) {
       await box.enqueue('default', queue, Array.from({ length: 35 }, (_, i) => ({ messageId: `m${i}`, payload: i })));
       const got: ClaimedMessage[] = [];
       const d = drainer((m) => got.push(m));
-      await until(() => got.length === 10);
-      await sleep(60);
+      await until('10 handed out', () => got.length === 10);
+      await elapse(60); // a negative check: no eleventh is handed out
       assert.equal(got.length, 10, 'handed out more than its capacity');
-      while (got.length < 35 || d.inFlight > 0) {
+      await until(() => `all 35 handed out and acked (${got.length}, ${d.inFlight} in flight)`, async () => {
         const out = got.filter((m) => !(m as ClaimedMessage & { acked?: boolean }).acked);
         await Promise.all(out.map((m) => ((m as ClaimedMessage & { acked?: boolean }).acked = true) && d.ack(m.id)));
-        await sleep(30);
-      }
+        return got.length >= 35 && d.inFlight === 0;
+      });
       assert.deepEqual(got.map((m) => m.payload).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 35 }, (_, i) => i));
-      await until(async () => (await box.depth(queue)) === 0);
+      await until('the box to be empty', async () => (await box.depth(queue)) === 0);
     });
 
     it('a nacked message comes back after its backoff, then goes to dead_letters', async () => {
@@ -67,7 +56,7 @@ for (const engine of ENGINES) {
         seen.push(m.attempts);
         void d.nack(m.id, new Error('peer said 500')).then((r) => outcomes.push(r.outcome));
       });
-      await until(() => outcomes.length === 2);
+      await until('a retry, then a dead letter', () => outcomes.length === 2);
       assert.deepEqual(seen, [1, 2]);
       assert.deepEqual(outcomes, ['retry', 'dead']);
       const dead = await db.query<{ last_error: string }>('SELECT last_error FROM dead_letters WHERE queue = $1', [queue]);
@@ -78,7 +67,7 @@ for (const engine of ENGINES) {
       await box.enqueue('default', queue, [{ messageId: 'lost', payload: 1 }]);
       const seen: number[] = [];
       drainer((m) => seen.push(m.attempts), { capacity: 1, leaseMs: 150 });
-      await until(() => seen.length === 2, 3_000);
+      await until('the message handed out again after its lease', () => seen.length === 2);
       assert.deepEqual(seen, [1, 2]);
     });
 
@@ -87,7 +76,7 @@ for (const engine of ENGINES) {
       const d = drainer((m) => got.push(m.payload));
       await d.stop();
       await box.enqueue('default', queue, [{ messageId: 'late', payload: 1 }]);
-      await sleep(100);
+      await elapse(100); // a negative check: a stopped drainer claims nothing in this window
       assert.deepEqual(got, []);
     });
   });

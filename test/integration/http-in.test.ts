@@ -19,6 +19,7 @@ import { createBusinessStore, createTenant } from '../../nodes/core/stores/busin
 import { postReadings, requestUdpTokens, type HttpResult } from '../../tools/device-client/http';
 import { catchNode, helper } from '../support/node-red';
 import { freshDatabase } from '../support/servers';
+import { elapse, until } from '../support/wait';
 import postgresNode = require('../../nodes/storage/postgres');
 import gatewayNode = require('../../nodes/devices/gateway');
 import httpInNode = require('../../nodes/devices/http-in');
@@ -134,14 +135,6 @@ function rawSocket(port: number, head: string, body: Buffer[]): Promise<{ respon
     socket.write(head);
     for (const b of body) socket.write(b);
   });
-}
-
-async function until(what: string, check: () => Promise<boolean>, ms = 3_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('conflux-http-in', function () {
@@ -279,7 +272,7 @@ describe('conflux-http-in', function () {
     assert.equal(limited.status, 429);
     assert.equal(limited.retryAfter, 1);
     assert.equal(limited.problem?.type, 'https://conflux.dev/problems/rate-limited');
-    await new Promise((r) => setTimeout(r, 1_100));
+    await elapse(1_100); // the tenant's rate refills with time
     assert.equal((await postReadings({ base: base(s), serial: 'sensor-7', key: KEY, format: 'ultralight', body: 't|3' })).status, 202);
   });
 
@@ -291,7 +284,7 @@ describe('conflux-http-in', function () {
     await until('held', async () => held.length === 1);
     const second = send(2);
     await until('both held', async () => held.length === 2);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await elapse(50); // a negative check: no answer in this window
     assert.equal(answered, false, 'no answer while the flow holds the reading');
     held.shift()!();
     assert.equal((await first).status, 202);

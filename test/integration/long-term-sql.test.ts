@@ -6,11 +6,10 @@
  */
 import * as assert from 'node:assert/strict';
 import type { SqlClient } from '../../nodes/core/db/sql';
-import { migrate } from '../../nodes/core/db/migrate';
 import { addRollups, createSqlLongTerm } from '../../nodes/core/stores/long-term-sql';
 import type { LongTermStore, Reading, Rollup, RollupSize } from '../../nodes/core/stores/types';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
-import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
+import { ENGINES, withMigratedDatabase } from '../support/engines';
 
 /** 2023-11-14T00:00:00Z: a UTC midnight. */
 const MIDNIGHT = Date.UTC(2023, 10, 14) / 1000;
@@ -30,13 +29,10 @@ for (const engine of ENGINES) {
     let n = 0;
     let tenant: string;
 
-    before(async function () {
-      this.timeout(OPEN_TIMEOUT_MS);
-      db = await engine.open();
-      await migrate(db);
+    withMigratedDatabase(engine, (opened) => {
+      db = opened;
       store = createSqlLongTerm(db);
     });
-    after(async () => db?.close());
     beforeEach(() => void (tenant = `tenant${++n}`));
 
     const all = async (size: RollupSize, name = 'dev/t') => (await store.query({ tenant, size, name })).items;

@@ -11,7 +11,7 @@ import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
 import { Mailbox } from '../../nodes/core/mailbox/mailbox';
 import { freshDatabase } from '../support/servers';
-import { sleep } from './engines';
+import { elapse } from '../support/wait';
 
 const TOTAL = 10_000;
 const ids = (count: number, prefix = 'm') => Array.from({ length: count }, (_, i) => `${prefix}${String(i).padStart(5, '0')}`);
@@ -58,7 +58,7 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
             const batch = await mb.claim(queue, { limit: 50, leaseMs: 60_000, worker });
             if (batch.length === 0) {
               if ((await mb.depth(queue)) === 0) return;
-              await sleep(5);
+              await elapse(5);
               continue;
             }
             for (const m of batch) delivered.set(m.messageId, [...(delivered.get(m.messageId) ?? []), worker]);

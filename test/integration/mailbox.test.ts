@@ -1,22 +1,18 @@
 /** The mailboxes on PostgreSQL 15 and PGlite: de-duplication, leases, ack, nack with backoff, dead letters. */
 import * as assert from 'node:assert/strict';
 import type { SqlClient } from '../../nodes/core/db/sql';
-import { migrate } from '../../nodes/core/db/migrate';
-import { backoffDelay, Mailbox } from '../../nodes/core/mailbox/mailbox';
-import { ENGINES, OPEN_TIMEOUT_MS, sleep } from './engines';
+import { backoffDelay, Mailbox, type ClaimedMessage } from '../../nodes/core/mailbox/mailbox';
+import { ENGINES, withMigratedDatabase } from '../support/engines';
+import { eventually } from '../support/wait';
+
+/** The first claim that gets something: a lease or a backoff must run out first. */
+const claimed = (claim: () => Promise<ClaimedMessage[]>): Promise<ClaimedMessage[]> =>
+  eventually('a message to become claimable', async () => {
+    const got = await claim();
+    return got.length > 0 ? got : undefined;
+  });
 
 const msgs = (ids: string[], extra: Record<string, unknown> = {}) => ids.map((id) => ({ messageId: id, payload: { id, ...extra } }));
-
-/** Polls fn until it returns a non-empty array; bounded in time. */
-async function eventually<T>(fn: () => Promise<T[]>, timeoutMs: number): Promise<T[]> {
-  const end = Date.now() + timeoutMs;
-  for (let i = 0; i < 1_000; i++) {
-    const got = await fn();
-    if (got.length > 0 || Date.now() > end) return got;
-    await sleep(25);
-  }
-  return [];
-}
 
 describe('mailbox backoff', () => {
   it('doubles from the base delay and stops at the cap', () => {
@@ -37,13 +33,10 @@ for (const engine of ENGINES) {
     let n = 0;
     let queue: string;
 
-    before(async function () {
-      this.timeout(OPEN_TIMEOUT_MS);
-      db = await engine.open();
-      await migrate(db);
+    withMigratedDatabase(engine, (opened) => {
+      db = opened;
       box = new Mailbox(db, 'outbox');
     });
-    after(async () => db?.close());
     beforeEach(() => void (queue = `q${++n}`));
 
     it('rejects a box name other than inbox or outbox', () => {
@@ -107,7 +100,7 @@ for (const engine of ENGINES) {
       const [first] = await box.claim(queue, { limit: 1, leaseMs: 300, worker: 'a' });
       assert.deepEqual(await box.claim(queue, { limit: 1, leaseMs: 300, worker: 'b' }), []);
       const t0 = Date.now();
-      const [again] = await eventually(() => box.claim(queue, { limit: 1, leaseMs: 10_000, worker: 'b' }), 3_000);
+      const [again] = await claimed(() => box.claim(queue, { limit: 1, leaseMs: 10_000, worker: 'b' }));
       const waited = Date.now() - t0;
       assert.ok(again, 'reclaimed after the lease expired');
       assert.ok(waited >= 150, `reclaimed only after the lease ran out (${waited} ms)`);
@@ -126,7 +119,7 @@ for (const engine of ENGINES) {
       await box.enqueue('default', queue, [{ messageId: 'poison', payload: { p: 1 }, headers: { h: 'x' } }]);
       const delays: number[] = [];
       for (let attempt = 1; attempt <= 3; attempt++) {
-        const [m] = await eventually(() => box.claim(queue, { limit: 1, leaseMs: 10_000, worker: 'w' }), 3_000);
+        const [m] = await claimed(() => box.claim(queue, { limit: 1, leaseMs: 10_000, worker: 'w' }));
         assert.ok(m, `claimed for attempt ${attempt}`);
         assert.equal(m.attempts, attempt);
         assert.equal(m.lastError, attempt === 1 ? null : `failure ${attempt - 1}`);
@@ -179,7 +172,7 @@ for (const engine of ENGINES) {
       this.timeout(5_000);
       await box.enqueue('default', queue, msgs(['later']), { delayMs: 300 });
       assert.deepEqual(await box.claim(queue, { limit: 1, leaseMs: 1_000, worker: 'w' }), []);
-      const got = await eventually(() => box.claim(queue, { limit: 1, leaseMs: 1_000, worker: 'w' }), 2_000);
+      const got = await claimed(() => box.claim(queue, { limit: 1, leaseMs: 1_000, worker: 'w' }));
       assert.equal(got[0]?.messageId, 'later');
     });
   });

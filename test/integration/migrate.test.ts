@@ -4,7 +4,7 @@ import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { checksum, migrate, MigrationError, type Migration } from '../../nodes/core/db/migrate';
 import { MIGRATIONS } from '../../nodes/core/db/migrations';
 import { freshDatabase } from '../support/servers';
-import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 const TABLES = [
   'api_keys', 'applications', 'channels', 'config', 'consumers', 'dead_letters', 'device_commands', 'device_keys', 'devices',

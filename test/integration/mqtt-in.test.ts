@@ -25,6 +25,8 @@ import { MqttDeviceBroker, type DeviceReading, type MqttBrokerOptions, type Mqtt
 import { MqttBrokerClient, type ClientRejection, type MqttClientOptions } from '../../nodes/core/protocol/mqtt-client';
 import { MqttDevice, type ReceivedCommand } from '../../tools/device-client/mqtt';
 import { catchNode, helper, nextMessage } from '../support/node-red';
+import { freePort, portIsFree } from '../support/ports';
+import { elapse, retry, until } from '../support/wait';
 import postgresNode = require('../../nodes/storage/postgres');
 import gatewayNode = require('../../nodes/devices/gateway');
 import mqttInNode = require('../../nodes/devices/mqtt-in');
@@ -43,34 +45,6 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
   let resolve!: (v: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
 }
 
 /** How a connection attempt ends: 'connected', or the error or 'closed'. */
@@ -161,21 +135,20 @@ async function startMosquitto(): Promise<{ port: number; close(): Promise<void> 
   const child: ChildProcess = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
-  const t0 = Date.now();
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
+  try {
+    await until(() => `mosquitto to listen on port ${port}: ${log}`, () => {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${log}`);
+      return new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
       });
-      s.on('error', () => resolve(false));
     });
-    if (open) break;
-    if (child.exitCode !== null || Date.now() - t0 > 5_000) {
-      child.kill();
-      throw new Error(`mosquitto did not start on port ${port}: ${log}`);
-    }
-    await sleep(50);
+  } catch (err) {
+    child.kill();
+    throw err;
   }
   return {
     port,
@@ -281,7 +254,7 @@ describe('MQTT devices', function () {
           await d.publish('ultralight', 'c|3', { topic: 'default/SN-1/attrs' }); // FIWARE's unprefixed form, no leading slash
           // a device cannot name records of another device: its names stay under its own serial
           await d.publish('senml+json', [{ n: 'SN-2/temp', v: 99, t: 1.7e9 }]);
-          await waitFor('7 readings', () => got.length === 7);
+          await until('7 readings', () => got.length === 7);
           for (const m of got) {
             assert.deepEqual(m.device, { tenant: 'default', id: 'SN-1' });
             assert.equal(m.source.transport, 'mqtt');
@@ -300,10 +273,10 @@ describe('MQTT devices', function () {
           assert.deepEqual(rejected, []);
           const other = await device('AC-1', v);
           await other.publish('ultralight', 'x|1');
-          await waitFor('the acme reading', () => got.length === 8);
+          await until('the acme reading', () => got.length === 8);
           assert.deepEqual(got[7].device, { tenant: 'acme', id: 'AC-1' }, 'the tenant comes from the directory');
           await d.client.publishAsync('/ul/default/SN-1/attrs', 'q|2', { qos: 2 });
-          await waitFor('the QoS 2 reading', () => got.length === 9);
+          await until('the QoS 2 reading', () => got.length === 9);
           assert.deepEqual(values(got, 'q'), [2]);
         });
 
@@ -332,7 +305,7 @@ describe('MQTT devices', function () {
           assert.equal(sessions.size, 0);
           const ok = await device('SN-1', v);
           await ok.publish('ultralight', 't|1');
-          await waitFor('the reading', () => got.length === 1);
+          await until('the reading', () => got.length === 1);
         });
 
         it("a device publishing under another device's or tenant's topic, or on a command topic, is refused and nothing is emitted", async () => {
@@ -343,7 +316,7 @@ describe('MQTT devices', function () {
               assert.equal(err?.code, 0x87, `${topic}: PUBACK Not authorized`);
             }
             await c.publishAsync('/ul/default/SN-1/attrs', 't|2', { qos: 1 }); // the session goes on
-            await waitFor('the own reading', () => got.length === 1);
+            await until('the own reading', () => got.length === 1);
             assert.deepEqual(values(got, 't'), [2]);
             assert.equal(rejected.filter((r) => r.reason === 'topic').length, 5);
           } else {
@@ -361,7 +334,7 @@ describe('MQTT devices', function () {
           const forged: string[] = [];
           spy.on('message', (t) => forged.push(t));
           await spy.subscribeAsync('/default/SN-2/cmd', { qos: 1 });
-          await sleep(100);
+          await elapse(100); // a negative check: a forged command would have arrived by now
           assert.deepEqual(forged, [], 'no forged command reached SN-2');
           assert.ok(got.every((m) => m.device.id === 'SN-1' && m.payload.every((r) => r.n.startsWith('SN-1/'))));
         });
@@ -385,12 +358,12 @@ describe('MQTT devices', function () {
             return `done ${cmd.params?.level ?? ''}`.trim();
           });
           await d2.onCommand((cmd) => void others.push(cmd));
-          await waitFor('both sessions', () => sessions.size === 2);
+          await until('both sessions', () => sessions.size === 2);
           await sessions.get('default', 'SN-1')!.send('command', { name: 'dim', params: { level: '40' } });
-          await waitFor('the command', () => commands.length === 1);
+          await until('the command', () => commands.length === 1);
           assert.equal(commands[0].raw.toString(), 'SN-1@dim|level=40');
           assert.equal(commands[0].topic, '/ul/default/SN-1/cmd');
-          await waitFor('its result', () => got.length === 1);
+          await until('its result', () => got.length === 1);
           assert.deepEqual(got[0].commandResults, [{ name: 'dim', result: 'done 40' }]);
           assert.deepEqual(got[0].payload.map((r) => [r.n, r.vs]), [['SN-1/dim_info', 'done 40']]);
           assert.equal(got[0].topic, '/ul/default/SN-1/cmdexe');
@@ -398,7 +371,7 @@ describe('MQTT devices', function () {
           await assert.rejects(sessions.get('default', 'SN-2')!.send('command', { name: '' }), /name/);
           // a result naming another device is refused as a bad payload
           await d1.client.publishAsync('/ul/default/SN-1/cmdexe', 'SN-2@dim|x', { qos: 1 }).catch(() => undefined);
-          await waitFor('the refusal', () => rejected.some((r) => r.reason === 'payload'));
+          await until('the refusal', () => rejected.some((r) => r.reason === 'payload'));
           assert.match(rejected.find((r) => r.reason === 'payload')!.detail, /SN-2/);
         });
 
@@ -411,9 +384,9 @@ describe('MQTT devices', function () {
           await c.publishAsync('/ul/default/SN-1/attrs', 't|', { qos: 1 }).catch(() => undefined);
           await c.publishAsync('/senml/default/SN-1/attrs', 'not senml', { qos: 0 });
           await c.publishAsync('/ul/default/SN-1/attrs', 't|7', { qos: 1 });
-          await waitFor('the good reading', () => got.length === 1);
+          await until('the good reading', () => got.length === 1);
           assert.deepEqual(values(got, 't'), [7]);
-          await waitFor('3 refusals', () => rejected.length === 3);
+          await until('3 refusals', () => rejected.length === 3);
           assert.deepEqual(rejected.map((r) => r.reason), ['payload', 'payload', 'payload']);
           assert.match(rejected[0].detail, /JSON/);
           assert.deepEqual(rejected[0].device, { tenant: 'default', id: 'SN-1' });
@@ -428,8 +401,8 @@ describe('MQTT devices', function () {
           const c = await raw('SN-1', v);
           let acked = false;
           const publishing = c.publishAsync('/ul/default/SN-1/attrs', 't|1', { qos: 1 }).then(() => (acked = true));
-          await waitFor('the reading handed on', () => got.length === 1);
-          await sleep(150);
+          await until('the reading handed on', () => got.length === 1);
+          await elapse(150); // a negative check: no PUBACK in this window
           assert.equal(acked, false, 'no PUBACK while Conflux does not hold it');
           held.resolve();
           await publishing;
@@ -456,7 +429,7 @@ describe('MQTT devices', function () {
       c.on('message', (_t, m) => seen.push(m.toString()));
       await c.subscribeAsync('/json/default/SN-2/cmd', { qos: 1 });
       await c.publishAsync('default/SN-2/tokens', '', { qos: 1 });
-      await waitFor('the JSON grant', () => seen.length === 1);
+      await until('the JSON grant', () => seen.length === 1);
       const json = JSON.parse(seen[0]) as { udptokens: { tokens: string[]; expiresIn: number } };
       assert.equal(json.udptokens.tokens.length, 1);
       assert.equal(tokens.spend('SN-2', Buffer.from(json.udptokens.tokens[0], 'base64')).ok, true);
@@ -480,7 +453,7 @@ describe('MQTT devices', function () {
       await pub(['-V', 'mqttv5', '-t', '/ul/default/SN-1/attrs', '-m', 't|21.5|h|40']);
       await pub(['-V', 'mqttv311', '-t', '/json/default/SN-1/attrs', '-m', '{"t": 22, "on": true}']);
       await pub(['-V', 'mqttv5', '-t', '/senml/default/SN-1/attrs', '-m', '[{"n":"temp","u":"Cel","v":23}]']);
-      await waitFor('3 readings', () => got.length === 3);
+      await until('3 readings', () => got.length === 3);
       assert.deepEqual(values(got, 't'), [21.5, 22]);
       assert.deepEqual(got[2].payload.map((r) => [r.n, r.v]), [['SN-1/temp', 23]]);
       await assert.rejects(pub(['-V', 'mqttv5', '-P', 'wrong', '-t', '/ul/default/SN-1/attrs', '-m', 't|1']));
@@ -493,11 +466,11 @@ describe('MQTT devices', function () {
       const disconnect = new Promise<number | undefined>((r) => c.once('disconnect', (p) => r(p.reasonCode)));
       c.publish('/ul/default/SN-1/attrs', `t|${'9'.repeat(4_000)}`, { qos: 1 });
       assert.equal(await disconnect, 0x95);
-      await waitFor('closed', () => !c.connected);
+      await until('closed', () => !c.connected);
       assert.equal(rejected[0].reason, 'oversized');
       assert.match(rejected[0].detail, /over the limit of 1024/);
       await other.publishAsync('/ul/default/SN-2/attrs', 't|1', { qos: 1 });
-      await waitFor('the other reading', () => got.length === 1);
+      await until('the other reading', () => got.length === 1);
       assert.equal(got[0].device.id, 'SN-2');
     });
 
@@ -507,11 +480,11 @@ describe('MQTT devices', function () {
       await c5.publishAsync('/ul/default/SN-1/attrs', 'n|1', { qos: 1 });
       const over = await c5.publishAsync('/ul/default/SN-1/attrs', 'n|2', { qos: 1 }).then(() => undefined, (e: Error & { code?: number }) => e.code);
       assert.equal(over, 0x97);
-      await sleep(300);
+      await elapse(300); // the tenant's rate refills with time
       got.length = 0;
       const c4 = await raw('SN-2', 4, { reconnectPeriod: 100 });
       await Promise.all([1, 2, 3].map((n) => c4.publishAsync('/ul/default/SN-2/attrs', `n|${n}`, { qos: 1 })));
-      await waitFor('all three', () => got.length === 3);
+      await until('all three', () => got.length === 3);
       assert.deepEqual(values(got).sort(), [1, 2, 3]);
       assert.ok(rejected.filter((r) => r.reason === 'rate-limited').length >= 2, 'some were refused on the way');
     });
@@ -519,13 +492,13 @@ describe('MQTT devices', function () {
     it('one session per device: a second login replaces the first; the registry follows', async () => {
       const first = await raw('SN-1', 5, { clientId: 'same' });
       const firstGone = new Promise<void>((r) => first.once('close', () => r()));
-      await waitFor('registered', () => sessions.size === 1);
+      await until('registered', () => sessions.size === 1);
       const firstSession = sessions.get('default', 'SN-1');
       const second = await raw('SN-1', 4, { clientId: 'other' });
       await firstGone;
-      await waitFor('replaced', () => sessions.get('default', 'SN-1') !== firstSession && sessions.size === 1);
+      await until('replaced', () => sessions.get('default', 'SN-1') !== firstSession && sessions.size === 1);
       second.end(true);
-      await waitFor('gone', () => sessions.size === 0);
+      await until('gone', () => sessions.size === 0);
     });
 
     for (const { v, name } of VERSIONS) {
@@ -534,13 +507,13 @@ describe('MQTT devices', function () {
         const first = await raw('SN-1', v, { ...persistent, clientId: 'first-id' });
         await first.subscribeAsync('/json/default/SN-1/cmd', { qos: 1 });
         await first.endAsync();
-        await waitFor('gone', () => sessions.size === 0);
+        await until('gone', () => sessions.size === 0);
         const again = await raw('SN-1', v, { ...persistent, clientId: 'another-id' });
         const received: string[] = [];
         again.on('message', (t, m) => received.push(`${t} ${m}`));
-        await waitFor('back', () => sessions.size === 1);
+        await until('back', () => sessions.size === 1);
         await sessions.get('default', 'SN-1')!.send('command', { name: 'reboot', params: { in: 5 } });
-        await waitFor('the command', () => received.length === 1);
+        await until('the command', () => received.length === 1);
         assert.deepEqual(received, ['/json/default/SN-1/cmd {"reboot":{"in":5}}']);
       });
     }
@@ -551,7 +524,7 @@ describe('MQTT devices', function () {
         await start({ tls: { cert, key } });
         const d = await device('SN-1', 5, { ca: cert });
         await d.publish('ultralight', 't|1');
-        await waitFor('the reading', () => got.length === 1);
+        await until('the reading', () => got.length === 1);
         const plain = await outcome(url.replace('mqtts:', 'mqtt:'), { username: 'SN-1', password: 'key-one' });
         assert.notEqual(plain, 'connected', 'plain MQTT on the TLS port');
         const untrusted = await outcome(url, { username: 'SN-1', password: 'key-one' });
@@ -570,7 +543,7 @@ describe('MQTT devices', function () {
       await watcher.subscribeAsync('#', { qos: 0 });
       const d = await device('SN-1', 5);
       await d.publish('ultralight', 't|5');
-      await waitFor('forwarded', () => seen.length === 1);
+      await until('forwarded', () => seen.length === 1);
       assert.deepEqual(seen, ['/ul/default/SN-1/attrs t|5']);
       const denied = new Promise<void>((r) => watcher.once('close', () => r()));
       watcher.publish('/ul/default/SN-1/attrs', 't|666');
@@ -581,7 +554,7 @@ describe('MQTT devices', function () {
     it('close() frees the port and ends the sessions', async () => {
       const c = await raw('SN-1', 5);
       const disconnected = new Promise<number | undefined>((r) => c.once('disconnect', (p) => r(p.reasonCode)));
-      await waitFor('registered', () => sessions.size === 1);
+      await until('registered', () => sessions.size === 1);
       const port = Number(new URL(url).port);
       await broker.close();
       assert.equal(await disconnected, 0x8b, 'MQTT 5: Server shutting down');
@@ -623,12 +596,11 @@ describe('MQTT devices', function () {
 
     /** Publishes probes until the client receives one: its subscription is in place. */
     async function subscribed(p: mqtt.MqttClient, got: DeviceReading[]): Promise<void> {
-      for (let i = 0; got.length === 0; i++) {
-        if (i > 100) throw new Error('the client never received a probe');
+      await until('the client to receive a probe', async () => {
         await p.publishAsync('/ul/default/SN-1/attrs', 'probe|1', { qos: 1 });
-        await sleep(50);
-      }
-      await sleep(100);
+        return got.length > 0;
+      });
+      await elapse(100); // probes still on their way are not readings of the test
       got.length = 0;
     }
 
@@ -658,11 +630,11 @@ describe('MQTT devices', function () {
           await subscribed(p, got);
 
           proxy.drop();
-          await waitFor('Conflux disconnected', () => !c.connected);
+          await until('Conflux disconnected', () => !c.connected);
           for (let n = 0; n < 20; n++) await p.publishAsync('/ul/default/SN-1/attrs', `n|${n}`, { qos: 1 });
           assert.equal(got.length, 0);
           proxy.restore();
-          await waitFor('all 20', () => got.length >= 20, 10_000);
+          await until('all 20', () => got.length >= 20, 10_000);
           assert.deepEqual(values(got), Array.from({ length: 20 }, (_, i) => i), 'every one, in order');
           assert.deepEqual(got[0].device, { tenant: 'default', id: 'SN-1' }, 'the device the topic names');
           assert.equal(got[0].source.transport, 'mqtt');
@@ -696,12 +668,12 @@ describe('MQTT devices', function () {
 
           await p.publishAsync('/ul/default/SN-1/attrs', 'n|100', { qos: 1 });
           await p.publishAsync('/ul/default/SN-1/attrs', 'n|101', { qos: 1 });
-          await waitFor('100 being handed on', () => calls.length === 1);
+          await until('100 being handed on', () => calls.length === 1);
           proxy.drop();
-          await waitFor('Conflux disconnected', () => !c.connected);
+          await until('Conflux disconnected', () => !c.connected);
           held.resolve(); // too late: the connection it came on is gone, so it is not acknowledged
           proxy.restore();
-          await waitFor('100 and 101', () => values(got).includes(100) && values(got).includes(101), 10_000);
+          await until('100 and 101', () => values(got).includes(100) && values(got).includes(101), 10_000);
           assert.deepEqual(calls.filter((x) => x === 100).length, 2, 'the broker sent 100 again');
           assert.deepEqual(values(got).filter((x) => x === 101).length, 1);
         });
@@ -718,17 +690,16 @@ describe('MQTT devices', function () {
       client(url, 5, { got: bGot, shareGroup: 'conflux' });
       const p = await publisher(external.port, 5);
       // both subscribed: probes until each instance has had one
-      for (let i = 0; a.length === 0 || bGot.length === 0; i++) {
-        if (i > 200) throw new Error('the shared subscriptions never got both instances a probe');
+      await until('the shared subscriptions to give both instances a probe', async () => {
         await p.publishAsync('/ul/default/SN-1/attrs', 'probe|1', { qos: 1 });
-        await sleep(20);
-      }
-      await sleep(100);
+        return a.length > 0 && bGot.length > 0;
+      });
+      await elapse(100); // probes still on their way are not readings of the test
       a.length = 0;
       bGot.length = 0;
       for (let n = 0; n < 40; n++) await p.publishAsync('/ul/default/SN-1/attrs', `n|${n}`, { qos: 1 });
-      await waitFor('40 in all', () => a.length + bGot.length >= 40);
-      await sleep(200);
+      await until('40 in all', () => a.length + bGot.length >= 40);
+      await elapse(200); // a negative check: no duplicate arrives after the 40
       const all = [...values(a), ...values(bGot)].sort((x, y) => Number(x) - Number(y));
       assert.deepEqual(all, Array.from({ length: 40 }, (_, i) => i), 'each exactly once');
       assert.ok(a.length > 0 && bGot.length > 0, `both instances took a share (${a.length} + ${bGot.length})`);
@@ -746,7 +717,7 @@ describe('MQTT devices', function () {
       await p.publishAsync('/ul/default/SN-404/attrs', 't|1', { qos: 1 });
       await p.publishAsync('/json/default/SN-2/attrs', '{oops', { qos: 1 });
       await p.publishAsync('/json/acme/AC-1/attrs', '{"t": 4}', { qos: 1 });
-      await waitFor('the good one', () => got.length === 1);
+      await until('the good one', () => got.length === 1);
       assert.deepEqual(got[0].device, { tenant: 'acme', id: 'AC-1' });
       assert.deepEqual(rejected.map((r) => r.reason), ['unknown-device', 'unknown-device', 'payload']);
       assert.deepEqual(rejected[0].device, { tenant: 'acme', id: 'SN-1' });
@@ -764,7 +735,7 @@ describe('MQTT devices', function () {
       dev.on('message', (t, m) => received.push(`${t} ${m}`));
       await dev.subscribeAsync('/default/SN-1/cmd', { qos: 1 });
       await c.publishCommand({ tenant: 'default', id: 'SN-1' }, { name: 'ping', params: '22' });
-      await waitFor('the command', () => received.length === 1);
+      await until('the command', () => received.length === 1);
       assert.deepEqual(received, ['/default/SN-1/cmd SN-1@ping|22']);
     });
   });
@@ -790,13 +761,8 @@ describe('MQTT devices', function () {
       const dev = await store.create('default', 'devices', { serial: 'NODE-1' });
       await store.create('default', 'device_keys', { device_id: dev.id, key: 'node-key', iterations: 4096 });
       const deviceUrl = `mqtt://127.0.0.1:${port}`;
-      let d: MqttDevice | undefined;
-      for (let i = 0; !d; i++) {
-        d = await MqttDevice.connect({ url: deviceUrl, serial: 'NODE-1', key: 'node-key', reconnectPeriod: 0 }).catch((err: Error) => {
-          if (i > 100) throw err;
-          return sleep(50).then(() => undefined);
-        });
-      }
+      // the node's broker listens once the flow has started
+      const d = await retry('the device to connect', () => MqttDevice.connect({ url: deviceUrl, serial: 'NODE-1', key: 'node-key', reconnectPeriod: 0 }));
       try {
         const out = nextMessage('out');
         await d.publish('ultralight', 't|21.5');
@@ -845,19 +811,14 @@ describe('MQTT devices', function () {
       const store = createBusinessStore(sql);
       const dev = await store.create('default', 'devices', { serial: 'NODE-2' });
       await store.create('default', 'device_keys', { device_id: dev.id, key: 'node-key', iterations: 4096 });
-      let d: MqttDevice | undefined;
-      for (let i = 0; !d; i++) {
-        d = await MqttDevice.connect({ url: `mqtt://127.0.0.1:${port}`, serial: 'NODE-2', key: 'node-key', reconnectPeriod: 0 }).catch((err: Error) => {
-          if (i > 100) throw err;
-          return sleep(50).then(() => undefined);
-        });
-      }
+      // the node's broker listens once the flow has started
+      const d = await retry('the device to connect', () => MqttDevice.connect({ url: `mqtt://127.0.0.1:${port}`, serial: 'NODE-2', key: 'node-key', reconnectPeriod: 0 }));
       try {
         // Acknowledged only once the flow has finished with it (left the delay node and reached
         // the end); with Max in flight 1 the second is not even handed on before that.
         const events: string[] = [];
         helper.getNode('out').on('input', (m: Msg) => events.push(`out ${m.payload[0].v}`));
-        await Promise.all([1, 2].map((n) => d!.publish('ultralight', `n|${n}`).then(() => events.push(`ack ${n}`))));
+        await Promise.all([1, 2].map((n) => d.publish('ultralight', `n|${n}`).then(() => events.push(`ack ${n}`))));
         assert.deepEqual(events, ['out 1', 'ack 1', 'out 2', 'ack 2']);
       } finally {
         d.client.end(true);
@@ -884,10 +845,11 @@ describe('MQTT devices', function () {
           const out = nextMessage('out');
           let arrived = false;
           void out.then(() => (arrived = true));
-          for (let i = 0; !arrived && i < 100; i++) {
-            await p.publishAsync('/ul/default/EXT-1/attrs', 't|4', { qos: 1 });
-            await sleep(50);
-          }
+          // the node subscribes once connected: publish until a reading comes out
+          await until('a reading from the external broker', async () => {
+            if (!arrived) await p.publishAsync('/ul/default/EXT-1/attrs', 't|4', { qos: 1 });
+            return arrived;
+          });
           const msg = await out;
           assert.deepEqual(msg.device, { tenant: 'default', id: 'EXT-1' });
           assert.deepEqual(msg.payload.map((r: Msg) => [r.n, r.v]), [['EXT-1/t', 4]]);

@@ -10,6 +10,7 @@ import Redis from 'ioredis';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { debugSidebar, press, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
 import { freshDatabase, redisUrl } from '../support/servers';
+import { eventually, until } from '../support/wait';
 
 interface FlowNode {
   id: string;
@@ -27,16 +28,6 @@ const byName = (name: string) => {
 const CONVERTER = /^conflux-(senml|sen1|ultralight|eapi|map)$/;
 const samples = flow.filter((n) => n.type === 'inject' && CONVERTER.test(flow.find((m) => m.id === n.wires?.[0]?.[0])?.type ?? ''));
 const RFC_NAME = 'urn:dev:ow:10e2073a01080063';
-
-async function eventually<T>(fn: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms / 1000} s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 async function count(db: SqlClient, table: string): Promise<number> {
   const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
@@ -80,7 +71,7 @@ describe('acceptance: the default flow stores every decoded reading', function (
         const latest = await answer('latest value of every name');
         assert.ok(latest.some((r) => r.n === RFC_NAME), `cached names: ${latest.map((r) => r.n).join(', ')}`);
         // The time series and the rollups land once the embedded database has opened, in batches.
-        await eventually(async () => ((await answer('hourly rollups')).some((r) => r.n === RFC_NAME) ? true : undefined), 'the rollups answer');
+        await until('the rollups answer', async () => (await answer('hourly rollups')).some((r) => r.n === RFC_NAME));
         const series = await answer('time series: first 100 readings');
         assert.equal(series.filter((r) => r.n === RFC_NAME).length, 13);
         assert.ok(platform!.output().includes('storage: embedded (PGlite)'));
@@ -122,12 +113,13 @@ describe('acceptance: the default flow stores every decoded reading', function (
 
     it('the same flow writes readings and rollups to PostgreSQL and the latest values to Redis, nothing to PGlite', async () => {
       for (const inject of samples) await press(platform!, inject.id);
-      const rows = await eventually(async () => {
-        const { rows } = await db.query<{ v: number; u: string }>("SELECT v, u FROM readings WHERE name = $1 AND u = '%RH' ORDER BY t", [RFC_NAME]);
-        return rows.length === 4 ? rows : undefined;
-      }, 'the RFC sample in PostgreSQL');
+      // The platform's flow creates the tables (its migrations) before it stores: until then a query fails.
+      const rows = await eventually('the RFC sample in PostgreSQL', async () => {
+        const found = await db.query<{ v: number; u: string }>("SELECT v, u FROM readings WHERE name = $1 AND u = '%RH' ORDER BY t", [RFC_NAME]).catch(() => undefined);
+        return found?.rows.length === 4 ? found.rows : undefined;
+      });
       assert.deepEqual(rows.map((r) => r.v), [20, 20.3, 20.7, 21.2]);
-      await eventually(async () => ((await count(db, 'rollups')) > 0 ? true : undefined), 'rollups in PostgreSQL');
+      await until('rollups in PostgreSQL', async () => (await count(db, 'rollups')) > 0);
       const cached = await redis.hget(`conflux:{t:default}:latest:${RFC_NAME}`, 'r');
       assert.ok(cached, 'the latest value is in Redis');
       assert.equal(JSON.parse(cached).t, 1.320067644e9, 'the latest is the record with the greatest time');

@@ -12,21 +12,13 @@ import { isPrivateAddress } from '../../nodes/core/devices/requests';
 import { createBusinessStore } from '../../nodes/core/stores/business';
 import { connect, DeviceRefusedError, type TcpDeviceClient } from '../../tools/device-client/tcp';
 import { helper } from '../support/node-red';
+import { freePort } from '../support/ports';
+import { retry } from '../support/wait';
 import gatewayNode = require('../../nodes/devices/gateway');
 import tcpInNode = require('../../nodes/devices/tcp-in');
 import postgresNode = require('../../nodes/storage/postgres');
 
 type Msg = Record<string, any>;
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
-
 interface Central {
   url: string;
   calls: Array<{ headers: http.IncomingHttpHeaders; body: Msg; path: string }>;
@@ -72,14 +64,8 @@ async function start(gateway: Msg, apiKey = 'central-secret'): Promise<TcpDevice
   const store = createBusinessStore(sql);
   const d = await store.create('default', 'devices', { serial: 'SN-R' });
   await store.create('default', 'device_keys', { device_id: d.id, key: 'key-r', iterations: 4096 });
-  for (let i = 0; ; i++) {
-    try {
-      return await connect({ port, serial: 'SN-R', key: 'key-r' });
-    } catch (err) {
-      if (i > 100) throw err;
-      await sleep(50);
-    }
-  }
+  // the listener opens its port once the flow has started
+  return retry('the device to log in', () => connect({ port, serial: 'SN-R', key: 'key-r' }));
 }
 
 describe('device requests forwarded to the central system', function () {

@@ -13,7 +13,7 @@ import { createMemoryShortTerm } from '../../nodes/core/stores/short-term-memory
 import { createRedisShortTerm } from '../../nodes/core/stores/short-term-redis';
 import type { Reading, ShortTermLimits, ShortTermStore } from '../../nodes/core/stores/types';
 import { redisUrl } from '../support/servers';
-import { sleep } from './engines';
+import { elapse } from '../support/wait';
 
 const T0 = 1_700_000_000;
 const LIMITS: ShortTermLimits = { ttlSeconds: 60, windowSize: 10, windowSeconds: 3600 };
@@ -140,16 +140,16 @@ for (const impl of [memoryImpl, redisImpl()]) {
       this.timeout(10_000);
       const { store } = open({ ttlSeconds: 1, windowSize: 5, windowSeconds: 0 });
       await store.write([r('acme', rec('d/a', T0 + 10, 1)), r('acme', rec('d/b', T0 + 10, 1))]);
-      await sleep(600);
+      await elapse(600);
       // a is replaced (its TTL restarts); b only gets a late older record (its TTL does not).
       await store.write([r('acme', rec('d/a', T0 + 20, 2)), r('acme', rec('d/b', T0 + 5, 2))]);
       assert.equal((await store.latest('acme', 'd/b'))?.v, 1);
-      await sleep(650);
+      await elapse(650);
       assert.equal((await store.latest('acme', 'd/a'))?.v, 2);
       assert.equal(await store.latest('acme', 'd/b'), undefined);
       assert.deepEqual(ts(await store.latestByPrefix('acme', 'd/')), [T0 + 20]);
       assert.deepEqual(ts(await store.latestByPrefix('acme', '')), [T0 + 20]);
-      await sleep(600);
+      await elapse(600);
       assert.equal(await store.latest('acme', 'd/a'), undefined);
       assert.deepEqual(await store.latestByPrefix('acme', ''), []);
       assert.deepEqual(await store.window('acme', 'd/a'), [], 'the window expires too');
@@ -163,10 +163,10 @@ for (const impl of [memoryImpl, redisImpl()]) {
       this.timeout(10_000);
       const { store } = open({ ttlSeconds: 0.5, windowSize: 5, windowSeconds: 1.5 });
       await store.write([r('acme', rec('d/a', T0, 1)), r('acme', rec('d/a', T0 + 1, 2))]);
-      await sleep(700);
+      await elapse(700);
       assert.equal(await store.latest('acme', 'd/a'), undefined);
       assert.deepEqual(ts(await store.window('acme', 'd/a')), [T0, T0 + 1]);
-      await sleep(1000);
+      await elapse(1000);
       assert.deepEqual(await store.window('acme', 'd/a'), []);
     });
 
@@ -336,7 +336,7 @@ describe('short-term store in memory: bounds', () => {
       assert.equal(timers[0].hasRef(), false, 'the timer does not keep the process alive');
       await store.write([r('acme', rec('a', T0, 1)), r('acme', rec('b', T0, 1)), r('beta', rec('a', T0, 1))]);
       assert.equal(store.size, 3);
-      await sleep(1_300); // the sweep runs every max(1 s, ttl)
+      await elapse(1_300); // the sweep runs every max(1 s, ttl)
       assert.equal(store.size, 0, 'swept without a read');
       await store.write([r('acme', rec('c', T0, 1))]);
       assert.equal(store.size, 1);
@@ -354,7 +354,7 @@ describe('short-term store in memory: bounds', () => {
     const store = createMemoryShortTerm({ ttlSeconds: 0.2, windowSize: 2, windowSeconds: 0 });
     try {
       await store.write([r('acme', rec('a', T0, 1)), r('acme', rec('b', T0, 1)), r('acme', rec('c', T0, 1))]);
-      await sleep(300);
+      await elapse(300);
       assert.equal(await store.latest('acme', 'a'), undefined);
       assert.equal(store.size, 2);
       assert.deepEqual(await store.latestByPrefix('acme', ''), []);
@@ -394,9 +394,9 @@ describe('short-term store on Redis: index and client', () => {
     assert.equal(empty.length, 5);
     assert.equal(new Set(empty.map(keySlot)).size, 1, 'the empty tenant too');
     const index = `${prefix}{t:a%3Ab%7Bc%7D}:names`;
-    await sleep(600);
+    await elapse(600);
     await store.write([r('a:b{c}', rec('d/y', T0 + 1, 2))]);
-    await sleep(600);
+    await elapse(600);
     // d/x expired; its index entry stays until a prefix read meets it.
     assert.deepEqual(await client.zrange(index, 0, -1), ['d/x', 'd/y']);
     assert.deepEqual((await store.latestByPrefix('a:b{c}', 'd/')).map((x) => x.n), ['d/y']);

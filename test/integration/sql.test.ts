@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { parseConnectionString, poolConfigs } from '../../nodes/core/db/postgres';
 import { freshDatabase } from '../support/servers';
-import { ENGINES, OPEN_TIMEOUT_MS, sleep } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
+import { elapse } from '../support/wait';
 
 for (const engine of ENGINES) {
   describe(`SqlClient on ${engine.name}`, function () {
@@ -149,7 +150,7 @@ for (const engine of ENGINES) {
         Array.from({ length: 20 }, () =>
           db.transaction(async (tx) => {
             const n = (await tx.query<{ n: number }>('SELECT n FROM counter FOR UPDATE')).rows[0].n;
-            await sleep(2); // let other callers run: on PGlite they must wait, not slip in
+            await elapse(2); // let other callers run: on PGlite they must wait, not slip in
             await tx.query('UPDATE counter SET n = $1', [n + 1]);
           }),
         ),
@@ -164,7 +165,7 @@ for (const engine of ENGINES) {
           db.transaction(async (t) => {
             log.push(`begin ${id}`);
             await t.query(`INSERT INTO items (name) VALUES ($1)`, [`p${id}`]);
-            await sleep(5);
+            await elapse(5);
             log.push(`end ${id}`);
           });
         const work = [tx(1), tx(2), db.query<{ c: number }>('SELECT count(*)::int AS c FROM items').then((r) => log.push(`query saw ${r.rows[0].c}`)), tx(3)];

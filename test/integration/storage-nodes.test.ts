@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { catchNode, helper } from '../support/node-red';
 import { root } from '../support/platform';
+import { until } from '../support/wait';
 import { freshDatabase, redisUrl } from '../support/servers';
 import postgresNode = require('../../nodes/storage/postgres');
 import redisNode = require('../../nodes/storage/redis');
@@ -203,11 +204,7 @@ describe('storage nodes', () => {
         assert.equal(again.mailbox.attempts, 2);
         drain.receive({ ...again, error: { message: 'peer said 503' } });
         const db = await (helper.getNode('db') as unknown as { sql(): Promise<import('../../nodes/core/db/sql').SqlClient> }).sql();
-        for (let i = 0; i < 100; i++) {
-          const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM dead_letters');
-          if (rows[0].n === 1) break;
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        await until('the dead letter', async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM dead_letters')).rows[0].n === 1);
         const left = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE queue = 'partner'");
         const dead = await db.query<{ message_id: string; last_error: string }>('SELECT message_id, last_error FROM dead_letters');
         assert.equal(left.rows[0].n, 0);
@@ -241,11 +238,7 @@ describe('example flow: business data and mailboxes', function () {
     const msg = await delivered;
     assert.deepEqual(msg.payload, { order: 42, qty: 3 });
     assert.equal(msg.topic, 'orders');
-    for (let i = 0; i < 100; i++) {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
-      if (rows[0].n === 0) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until('the delivered message acknowledged', async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox')).rows[0].n === 0);
     const left = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
     assert.equal(left.rows[0].n, 0, 'the delivered message was acknowledged');
     const devices = await db.query<{ serial: string }>('SELECT serial FROM devices');

@@ -24,19 +24,12 @@ import { createBusinessStore, type BusinessStore } from '../../nodes/core/stores
 import { connect, DeviceRefusedError, type TcpClientOptions, type TcpDeviceClient } from '../../tools/device-client/tcp';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { catchNode, helper } from '../support/node-red';
+import { freePort } from '../support/ports';
+import { elapse, retry, until } from '../support/wait';
 import gatewayNode = require('../../nodes/devices/gateway');
 import tcpInNode = require('../../nodes/devices/tcp-in');
 import postgresNode = require('../../nodes/storage/postgres');
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 interface Harness {
   server: TcpDeviceServer;
@@ -351,7 +344,7 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const a = await h.client('SN-A', 'key-of-a');
     assert.equal(await a.sendReadings('json', { n: 1 }), 1);
     await assert.rejects(a.sendReadings('json', { n: 2 }), /^DeviceRefusedError: rate limit: tenant "default" sends more messages per second than allowed; send again in 1 s$/);
-    await sleep(1_100);
+    await elapse(1_100); // the tenant's rate refills with time
     assert.equal(await a.sendReadings('json', { n: 2 }), 3);
     assert.deepEqual(h.messages.map((m) => m.payload[0].v), [1, 2]);
   });
@@ -368,13 +361,14 @@ describe('conflux-tcp-in: devices over TCP', function () {
     });
     const a = await h.client('SN-A', 'key-of-a');
     const sent = Array.from({ length: 200 }, (_, i) => a.sendReadings('json', { i }));
-    await sleep(300);
+    await until('the window handed on', () => handed >= 4);
+    await elapse(100); // a negative check: no fifth is handed on
     assert.equal(handed, 4, 'only the window is handed on');
     assert.equal(h.server.inFlight, 4);
-    while (handed < 200) {
+    await until(() => `all 200 handed on (${handed})`, () => {
       for (const release of held.splice(0)) release();
-      await sleep(5);
-    }
+      return handed >= 200;
+    });
     for (const release of held.splice(0)) release();
     assert.deepEqual(await Promise.all(sent), Array.from({ length: 200 }, (_, i) => i + 1), 'every frame ACKed, by its number');
   });
@@ -390,7 +384,7 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const took = Date.now() - t0;
     assert.ok(took >= 550 && took < 3_000, `closed after ${took} ms`);
     assert.match(silent.closeReason ?? '', /^idle timeout: nothing received/);
-    await sleep(1_200);
+    await elapse(1_200); // idle timeouts are the subject: time must pass
     assert.ok(alive.open, 'the device that answers PINGs is still connected');
     assert.ok(pings.length >= 2, `PINGs at half the idle timeout (${pings.length})`);
     // A PING may cross the data frame on the wire: its PONG then goes before or after it.
@@ -408,7 +402,7 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const bytes = encodeFrame(FrameType.JSON, '{"slow": 1, "steady": 2}');
     for (const byte of bytes) {
       a.writeRaw(Buffer.from([byte]));
-      await sleep(20);
+      await elapse(20); // a slow sender, byte by byte
     }
     a.countRawFrames(1);
     assert.equal((await acked).payload.readUInt32BE(0), 1);
@@ -534,14 +528,6 @@ describe('conflux-tcp-in node', function () {
 
   const NODES = [postgresNode, gatewayNode, tcpInNode, catchNode];
 
-  async function freePort(): Promise<number> {
-    const s = net.createServer();
-    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-    const { port } = s.address() as net.AddressInfo;
-    await new Promise((resolve) => s.close(resolve));
-    return port;
-  }
-
   it('emits canonical messages from logged-in devices, sends refusals to Catch, and frees its port on unload', async () => {
     const port = await freePort();
     const flow = [
@@ -560,9 +546,7 @@ describe('conflux-tcp-in node', function () {
     await business.create('default', 'device_keys', { device_id: d.id, key: 'node-key' });
 
     // The listener opens its port asynchronously after the flow starts.
-    let client: TcpDeviceClient | undefined;
-    for (let i = 0; i < 50 && !client; i++) client = await connect({ port, serial: 'SN-NODE', key: 'node-key' }).catch(() => sleep(50).then(() => undefined));
-    assert.ok(client, 'the device logged in');
+    const client = await retry('the device to log in', () => connect({ port, serial: 'SN-NODE', key: 'node-key' }));
     const got = new Promise<Record<string, any>>((resolve) => helper.getNode('out').once('input', resolve));
     assert.equal(await client.sendReadings('ascii', 't|21.5'), 1);
     const msg = await got;
@@ -604,24 +588,22 @@ describe('conflux-tcp-in node', function () {
     const business = createBusinessStore(sql);
     const d = await business.create('default', 'devices', { serial: 'SN-HOLD' });
     await business.create('default', 'device_keys', { device_id: d.id, key: 'hold-key' });
-    let client: TcpDeviceClient | undefined;
-    for (let i = 0; i < 50 && !client; i++) client = await connect({ port, serial: 'SN-HOLD', key: 'hold-key' }).catch(() => sleep(50).then(() => undefined));
-    assert.ok(client, 'the device logged in');
+    const client = await retry('the device to log in', () => connect({ port, serial: 'SN-HOLD', key: 'hold-key' }));
     try {
       let acked = false;
       const first = client.sendReadings('ascii', 't|1').then((n) => ((acked = true), n));
-      while (held.length < 1) await sleep(5);
-      await sleep(50);
+      await until('the flow to hold the reading', () => held.length >= 1);
+      await elapse(50); // a negative check: no ACK in this window
       assert.equal(acked, false, 'no ACK while the flow holds the reading');
       assert.equal(client.unacknowledged.length, 1);
       held.shift()!();
       assert.equal(await first, 1);
       const second = client.sendReadings('ascii', 't|2');
-      while (held.length < 1) await sleep(5);
+      await until('the flow to hold the reading', () => held.length >= 1);
       held.shift()!(new Error('the time series is unreachable'));
       await assert.rejects(second, /not accepted: the time series is unreachable/);
       const third = client.sendReadings('ascii', 't|3'); // the session goes on
-      while (held.length < 1) await sleep(5);
+      await until('the flow to hold the reading', () => held.length >= 1);
       held.shift()!();
       assert.equal(await third, 3);
     } finally {

@@ -12,7 +12,7 @@ import type { ResolvedRecord } from '../../nodes/core/model/senml';
 import { createSqlTimeSeries } from '../../nodes/core/stores/time-series-sql';
 import type { RangeQuery, Reading, TimeSeriesStore } from '../../nodes/core/stores/types';
 import { postgresUrl } from '../support/servers';
-import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 const T0 = 1_700_000_000;
 

@@ -15,6 +15,8 @@ import { createBusinessStore } from '../../nodes/core/stores/business';
 import type { GatewayConfigNode } from '../../nodes/shared/config-nodes';
 import { buildDatagram, openUdpSender, sendReading, type UdpReading, type UdpSender } from '../../tools/device-client/udp';
 import { catchNode, helper } from '../support/node-red';
+import { freeUdpPort as freePort } from '../support/ports';
+import { elapse, until } from '../support/wait';
 import postgresNode = require('../../nodes/storage/postgres');
 import gatewayNode = require('../../nodes/devices/gateway');
 import udpInNode = require('../../nodes/devices/udp-in');
@@ -25,26 +27,6 @@ const HOST = '127.0.0.1';
 const ACME_1: DeviceIdentity = { tenant: 'acme', serial: 'SN-1', id: 1 };
 const ACME_2: DeviceIdentity = { tenant: 'acme', serial: 'SN-2', id: 2 };
 const GLOBEX: DeviceIdentity = { tenant: 'globex', serial: 'GX-1', id: 3 };
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls until check() holds; fails with what() after timeoutMs. */
-async function until(check: () => boolean, what: () => string, timeoutMs = 3_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) assert.fail(`timed out: ${what()}`);
-    await sleep(5);
-  }
-}
-
-/** A port free on 127.0.0.1 right now. */
-async function freePort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, HOST, resolve));
-  const { port } = s.address();
-  await new Promise<void>((resolve) => s.close(resolve));
-  return port;
-}
 
 /** Binds port without address reuse: rejects with EADDRINUSE while someone holds it. */
 async function bindExclusive(port: number): Promise<void> {
@@ -99,7 +81,7 @@ async function start(options: Partial<UdpServerOptions> & { tokens?: UdpTokens }
     udp,
     port,
     total,
-    handled: (from, n = 1) => until(() => total() >= from + n, () => `${from + n} datagrams handled, got ${total()}: ${JSON.stringify(server.stats())}`),
+    handled: (from, n = 1) => until(() => `${from + n} datagrams handled, got ${total()}: ${JSON.stringify(server.stats())}`, () => total() >= from + n),
     issue: (device) => tokens.issue(device)[0].token,
   };
   open.push(h);
@@ -267,7 +249,7 @@ describe('UDP telemetry', function () {
       assert.equal(h.server.stats().dropped.busy, 1);
       assert.equal(h.server.stats().inFlight, 2);
       release.shift()!();
-      await until(() => h.server.stats().inFlight === 1, () => 'one released');
+      await until('one released', () => h.server.stats().inFlight === 1);
       await send(h, 'SN-1', h.issue(ACME_1), { i: 3 });
       assert.deepEqual(held.map((m) => m.payload[0].v), [0, 1, 3]);
       release.forEach((r) => r());
@@ -289,7 +271,7 @@ describe('UDP telemetry', function () {
       const before = h.total();
       for (const d of datagrams) await new Promise<void>((resolve, reject) => device.send(d, h.port, HOST, (err) => (err ? reject(err) : resolve())));
       await h.handled(before, datagrams.length);
-      await sleep(200);
+      await elapse(200); // a negative check: nothing more is handed on
       await new Promise<void>((resolve) => device.close(resolve));
       assert.equal(h.received.length, 1);
       assert.deepEqual(answers, [], 'no reply datagram');
@@ -374,7 +356,7 @@ describe('UDP telemetry', function () {
     const statusText = () => (helper.getNode('listener') as any).status.lastCall?.args[0]?.text as string | undefined;
 
     async function waitStatus(re: RegExp): Promise<void> {
-      await until(() => re.test(statusText() ?? ''), () => `status ${re}, got "${statusText()}"`, 10_000);
+      await until(() => `status ${re}, got "${statusText()}"`, () => re.test(statusText() ?? ''));
     }
 
     it('sends the canonical message of the device, counts drops by reason in its status, reports them to Catch, and frees the port on close', async () => {
@@ -399,7 +381,7 @@ describe('UDP telemetry', function () {
       try {
         const good = buildDatagram({ serial: 'SN-1', token: t1, format: 'ultralight-ascii', payload: 't|21.5|h|40' });
         await udp.sendRaw(good);
-        await until(() => out.length === 1, () => 'the reading');
+        await until('the reading', () => out.length === 1);
         assert.deepEqual(out[0].device, { tenant: 'default', id: 'SN-1' });
         assert.deepEqual(out[0].payload.map((r: Msg) => [r.n, r.v]), [['SN-1/t', 21.5], ['SN-1/h', 40]]);
         assert.equal(out[0].source.transport, 'udp');
@@ -409,7 +391,7 @@ describe('UDP telemetry', function () {
         await udp.send({ serial: 'SN-2', token: u1, format: 'attributes', payload: { t: 2 } });
         await udp.send({ serial: 'SN-1', token: t3, format: 'attributes', payload: { t: 3, pad: 'x'.repeat(100) } }); // over 128 bytes
         await udp.sendRaw(Buffer.from([9, 9, 9]));
-        await until(() => out.length === 2 && caught.length === 4, () => `2 readings and 4 drops, got ${out.length} and ${caught.length}`);
+        await until(() => `2 readings and 4 drops, got ${out.length} and ${caught.length}`, () => out.length === 2 && caught.length === 4);
         assert.deepEqual(out[1].device, { tenant: 'default', id: 'SN-2' });
         await waitStatus(/^2 accepted, 1 oversized, 1 malformed, 1 replayed, 1 foreign$/);
         assert.deepEqual(caught.map((m) => m.reason).sort(), ['foreign', 'malformed', 'oversized', 'replayed']);
@@ -417,7 +399,7 @@ describe('UDP telemetry', function () {
         assert.match(malformed.error.message, /dropped \(malformed\): version 9 is not supported/);
         assert.equal(malformed.remote.address, HOST);
         await udp.send({ serial: 'SN-1', token: t2, format: 'attributes', payload: { t: 4 } }); // the owner still can
-        await until(() => out.length === 3, () => 'the owner’s reading');
+        await until('the owner’s reading', () => out.length === 3);
       } finally {
         await udp.close();
       }
@@ -441,12 +423,12 @@ describe('UDP telemetry', function () {
         await udp.send({ serial: 'SN-1', token: a, format: 'attributes', payload: { n: 1 } });
         await waitStatus(/^1 accepted$/);
         await udp.send({ serial: 'SN-1', token: b, format: 'attributes', payload: { n: 2 } }); // the first is still in the delay
-        await until(() => caught.length === 1, () => 'the busy drop');
+        await until('the busy drop', () => caught.length === 1);
         assert.equal(caught[0].reason, 'busy');
-        await until(() => out.length === 1, () => 'the first reading out of the delay', 5_000);
-        await sleep(20); // the delay reports done right after sending on
+        await until('the first reading out of the delay', () => out.length === 1);
+        await elapse(20); // the delay completes the first right after sending it on; no event tells the test
         await udp.send({ serial: 'SN-1', token: c, format: 'attributes', payload: { n: 3 } });
-        await until(() => out.length === 2, () => 'the third reading', 5_000);
+        await until('the third reading', () => out.length === 2);
         assert.deepEqual(out.map((m) => m.payload[0].v), [1, 3]);
         await waitStatus(/^2 accepted, 1 busy$/);
       } finally {

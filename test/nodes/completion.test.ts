@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { helper } from '../support/node-red';
 import { trackCompletion } from '../../nodes/shared/completion';
+import { elapse, until } from '../support/wait';
 
 const linkNodes = require('@node-red/nodes/core/common/60-link.js');
 
@@ -50,12 +51,12 @@ const flow = [
 async function state(p: Promise<void>): Promise<string> {
   let s = 'pending';
   p.then(() => (s = 'resolved'), (e: Error) => (s = `rejected: ${e.message}`));
-  await new Promise((r) => setTimeout(r, 30)); // longer than test-store's own delay
+  await elapse(30); // a negative check: longer than test-store's own delay, so a pending promise stays pending
   return s;
 }
 
 async function heldCount(n: number): Promise<void> {
-  while (held.length < n) await new Promise((r) => setTimeout(r, 5));
+  await until(() => `${n} messages held (${held.length})`, () => held.length >= n);
 }
 
 describe('acknowledge after keeping (trackCompletion in a runtime)', () => {

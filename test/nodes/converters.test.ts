@@ -75,6 +75,15 @@ describe('converter nodes', () => {
     assert.equal(text.payload, '2024-03-01T10:00:00Z|t|22');
   });
 
+  it('conflux-ultralight decodes a command result without a Device ID, since it names its device; measures still need one', async () => {
+    await helper.load(nodes, flow('conflux-ultralight'));
+    const [result] = await collect(1, 'weatherStation167@ping|Ping ok');
+    assert.deepEqual(result.payload.map((r: { n: string; vs: string }) => [r.n, r.vs]), [['weatherStation167/ping_info', 'Ping ok']]);
+    const caught = nextMessage('caught');
+    helper.getNode('subject').receive({ payload: 't|1' });
+    assert.match((await caught).error.message, /no device id/);
+  });
+
   it('conflux-ultralight shows a bad attribute map on the node and fails each message with it', async () => {
     await helper.load(nodes, flow('conflux-ultralight', { map: '{not json' }));
     const caught = nextMessage('caught');

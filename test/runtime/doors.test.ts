@@ -10,18 +10,8 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
+import { root, start, START_TIMEOUT_MS, stop, tempDataDir, waitForOutput, type Platform } from '../support/platform';
 
-/** Resolves with the first match of pattern in the platform's output, polling its log. */
-async function waitForOutput(platform: Platform, pattern: RegExp, timeoutMs = START_TIMEOUT_MS): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = pattern.exec(platform.output());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`${pattern} did not appear in the log within ${timeoutMs / 1000} s:\n${platform.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface Answer {
   status: number;

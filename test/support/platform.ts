@@ -4,9 +4,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePort } from './ports';
+import { until } from './wait';
 
 export const root = path.resolve(__dirname, '..', '..', '..');
 const settingsJs = path.join(root, 'dist', 'settings.js');
@@ -20,16 +21,7 @@ export interface Platform {
   exited: Promise<number | null>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** The environment without any CONFLUX_* the caller's shell may carry, plus ours. */
 function envWith(vars: Record<string, string>): NodeJS.ProcessEnv {
@@ -52,23 +44,48 @@ export async function start(vars: Record<string, string>): Promise<Platform> {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const platform: Platform = { child, port, base: `http://127.0.0.1:${port}`, output: () => log, exited };
 
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`dist/settings.js exited with ${child.exitCode} before answering:\n${log}`);
-    try {
-      const res = await fetch(`${platform.base}/`, { signal: AbortSignal.timeout(2000) });
-      last = `HTTP ${res.status}`;
-      await res.arrayBuffer();
-      // The banner is logged once RED.start() resolved; wait for it too.
-      if (res.status === 200 && log.includes('MQTT:')) return platform;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 250));
+  // settings.js listens, then starts Node-RED, then logs its banner (the MQTT line among it).
+  try {
+    await waitForOutput(platform, /MQTT:/, START_TIMEOUT_MS);
+    const res = await fetch(`${platform.base}/`, { signal: AbortSignal.timeout(10_000) });
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`GET / answered ${res.status} after the banner`);
+    return platform;
+  } catch (err) {
+    await stop(platform);
+    throw new Error(`dist/settings.js did not start: ${(err as Error).message.split('\n')[0]}\n${log}`);
   }
-  await stop(platform);
-  throw new Error(`GET / did not answer 200 within ${START_TIMEOUT_MS / 1000} s (last: ${last}):\n${log}`);
+}
+
+/**
+ * Resolves with the first match of pattern in the platform's output, as soon as the line that
+ * holds it is written; fails when the platform exits first or after timeoutMs (one generous
+ * deadline: a loaded machine may take most of a minute to start the flows).
+ */
+export function waitForOutput(platform: Platform, pattern: RegExp, timeoutMs = START_TIMEOUT_MS): Promise<RegExpMatchArray> {
+  const { child } = platform;
+  return new Promise((resolve, reject) => {
+    // start() appends to the log in its own 'data' listeners, added before these: output() is current here.
+    const check = (): boolean => {
+      const m = pattern.exec(platform.output());
+      if (m) finish(() => resolve(m));
+      return m !== null;
+    };
+    const exited = (): void => finish(() => reject(new Error(`the platform exited before ${pattern} appeared in its log:\n${platform.output()}`)));
+    const timer = setTimeout(() => finish(() => reject(new Error(`${pattern} did not appear in the log within ${timeoutMs / 1000} s:\n${platform.output()}`))), timeoutMs);
+    const finish = (settle: () => void): void => {
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+      child.stderr!.off('data', check);
+      child.off('exit', exited);
+      settle();
+    };
+    if (check()) return;
+    if (child.exitCode !== null || child.signalCode !== null) return exited();
+    child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
+    child.once('exit', exited);
+  });
 }
 
 /** SIGTERM, then SIGKILL after 20 s; resolves with the exit code (null when killed). */
@@ -136,10 +153,10 @@ export async function debugSidebar(platform: Platform): Promise<{ events: DebugE
 
 /** Presses an inject button; until a deploy has started the flow, the endpoint answers 404. */
 export async function press(platform: Platform, injectId: string): Promise<void> {
-  for (let i = 0; i < 40; i++) {
-    const res = await fetch(`${platform.base}/inject/${injectId}`, { method: 'POST' });
-    if (res.status === 200) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`the inject button ${injectId} never answered 200`);
+  let last = 0;
+  await until(
+    () => `the inject button ${injectId} to answer 200 (last: ${last})`,
+    async () => (last = (await fetch(`${platform.base}/inject/${injectId}`, { method: 'POST', signal: AbortSignal.timeout(10_000) })).status) === 200,
+    START_TIMEOUT_MS,
+  );
 }

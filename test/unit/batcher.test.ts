@@ -1,8 +1,7 @@
 /** The bounded batching writer every tier node puts in front of its store. */
 import * as assert from 'node:assert/strict';
 import { Batcher, QueueFullError } from '../../nodes/core/stores/batcher';
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+import { elapse } from '../support/wait';
 
 function recorder(delayMs = 0) {
   const batches: number[][] = [];
@@ -15,7 +14,7 @@ function recorder(delayMs = 0) {
     release: () => release?.(),
     write: async (items: number[]) => {
       batches.push(items);
-      if (delayMs) await sleep(delayMs);
+      if (delayMs) await elapse(delayMs);
     },
   };
 }
@@ -63,7 +62,7 @@ describe('Batcher', () => {
       write: async (items) => {
         most = Math.max(most, ++concurrent);
         batches.push(items);
-        await sleep(5);
+        await elapse(5);
         concurrent--;
       },
     });
@@ -76,7 +75,7 @@ describe('Batcher', () => {
     const r = recorder();
     const b = new Batcher<number>({ maxBatch: 10, maxDelayMs: 40, maxPending: 100, write: r.write });
     const done = b.add([1]);
-    await sleep(15);
+    await elapse(15);
     assert.equal(r.batches.length, 0, 'written before the delay');
     await done;
     assert.deepEqual(r.batches, [[1]]);

@@ -176,6 +176,7 @@ describe('UDP datagram', () => {
           if (d.ok) assert.ok(d.decoded.records.length > 0 && d.decoded.records.every((r) => r.n.startsWith('SN-1/')));
           else {
             assert.ok(typeof d.reason === 'string' && d.reason.length > 5, d.reason);
+            assert.ok(!d.internal, `a CodecError's reason, not a crash: ${d.reason}`);
             assert.doesNotMatch(d.reason, INTERNAL, 'a reason, not a crash');
           }
         }),
@@ -194,6 +195,8 @@ describe('UDP datagram', () => {
         fc.property(fc.constantFrom<PayloadTypeCode>(0x01, 0x02, 0x03, 0x04), payload, (t, p) => {
           const d = decodeDatagramPayload(t, p, 'SN-1', NOW);
           assert.ok(d.ok ? Array.isArray(d.decoded.records) : d.reason.length > 0);
+          // Only a CodecError becomes a reason; anything else a decoder throws is marked internal.
+          if (!d.ok) assert.ok(!d.internal, `a CodecError's reason, not a crash: ${d.reason}`);
           // senml-cbor wraps what the CBOR library throws as "malformed CBOR: <its message>": a reason, if a terse one.
           if (!d.ok && !/malformed CBOR: /.test(d.reason)) assert.doesNotMatch(d.reason, INTERNAL, 'a reason, not a crash');
         }),

@@ -4,6 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
+import { CodecError } from '../../nodes/core/errors';
 import { deriveScramKeys } from '../../nodes/core/auth/scram';
 import type { DeviceCredentials, DeviceDirectory } from '../../nodes/core/devices/directory';
 import { decodeDevicePayload } from '../../nodes/core/devices/ingest';
@@ -152,7 +153,9 @@ describe('TCP frames', () => {
             const { format, body } = dataFramePayload({ type, payload: Buffer.from(payload) });
             decodeDevicePayload(format, body, 'SN-1', 1.7e9);
           } catch (err) {
-            assert.ok(err instanceof Error && err.message.length > 0, `an error with a reason, got ${String(err)}`);
+            // the frame's own error or the payload's codec error, never a raw TypeError or RangeError
+            assert.ok(err instanceof FrameError || err instanceof CodecError, `a FrameError or CodecError, got ${String(err)}`);
+            assert.ok(err.message.length > 0, 'with a reason');
           }
         }),
         { numRuns: 1000 },

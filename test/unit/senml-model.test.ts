@@ -39,7 +39,7 @@ describe('SenML model: resolution and validation', () => {
     rejects([{ n: '-a', v: 1 }], /record 0: field "n": .*not a valid SenML name/);
     rejects([{ n: 'a', v: 1, x_: 1 }], /record 0: field "x_": unknown field that must be understood/);
     rejects([{ bver: 11, n: 'a', v: 1 }], /newer than 10/);
-    rejects([{ bver: 5, n: 'a', v: 1 }, { bver: 6, n: 'b', v: 1 }], /same version/);
+    rejects([{ bver: 5, n: 'a', v: 1 }, { bver: 6, n: 'b', v: 1 }], /record 1: field "bver": version 6 disagrees with version 5/);
     rejects([], /at least one record/);
     rejects({ n: 'a' }, /must be an array/);
     rejects([{ bn: 'a' }], /base fields but no reading/);

@@ -107,6 +107,44 @@ describe('ultralight: as lib/ulParser.js reads it', () => {
   });
 });
 
+// FIWARE's own cases (telefonicaid/iotagent-ul test/unit/ngsiv2: the timestampedDevice provisioned
+// with tt -> TimeInstant (DateTime) and tmp -> temperature (float), and its polling command results).
+describe('ultralight: as FIWARE\'s agent tests expect', () => {
+  const provisioned: UlMap = { tt: { name: 'TimeInstant', type: 'DateTime' }, tmp: { name: 'temperature', type: 'float' } };
+  const instant = Date.UTC(2020, 5, 14, 12, 19, 26, 477) / 1000;
+
+  it('tmp|24.4|humidity|32|tt|2020-06-14T12:19:26.476659Z: TimeInstant is the time of the measures, not a reading', () => {
+    const records = ulToRecords('tmp|24.4|humidity|32|tt|2020-06-14T12:19:26.476659Z', { deviceId: 'timestampedDevice', map: provisioned, now });
+    assert.deepEqual(records, [
+      { n: 'timestampedDevice/temperature', t: instant, v: 24.4 },
+      { n: 'timestampedDevice/humidity', t: instant, v: 32 },
+    ]);
+  });
+
+  it('an unmapped key named TimeInstant sets the time too; it applies to its own group only', () => {
+    assert.deepEqual(ulToRecords('TimeInstant|2020-06-14T12:19:26Z|t|1#t|2', { deviceId: 'd', now }), [
+      { n: 'd/t', t: Date.UTC(2020, 5, 14, 12, 19, 26) / 1000, v: 1 },
+      { n: 'd/t', t: now, v: 2 },
+    ]);
+  });
+
+  it('refuses a TimeInstant that is no time, one beside a leading timestamp, or one with nothing to time', () => {
+    assert.throws(() => ulToRecords('tmp|1|tt|yesterday', { deviceId: 'd', map: provisioned, now }), (e: CodecError) => e.field === 'tt' && /ISO 8601/.test(e.reason));
+    assert.throws(() => ulToRecords('2016-06-13T00:35:30Z|tmp|1|tt|2020-06-14T12:19:26Z', { deviceId: 'd', map: provisioned, now }), (e: CodecError) => e.field === 'tt' && /timestamp and a TimeInstant/.test(e.reason));
+    assert.throws(() => ulToRecords('tt|2020-06-14T12:19:26Z', { deviceId: 'd', map: provisioned, now }), (e: CodecError) => e.index === 0 && /no reading/.test(e.reason));
+  });
+
+  it('decodes a command result without a device id: it names its device', () => {
+    assert.deepEqual(ulToRecords('weatherStation167@ping|Ping ok', { now }), [{ n: 'weatherStation167/ping_info', t: now, vs: 'Ping ok' }]);
+    assert.deepEqual(ulToRecords('MQTT_2@PING|1234567890', { deviceId: '', now }), [{ n: 'MQTT_2/PING_info', t: now, vs: '1234567890' }]);
+  });
+
+  it('refuses measures without a device id, naming the group', () => {
+    assert.throws(() => ulToRecords('t|1', { now }), (e: CodecError) => e.field === 'deviceId' && /no device id/.test(e.reason));
+    assert.throws(() => ulToRecords('dev1@ping|ok#t|1', { now }), (e: CodecError) => e.field === 'deviceId' && e.index === 1);
+  });
+});
+
 describe('ultralight: escaping', () => {
   it('reads \\| \\# \\@ \\= \\\\ as literal characters', () => {
     assert.deepEqual(parseUltralight('msg|a\\|b\\#c\\@d\\=e\\\\f'), [measures([['msg', 'a|b#c@d=e\\f']])]);

@@ -67,7 +67,11 @@ export type UlAttribute = string | { name: string; type?: string };
 export type UlMap = Record<string, UlAttribute>;
 
 export interface UlToRecordsOptions {
-  deviceId: string;
+  /**
+   * The device the measures come from. Optional for a payload of command results only: each names
+   * its device (a listener scopes one naming another device under the sender, devices/ingest.ts).
+   */
+  deviceId?: string;
   map?: UlMap;
   /** seconds since the epoch for groups without a timestamp; defaults to the clock */
   now?: number;
@@ -329,15 +333,40 @@ function nameFor(deviceId: string, attr: string, g: number, key: string): string
   return n;
 }
 
-/**
- * Records of a measure payload. Groups without a timestamp take `now`; a command result group
- * (FIWARE's polling form) becomes `<device>/<command>_info` as vs, as FIWARE's <command>_info.
- */
-export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptions): ResolvedRecord[] {
-  const { deviceId, map } = options;
+/** FIWARE's name for an entity's time: an attribute (mapped) to it sets the time of its group's readings. */
+const TIME_INSTANT = 'TimeInstant';
+
+function checkDeviceId(deviceId: unknown): void {
   if (typeof deviceId !== 'string' || deviceId.includes('/') || !isValidName(deviceId)) {
     fail(`device id "${String(deviceId)}" is not a valid SenML name part`, undefined, 'deviceId');
   }
+}
+
+/** The group's time: its leading timestamp, or the value of its TimeInstant attribute, or `now`. */
+function groupTime(group: UlMeasureGroup, map: UlMap | undefined, now: number, g: number): number {
+  let text = group.timestamp;
+  let field = 'timestamp';
+  for (const { key, value } of group.measures) {
+    if (attribute(map, key).name !== TIME_INSTANT) continue;
+    if (text !== undefined) fail(`the group has a timestamp and a ${TIME_INSTANT} attribute "${key}": send one of them`, g, key);
+    text = value;
+    field = key;
+  }
+  if (text === undefined) return now;
+  const t = parseIsoTime(text);
+  if (Number.isNaN(t)) fail(`"${text}" is not an ISO 8601 timestamp`, g, field);
+  return t;
+}
+
+/**
+ * Records of a measure payload. A group's readings take its leading timestamp or, as FIWARE's agent
+ * does, the value of an attribute the map names TimeInstant (which is no reading itself), else
+ * `now`. A command result group (FIWARE's polling form) becomes `<device>/<command>_info` as vs,
+ * as FIWARE's <command>_info; it names its device, so it needs no deviceId.
+ */
+export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptions): ResolvedRecord[] {
+  const { deviceId, map } = options;
+  if (deviceId !== undefined && deviceId !== '') checkDeviceId(deviceId);
   const now = options.now ?? Date.now() / 1000;
   const out: ResolvedRecord[] = [];
   const groups = parseUltralight(text);
@@ -349,13 +378,12 @@ export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptio
       out.push({ n: nameFor(c.deviceId, `${c.command}_info`, g, c.command), t: now, vs });
       continue;
     }
-    let t = now;
-    if (group.timestamp !== undefined) {
-      t = parseIsoTime(group.timestamp);
-      if (Number.isNaN(t)) fail(`"${group.timestamp}" is not an ISO 8601 timestamp`, g, 'timestamp');
-    }
+    if (!deviceId) fail("no device id (msg.device.id or the node's Device ID): measures do not name their device, only a command result does", g, 'deviceId');
+    const t = groupTime(group, map, now, g);
+    const first = out.length;
     for (const { key, value } of group.measures) {
       const attr = attribute(map, key);
+      if (attr.name === TIME_INSTANT) continue;
       const r: ResolvedRecord = { n: nameFor(deviceId, attr.name, g, key), t };
       const type = attr.type?.toLowerCase();
       if (type !== undefined && NUMBER_TYPES.has(type)) {
@@ -372,6 +400,7 @@ export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptio
       }
       out.push(r);
     }
+    if (out.length === first) fail(`the group holds only its ${TIME_INSTANT}: no reading`, g);
   }
   return out;
 }

@@ -31,7 +31,8 @@ export function ultralightConverter(options: UltralightOptions): Converter {
 
     decode(msg: ConvertibleMessage, now: number) {
       if (!isWireData(msg.payload)) throw new CodecError('ultralight', 'expected UltraLight 2.0 text as a string or a Buffer');
-      return { records: ulToRecords(msg.payload, { deviceId: deviceOf(msg, options), map: options.map, now }), format: 'ultralight' };
+      // No device id is fine for command results (they name their device); ulToRecords refuses measures without one.
+      return { records: ulToRecords(msg.payload, { deviceId: msg.device?.id || options.deviceId, map: options.map, now }), format: 'ultralight' };
     },
 
     encode(msg: ConvertibleMessage) {

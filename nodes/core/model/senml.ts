@@ -144,7 +144,12 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
     if (version !== undefined) {
       if (!Number.isInteger(version) || version < 0) fail('expected a non-negative integer', i, 'bver');
       if (version > SENML_VERSION) fail(`version ${version} is newer than ${SENML_VERSION}, which this system understands`, i, 'bver');
-      if (bver !== undefined && bver !== version) fail('all records of a pack must have the same version', i, 'bver');
+      // A record before the first bver is version 10 (the default), so a later bver must agree with
+      // it: stamping the earlier records with the later version would misread them.
+      const before = bver ?? SENML_VERSION;
+      if (i > 0 && version !== before) {
+        fail(`version ${version} disagrees with version ${before} of the records before it (a record without bver is version ${SENML_VERSION}); a pack has one version`, i, 'bver');
+      }
       bver = version;
     }
     const baseName = str(rec.bn, 'bn', i);
@@ -194,8 +199,7 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
     }
     const vd = str(rec.vd, 'vd', i);
     if (vd !== undefined) {
-      if (!BASE64URL_RE.test(vd) || vd.length % 4 === 1) fail('expected base64url data without padding', i, 'vd');
-      r.vd = vd;
+      r.vd = unpadded(vd, i);
       values++;
     }
     if (values > 1) fail('a record holds exactly one of v, vs, vb, vd', i);
@@ -217,6 +221,21 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
   if (bver !== undefined && bver !== SENML_VERSION) for (const r of out) r.bver = bver;
   if (!sorted) out.sort((a, b) => a.t - b.t); // Array.prototype.sort is stable
   return out;
+}
+
+/**
+ * base64url data without its padding: senders should omit it (RFC 8428 section 6) but some write
+ * it, so up to two '=' are accepted when they make the length a multiple of 4, and dropped.
+ */
+function unpadded(vd: string, index: number): string {
+  let end = vd.length;
+  while (end > 0 && vd.charCodeAt(end - 1) === 61 /* = */) end--;
+  const padding = vd.length - end;
+  const data = padding === 0 ? vd : vd.slice(0, end);
+  if (!BASE64URL_RE.test(data) || data.length % 4 === 1 || (padding > 0 && (padding > 2 || vd.length % 4 !== 0))) {
+    fail('expected base64url data (RFC 4648 section 5; padding, if any, to a multiple of 4 characters)', index, 'vd');
+  }
+  return data;
 }
 
 function isBaseOnly(rec: SenMLRecord): boolean {

@@ -20,6 +20,7 @@
 import { TOKEN_BYTES } from '../devices/udp-tokens';
 import { decodeDevicePayload, scopeToDevice, type Decoded } from '../devices/ingest';
 import { detectSenmlFormat } from '../codecs/senml-common';
+import { CodecError } from '../errors';
 
 export const DATAGRAM_VERSION = 1;
 /** Bytes before the payload, besides the serial: version, serial length, token, payload type. */
@@ -121,7 +122,8 @@ export function encodeDatagram({ serial, token, type, payload }: DatagramFields)
   return out;
 }
 
-export type DecodedPayload = { ok: true; decoded: Decoded } | { ok: false; reason: string };
+/** `internal` marks a failure that is our bug, not the payload's (still a refusal: the listener must not crash). */
+export type DecodedPayload = { ok: true; decoded: Decoded } | { ok: false; reason: string; internal?: true };
 
 /**
  * Decodes a datagram's payload for the (authenticated) device `serial`; never throws. Record
@@ -176,7 +178,8 @@ export function decodeDatagramPayload(type: PayloadTypeCode, payload: Uint8Array
     scopeToDevice(decoded.records, serial);
     return { ok: true, decoded };
   } catch (err) {
-    return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+    if (err instanceof CodecError) return { ok: false, reason: err.message };
+    return { ok: false, reason: `internal error: ${err instanceof Error ? err.message : String(err)}`, internal: true };
   }
 }
 

@@ -41,7 +41,7 @@ import { authenticateDeviceKey, type DeviceDirectory, type DeviceIdentity } from
 import { decodeDevicePayload, deviceMessage, scopeToDevice, type Decoded } from '../devices/ingest';
 import type { RateLimiter } from '../devices/rate-limit';
 import type { UdpTokens } from '../devices/udp-tokens';
-import { asCodecError, CodecError } from '../errors';
+import { CodecError } from '../errors';
 import type { CanonicalMessage } from '../model/message';
 import { validateResolved } from '../model/senml';
 import { authorizeApiKey } from '../auth/api-key-store';
@@ -277,29 +277,25 @@ function firstNonSpace(body: Buffer): number {
 export function decodeBody(kind: BodyKind, body: Buffer, serial: string, now: number): Decoded {
   if (body.length === 0) throw new CodecError(kind, 'the body is empty');
   let decoded: Decoded;
-  try {
-    switch (kind) {
-      case 'senml+json':
-        decoded = { records: scopeToDevice(decodeSenmlJson(body, { now }), serial), format: 'senml+json' };
-        break;
-      case 'senml+cbor':
-        decoded = { records: scopeToDevice(decodeSenmlCbor(body, { now }), serial), format: 'senml+cbor' };
-        break;
-      case 'senml+xml':
-        decoded = { records: scopeToDevice(decodeSenmlXml(body, { now }), serial), format: 'senml+xml' };
-        break;
-      case 'ultralight':
-        decoded = decodeDevicePayload('ultralight', body, serial, now);
-        break;
-      case 'json':
-        decoded =
-          firstNonSpace(body) === 0x5b /* [ */
-            ? { records: scopeToDevice(decodeSenmlJson(body, { now }), serial), format: 'senml+json' }
-            : decodeDevicePayload('attributes', body, serial, now);
-        break;
-    }
-  } catch (err) {
-    throw asCodecError(kind, err);
+  switch (kind) {
+    case 'senml+json':
+      decoded = { records: scopeToDevice(decodeSenmlJson(body, { now }), serial), format: 'senml+json' };
+      break;
+    case 'senml+cbor':
+      decoded = { records: scopeToDevice(decodeSenmlCbor(body, { now }), serial), format: 'senml+cbor' };
+      break;
+    case 'senml+xml':
+      decoded = { records: scopeToDevice(decodeSenmlXml(body, { now }), serial), format: 'senml+xml' };
+      break;
+    case 'ultralight':
+      decoded = decodeDevicePayload('ultralight', body, serial, now);
+      break;
+    case 'json':
+      decoded =
+        firstNonSpace(body) === 0x5b /* [ */
+          ? { records: scopeToDevice(decodeSenmlJson(body, { now }), serial), format: 'senml+json' }
+          : decodeDevicePayload('attributes', body, serial, now);
+      break;
   }
   if (decoded.records.length === 0) throw new CodecError(decoded.format, 'the body holds no readings');
   validateResolved(decoded.records, decoded.format); // the device's prefix may push a name past its limit
@@ -454,7 +450,8 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
     try {
       decoded = decodeBody(kind, req.body, device.serial, receivedAt / 1000);
     } catch (err) {
-      const e = asCodecError(kind, err);
+      if (!(err instanceof CodecError)) throw err; // a bug, not a bad body: 500
+      const e = err;
       options.onInvalidBody?.(e, device);
       return problem('invalid-body', e.message, { format: e.format, reason: e.reason, index: e.index, field: e.field });
     }

@@ -1,6 +1,7 @@
 /** The two engines every storage test runs against: a fresh database on the real server, PGlite in memory. */
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
-import { freshDatabase } from '../support/servers';
+import { migrate } from '../../nodes/core/db/migrate';
+import { freshDatabase } from './servers';
 
 export interface Engine {
   name: 'PostgreSQL' | 'PGlite';
@@ -16,4 +17,17 @@ export const ENGINES: readonly Engine[] = [
 /** PGlite takes about 2 s to start (more on a busy machine). */
 export const OPEN_TIMEOUT_MS = 30_000;
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/**
+ * The database a describe block of storage tests shares: opened and migrated before its tests
+ * (within OPEN_TIMEOUT_MS), handed to opened() for the block's own setup, closed after them.
+ */
+export function withMigratedDatabase(engine: Engine, opened: (db: SqlClient) => void): void {
+  let db: SqlClient | undefined;
+  before(async function () {
+    this.timeout(OPEN_TIMEOUT_MS);
+    db = await engine.open();
+    await migrate(db);
+    opened(db);
+  });
+  after(async () => db?.close());
+}
