@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import type { SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
 import { BUSINESS_ENTITIES, ENTITIES, SQL_TYPE, type Entity } from '../../nodes/core/stores/business-entities';
-import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 /** information_schema's udt_name of each SQL type the descriptions use. */
 const UDT: Record<string, string> = {

@@ -10,7 +10,7 @@ import { CommandRouter } from '../../nodes/core/devices/commands';
 import { SessionRegistry } from '../../nodes/core/devices/sessions';
 import { createCommandEndpoint, type CommandEndpoint, type CommandRequest } from '../../nodes/core/protocol/http-commands';
 import { createBusinessStore } from '../../nodes/core/stores/business';
-import { ENGINES, OPEN_TIMEOUT_MS } from './engines';
+import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 const PGLITE = ENGINES.find((e) => e.name === 'PGlite')!;
 
