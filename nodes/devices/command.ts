@@ -20,6 +20,8 @@ import { readBody } from '../core/protocol/http-ingest';
 import { jsonResponse, problem, type HttpResponse, type ProblemSlug } from '../core/protocol/problem';
 import { authenticateApiKey } from '../core/stores/business';
 import { gatewayOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, reply, type RouteRequest } from '../shared/http-routes';
 
@@ -62,10 +64,11 @@ const SLUGS: Record<string, ProblemSlug> = {
 };
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function CommandNode(this: Node, def: CommandDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = gatewayOf(RED, node, def.gateway);
+    const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     const router = gateway.commands;
     const timeoutMs = intField(def.timeout, 30, 1, MAX_TIMEOUT_MS / 1000) * 1000;
@@ -76,17 +79,12 @@ export = function register(RED: NodeAPI): void {
     let failed = 0;
     let closed = false;
 
-    let statusTimer: NodeJS.Timeout | undefined;
-    function statusSoon(): void {
-      if (closed) return;
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        if (closed) return;
-        const parts = [`${mine.size} waiting`, `${answered} answered`];
-        if (failed > 0) parts.push(`${failed} failed`);
-        node.status({ fill: failed > 0 ? 'yellow' : 'green', shape: mine.size > 0 ? 'dot' : 'ring', text: parts.join(', ') });
-      }, 250);
-    }
+    const status = throttledStatus(node, () => {
+      const parts = [t('conflux.status.waiting', { n: mine.size }), t('command.status.answered', { n: answered })];
+      if (failed > 0) parts.push(t('conflux.status.failed', { n: failed }));
+      return { fill: failed > 0 ? 'yellow' : 'green', shape: mine.size > 0 ? 'dot' : 'ring', text: parts.join(', ') };
+    });
+    const statusSoon = () => status.soon();
 
     node.on('input', (input, send, done) => {
       const msg = input as CommandMessage;
@@ -220,11 +218,11 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : 'ready' });
+    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : t('command.status.ready') });
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      status.close();
       for (const id of [...mine, ...held]) router.abandon(id, 'the command node is stopping');
       mine.clear();
       routes.unmount();
