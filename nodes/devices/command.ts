@@ -218,7 +218,7 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : t('command.status.ready') });
+    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : 'command.status.ready' });
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;

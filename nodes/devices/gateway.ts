@@ -13,7 +13,6 @@ import { SessionRegistry } from '../core/devices/sessions';
 import { UdpTokens } from '../core/devices/udp-tokens';
 import type { GatewayConfigNode, GatewayDeviceMessage, GatewayLimits, PostgresConfigNode } from '../shared/config-nodes';
 import { boolField, intField, textField } from '../shared/fields';
-import { translator } from '../shared/i18n';
 import { StatusFanout } from '../shared/status-fanout';
 
 interface GatewayDef extends NodeDef {
@@ -40,7 +39,6 @@ interface GatewayCredentials {
 }
 
 export = function register(RED: NodeAPI): void {
-  const t = translator(RED, __filename);
   function GatewayNode(this: GatewayConfigNode & { credentials?: GatewayCredentials }, def: GatewayDef) {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -52,7 +50,7 @@ export = function register(RED: NodeAPI): void {
       udpTokenTtlMs: intField(def.udpTokenTtl, 300, 1, 86_400) * 1000,
     };
     const database = def.database ? (RED.nodes.getNode(def.database) as PostgresConfigNode | null) : null;
-    const connection = new StatusFanout(t('conflux.status.notConnected'));
+    const connection = new StatusFanout();
     let directory: Promise<DeviceDirectory> | undefined;
     const sessions = new SessionRegistry(limits.maxSessions);
     const central = {

@@ -71,7 +71,7 @@ export = function register(RED: NodeAPI): void {
     const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     if ((RED.settings as { httpNodeRoot?: unknown }).httpNodeRoot === false) {
-      node.status({ fill: 'red', shape: 'ring', text: t('http-in.status.disabled') });
+      node.status({ fill: 'red', shape: 'ring', text: 'http-in.status.disabled' });
       node.warn('conflux-http-in: httpNodeRoot is false in the settings: no HTTP endpoint can be served');
       return;
     }
@@ -79,7 +79,7 @@ export = function register(RED: NodeAPI): void {
     const fiware = boolField(def.fiware, true);
     const fiwarePath = cleanPath(def.fiwarePath, '/iot/d');
     if (!base || (fiware && !fiwarePath)) {
-      node.status({ fill: 'red', shape: 'ring', text: t('http-in.status.invalidPath') });
+      node.status({ fill: 'red', shape: 'ring', text: 'http-in.status.invalidPath' });
       node.error('conflux-http-in: a path is made of /-separated parts of letters, digits and . _ ~ -');
       return;
     }

@@ -130,7 +130,7 @@ export = function register(RED: NodeAPI): void {
     let broker: MqttDeviceBroker | undefined;
     let client: MqttBrokerClient | undefined;
     gateway.connection.add(node);
-    node.status({ fill: 'grey', shape: 'ring', text: t('conflux.status.starting') });
+    node.status({ fill: 'grey', shape: 'ring', text: 'conflux.status.starting' });
 
     if (mode === 'broker') {
       const port = intField(def.port, DEFAULT_PORT, 0, 65_535);
@@ -140,7 +140,7 @@ export = function register(RED: NodeAPI): void {
       try {
         serverTls = tlsConfig.server(boolField(def.requireClientCert));
       } catch (err) {
-        node.status({ fill: 'red', shape: 'ring', text: t('mqtt-in.status.tlsInvalid') });
+        node.status({ fill: 'red', shape: 'ring', text: 'mqtt-in.status.tlsInvalid' });
         node.error(`conflux-mqtt-in: ${(err as Error).message}`);
       }
       const observerUser = textField(credentials.observerUser);
@@ -196,7 +196,7 @@ export = function register(RED: NodeAPI): void {
         return { fill, shape: state === 'connected' ? 'dot' : 'ring', text: `${t(STATE[state])}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120) };
       };
       if (!url) {
-        node.status({ fill: 'red', shape: 'ring', text: t('mqtt-in.status.noUrl') });
+        node.status({ fill: 'red', shape: 'ring', text: 'mqtt-in.status.noUrl' });
         node.error('conflux-mqtt-in: client mode needs the broker URL');
       } else {
         try {

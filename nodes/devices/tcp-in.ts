@@ -164,7 +164,7 @@ export = function register(RED: NodeAPI): void {
     poll.unref();
 
     gateway.connection.add(node);
-    node.status({ fill: 'grey', shape: 'ring', text: t('conflux.status.starting') });
+    node.status({ fill: 'grey', shape: 'ring', text: 'conflux.status.starting' });
     server.listen(port, host).then(
       (addr) => {
         listening = `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;

@@ -87,7 +87,7 @@ export = function register(RED: NodeAPI): void {
       onError: (err) => node.error(`conflux-udp-in: socket error: ${err.message}`),
     });
 
-    node.status({ fill: 'grey', shape: 'ring', text: t('conflux.status.starting') });
+    node.status({ fill: 'grey', shape: 'ring', text: 'conflux.status.starting' });
     let closed = false;
     server.listen().then(
       (addr) => {

@@ -49,12 +49,8 @@ export function throttledStatus(node: Node, compute: () => NodeStatus | undefine
 export class StatusFanout {
   private readonly users = new Set<Node>();
   private waiting: (() => void)[] = [];
-  private current: NodeStatus;
-
-  /** `notConnected`: the text shown until the first set(), from the config node's catalog. */
-  constructor(notConnected: string) {
-    this.current = { fill: 'grey', shape: 'ring', text: notConnected };
-  }
+  // A catalog key: the editor shows it in the browser's language.
+  private current: NodeStatus = { fill: 'grey', shape: 'ring', text: 'conflux.status.notConnected' };
 
   add(node: Node): void {
     this.users.add(node);

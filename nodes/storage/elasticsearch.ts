@@ -27,7 +27,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const creds = node.credentials ?? {};
-    const connection = new StatusFanout(t('conflux.status.notConnected'));
+    const connection = new StatusFanout();
     (node as { connection: StatusFanout }).connection = connection;
     (node as { indexPrefix: string }).indexPrefix = textField(def.indexPrefix) || 'conflux';
     let nodes: string[] = [];

@@ -57,12 +57,13 @@ export = function register(RED: NodeAPI): void {
     const embedded = !isServerConfig(config);
     const dir = embeddedDir();
     const label = embedded ? `embedded (PGlite${dir === 'memory://' ? ', in memory' : ''})` : 'PostgreSQL';
-    const shown = embedded ? t(dir === 'memory://' ? 'postgres.status.embeddedMemory' : 'postgres.status.embedded') : 'PostgreSQL';
+    // A key the editor translates into the browser's language (a config node's status shows on other nodes: common catalog).
+    const shown = embedded ? (dir === 'memory://' ? 'conflux.status.embeddedMemory' : 'conflux.status.embedded') : 'PostgreSQL';
     (node as { embedded: boolean }).embedded = embedded;
     // PGlite is one set of files: every config node naming the embedded store shares it.
     const key = embedded && dir !== 'memory://' ? `pglite:${dir}` : `postgres:${node.id}`;
     (node as { identity: string }).identity = key;
-    (node as { connection: StatusFanout }).connection = new StatusFanout(t('conflux.status.notConnected'));
+    (node as { connection: StatusFanout }).connection = new StatusFanout();
 
     let lease: Lease<Database> | undefined;
     let ping: NodeJS.Timeout | undefined;
@@ -109,7 +110,7 @@ export = function register(RED: NodeAPI): void {
           (err: Error) => {
             if (lease === mine) lease = undefined; // try again on the next use
             void mine.release();
-            node.connection.failed(`${shown}: ${err.message}`);
+            node.connection.failed(`${t(shown)}: ${err.message}`);
             node.warn(`cannot open ${label}: ${err.message}`);
           },
         );
@@ -120,7 +121,7 @@ export = function register(RED: NodeAPI): void {
     function check(): void {
       lease?.value
         .then((db) => db.sql.query('SELECT 1'))
-        .then(() => node.connection.connected(shown), (err: Error) => node.connection.failed(`${shown}: ${err.message}`));
+        .then(() => node.connection.connected(shown), (err: Error) => node.connection.failed(`${t(shown)}: ${err.message}`));
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {

@@ -42,7 +42,7 @@ export = function register(RED: NodeAPI): void {
       windowSize: intField(def.windowSize, 100, 1, 100_000),
       windowSeconds: intField(def.windowSeconds, 600, 1, 365 * 86_400),
     };
-    const connection = new StatusFanout(t('conflux.status.notConnected'));
+    const connection = new StatusFanout();
     (node as { connection: StatusFanout }).connection = connection;
     let config: RedisConfig;
     try {
@@ -70,7 +70,7 @@ export = function register(RED: NodeAPI): void {
     if (!isRedisConfigured(config)) {
       const store = createMemoryShortTerm({ ...limits, maxNames: intField(def.maxNames, 100_000, 1, 10_000_000) });
       (node as { store: ShortTermStore }).store = store;
-      connection.connected(t('redis.status.inProcess'));
+      connection.connected('conflux.status.inProcess');
       node.on('close', (_removed: boolean, done: () => void) => void connection.drained().then(() => store.close()).finally(done));
       return;
     }
