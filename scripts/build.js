@@ -13,14 +13,28 @@ const tsc = require.resolve('typescript/bin/tsc');
 fs.rmSync(path.join(root, 'dist', 'nodes'), { recursive: true, force: true });
 execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
 
-function copyTree(from, to, keep) {
+// Texts every node uses (status words, common labels) are written once, in
+// nodes/shared/locales/<lang>/common.json, and merged into each node's catalog here: Node-RED
+// gives each node file its own catalog namespace, with no shared one.
+const common = path.join(root, 'nodes', 'shared', 'locales');
+function withCommon(src, lang) {
+  const shared = path.join(common, lang, 'common.json');
+  if (!fs.existsSync(shared)) throw new Error(`${src}: no ${shared} for its language`);
+  return JSON.stringify({ ...JSON.parse(fs.readFileSync(shared, 'utf8')), ...JSON.parse(fs.readFileSync(src, 'utf8')) }, null, 2);
+}
+
+function copyTree(from, to, keep, lang) {
   for (const entry of fs.readdirSync(from, { withFileTypes: true })) {
     const src = path.join(from, entry.name);
     const dst = path.join(to, entry.name);
-    if (entry.isDirectory()) copyTree(src, dst, entry.name === 'locales' ? () => true : keep);
-    else if (keep(entry.name)) {
+    if (src === common) continue;
+    if (entry.isDirectory()) {
+      const inLocales = entry.name === 'locales' || lang !== undefined;
+      copyTree(src, dst, inLocales ? () => true : keep, entry.name === 'locales' ? null : inLocales ? entry.name : undefined);
+    } else if (keep(entry.name)) {
       fs.mkdirSync(to, { recursive: true });
-      fs.copyFileSync(src, dst);
+      if (lang && entry.name.endsWith('.json')) fs.writeFileSync(dst, withCommon(src, lang));
+      else fs.copyFileSync(src, dst);
     }
   }
 }

@@ -2,6 +2,7 @@ import type { NodeAPI, Node, NodeDef } from 'node-red';
 import { parseMode } from '../core/convert/converter';
 import { mapConverter } from '../core/convert/map';
 import { bindConverter } from '../shared/converter-node';
+import { translator } from '../shared/i18n';
 
 interface MapNodeDef extends NodeDef {
   mode?: string;
@@ -9,9 +10,10 @@ interface MapNodeDef extends NodeDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function MapNode(this: Node, config: MapNodeDef) {
     RED.nodes.createNode(this, config);
-    bindConverter(this, () => mapConverter(config.expression ?? ''), parseMode(config.mode));
+    bindConverter(this, t, () => mapConverter(config.expression ?? ''), parseMode(config.mode));
   }
   RED.nodes.registerType('conflux-map', MapNode);
 };

@@ -2,6 +2,7 @@ import type { NodeAPI, Node, NodeDef } from 'node-red';
 import { parseMode } from '../core/convert/converter';
 import { parseSenmlFormat, senmlConverter } from '../core/convert/senml';
 import { bindConverter } from '../shared/converter-node';
+import { translator } from '../shared/i18n';
 
 interface SenmlNodeDef extends NodeDef {
   mode?: string;
@@ -9,9 +10,10 @@ interface SenmlNodeDef extends NodeDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function SenmlNode(this: Node, config: SenmlNodeDef) {
     RED.nodes.createNode(this, config);
-    bindConverter(this, () => senmlConverter({ format: parseSenmlFormat(config.format) }), parseMode(config.mode));
+    bindConverter(this, t, () => senmlConverter({ format: parseSenmlFormat(config.format) }), parseMode(config.mode));
   }
   RED.nodes.registerType('conflux-senml', SenmlNode);
 };

@@ -2,6 +2,7 @@ import type { NodeAPI, Node, NodeDef } from 'node-red';
 import { parseMode } from '../core/convert/converter';
 import { parseUlMap, ultralightConverter } from '../core/convert/ultralight';
 import { bindConverter } from '../shared/converter-node';
+import { translator } from '../shared/i18n';
 
 interface UltralightNodeDef extends NodeDef {
   mode?: string;
@@ -10,9 +11,10 @@ interface UltralightNodeDef extends NodeDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function UltralightNode(this: Node, config: UltralightNodeDef) {
     RED.nodes.createNode(this, config);
-    bindConverter(this, () => ultralightConverter({ deviceId: config.deviceId ?? '', map: parseUlMap(config.map) }), parseMode(config.mode));
+    bindConverter(this, t, () => ultralightConverter({ deviceId: config.deviceId ?? '', map: parseUlMap(config.map) }), parseMode(config.mode));
   }
   RED.nodes.registerType('conflux-ultralight', UltralightNode);
 };

@@ -18,6 +18,8 @@ import { createCommandEndpoint, MAX_COMMAND_TIMEOUT_MS } from '../core/protocol/
 import { readBody } from '../core/protocol/http-ingest';
 import { problem } from '../core/protocol/problem';
 import { gatewayOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, preParsed, reply, type RouteRequest } from '../shared/http-routes';
 
@@ -46,10 +48,11 @@ type CommandMessage = NodeMessage & {
 const MAX_TIMEOUT_MS = MAX_COMMAND_TIMEOUT_MS;
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function CommandNode(this: Node, def: CommandDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = gatewayOf(RED, node, def.gateway);
+    const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     const router = gateway.commands;
     const timeoutMs = intField(def.timeout, 30, 1, MAX_TIMEOUT_MS / 1000) * 1000;
@@ -60,17 +63,11 @@ export = function register(RED: NodeAPI): void {
     let failed = 0;
     let closed = false;
 
-    let statusTimer: NodeJS.Timeout | undefined;
-    function statusSoon(): void {
-      if (closed) return;
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        if (closed) return;
-        const parts = [`${mine.size} waiting`, `${answered} answered`];
-        if (failed > 0) parts.push(`${failed} failed`);
-        node.status({ fill: failed > 0 ? 'yellow' : 'green', shape: mine.size > 0 ? 'dot' : 'ring', text: parts.join(', ') });
-      }, 250);
-    }
+    const status = throttledStatus(node, () => {
+      const parts = [t('conflux.status.waiting', { n: mine.size }), t('command.status.answered', { n: answered })];
+      if (failed > 0) parts.push(t('conflux.status.failed', { n: failed }));
+      return { fill: failed > 0 ? 'yellow' : 'green', shape: mine.size > 0 ? 'dot' : 'ring', text: parts.join(', ') };
+    });
 
     node.on('input', (input, send, done) => {
       const msg = input as CommandMessage;
@@ -92,20 +89,20 @@ export = function register(RED: NodeAPI): void {
       const fail = (err: Error) => {
         if (closed) return done();
         failed++;
-        statusSoon();
+        status.soon();
         msg.reason = err instanceof CommandError ? err.code : 'refused';
         done(new Error(`conflux-command: ${err.message}`));
       };
       router.send(target.tenant, target.serial, command, { timeoutMs: wait, queueIfOffline, expiresInMs }).then((ticket) => {
         msg.commandId = ticket.id;
         mine.add(ticket.id);
-        statusSoon();
+        status.soon();
         ticket.answer.then(
           (result) => {
             mine.delete(ticket.id);
             if (closed) return done();
             answered++;
-            statusSoon();
+            status.soon();
             send({ ...msg, payload: result, command: { id: ticket.id, ...command }, device: { tenant: target.tenant, id: target.serial } } as NodeMessage);
             done();
           },
@@ -153,7 +150,7 @@ export = function register(RED: NodeAPI): void {
         };
         endpoint.handle(request).then(
           (response) => {
-            statusSoon();
+            status.soon();
             reply(res, response);
           },
           (err: Error) => {
@@ -170,11 +167,11 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : 'ready' });
+    node.status({ fill: 'green', shape: 'ring', text: base ? `POST ${base}/:serial/commands` : 'command.status.ready' });
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      status.close();
       endpoint.close('the command node is stopping');
       for (const id of mine) router.abandon(id, 'the command node is stopping');
       mine.clear();

@@ -21,6 +21,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { createHttpIngest, readBody, type HttpResponse, type IngestRequest, type IngestRoute } from '../core/protocol/http-ingest';
 import { problem } from '../core/protocol/problem';
 import { gatewayOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { acknowledgement, trackCompletion } from '../shared/completion';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, preParsed, reply, type RouteRequest } from '../shared/http-routes';
@@ -36,7 +38,6 @@ interface HttpInDef extends NodeDef {
   ack?: string;
 }
 
-const STATUS_EVERY_MS = 250;
 
 
 function queryOf(url: string | undefined): Record<string, string> {
@@ -55,13 +56,14 @@ function hasBody(req: IncomingMessage): boolean {
 
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function HttpInNode(this: Node, def: HttpInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = gatewayOf(RED, node, def.gateway);
+    const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     if ((RED.settings as { httpNodeRoot?: unknown }).httpNodeRoot === false) {
-      node.status({ fill: 'red', shape: 'ring', text: 'HTTP nodes are disabled' });
+      node.status({ fill: 'red', shape: 'ring', text: 'http-in.status.disabled' });
       node.warn('conflux-http-in: httpNodeRoot is false in the settings: no HTTP endpoint can be served');
       return;
     }
@@ -69,7 +71,7 @@ export = function register(RED: NodeAPI): void {
     const fiware = boolField(def.fiware, true);
     const fiwarePath = cleanPath(def.fiwarePath, '/iot/d');
     if (!base || (fiware && !fiwarePath)) {
-      node.status({ fill: 'red', shape: 'ring', text: 'invalid path' });
+      node.status({ fill: 'red', shape: 'ring', text: 'http-in.status.invalidPath' });
       node.error('conflux-http-in: a path is made of /-separated parts of letters, digits and . _ ~ -');
       return;
     }
@@ -87,20 +89,14 @@ export = function register(RED: NodeAPI): void {
     let accepted = 0;
     const refused = new Map<number, number>();
     const report = boundedReporter(node);
-    let statusTimer: NodeJS.Timeout | undefined;
-    function showStatus(): void {
-      const parts = [`${accepted} accepted`];
-      if (inFlight.size > 0) parts.push(`${inFlight.size} in flight`);
-      for (const [status, n] of [...refused].sort((a, b) => a[0] - b[0])) parts.push(`${n}×${status}`);
+    const status = throttledStatus(node, () => {
+      const parts = [t('conflux.status.accepted', { n: accepted })];
+      if (inFlight.size > 0) parts.push(t('conflux.status.inFlight', { n: inFlight.size }));
+      for (const [code, n] of [...refused].sort((a, b) => a[0] - b[0])) parts.push(`${n}×${code}`);
       const busy = inFlight.size >= inFlight.max;
-      node.status({ fill: busy ? 'yellow' : 'green', shape: accepted > 0 ? 'dot' : 'ring', text: parts.join(', ') });
-    }
-    function statusSoon(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        showStatus();
-      }, STATUS_EVERY_MS);
-    }
+      return { fill: busy ? 'yellow' : 'green', shape: accepted > 0 ? 'dot' : 'ring', text: parts.join(', ') };
+    });
+    const statusSoon = () => status.soon();
 
     const limits = gateway.limits;
     const ingest = createHttpIngest({
@@ -165,18 +161,18 @@ export = function register(RED: NodeAPI): void {
         routes.mount(path, (req, res) => void serve(kind, req, res));
       } catch (err) {
         node.error(`conflux-http-in: ${(err as Error).message}`);
-        node.status({ fill: 'red', shape: 'ring', text: `${path} already in use` });
+        node.status({ fill: 'red', shape: 'ring', text: t('http-in.status.pathInUse', { path }) });
       }
     }
     mount(`${base}/:serial/telemetry`, 'telemetry');
     mount(`${base}/:serial/tokens`, 'tokens');
     if (fiware) mount(fiwarePath!, 'fiware');
     gateway.connection.add(node);
-    showStatus();
+    status.now();
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      status.close();
       completion.close();
       routes.unmount();
       gateway.connection.remove(node);

@@ -16,12 +16,14 @@
  * device's connection is not read meanwhile, an external broker holds the rest — and, in broker
  * mode, past as many again waiting they are refused ('busy', MQTT 5 reason 0x97).
  */
-import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
 import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
 import { commandFromMessage, deviceFromMessage } from '../core/devices/commands';
 import type { Command } from '../core/protocol/mqtt-topics';
 import { gatewayOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, listField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
@@ -62,13 +64,22 @@ type CommandMessage = NodeMessage & {
 const DEFAULT_PORT = 1883;
 /** A flow that has not finished with a reading by then has it refused (the device sends it again). */
 const COMPLETE_TIMEOUT_MS = 30_000;
-const STATUS_EVERY_MS = 250;
+
+/** The status catalog key of each client state. */
+const STATE: Record<ClientState, string> = {
+  connecting: 'mqtt-in.status.connecting',
+  connected: 'mqtt-in.status.connected',
+  reconnecting: 'mqtt-in.status.reconnecting',
+  disconnected: 'mqtt-in.status.disconnected',
+  closed: 'mqtt-in.status.closed',
+};
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function MqttInNode(this: Node<MqttInCredentials>, def: MqttInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = gatewayOf(RED, node, def.gateway);
+    const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     const mode = def.mode === 'client' || (def.mode === 'auto' && textField(def.url) !== '') ? 'client' : 'broker';
     const maxInFlight = intField(def.maxInFlight, 1_000, 1, 1_000_000);
@@ -102,23 +113,24 @@ export = function register(RED: NodeAPI): void {
     }
 
     // ── Status ──
-    let statusTimer: NodeJS.Timeout | undefined;
-    let show: () => void = () => undefined;
+    let show: () => NodeStatus | undefined = () => undefined;
+    const status = throttledStatus(node, () => show());
     function statusSoon(): void {
-      if (closed) return;
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        if (!closed) show();
-      }, STATUS_EVERY_MS);
+      status.soon();
     }
-    const tail = (accepted: number) => `${accepted} readings${refused > 0 ? `, ${refused} refused` : ''}${handOff.waiting > 0 ? `, ${handOff.waiting} waiting` : ''}`;
+    const tail = (accepted: number) => {
+      const parts = [t('mqtt-in.status.readings', { n: accepted })];
+      if (refused > 0) parts.push(t('conflux.status.refused', { n: refused }));
+      if (handOff.waiting > 0) parts.push(t('conflux.status.waiting', { n: handOff.waiting }));
+      return parts.join(', ');
+    };
 
     const tlsConfig = tlsConfigOf(RED, def.tls);
 
     let broker: MqttDeviceBroker | undefined;
     let client: MqttBrokerClient | undefined;
     gateway.connection.add(node);
-    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+    node.status({ fill: 'grey', shape: 'ring', text: 'conflux.status.starting' });
 
     if (mode === 'broker') {
       const port = intField(def.port, DEFAULT_PORT, 0, 65_535);
@@ -128,7 +140,7 @@ export = function register(RED: NodeAPI): void {
       try {
         serverTls = tlsConfig.server(boolField(def.requireClientCert));
       } catch (err) {
-        node.status({ fill: 'red', shape: 'ring', text: 'TLS configuration invalid' });
+        node.status({ fill: 'red', shape: 'ring', text: 'mqtt-in.status.tlsInvalid' });
         node.error(`conflux-mqtt-in: ${(err as Error).message}`);
       }
       const observerUser = textField(credentials.observerUser);
@@ -155,21 +167,21 @@ export = function register(RED: NodeAPI): void {
       }));
       show = () => {
         const s = b.stats();
-        node.status({
+        return {
           fill: handOff.waiting > 0 ? 'yellow' : 'green',
           shape: s.sessions > 0 ? 'dot' : 'ring',
-          text: `${listening}${serverTls ? ' (TLS)' : ''}: ${s.sessions} device${s.sessions === 1 ? '' : 's'}, ${tail(s.accepted)}`,
-        });
+          text: `${listening}${serverTls ? ' (TLS)' : ''}: ${t(s.sessions === 1 ? 'mqtt-in.status.device' : 'mqtt-in.status.devices', { n: s.sessions })}, ${tail(s.accepted)}`,
+        };
       };
       // An invalid TLS configuration does not fall back to plain text: the node does not listen.
       if (serverTls || !tlsConfig.chosen) {
         b.listen().then(
           (addr) => {
             listening = `${host || '*'}:${addr.port}`;
-            if (!closed) show();
+            if (!closed) status.now();
           },
           (err: Error & { code?: string }) => {
-            node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? `port ${port} in use` : err.message.slice(0, 100) });
+            node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? t('conflux.status.portInUse', { port }) : err.message.slice(0, 100) });
             node.error(`conflux-mqtt-in: cannot listen on ${host || '*'}:${port}: ${err.message}`);
           },
         );
@@ -181,10 +193,10 @@ export = function register(RED: NodeAPI): void {
       show = () => {
         const s = client ? client.stats() : { accepted: 0 };
         const fill = state === 'connected' ? (handOff.waiting > 0 ? 'yellow' : 'green') : state === 'connecting' || state === 'reconnecting' ? 'yellow' : 'red';
-        node.status({ fill, shape: state === 'connected' ? 'dot' : 'ring', text: `${state}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120) });
+        return { fill, shape: state === 'connected' ? 'dot' : 'ring', text: `${t(STATE[state])}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120) };
       };
       if (!url) {
-        node.status({ fill: 'red', shape: 'ring', text: 'no broker URL' });
+        node.status({ fill: 'red', shape: 'ring', text: 'mqtt-in.status.noUrl' });
         node.error('conflux-mqtt-in: client mode needs the broker URL');
       } else {
         try {
@@ -214,7 +226,7 @@ export = function register(RED: NodeAPI): void {
             },
           }));
           c.start();
-          show();
+          status.now();
         } catch (err) {
           node.status({ fill: 'red', shape: 'ring', text: (err as Error).message.slice(0, 100) });
           node.error(`conflux-mqtt-in: ${(err as Error).message}`);
@@ -245,7 +257,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      status.close();
       handOff.close('the node is closing');
       Promise.all([broker?.close(), client?.close()])
         .catch((err: Error) => node.warn(`conflux-mqtt-in: ${err.message}`))

@@ -16,6 +16,8 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { frameTypeName } from '../core/protocol/frames';
 import { TcpDeviceServer, type TcpEventContext, type TcpEventError, type TcpTlsOptions } from '../core/protocol/tcp-server';
 import { gatewayOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
@@ -43,7 +45,6 @@ interface TcpInCredentials {
 const DEFAULT_TCP_PORT = 7100;
 /** A flow that has not finished with a message by then has it refused (the device sends it again). */
 const COMPLETE_TIMEOUT_MS = 30_000;
-const STATUS_EVERY_MS = 250;
 
 /** PEM from the credential when set, else from the file; undefined when neither is set. */
 function pem(data: string | undefined, file: string, what: string): string | undefined {
@@ -57,10 +58,11 @@ function pem(data: string | undefined, file: string, what: string): string | und
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function TcpInNode(this: Node<TcpInCredentials>, def: TcpInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = gatewayOf(RED, node, def.gateway);
+    const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     const port = intField(def.port, DEFAULT_TCP_PORT, 0, 65_535);
     const host = textField(def.host);
@@ -138,45 +140,39 @@ export = function register(RED: NodeAPI): void {
     });
 
     let listening = '';
-    let statusTimer: NodeJS.Timeout | undefined;
     let closed = false;
     let shown = '';
-    function showStatus(): void {
-      if (closed || !listening) return;
+    const status = throttledStatus(node, () => {
+      if (!listening) return undefined;
       const s = server.stats();
       const refused = s.refused + s.authFailures;
       let text: string;
-      if (s.sessions === 0 && s.accepted === 0 && refused === 0) text = `listening on ${listening}${tlsOptions ? ' (TLS)' : ''}`;
+      if (s.sessions === 0 && s.accepted === 0 && refused === 0) text = t(tlsOptions ? 'conflux.status.listeningTls' : 'conflux.status.listening', { address: listening });
       else {
-        const parts = [`${s.sessions} session${s.sessions === 1 ? '' : 's'}`];
-        if (s.accepted > 0) parts.push(`${s.accepted} accepted`);
-        if (refused > 0) parts.push(`${refused} refused`);
+        const parts = [t(s.sessions === 1 ? 'tcp-in.status.session' : 'tcp-in.status.sessions', { n: s.sessions })];
+        if (s.accepted > 0) parts.push(t('conflux.status.accepted', { n: s.accepted }));
+        if (refused > 0) parts.push(t('conflux.status.refused', { n: refused }));
         text = parts.join(', ');
       }
-      if (text === shown) return;
+      if (text === shown) return undefined;
       shown = text;
-      node.status({ fill: 'green', shape: s.sessions > 0 ? 'dot' : 'ring', text });
-    }
-    function statusSoon(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        showStatus();
-      }, STATUS_EVERY_MS);
-    }
+      return { fill: 'green', shape: s.sessions > 0 ? 'dot' : 'ring', text };
+    });
+    const statusSoon = () => status.soon();
     // Sessions come and go without a frame: look now and then.
-    const poll = setInterval(showStatus, 2_000);
+    const poll = setInterval(status.now, 2_000);
     poll.unref();
 
     gateway.connection.add(node);
-    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+    node.status({ fill: 'grey', shape: 'ring', text: 'conflux.status.starting' });
     server.listen(port, host).then(
       (addr) => {
         listening = `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
-        showStatus();
+        status.now();
       },
       (err: Error & { code?: string }) => {
         if (closed) return;
-        node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? `port ${port} in use` : err.message.slice(0, 100) });
+        node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? t('conflux.status.portInUse', { port }) : err.message.slice(0, 100) });
         node.error(`conflux-tcp-in: cannot listen on ${where}: ${err.message}`);
       },
     );
@@ -184,7 +180,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
       clearInterval(poll);
-      if (statusTimer) clearTimeout(statusTimer);
+      status.close();
       handOff.close('the listener is stopping'); // what waits is not ACKed: the device sends it again
       server
         .close('the listener is stopping')

@@ -12,6 +12,8 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { DROP_REASONS, UdpServer, type UdpDropReason, type UdpRemote } from '../core/protocol/udp-server';
 import { gatewayOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { trackCompletion } from '../shared/completion';
 import { intField, textField } from '../shared/fields';
 import { boundedReporter } from '../shared/reporter';
@@ -26,25 +28,26 @@ interface UdpInDef extends NodeDef {
 const DEFAULT_UDP_PORT = 41234;
 /** A reading the flow has not finished with by then no longer counts in flight. */
 const COMPLETE_TIMEOUT_MS = 30_000;
-const STATUS_EVERY_MS = 250;
 
+/** The status catalog key of each drop reason. */
 const LABEL: Record<UdpDropReason, string> = {
-  oversized: 'oversized',
-  malformed: 'malformed',
-  replayed: 'replayed',
-  unknown: 'unknown token',
-  foreign: 'foreign',
-  expired: 'expired',
-  'rate-limited': 'rate-limited',
-  busy: 'busy',
-  undecodable: 'undecodable',
+  oversized: 'udp-in.status.oversized',
+  malformed: 'udp-in.status.malformed',
+  replayed: 'udp-in.status.replayed',
+  unknown: 'udp-in.status.unknownToken',
+  foreign: 'udp-in.status.foreign',
+  expired: 'udp-in.status.expired',
+  'rate-limited': 'udp-in.status.rateLimited',
+  busy: 'udp-in.status.busy',
+  undecodable: 'udp-in.status.undecodable',
 };
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function UdpInNode(this: Node, def: UdpInDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const gateway = gatewayOf(RED, node, def.gateway);
+    const gateway = gatewayOf(RED, t, node, def.gateway);
     if (!gateway) return;
     const port = intField(def.port, DEFAULT_UDP_PORT, 0, 65_535);
     const host = textField(def.host);
@@ -58,19 +61,13 @@ export = function register(RED: NodeAPI): void {
     }
 
     let listening = '';
-    let statusTimer: NodeJS.Timeout | undefined;
-    function showStatus(): void {
+    const status = throttledStatus(node, () => {
       const { accepted, dropped } = server.stats();
-      const drops = DROP_REASONS.filter((r) => dropped[r] > 0).map((r) => `${dropped[r]} ${LABEL[r]}`);
-      if (accepted === 0 && drops.length === 0) node.status({ fill: 'green', shape: 'ring', text: `listening on ${listening}` });
-      else node.status({ fill: 'green', shape: 'dot', text: [`${accepted} accepted`, ...drops].join(', ') });
-    }
-    function statusSoon(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        showStatus();
-      }, STATUS_EVERY_MS);
-    }
+      const drops = DROP_REASONS.filter((r) => dropped[r] > 0).map((r) => t(LABEL[r], { n: dropped[r] }));
+      if (accepted === 0 && drops.length === 0) return { fill: 'green', shape: 'ring', text: t('conflux.status.listening', { address: listening }) };
+      return { fill: 'green', shape: 'dot', text: [t('conflux.status.accepted', { n: accepted }), ...drops].join(', ') };
+    });
+    const statusSoon = () => status.soon();
 
     const server = new UdpServer({
       port,
@@ -90,23 +87,23 @@ export = function register(RED: NodeAPI): void {
       onError: (err) => node.error(`conflux-udp-in: socket error: ${err.message}`),
     });
 
-    node.status({ fill: 'grey', shape: 'ring', text: 'starting' });
+    node.status({ fill: 'grey', shape: 'ring', text: 'conflux.status.starting' });
     let closed = false;
     server.listen().then(
       (addr) => {
         listening = `${addr.address}:${addr.port}`;
-        if (!closed) showStatus();
+        if (!closed) status.now();
       },
       (err: Error & { code?: string }) => {
         const where = `${host || '*'}:${port}`;
-        node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? `port ${port} in use` : err.message.slice(0, 100) });
+        node.status({ fill: 'red', shape: 'ring', text: err.code === 'EADDRINUSE' ? t('conflux.status.portInUse', { port }) : err.message.slice(0, 100) });
         node.error(`conflux-udp-in: cannot listen on ${where}: ${err.message}`);
       },
     );
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      status.close();
       completion.close();
       server.close().finally(() => {
         node.status({});

@@ -5,26 +5,27 @@
  */
 import type { Node, NodeAPI } from 'node-red';
 import type { GatewayConfigNode, PostgresConfigNode } from './config-nodes';
+import type { Translate } from './i18n';
 
 /** The config node `id` names, or undefined after marking the node and failing its messages. */
-export function configOf<T>(RED: NodeAPI, node: Node, id: string | undefined, type: string): T | undefined {
+export function configOf<T>(RED: NodeAPI, t: Translate, node: Node, id: string | undefined, type: string): T | undefined {
   const config = id ? (RED.nodes.getNode(id) as T | null) : null;
   if (config) return config;
   const reason = `no ${type} configured`;
-  node.status({ fill: 'red', shape: 'ring', text: reason });
+  node.status({ fill: 'red', shape: 'ring', text: t('conflux.status.noConfig', { type }) });
   node.error(reason);
   node.on('input', (_msg, _send, done) => done(new Error(reason)));
   return undefined;
 }
 
-export function databaseOf(RED: NodeAPI, node: Node, id: string | undefined): PostgresConfigNode | undefined {
-  const config = configOf<PostgresConfigNode>(RED, node, id, 'conflux-postgres database');
+export function databaseOf(RED: NodeAPI, t: Translate, node: Node, id: string | undefined): PostgresConfigNode | undefined {
+  const config = configOf<PostgresConfigNode>(RED, t, node, id, 'conflux-postgres');
   config?.connection.add(node);
   return config;
 }
 
-export function gatewayOf(RED: NodeAPI, node: Node, id: string | undefined): GatewayConfigNode | undefined {
-  return configOf<GatewayConfigNode>(RED, node, id, 'conflux-gateway');
+export function gatewayOf(RED: NodeAPI, t: Translate, node: Node, id: string | undefined): GatewayConfigNode | undefined {
+  return configOf<GatewayConfigNode>(RED, t, node, id, 'conflux-gateway');
 }
 
 /** Runs the node's own close work, then lets the config node close. */

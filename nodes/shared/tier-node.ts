@@ -18,6 +18,8 @@ import type { Node, NodeMessage } from 'node-red';
 import { validateResolved, type ResolvedRecord } from '../core/model/senml';
 import { QueueFullError } from '../core/stores/batcher';
 import type { Reading } from '../core/stores/types';
+import type { Translate } from './i18n';
+import { throttledStatus } from './status-fanout';
 
 export interface TierHandlers {
   /** Resolves when the readings are stored. */
@@ -39,34 +41,32 @@ type TierMessage = NodeMessage & {
   device?: { tenant?: unknown };
 };
 
-const STATUS_INTERVAL_MS = 500;
-
 export function tenantOf(msg: { device?: { tenant?: unknown }; tenant?: unknown }, fallback: string): string {
   const t = msg.device?.tenant ?? msg.tenant;
   return typeof t === 'string' && t !== '' ? t : fallback;
 }
 
-export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: string): void {
+export function bindTier(node: Node, t: Translate, handlers: TierHandlers, defaultTenant: string): void {
   let written = 0;
   let skipped = 0;
   let failures = 0;
   let lastError = '';
   let full = false;
-  let timer: NodeJS.Timeout | undefined;
 
-  const showStatus = () => {
-    timer = undefined;
+  const status = throttledStatus(node, () => {
     const pending = handlers.pending?.() ?? 0;
-    const text = `${written} stored${skipped > 0 ? `, ${skipped} already` : ''}${pending > 0 ? `, ${pending} queued` : ''}`;
-    if (full) node.status({ fill: 'yellow', shape: 'ring', text: `${text}, queue full` });
-    else if (failures > 0) node.status({ fill: 'red', shape: 'ring', text: `${text}, ${failures} failed: ${lastError}`.slice(0, 120) });
-    else node.status({ fill: 'green', shape: 'dot', text });
+    const parts = [t('conflux.status.stored', { n: written })];
+    if (skipped > 0) parts.push(t('conflux.status.already', { n: skipped }));
+    if (pending > 0) parts.push(t('conflux.status.queued', { n: pending }));
+    const text = parts.join(', ');
+    const wasFull = full;
     full = false;
-    if (pending > 0) scheduleStatus(); // keep the queue count fresh while it drains
-  };
-  const scheduleStatus = () => {
-    if (!timer) timer = setTimeout(showStatus, STATUS_INTERVAL_MS);
-  };
+    if (pending > 0) status.soon(); // keep the queue count fresh while it drains
+    if (wasFull) return { fill: 'yellow', shape: 'ring', text: `${text}, ${t('conflux.status.queueFull')}` };
+    if (failures > 0) return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failures, reason: lastError })}`.slice(0, 120) };
+    return { fill: 'green', shape: 'dot', text };
+  });
+  const scheduleStatus = () => status.soon();
   const fail = (err: Error, done: (err?: Error) => void) => {
     if (err instanceof QueueFullError) full = true;
     else {
@@ -120,7 +120,6 @@ export function bindTier(node: Node, handlers: TierHandlers, defaultTenant: stri
   });
 
   node.on('close', () => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
+    status.close();
   });
 }

@@ -1,6 +1,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { createBusinessStore, type BusinessStore } from '../core/stores/business';
 import { closeAfter, databaseOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
+import { throttledStatus } from '../shared/status-fanout';
 import { textField } from '../shared/fields';
 import { tenantOf } from '../shared/tier-node';
 
@@ -48,16 +50,23 @@ function run(store: BusinessStore, action: Action, tenant: string, entity: strin
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function BusinessNode(this: Node, def: BusinessDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const db = databaseOf(RED, node, def.database);
+    const db = databaseOf(RED, t, node, def.database);
     if (!db) return;
     const store = db.sql().then((sql) => createBusinessStore(sql));
     store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
     const defaultTenant = textField(def.tenant) || 'default';
     let done = 0;
     let failed = 0;
+    let lastError = '';
+    const status = throttledStatus(node, () => {
+      const text = t('business.status.done', { n: done });
+      if (lastError) return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failed, reason: lastError })}`.slice(0, 120) };
+      return { fill: 'green', shape: 'dot', text: failed ? `${text}, ${t('conflux.status.failed', { n: failed })}` : text };
+    });
 
     node.on('input', (input, send, finish) => {
       const msg = input as BusinessMessage;
@@ -78,18 +87,20 @@ export = function register(RED: NodeAPI): void {
               else delete msg.cursor;
             } else msg.payload = result;
             done++;
-            node.status({ fill: 'green', shape: 'dot', text: `${done} done${failed ? `, ${failed} failed` : ''}` });
+            lastError = '';
+            status.soon();
             send(msg);
             finish();
           },
           (err: Error) => {
             failed++;
-            node.status({ fill: 'red', shape: 'ring', text: `${done} done, ${failed} failed: ${err.message}`.slice(0, 120) });
+            lastError = err.message;
+            status.soon();
             finish(err);
           },
         );
     });
-    closeAfter(node, db, async () => undefined);
+    closeAfter(node, db, async () => status.close());
   }
   RED.nodes.registerType('conflux-business', BusinessNode);
 };

@@ -7,6 +7,7 @@ import type { NodeAPI, NodeDef } from 'node-red';
 import type { ElasticConfigNode, ElasticCredentials } from '../shared/config-nodes';
 import { openElasticsearch, parseNodes } from '../core/stores/elasticsearch';
 import { boolField, textField } from '../shared/fields';
+import { translator } from '../shared/i18n';
 import { StatusFanout } from '../shared/status-fanout';
 
 interface ElasticDef extends NodeDef {
@@ -21,6 +22,7 @@ interface ElasticDef extends NodeDef {
 const PING_MS = 30_000;
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function ElasticNode(this: ElasticConfigNode, def: ElasticDef) {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -34,7 +36,7 @@ export = function register(RED: NodeAPI): void {
       nodes = parseNodes(textField(def.nodes));
     } catch (err) {
       problem = (err as Error).message;
-      connection.failed(problem);
+      connection.failed(t('conflux.status.invalidConfig', { reason: problem }));
     }
     (node as { configured: boolean }).configured = nodes.length > 0;
     let client: Client | undefined;
@@ -42,7 +44,7 @@ export = function register(RED: NodeAPI): void {
 
     function check(): void {
       client?.ping().then(
-        () => connection.connected(`Elasticsearch (${nodes.length} node${nodes.length === 1 ? '' : 's'})`),
+        () => connection.connected(t('elasticsearch.status.connected', { n: nodes.length })),
         (err: Error) => connection.failed(`Elasticsearch: ${err.message}`),
       );
     }

@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { createSqlLongTerm } from '../core/stores/long-term-sql';
 import { parseRangeQuery, parseRollupSize } from '../core/stores/query';
 import { closeAfter, databaseOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
 import { textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
@@ -12,16 +13,18 @@ interface LongTermDef extends NodeDef, WriterDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function LongTermNode(this: Node, def: LongTermDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const db = databaseOf(RED, node, def.database);
+    const db = databaseOf(RED, t, node, def.database);
     if (!db) return;
     const store = db.sql().then((sql) => createSqlLongTerm(sql));
     store.catch((err: Error) => node.status({ fill: 'red', shape: 'ring', text: err.message.slice(0, 100) }));
     const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 0 }, async (readings) => (await store).add(readings));
     bindTier(
       node,
+      t,
       {
         write: (readings) => writer.add(readings),
         pending: () => writer.pending,

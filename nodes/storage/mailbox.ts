@@ -12,6 +12,7 @@ import { Mailbox, type BoxName, type ClaimedMessage, type RowId } from '../core/
 import { fromStored, toStored, type StoredMessage } from '../core/mailbox/stored-message';
 import { Batcher } from '../core/stores/batcher';
 import { closeAfter, databaseOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
 import { intField, textField } from '../shared/fields';
 import { tenantOf } from '../shared/tier-node';
 
@@ -48,10 +49,11 @@ interface Entry {
 const DEPTH_EVERY_MS = 2_000;
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function MailboxNode(this: Node, def: MailboxDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const db = databaseOf(RED, node, def.database);
+    const db = databaseOf(RED, t, node, def.database);
     if (!db) return;
     const boxName: BoxName = def.box === 'inbox' ? 'inbox' : 'outbox';
     const queue = textField(def.queue);
@@ -67,7 +69,7 @@ export = function register(RED: NodeAPI): void {
       node.status({
         fill: lastError ? 'red' : 'green',
         shape: lastError ? 'ring' : 'dot',
-        text: `${boxName}${queue ? `/${queue}` : ''}: ${depth ?? '?'} waiting${extra}${lastError ? `, ${lastError}` : ''}`.slice(0, 120),
+        text: `${boxName}${queue ? `/${queue}` : ''}: ${t('conflux.status.waiting', { n: depth ?? '?' })}${extra}${lastError ? `, ${lastError}` : ''}`.slice(0, 120),
       });
 
     const depthTimer = setInterval(() => {
@@ -77,7 +79,7 @@ export = function register(RED: NodeAPI): void {
           depth = n;
           lastError = '';
         }, (err: Error) => void (lastError = err.message))
-        .finally(() => show(drainer ? `, ${drainer.inFlight} out` : ''));
+        .finally(() => show(drainer ? `, ${t('mailbox.status.out', { n: drainer.inFlight })}` : ''));
     }, DEPTH_EVERY_MS);
 
     let drainer: Drainer | undefined;

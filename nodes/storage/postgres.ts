@@ -11,6 +11,7 @@ import { openCopier, type Copier } from '../core/db/copy';
 import { isServerConfig, openSql, type SqlClient, type SqlConfig } from '../core/db/sql';
 import { acquire, type Lease } from '../core/stores/shared';
 import { boolField, intField, textField } from '../shared/fields';
+import { translator } from '../shared/i18n';
 import { StatusFanout } from '../shared/status-fanout';
 
 interface PostgresDef extends NodeDef {
@@ -29,6 +30,7 @@ interface PostgresDef extends NodeDef {
 const PING_MS = 15_000;
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   /** The embedded database's folder: under Conflux's data dir, else Node-RED's userDir, else in memory. */
   function embeddedDir(): string {
     const settings = RED.settings as unknown as { conflux?: { dataDir?: string }; userDir?: string };
@@ -55,6 +57,8 @@ export = function register(RED: NodeAPI): void {
     const embedded = !isServerConfig(config);
     const dir = embeddedDir();
     const label = embedded ? `embedded (PGlite${dir === 'memory://' ? ', in memory' : ''})` : 'PostgreSQL';
+    // A key the editor translates into the browser's language (a config node's status shows on other nodes: common catalog).
+    const shown = embedded ? (dir === 'memory://' ? 'conflux.status.embeddedMemory' : 'conflux.status.embedded') : 'PostgreSQL';
     (node as { embedded: boolean }).embedded = embedded;
     // PGlite is one set of files: every config node naming the embedded store shares it.
     const key = embedded && dir !== 'memory://' ? `pglite:${dir}` : `postgres:${node.id}`;
@@ -100,13 +104,13 @@ export = function register(RED: NodeAPI): void {
         const mine = (lease = open());
         mine.value.then(
           () => {
-            node.connection.connected(label);
+            node.connection.connected(shown);
             if (!embedded && !ping) ping = setInterval(check, PING_MS);
           },
           (err: Error) => {
             if (lease === mine) lease = undefined; // try again on the next use
             void mine.release();
-            node.connection.failed(`${label}: ${err.message}`);
+            node.connection.failed(`${t(shown)}: ${err.message}`);
             node.warn(`cannot open ${label}: ${err.message}`);
           },
         );
@@ -117,7 +121,7 @@ export = function register(RED: NodeAPI): void {
     function check(): void {
       lease?.value
         .then((db) => db.sql.query('SELECT 1'))
-        .then(() => node.connection.connected(label), (err: Error) => node.connection.failed(`${label}: ${err.message}`));
+        .then(() => node.connection.connected(shown), (err: Error) => node.connection.failed(`${t(shown)}: ${err.message}`));
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {

@@ -11,6 +11,7 @@ import { createMemoryShortTerm } from '../core/stores/short-term-memory';
 import { createRedisShortTerm } from '../core/stores/short-term-redis';
 import type { ShortTermLimits, ShortTermStore } from '../core/stores/types';
 import { boolField, intField, textField } from '../shared/fields';
+import { translator } from '../shared/i18n';
 import { StatusFanout } from '../shared/status-fanout';
 
 interface RedisDef extends NodeDef {
@@ -30,6 +31,7 @@ interface RedisDef extends NodeDef {
 
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function RedisNode(this: RedisConfigNode, def: RedisDef) {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -62,13 +64,13 @@ export = function register(RED: NodeAPI): void {
     /** Shown on every node using this cache, and each of their messages fails with it. */
     function invalid(err: Error): void {
       (node as { problem: string }).problem = `invalid cache configuration: ${err.message}`;
-      connection.failed(node.problem!);
+      connection.failed(t('conflux.status.invalidConfig', { reason: err.message }));
     }
 
     if (!isRedisConfigured(config)) {
       const store = createMemoryShortTerm({ ...limits, maxNames: intField(def.maxNames, 100_000, 1, 10_000_000) });
       (node as { store: ShortTermStore }).store = store;
-      connection.connected('in-process');
+      connection.connected('conflux.status.inProcess');
       node.on('close', (_removed: boolean, done: () => void) => void connection.drained().then(() => store.close()).finally(done));
       return;
     }
@@ -84,8 +86,8 @@ export = function register(RED: NodeAPI): void {
     (node as { store: ShortTermStore }).store = store;
     client.on('ready', () => connection.connected(label));
     client.on('error', (err: Error) => connection.failed(`${label}: ${err.message}`));
-    client.on('reconnecting', () => connection.set({ fill: 'yellow', shape: 'ring', text: `${label}: reconnecting` }));
-    client.on('end', () => connection.failed(`${label}: disconnected`));
+    client.on('reconnecting', () => connection.set({ fill: 'yellow', shape: 'ring', text: `${label}: ${t('conflux.status.reconnecting')}` }));
+    client.on('end', () => connection.failed(`${label}: ${t('conflux.status.disconnected')}`));
     node.on('close', (_removed: boolean, done: () => void) => {
       connection
         .drained()

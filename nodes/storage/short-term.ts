@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { QueryError } from '../core/stores/query';
 import { closeAfter, configOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
 import { textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
@@ -12,10 +13,11 @@ interface ShortTermDef extends NodeDef, WriterDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function ShortTermNode(this: Node, def: ShortTermDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const cache = configOf<RedisConfigNode>(RED, node, def.cache, 'conflux-redis cache');
+    const cache = configOf<RedisConfigNode>(RED, t, node, def.cache, 'conflux-redis cache');
     if (!cache) return;
     cache.connection.add(node);
     const store = cache.store;
@@ -28,6 +30,7 @@ export = function register(RED: NodeAPI): void {
     const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 0 }, (readings) => store.write(readings));
     bindTier(
       node,
+      t,
       {
         write: (readings) => writer.add(readings),
         pending: () => writer.pending,

@@ -4,6 +4,7 @@ import { createElasticTimeSeries } from '../core/stores/time-series-es';
 import { createSqlTimeSeries } from '../core/stores/time-series-sql';
 import type { TimeSeriesStore } from '../core/stores/types';
 import { closeAfter, configOf, databaseOf } from '../shared/config-user';
+import { translator } from '../shared/i18n';
 import { boolField, intField, textField } from '../shared/fields';
 import { bindTier } from '../shared/tier-node';
 import { tierWriter, type WriterDef } from '../shared/tier-writer';
@@ -25,6 +26,7 @@ const RETENTION_EVERY_MS = 3_600_000;
 const RETENTION_FIRST_MS = 30_000;
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function TimeSeriesNode(this: Node, def: TimeSeriesDef) {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -34,13 +36,13 @@ export = function register(RED: NodeAPI): void {
     let rolledUp: string | undefined;
     const chosen = def.elasticsearch ? (RED.nodes.getNode(def.elasticsearch) as ElasticConfigNode | null) : null;
     if (def.engine === 'elasticsearch' || (def.engine === 'auto' && chosen?.configured)) {
-      const es = configOf<ElasticConfigNode>(RED, node, def.elasticsearch, 'conflux-elasticsearch');
+      const es = configOf<ElasticConfigNode>(RED, t, node, def.elasticsearch, 'conflux-elasticsearch');
       if (!es) return;
       es.connection.add(node);
       owner = es;
       store = Promise.resolve().then(() => createElasticTimeSeries(es.client(), { indexPrefix: es.indexPrefix }));
     } else {
-      const db = databaseOf(RED, node, def.database);
+      const db = databaseOf(RED, t, node, def.database);
       if (!db) return;
       owner = db;
       const rollups = boolField(def.rollups, true);
@@ -52,6 +54,7 @@ export = function register(RED: NodeAPI): void {
     const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 0 }, async (readings) => (await store).append(readings));
     bindTier(
       node,
+      t,
       {
         write: (readings) => writer.add(readings),
         pending: () => writer.pending,
