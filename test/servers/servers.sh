@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real Redis and PostgreSQL for the integration tests (and the mosquitto binary, which the MQTT
-# tests start themselves), on free loopback ports with throwaway
+# tests start themselves, and Debian's Chromium for the browser tests), on free loopback ports with throwaway
 # data directories. Installs what is missing from Debian's packages. Never skips: if a server
 # cannot start, it says why (with the server's log) and exits non-zero.
 #
@@ -132,6 +132,9 @@ case "$cmd" in
     # mosquitto: the MQTT tests start their own on a free port (a real MQTT 5 broker with $share/).
     command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null || apt_install mosquitto mosquitto-clients
     command -v mosquitto >/dev/null || die "no mosquitto after installing it"
+    # Debian's Chromium for the browser tests (playwright-core drives it).
+    [ -x /usr/bin/chromium ] || apt_install chromium
+    [ -x /usr/bin/chromium ] || die "no /usr/bin/chromium after installing chromium"
     trap - EXIT
     log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     ;;
