@@ -36,7 +36,7 @@ export function resolveCredentialSecret(dataDir: string, fromEnv: string | undef
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const raced = readSecret(file);
-    if (raced === undefined) throw new Error(`${file} exists but holds no secret`);
+    if (raced === undefined) throw new Error(`${file} exists but holds no secret`, { cause: err });
     return { secret: raced, source: 'file', file };
   }
   return { secret, source: 'generated', file };

@@ -11,7 +11,8 @@ const tsc = require.resolve('typescript/bin/tsc');
 // dist/nodes is what the palette package ships ("files"): start it empty, so code that moved
 // elsewhere (the launcher, once under nodes/core/runtime) leaves no stale copy to be packed.
 fs.rmSync(path.join(root, 'dist', 'nodes'), { recursive: true, force: true });
-execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
+// tsconfig.test.json: the production files (tsconfig.json, no test types) plus tests and benchmarks.
+execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.test.json')], { stdio: 'inherit' });
 
 // Texts every node uses (status words, common labels) are written once, in
 // nodes/shared/locales/<lang>/common.json, and merged into each node's catalog here: Node-RED

@@ -53,7 +53,7 @@ function pem(data: string | undefined, file: string, what: string): string | und
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read the ${what} file ${file}: ${(err as Error).message}`);
+    throw new Error(`cannot read the ${what} file ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -41,7 +41,12 @@ for (const engine of ENGINES) {
       assert.equal(got.length, 10, 'handed out more than its capacity');
       await until(() => `all 35 handed out and acked (${got.length}, ${d.inFlight} in flight)`, async () => {
         const out = got.filter((m) => !(m as ClaimedMessage & { acked?: boolean }).acked);
-        await Promise.all(out.map((m) => ((m as ClaimedMessage & { acked?: boolean }).acked = true) && d.ack(m.id)));
+        await Promise.all(
+          out.map((m) => {
+            (m as ClaimedMessage & { acked?: boolean }).acked = true;
+            return d.ack(m.id);
+          }),
+        );
         return got.length >= 35 && d.inFlight === 0;
       });
       assert.deepEqual(got.map((m) => m.payload).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 35 }, (_, i) => i));

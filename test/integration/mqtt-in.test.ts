@@ -124,7 +124,7 @@ async function startMosquitto(): Promise<{ port: number; close(): Promise<void> 
     execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('mosquitto is not installed: the $share/ and MQTT 5 client-mode tests need it (Debian package mosquitto; test/servers/servers.sh should install it)');
+      throw new Error('mosquitto is not installed: the $share/ and MQTT 5 client-mode tests need it (Debian package mosquitto; test/servers/servers.sh should install it)', { cause: err });
     }
     // `mosquitto -h` exits non-zero: it is there
   }

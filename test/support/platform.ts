@@ -53,7 +53,7 @@ export async function start(vars: Record<string, string>): Promise<Platform> {
     return platform;
   } catch (err) {
     await stop(platform);
-    throw new Error(`dist/settings.js did not start: ${(err as Error).message.split('\n')[0]}\n${log}`);
+    throw new Error(`dist/settings.js did not start: ${(err as Error).message.split('\n')[0]}\n${log}`, { cause: err });
   }
 }
 

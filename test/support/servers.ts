@@ -54,7 +54,7 @@ export function startServers(): Servers {
     execFileSync('bash', [script(), 'start', envFile], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 300_000 });
   } catch (err) {
     fs.rmSync(path.dirname(envFile), { recursive: true, force: true });
-    throw new Error(`test servers did not start (test/servers/servers.sh start): ${(err as Error).message}`);
+    throw new Error(`test servers did not start (test/servers/servers.sh start): ${(err as Error).message}`, { cause: err });
   }
   const env = readEnv(envFile);
   servers = { postgresUrl: env.CONFLUX_TEST_POSTGRES_URL, redisUrl: env.CONFLUX_TEST_REDIS_URL, envFile };

@@ -437,7 +437,7 @@ describe('http ingest', function () {
             const early = h.ingest.precheck(req);
             r = early ?? (await h.ingest.handle(req));
           } catch (err) {
-            throw new Error(`threw ${(err as Error).stack}`);
+            throw new Error(`threw ${(err as Error).stack}`, { cause: err });
           }
           statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
           if (r.status >= 200 && r.status < 300) {

@@ -302,7 +302,7 @@ export class DeviceLoad {
         return {
           async send(r) {
             let status: number;
-            let reason = '';
+            let reason: string;
             try {
               const res = await postReadings({ base: target.httpBase, serial, key, format: 'senml+json', body: record(r), signal: AbortSignal.timeout(timeoutMs) });
               status = res.status;

@@ -162,13 +162,13 @@ export class RequestForwarder {
       try {
         res = await fetch(target, { method: 'POST', headers, body: JSON.stringify(webhook), redirect: 'error', signal });
       } catch (err) {
-        throw new Error(describeFailure(err, timeoutMs));
+        throw new Error(describeFailure(err, timeoutMs), { cause: err });
       }
       let raw: Buffer;
       try {
         raw = await readLimited(res, cfg.maxReplyBytes ?? 65_536);
       } catch (err) {
-        throw new Error(describeFailure(err, timeoutMs));
+        throw new Error(describeFailure(err, timeoutMs), { cause: err });
       }
       const text = raw.toString('utf8');
       if (!res.ok) throw new Error(`the central system answered HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`);

@@ -317,7 +317,7 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
       else rejected.push({ reading, reason });
     }
     if (good.length === 0) return { written: 0, rejected };
-    let written = 0;
+    let written: number;
     for (let attempt = 1; ; attempt++) {
       try {
         if (copier && good.length >= copyMinRows) written = await copier.transaction((tx) => copyBatch(tx, good, attempt === 1));
