@@ -4,6 +4,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   storage: async () => (await import('./storage')).run(),
   devices: async () => (await import('./devices')).run(),
   ack: async () => (await import('./ack')).run(),
+  pipeline: async () => (await import('./pipeline')).run(),
 };
 
 async function main(): Promise<void> {
