@@ -23,7 +23,7 @@
  * under its own topics (e.g. a mosquitto ACL `pattern write /+/%u/#`), or a device could speak
  * for another. The embedded broker (mqtt-broker.ts) does this check itself.
  */
-import * as mqtt from 'mqtt';
+import type * as mqtt from 'mqtt';
 import type { DeviceDirectory, DeviceIdentity } from '../devices/directory';
 import { deviceMessage } from '../devices/ingest';
 import type { RateLimiter } from '../devices/rate-limit';
@@ -147,7 +147,8 @@ export class MqttBrokerClient {
     const v5 = (o.protocolVersion ?? 5) === 5;
     const qos = o.qos ?? 1;
     const filters = this.filters();
-    const client = mqtt.connect(o.url, {
+    // mqtt.js is loaded on first use: the embedded broker (the default) never needs it.
+    const client = (require('mqtt') as typeof mqtt).connect(o.url, {
       protocolVersion: v5 ? 5 : 4,
       clientId: o.clientId,
       clean: false,
