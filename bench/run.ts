@@ -5,6 +5,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   devices: async () => (await import('./devices')).run(),
   ack: async () => (await import('./ack')).run(),
   pipeline: async () => (await import('./pipeline')).run(),
+  memory: async () => (await import('./memory')).run(),
 };
 
 async function main(): Promise<void> {
