@@ -75,13 +75,16 @@ export async function startRuntime(flow: Array<Record<string, unknown>>, extraSe
     httpNodeRoot: '/',
     httpStatic: undefined,
     disableEditor: true,
-    logging: { console: { level: 'warn', metrics: false, audit: false } },
+    logging: { console: { level: process.env.BENCH_LOG_LEVEL ?? 'warn', metrics: false, audit: false } },
     externalModules: { autoInstall: false, palette: { allowInstall: false } },
     ...extraSettings,
   });
   server.on('request', RED.httpNode);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   await RED.start();
+  // RED.start() resolves before the flows have started: wait until every node exists.
+  const ids = flow.filter((n) => n.type !== 'tab').map((n) => n.id as string);
+  await until(() => ids.every((id) => RED.nodes.getNode(id)), 60_000, 'the flows to start');
   return {
     RED,
     server,
