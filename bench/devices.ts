@@ -41,8 +41,10 @@ const ROUNDS = 5;
 /** The latency phase: each device sends PACED_RATE readings per second, PACED_PER_DEVICE of them. */
 const PACED_RATE = 50;
 const PACED_PER_DEVICE = 100;
-const TRANSPORTS = ['tcp', 'udp', 'http', 'mqtt'] as const;
-type Transport = (typeof TRANSPORTS)[number];
+const ALL_TRANSPORTS = ['tcp', 'udp', 'http', 'mqtt'] as const;
+/** For a quick look at some: BENCH_DEVICES_TRANSPORTS=http,mqtt. */
+const TRANSPORTS = ALL_TRANSPORTS.filter((t) => (process.env.BENCH_DEVICES_TRANSPORTS ?? ALL_TRANSPORTS.join(',')).split(',').includes(t));
+type Transport = (typeof ALL_TRANSPORTS)[number];
 type Side = 'conflux' | 'core';
 const TENANT = 'default';
 // One set of devices per transport: a device has one live session, a new one replaces it.

@@ -42,12 +42,13 @@ module.exports = function (RED) {
         c.last = t;
         if (c.onCount) c.onCount();
       }
+      send(msg); // on to an \`http response\` where a core HTTP flow answers after counting
       done();
     });
   }
   RED.nodes.registerType('bench-count', BenchCount);
 };`;
-const COUNT_NODE_HTML = `<script type="text/javascript">RED.nodes.registerType('bench-count',{category:'common',defaults:{},inputs:1,outputs:0,label:'bench count'});</script>`;
+const COUNT_NODE_HTML = `<script type="text/javascript">RED.nodes.registerType('bench-count',{category:'common',defaults:{},inputs:1,outputs:1,label:'bench count'});</script>`;
 
 export interface Runtime {
   RED: any;
