@@ -1,43 +1,50 @@
 /**
  * `npm run bench -- devices`: readings per second accepted from devices and decoded into the
  * canonical message, per transport, by Conflux's listeners (conflux-tcp-in, -udp-in, -http-in,
- * -mqtt-in with its embedded broker, each device authenticated with its own key) against the same
- * job done by a flow of Node-RED core nodes in the same run and the same runtime, without
- * authentication: `mqtt in` (on an aedes broker started here), `tcp in` (a stream of lines),
- * `udp in`, `http in` + `http response`, each followed by a `function` node that parses the
- * SenML JSON, resolves base name and time, prefixes the names with the device's serial and sets
- * msg.device and msg.source as Conflux does.
+ * -mqtt-in, each device authenticated with its own key, except over MQTT where the broker did)
+ * against the same job done by a flow of Node-RED core nodes in the same run and the same runtime,
+ * without authentication: `mqtt in`, `tcp in` (a stream of lines), `udp in`, `http in` +
+ * `http response`, each followed by a `function` node that parses the SenML JSON, resolves base
+ * name and time, prefixes the names with the device's serial and sets msg.device and msg.source
+ * as Conflux does.
  *
- * Both sides run in one Node-RED runtime (node-red-node-test-helper: its sinon spies on
- * Node.prototype.send and friends tax every send, one per message on the Conflux side and two on the
- * core side: in → function → count); each flow ends at a counting
- * node that completes the message and records the latency. The devices run in a worker thread (so
- * they do not share the runtime's event loop) with the reference device client
- * (tools/device-client): DEVICES devices per transport, each sending PER_DEVICE readings per
- * round with up to WINDOW unacknowledged (TCP: ACK frames; MQTT: PUBACK of QoS 1; HTTP: the
- * answer; the core `tcp in` gets lines as fast as the socket takes them; UDP: each send awaited).
- * Connections, logins and UDP tokens are made before the clock starts (a session's SCRAM login
- * happens once per connection, not per reading). A reading is a SenML pack of two records, a
- * temperature and `sent`, the device's send time on the monotonic clock in ms, which the counting
- * node subtracts from its own: latency from the device's send to the canonical message.
+ * Fairness: both sides run in the real Node-RED runtime (bench/runtime.ts: no test helper, so no
+ * spies on send); each node has one wire (Conflux: listener → count; core: in → function →
+ * count, and over HTTP count → `http response`, which is how a core flow answers); over MQTT both
+ * sides are clients of one aedes broker in its own process (bench/broker.ts), subscribed with
+ * QoS 1, and the same device connections publish to either side's topics; every UDP socket in the
+ * runtime gets the same 4 MiB receive buffer (conflux-udp-in asks for it; the core `udp in` cannot,
+ * so the bench sets it on every bound socket), and both sides' UDP rounds are counted by the same
+ * rule over the same phase (from the first send until nothing arrived for 2 s).
+ *
+ * Each flow ends at a counting node that completes the message and records the latency. The
+ * devices run in a worker thread (so they do not share the runtime's event loop) with the
+ * reference device client (tools/device-client): DEVICES devices per transport, each sending
+ * PER_DEVICE readings per round with up to WINDOW unacknowledged (TCP: ACK frames; MQTT: PUBACK of
+ * QoS 1 from the broker; HTTP: the answer; the core `tcp in` gets lines as fast as the socket
+ * takes them; UDP: each send awaited). Connections, logins and UDP tokens are made before the
+ * clock starts (a session's SCRAM login happens once per connection, not per reading). A reading
+ * is a SenML pack of two records, a temperature and `sent`, the device's send time on the
+ * monotonic clock in ms, which the counting node subtracts from its own: latency from the
+ * device's send to the canonical message.
  */
 import { strict as assert } from 'node:assert';
 import * as dgram from 'node:dgram';
-import * as http from 'node:http';
 import * as net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { freeTcpPort, median, percentile } from './harness';
 
 const DEVICES = 20;
-const PER_DEVICE = 500;
+const PER_DEVICE = Number(process.env.BENCH_DEVICES_PER_DEVICE ?? 500);
 const WINDOW = 16;
 const ROUNDS = 5;
 /** The latency phase: each device sends PACED_RATE readings per second, PACED_PER_DEVICE of them. */
 const PACED_RATE = 50;
 const PACED_PER_DEVICE = 100;
-const TRANSPORTS = ['tcp', 'udp', 'http', 'mqtt'] as const;
-type Transport = (typeof TRANSPORTS)[number];
+const ALL_TRANSPORTS = ['tcp', 'udp', 'http', 'mqtt'] as const;
+/** For a quick look at some: BENCH_DEVICES_TRANSPORTS=http,mqtt. */
+const TRANSPORTS = ALL_TRANSPORTS.filter((t) => (process.env.BENCH_DEVICES_TRANSPORTS ?? ALL_TRANSPORTS.join(',')).split(',').includes(t));
+type Transport = (typeof ALL_TRANSPORTS)[number];
 type Side = 'conflux' | 'core';
 const TENANT = 'default';
 // One set of devices per transport: a device has one live session, a new one replaces it.
@@ -47,7 +54,7 @@ const keyOf = (i: number) => `key of device ${i}`;
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 interface Setup {
-  ports: { ctcp: number; btcp: number; cudp: number; budp: number; cmqtt: number; aedes: number; http: number };
+  ports: { ctcp: number; btcp: number; cudp: number; budp: number; aedes: number; http: number };
   tokens: Buffer[][];
 }
 
@@ -65,7 +72,7 @@ async function deviceWorker(setup: Setup): Promise<void> {
   const { connect } = await import('../tools/device-client/tcp');
   const { buildDatagram } = await import('../tools/device-client/udp');
   const { postReadings } = await import('../tools/device-client/http');
-  const { MqttDevice } = await import('../tools/device-client/mqtt');
+  const mqtt = await import('mqtt');
   const { ports } = setup;
   const ids = Array.from({ length: DEVICES }, (_, i) => i);
 
@@ -81,9 +88,9 @@ async function deviceWorker(setup: Setup): Promise<void> {
         }),
     ),
   );
-  const mqttOptions = { protocolVersion: 4 as const, reconnectPeriod: 0, tenant: TENANT };
-  const cmqtt = await Promise.all(ids.map((i) => MqttDevice.connect({ url: `mqtt://127.0.0.1:${ports.cmqtt}`, serial: serial(BASE.mqtt + i), key: keyOf(BASE.mqtt + i), ...mqttOptions })));
-  const bmqtt = await Promise.all(ids.map((i) => MqttDevice.connect({ url: `mqtt://127.0.0.1:${ports.aedes}`, serial: serial(BASE.mqtt + i), key: 'unused', ...mqttOptions })));
+  // The same device connections publish to either side's topics on the one broker.
+  const devicesMqtt = await Promise.all(ids.map((i) => mqtt.connectAsync(`mqtt://127.0.0.1:${ports.aedes}`, { protocolVersion: 4, clientId: serial(BASE.mqtt + i), reconnectPeriod: 0 })));
+  const mqttTopic = (side: Side, i: number) => `/${side === 'conflux' ? 'senml' : 'core'}/${TENANT}/${serial(BASE.mqtt + i)}/attrs`;
   // One socket per device; the datagram is the reference client's (buildDatagram).
   const udp = ids.map(() => dgram.createSocket('udp4').on('error', () => undefined));
   const tokens = setup.tokens.map((list) => [...list]);
@@ -150,15 +157,15 @@ async function deviceWorker(setup: Setup): Promise<void> {
         }),
     },
     mqtt: {
-      conflux: () => drive(WINDOW, (i, seq) => cmqtt[i].publish('senml+json', pack(i, seq))),
-      core: () => drive(WINDOW, (i, seq) => bmqtt[i].publish('senml+json', pack(i, seq))),
+      conflux: () => drive(WINDOW, (i, seq) => devicesMqtt[i].publishAsync(mqttTopic('conflux', i), JSON.stringify(pack(i, seq)), { qos: 1 })),
+      core: () => drive(WINDOW, (i, seq) => devicesMqtt[i].publishAsync(mqttTopic('core', i), JSON.stringify(pack(i, seq)), { qos: 1 })),
     },
   };
 
   parentPort!.on('message', (m: { transport: Transport; side: Side; pacing: number } | 'stop') => {
     if (m === 'stop') {
       void (async () => {
-        await Promise.all([...ctcp.map((c) => c.close()), ...cmqtt.map((c) => c.end()), ...bmqtt.map((c) => c.end()), ...udp.map((u) => new Promise<void>((resolve) => u.close(() => resolve())))]);
+        await Promise.all([...ctcp.map((c) => c.close()), ...devicesMqtt.map((c) => c.endAsync()), ...udp.map((u) => new Promise<void>((resolve) => u.close(() => resolve())))]);
         for (const s of btcp) s.destroy();
         parentPort!.postMessage({ stopped: true });
       })();
@@ -218,36 +225,6 @@ msg.source = { transport: "${transport}", format: "senml-json", receivedAt: now 
 return msg;`;
 }
 
-interface Round {
-  target: number;
-  count: number;
-  first: number;
-  last: number;
-  latencies: number[];
-  done?: () => void;
-}
-const rounds = new Map<string, Round>();
-
-function countNode(RED: any): void {
-  RED.nodes.registerType('bench-count', function (this: any, def: any) {
-    RED.nodes.createNode(this, def);
-    this.on('input', (msg: any, _send: unknown, done: () => void) => {
-      const round = rounds.get(def.id);
-      if (round) {
-        const t = nowMs();
-        const sent = (msg.payload as Array<{ n: string; v: number }>).find((r) => r.n.endsWith('/sent'));
-        if (sent) round.latencies.push(t - sent.v);
-        if (round.count++ === 0) round.first = t;
-        round.last = t;
-        if (round.count === round.target) round.done?.();
-      }
-      done();
-    });
-  });
-}
-
-let httpApp: http.RequestListener | undefined;
-
 async function freeUdpPort(): Promise<number> {
   const s = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
@@ -256,81 +233,63 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
+/** The receive buffer every UDP socket of the runtime gets: conflux-udp-in's own choice. */
+const UDP_RECV_BUFFER = 4 * 1024 * 1024;
+
 export async function run(): Promise<boolean> {
-  const { helper } = await import('../test/support/node-red');
   const { report, machine } = await import('./harness');
   const { createBusinessStore } = await import('../nodes/core/stores/business');
-  const { Aedes } = await import('aedes');
-  const hooks = require('@node-red/util').hooks;
-  const withHooks = (mod: (RED: any) => void) => (RED: any) => {
-    RED.hooks ??= hooks;
-    return mod(RED);
-  };
-  const httpIn = (RED: any) => {
-    httpApp = RED.httpNode as http.RequestListener;
-    RED.hooks ??= hooks;
-    require('../nodes/devices/http-in')(RED);
-  };
-  const NODES = [
-    require('../nodes/storage/postgres'),
-    require('../nodes/devices/gateway'),
-    withHooks(require('../nodes/devices/tcp-in')),
-    withHooks(require('../nodes/devices/udp-in')),
-    httpIn,
-    withHooks(require('../nodes/devices/mqtt-in')),
-    require('@node-red/nodes/core/network/10-mqtt.js'),
-    require('@node-red/nodes/core/network/31-tcpin.js'),
-    require('@node-red/nodes/core/network/32-udp.js'),
-    require('@node-red/nodes/core/network/21-httpin.js'),
-    require('@node-red/nodes/core/function/10-function.js'),
-    countNode,
-  ];
+  const { startBroker } = await import('./broker');
+  const { startRuntime, counters } = await import('./runtime');
 
-  // The broker of the core `mqtt in` flow (and of its devices).
-  const aedes = new Aedes();
-  await aedes.listen();
-  const aedesServer = net.createServer(aedes.handle);
-  await new Promise<void>((resolve) => aedesServer.listen(0, '127.0.0.1', resolve));
+  // The same socket buffers on both sides: the core `udp in` has no setting for it, so every UDP
+  // socket bound in this process gets conflux-udp-in's 4 MiB.
+  const bind = dgram.Socket.prototype.bind;
+  dgram.Socket.prototype.bind = function (this: dgram.Socket, ...args: unknown[]) {
+    this.once('listening', () => this.setRecvBufferSize(UDP_RECV_BUFFER));
+    return (bind as (...a: unknown[]) => dgram.Socket).apply(this, args);
+  } as typeof bind;
 
+  // One broker for both sides' MQTT, in its own process.
+  const broker = await startBroker();
   const ports = {
     ctcp: await freeTcpPort(),
     btcp: await freeTcpPort(),
     cudp: await freeUdpPort(),
     budp: await freeUdpPort(),
-    cmqtt: await freeTcpPort(),
-    aedes: (aedesServer.address() as AddressInfo).port,
+    aedes: broker.port,
     http: 0,
   };
   const flow: Record<string, unknown>[] = [
-    { id: 'tab', type: 'tab' },
+    { id: 'tab', type: 'tab', label: 'devices' },
     { id: 'db', type: 'conflux-postgres', url: '' },
     { id: 'gw', type: 'conflux-gateway', database: 'db', udpTokenTtl: '3600' },
     { id: 'c-tcp', type: 'conflux-tcp-in', z: 'tab', gateway: 'gw', host: '127.0.0.1', port: String(ports.ctcp), wires: [['count-c-tcp']] },
     { id: 'c-udp', type: 'conflux-udp-in', z: 'tab', gateway: 'gw', host: '127.0.0.1', port: String(ports.cudp), wires: [['count-c-udp']] },
     { id: 'c-http', type: 'conflux-http-in', z: 'tab', gateway: 'gw', basePath: '/devices', wires: [['count-c-http']] },
-    { id: 'c-mqtt', type: 'conflux-mqtt-in', z: 'tab', gateway: 'gw', mode: 'broker', host: '127.0.0.1', port: String(ports.cmqtt), wires: [['count-c-mqtt']] },
+    // Client of the broker: aedes matches '+' to an empty level only for clean sessions, so the
+    // leading-slash SenML topic is named (see test/integration/mqtt-in.test.ts).
+    { id: 'c-mqtt', type: 'conflux-mqtt-in', z: 'tab', gateway: 'gw', mode: 'client', url: broker.url, protocolVersion: '4', clientId: 'conflux-devices', topics: '/senml/+/+/attrs', qos: '1', wires: [['count-c-mqtt']] },
     { id: 'broker', type: 'mqtt-broker', name: 'aedes', broker: '127.0.0.1', port: String(ports.aedes), clientid: 'core-mqtt-in', autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60', cleansession: true },
-    { id: 'b-mqtt', type: 'mqtt in', z: 'tab', topic: '/senml/+/+/attrs', qos: '1', datatype: 'utf8', broker: 'broker', nl: false, rap: true, rh: 0, inputs: 0, wires: [['f-mqtt']] },
+    { id: 'b-mqtt', type: 'mqtt in', z: 'tab', topic: '/core/+/+/attrs', qos: '1', datatype: 'utf8', broker: 'broker', nl: false, rap: true, rh: 0, inputs: 0, wires: [['f-mqtt']] },
     { id: 'b-tcp', type: 'tcp in', z: 'tab', server: 'server', host: '', port: String(ports.btcp), datamode: 'stream', datatype: 'utf8', newline: '\\n', topic: '', trim: false, base64: false, tls: '', wires: [['f-tcp']] },
     { id: 'b-udp', type: 'udp in', z: 'tab', iface: '', port: String(ports.budp), ipv: 'udp4', multicast: 'false', group: '', datatype: 'utf8', wires: [['f-udp']] },
     { id: 'b-http', type: 'http in', z: 'tab', url: '/bench/:serial/telemetry', method: 'post', upload: false, swaggerDoc: '', wires: [['f-http']] },
     { id: 'r-http', type: 'http response', z: 'tab', statusCode: '202', headers: {}, wires: [] },
-    ...TRANSPORTS.map((t) => ({ id: `f-${t}`, type: 'function', z: 'tab', func: decoder(t), outputs: 1, wires: [t === 'http' ? [`count-b-${t}`, 'r-http'] : [`count-b-${t}`]] })),
-    ...TRANSPORTS.flatMap((t) => [`count-c-${t}`, `count-b-${t}`]).map((id) => ({ id, type: 'bench-count', z: 'tab' })),
+    ...TRANSPORTS.map((t) => ({ id: `f-${t}`, type: 'function', z: 'tab', func: decoder(t), outputs: 1, wires: [[`count-b-${t}`]] })),
+    // One wire per node: the core HTTP flow answers after counting (count → http response).
+    ...TRANSPORTS.flatMap((t) => [`count-c-${t}`, `count-b-${t}`]).map((id) => ({ id, type: 'bench-count', z: 'tab', wires: id === 'count-b-http' ? [['r-http']] : [] })),
   ];
 
-  await helper.startServer();
-  // The helper wraps log/status/send/… of Node.prototype in sinon spies that record each call;
-  // they stay on (putting the runtime's own methods back ran out of memory: see bench/RESULTS.md).
-  await helper.load(NODES, flow as never);
-
-  const sql = await (helper.getNode('db') as unknown as { sql(): Promise<any> }).sql();
+  const rt = await startRuntime(flow);
+  ports.http = rt.port;
+  const sql = await (rt.RED.nodes.getNode('db') as { sql(): Promise<any> }).sql();
   const store = createBusinessStore(sql);
   for (let i = 0; i < 4 * DEVICES; i++) {
     const dev = await store.create(TENANT, 'devices', { serial: serial(i) });
     await store.create(TENANT, 'device_keys', { device_id: dev.id, key: keyOf(i) });
   }
-  const gw = helper.getNode('gw') as any;
+  const gw = rt.RED.nodes.getNode('gw');
   const directory = await gw.directory();
   const tokens: Buffer[][] = [];
   for (let i = 0; i < DEVICES; i++) {
@@ -339,10 +298,7 @@ export async function run(): Promise<boolean> {
     for (let n = 0; n < PER_DEVICE * (ROUNDS + 1) + PACED_PER_DEVICE; n += 100) list.push(...gw.tokens.issue(device, 100).map((t: { token: Buffer }) => Buffer.from(t.token)));
     tokens.push(list);
   }
-  const server = http.createServer(httpApp!);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  ports.http = (server.address() as AddressInfo).port;
-  // Let the listeners bind and the core mqtt-broker node connect and subscribe.
+  // Let the listeners bind and both MQTT clients connect and subscribe.
   await new Promise((r) => setTimeout(r, 1_500));
 
   const worker = new Worker(__filename, { workerData: { ports, tokens } satisfies Setup });
@@ -358,27 +314,26 @@ export async function run(): Promise<boolean> {
   async function once(transport: Transport, side: Side, pacing = 0): Promise<{ rate: number; received: number; latencies: number[] }> {
     const id = `count-${side === 'conflux' ? 'c' : 'b'}-${transport}`;
     const target = pacing ? DEVICES * PACED_PER_DEVICE : total;
-    const round: Round = { target, count: 0, first: 0, last: 0, latencies: [] };
-    rounds.set(id, round);
-    const all = new Promise<void>((resolve) => (round.done = resolve));
+    let allIn: () => void = () => undefined;
+    const all = new Promise<void>((resolve) => (allIn = resolve));
+    const round = { readings: 0, messages: 0, latencies: [] as number[], last: 0, onCount: () => round.messages === target && allIn() };
+    counters.set(id, round);
     const start = nowMs();
     worker.postMessage({ transport, side, pacing });
     const sent = await reply();
     if (sent.error) throw new Error(`${side} ${transport}: ${sent.error}`);
-    // UDP may lose datagrams: stop waiting once nothing arrived for 2 s.
+    // The same rule for every side and transport (UDP may lose datagrams): the round ends when all
+    // arrived or nothing arrived for 2 s; its rate is what arrived over the time until the last one.
     for (;;) {
-      const before = round.count;
+      const before = round.messages;
       const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 2_000))]);
-      if (!timedOut || round.count === before) break;
+      if (!timedOut || round.messages === before) break;
     }
-    rounds.delete(id);
-    // The helper's sinon spies keep every call's arguments (each message): drop them between rounds,
-    // or the heap grows by every message of the run.
-    (helper as unknown as { _sandbox?: { resetHistory(): void } })._sandbox?.resetHistory();
-    return { rate: round.count / ((round.last - start) / 1000), received: round.count, latencies: round.latencies };
+    counters.delete(id);
+    return { rate: round.messages / ((round.last - start) / 1000), received: round.messages, latencies: round.latencies };
   }
 
-  const results: Array<{ transport: Transport; conflux: number; core: number; lat: Record<Side, number[]>; paced: Record<Side, number[]>; lost: Record<Side, number>; pacedLost: Record<Side, number> }> = [];
+  const results: Array<{ transport: Transport; conflux: number; core: number; runs: Record<Side, number[]>; lat: Record<Side, number[]>; paced: Record<Side, number[]>; lost: Record<Side, number>; pacedLost: Record<Side, number> }> = [];
   for (const transport of TRANSPORTS) {
     const rates: Record<Side, number[]> = { conflux: [], core: [] };
     const lat: Record<Side, number[]> = { conflux: [], core: [] };
@@ -401,28 +356,26 @@ export async function run(): Promise<boolean> {
       paced[side] = o.latencies;
       pacedLost[side] = DEVICES * PACED_PER_DEVICE - o.received;
     }
-    results.push({ transport, conflux: median(rates.conflux), core: median(rates.core), lat, paced, lost, pacedLost });
+    results.push({ transport, conflux: median(rates.conflux), core: median(rates.core), runs: rates, lat, paced, lost, pacedLost });
   }
 
   worker.postMessage('stop');
   await reply();
   await worker.terminate();
-  await helper.unload();
-  await helper.stopServer();
-  server.close();
-  aedesServer.close();
-  await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  await rt.stop();
+  await broker.stop();
+  dgram.Socket.prototype.bind = bind;
 
   const names: Record<Transport, [string, string]> = {
     tcp: ['conflux-tcp-in (SCRAM session, JSON frames, ACK each)', '`tcp in` (stream of lines) + function'],
     udp: ['conflux-udp-in (single-use token per datagram)', '`udp in` + function'],
     http: ['conflux-http-in (device key, 202)', '`http in` + function + `http response`'],
-    mqtt: ['conflux-mqtt-in (embedded broker, device key, QoS 1)', '`mqtt in` on aedes (QoS 1) + function'],
+    mqtt: ['conflux-mqtt-in (client of the aedes broker, QoS 1, PUBACK once counted)', '`mqtt in` on the same broker (QoS 1) + function'],
   };
   const ok = report(
     'Devices: readings/s accepted and decoded into the canonical message, against core nodes + function',
     'readings',
-    results.map((r) => ({ name: names[r.transport][0], baselineName: names[r.transport][1], subjectPerSec: r.conflux, baselinePerSec: r.core, ratio: r.conflux / r.core, floor: 1 })),
+    results.map((r) => ({ name: names[r.transport][0], baselineName: names[r.transport][1], subjectPerSec: r.conflux, baselinePerSec: r.core, ratio: r.conflux / r.core, floor: 1, subjectRuns: r.runs.conflux, baselineRuns: r.runs.core })),
   );
   console.log(`\n${DEVICES} devices per transport, ${PER_DEVICE} readings each per round (${total.toLocaleString('en-US')}), up to ${WINDOW} unacknowledged per device; ${ROUNDS} rounds after a warm-up, alternating, median kept.`);
   const f = (x: number | undefined) => (x === undefined ? '–' : x.toFixed(1));

@@ -1,6 +1,7 @@
 /**
  * A small benchmark harness: each case runs beside its baseline in the same process, alternating
- * rounds so both see the same machine state, and reports items per second and the ratio.
+ * rounds so both see the same machine state, and reports the median items per second of at least
+ * 5 rounds, the ratio of the medians, and every run.
  */
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -23,6 +24,9 @@ export interface PairResult {
   baselinePerSec: number;
   ratio: number;
   floor?: number;
+  /** every timed run, in order (the rates the medians were taken of) */
+  subjectRuns?: number[];
+  baselineRuns?: number[];
 }
 
 let sink: unknown;
@@ -41,9 +45,11 @@ function rate(fn: () => unknown, itemsPerCall: number, ms: number): number {
   return (calls * itemsPerCall) / (Number(now - start) / 1e9);
 }
 
+/** The median; for an even count, the mean of the middle two. */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** The value at percentile p of an already sorted list. */
@@ -61,6 +67,7 @@ export async function freeTcpPort(): Promise<number> {
 }
 
 export function runPair(pair: Pair, rounds = 7, ms = 300): PairResult {
+  if (rounds < 5) throw new RangeError('at least 5 rounds: a median of fewer says little');
   rate(pair.subject, 1, 200); // warm up both before measuring either
   rate(pair.baseline, 1, 200);
   const subject: number[] = [];
@@ -72,7 +79,7 @@ export function runPair(pair: Pair, rounds = 7, ms = 300): PairResult {
   void sink;
   const subjectPerSec = median(subject);
   const baselinePerSec = median(baseline);
-  return { name: pair.name, baselineName: pair.baselineName, subjectPerSec, baselinePerSec, ratio: subjectPerSec / baselinePerSec, floor: pair.floor };
+  return { name: pair.name, baselineName: pair.baselineName, subjectPerSec, baselinePerSec, ratio: subjectPerSec / baselinePerSec, floor: pair.floor, subjectRuns: subject, baselineRuns: baseline };
 }
 
 export function machine(): string {
@@ -80,18 +87,27 @@ export function machine(): string {
   return `${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
 }
 
-const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+export const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+
+/** Every run of a case, in the order they ran: "a, b, c". */
+export const runs = (xs: readonly number[] | undefined) => (xs && xs.length ? xs.map(fmt).join(', ') : '');
 
 /** Prints a Markdown table (ready for bench/RESULTS.md); returns false if a floor was missed. */
 export function report(title: string, unit: string, results: PairResult[]): boolean {
   console.log(`\n### ${title} — ${new Date().toISOString().slice(0, 10)}\n\n${machine()}\n`);
-  console.log(`| case | ${unit}/s | baseline | baseline ${unit}/s | ratio | floor |`);
+  console.log(`| case | ${unit}/s (median) | baseline | baseline ${unit}/s (median) | ratio | floor |`);
   console.log('|---|---:|---|---:|---:|---:|');
   let ok = true;
   for (const r of results) {
     const miss = r.floor !== undefined && r.ratio < r.floor;
     if (miss) ok = false;
     console.log(`| ${r.name} | ${fmt(r.subjectPerSec)} | ${r.baselineName} | ${fmt(r.baselinePerSec)} | ${r.ratio.toFixed(2)}x | ${r.floor === undefined ? '' : `${r.floor}x${miss ? ' MISSED' : ''}`} |`);
+  }
+  // Every run, never only the median: a reader sees the scatter the median hides.
+  const listed = results.filter((r) => r.subjectRuns?.length || r.baselineRuns?.length);
+  if (listed.length) {
+    console.log(`\nEvery timed run, in order (${unit}/s):\n\n| case | runs | baseline | baseline runs |\n|---|---|---|---|`);
+    for (const r of listed) console.log(`| ${r.name} | ${runs(r.subjectRuns)} | ${r.baselineName} | ${runs(r.baselineRuns)} |`);
   }
   return ok;
 }

@@ -4,6 +4,8 @@ const suites: Record<string, () => Promise<boolean>> = {
   storage: async () => (await import('./storage')).run(),
   devices: async () => (await import('./devices')).run(),
   ack: async () => (await import('./ack')).run(),
+  pipeline: async () => (await import('./pipeline')).run(),
+  memory: async () => (await import('./memory')).run(),
 };
 
 async function main(): Promise<void> {

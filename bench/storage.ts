@@ -8,8 +8,9 @@
  *      (a) one parameterised INSERT … ON CONFLICT DO NOTHING per reading through a pg.Pool of 10
  *          with up to 10 queries in flight (node-red-contrib-postgresql issues one query per
  *          message) — floor 10x;
- *      (b) the raw COPY of the same rows: a TEXT buffer built beforehand, streamed with
- *          pg-copy-streams in one COPY — floor 0.5x.
+ *      (b) the raw COPY of the same rows: a binary COPY buffer (BinaryCopyWriter, the store's
+ *          own encoder and format) built beforehand, streamed with pg-copy-streams in one
+ *          COPY — floor 0.5x.
  *      For information: the same batches sent again (every reading already stored: the staging
  *      path), and the append followed by the long-term store's add, which is what the default
  *      flow did before the time-series store rolled up itself.
@@ -29,7 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import Redis from 'ioredis';
 import * as pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { openCopier } from '../nodes/core/db/copy';
+import { BinaryCopyWriter, openCopier } from '../nodes/core/db/copy';
 import { migrate } from '../nodes/core/db/migrate';
 import { openSql } from '../nodes/core/db/sql';
 import { Mailbox } from '../nodes/core/mailbox/mailbox';
@@ -38,7 +39,7 @@ import { createSqlLongTerm } from '../nodes/core/stores/long-term-sql';
 import { createSqlTimeSeries } from '../nodes/core/stores/time-series-sql';
 import type { Reading } from '../nodes/core/stores/types';
 import { freshDatabase, startServers } from '../test/support/servers';
-import { report, type PairResult } from './harness';
+import { median, report, runs, type PairResult } from './harness';
 
 const READINGS = 100_000;
 const BATCH = 5_000;
@@ -62,14 +63,22 @@ function readings(count: number): Reading[] {
   return out;
 }
 
-/** The same rows as COPY TEXT, in the column order the store writes. */
-function copyText(rows: readonly Reading[]): Buffer {
-  const iso = (t: number) => {
-    const us = Math.round(t * 1e6);
-    const ms = Math.floor(us / 1000);
-    return `${new Date(ms).toISOString().slice(0, 23)}${String(us - ms * 1000).padStart(3, '0')}Z`;
-  };
-  return Buffer.from(rows.map(({ tenant, record: r }) => `${tenant}\t${r.n}\t${iso(r.t)}\t${r.v}\t\\N\t\\N\t\\N\t\\N\t${r.u}\t\\N\t\\N\n`).join(''));
+/** The same rows as binary COPY data (what the store sends), in the column order the store writes. */
+function copyBinary(rows: readonly Reading[]): Buffer {
+  const w = new BinaryCopyWriter();
+  for (const { tenant, record: r } of rows) {
+    w.row(11);
+    w.text(tenant);
+    w.text(r.n);
+    w.timestamptz(Math.round(r.t * 1e6));
+    w.float8(r.v!);
+    for (let i = 0; i < 4; i++) w.null(); // vs, vb, vd, s
+    w.text(r.u!);
+    w.null(); // ut
+    w.null(); // bver
+  }
+  w.end();
+  return Buffer.concat(w.take());
 }
 
 /** Seconds fn takes. */
@@ -79,10 +88,6 @@ async function seconds(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 interface Case {
   name: string;
@@ -96,6 +101,14 @@ interface Case {
 
 /** Items per second of each case: one untimed warm-up, then `rounds` alternating timed rounds; the median. */
 async function measure(cases: readonly Case[], rounds = ROUNDS): Promise<Map<string, number>> {
+  const all = await measureRuns(cases, rounds);
+  return new Map([...all].map(([name, xs]) => [name, median(xs)]));
+}
+
+/** Every timed run of each case, by name, in order (for the report: every run is listed). */
+const everyRun = new Map<string, number[]>();
+
+async function measureRuns(cases: readonly Case[], rounds: number): Promise<Map<string, number[]>> {
   const rates = new Map<string, number[]>(cases.map((c) => [c.name, []]));
   for (let r = -1; r < rounds; r++) {
     for (const c of cases) {
@@ -106,7 +119,8 @@ async function measure(cases: readonly Case[], rounds = ROUNDS): Promise<Map<str
       process.stderr.write(`  ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${c.name}: ${Math.round(c.items / s).toLocaleString('en-US')}/s\n`);
     }
   }
-  return new Map([...rates].map(([name, xs]) => [name, median(xs)]));
+  for (const [name, xs] of rates) everyRun.set(name, xs);
+  return rates;
 }
 
 /** Runs fn on every item with at most `concurrency` calls in flight. */
@@ -141,13 +155,13 @@ function machineDetails(): string[] {
 
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
-/** Prints a Markdown table of rates that have no baseline. */
-function info(title: string, rows: [string, number, string][]): void {
-  console.log(`\n${title}\n\n| case | rate/s | unit |\n|---|---:|---|`);
-  for (const [name, rate, unit] of rows) console.log(`| ${name} | ${fmt(rate)} | ${unit} |`);
+/** Prints a Markdown table of rates that have no baseline: the median and every run (by case name). */
+function info(title: string, rows: [string, number, string, string][]): void {
+  console.log(`\n${title}\n\n| case | rate/s (median) | unit | every run |\n|---|---:|---|---|`);
+  for (const [name, rate, unit, key] of rows) console.log(`| ${name} | ${fmt(rate)} | ${unit} | ${runs(everyRun.get(key))} |`);
 }
 
-async function timeSeries(url: string, data: readonly Reading[], text: Buffer): Promise<{ pairs: PairResult[]; repeat: number; separate: number }> {
+async function timeSeries(url: string, data: readonly Reading[], binary: Buffer): Promise<{ pairs: PairResult[]; repeat: number; separate: number }> {
   const db = await openSql({ connectionString: url, poolSize: POOL });
   const copier = openCopier({ connectionString: url });
   const pool = new pg.Pool({ connectionString: url, max: POOL });
@@ -251,9 +265,9 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
           const client = await pool.connect();
           try {
             const chunks = function* () {
-              for (let i = 0; i < text.length; i += 65_536) yield text.subarray(i, i + 65_536);
+              for (let i = 0; i < binary.length; i += 65_536) yield binary.subarray(i, i + 65_536);
             };
-            await pipeline(Readable.from(chunks()), client.query(copyFrom('COPY readings (tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver) FROM STDIN')));
+            await pipeline(Readable.from(chunks()), client.query(copyFrom('COPY readings (tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver) FROM STDIN (FORMAT binary)')));
           } finally {
             client.release();
           }
@@ -270,13 +284,14 @@ async function timeSeries(url: string, data: readonly Reading[], text: Buffer): 
     const rollingRate = rates.get('rollups')!;
     const name = `time-series append, batches of ${batches} (binary COPY; each reading stored once)`;
     const rollName = `time-series append with rollups, batches of ${batches} (the same, and the new readings rolled up in its transaction)`;
+    const r = (n: string) => everyRun.get(n);
     const pairs: PairResult[] = [
-      { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: plain, baselinePerSec: single, ratio: plain / single, floor: 10 },
-      { name, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement', subjectPerSec: plain, baselinePerSec: copy, ratio: plain / copy, floor: 0.5 },
+      { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: plain, baselinePerSec: single, ratio: plain / single, floor: 10, subjectRuns: r('conflux'), baselineRuns: r('single') },
+      { name, baselineName: 'raw binary COPY of a pre-built buffer into readings, one statement', subjectPerSec: plain, baselinePerSec: copy, ratio: plain / copy, floor: 0.5, subjectRuns: r('conflux'), baselineRuns: r('copy') },
       // The same job per message: the INSERT and its two rollup upserts in one statement.
-      { name: rollName, baselineName: `one INSERT … ON CONFLICT DO NOTHING and its hour and day rollup upserts per reading, ${POOL} in flight`, subjectPerSec: rollingRate, baselinePerSec: singleRollups, ratio: rollingRate / singleRollups, floor: 10 },
+      { name: rollName, baselineName: `one INSERT … ON CONFLICT DO NOTHING and its hour and day rollup upserts per reading, ${POOL} in flight`, subjectPerSec: rollingRate, baselinePerSec: singleRollups, ratio: rollingRate / singleRollups, floor: 10, subjectRuns: r('rollups'), baselineRuns: r('single-rollups') },
       // Less work than the subject (no rollups): shown for what rolling up costs.
-      { name: rollName, baselineName: 'raw COPY of a pre-built TEXT buffer into readings, one statement (no rollups)', subjectPerSec: rollingRate, baselinePerSec: copy, ratio: rollingRate / copy },
+      { name: rollName, baselineName: 'raw binary COPY of a pre-built buffer into readings, one statement (no rollups)', subjectPerSec: rollingRate, baselinePerSec: copy, ratio: rollingRate / copy, subjectRuns: r('rollups'), baselineRuns: r('copy') },
     ];
     return { pairs, repeat: rates.get('repeat')!, separate: rates.get('separate')! };
   } finally {
@@ -372,7 +387,7 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
   try {
     const cases: Case[] = [
       {
-        name: 'conflux',
+        name: 'redis-pipelined',
         items: data.length,
         reset: async () => void run++,
         run: async () => {
@@ -385,7 +400,7 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
         },
       },
       {
-        name: 'per-message',
+        name: 'redis-per-message',
         items: data.length,
         reset: async () => void run++,
         run: () => {
@@ -394,18 +409,18 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
         },
       },
       {
-        name: 'set',
+        name: 'redis-set',
         items: data.length,
         reset: async () => void run++,
         run: () => inFlight(data, POOL, ({ tenant, record }) => client.set(`${prefix()}${tenant}:${record.n}`, JSON.stringify(record), 'EX', limits.ttlSeconds)),
       },
     ];
     const rates = await measure(cases);
-    const subject = rates.get('conflux')!;
+    const subject = rates.get('redis-pipelined')!;
     const name = `short-term write (latest + window + index), batches of ${REDIS_BATCH.toLocaleString('en-US')}, one pipeline each`;
     return [
-      { name, baselineName: `the same script, one command per reading, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('per-message')!, ratio: subject / rates.get('per-message')!, floor: 1 },
-      { name, baselineName: `plain SET … EX per reading (less work), ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('set')!, ratio: subject / rates.get('set')! },
+      { name, baselineName: `the same script, one command per reading, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('redis-per-message')!, ratio: subject / rates.get('redis-per-message')!, floor: 1, subjectRuns: everyRun.get('redis-pipelined'), baselineRuns: everyRun.get('redis-per-message') },
+      { name, baselineName: `plain SET … EX per reading (less work), ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('redis-set')!, ratio: subject / rates.get('redis-set')!, subjectRuns: everyRun.get('redis-pipelined'), baselineRuns: everyRun.get('redis-set') },
     ];
   } finally {
     for (let r = 0; r <= run; r++) {
@@ -420,10 +435,10 @@ export async function run(): Promise<boolean> {
   const servers = startServers();
   const url = await freshDatabase();
   const data = readings(READINGS);
-  const text = copyText(data);
+  const binary = copyBinary(data);
 
   process.stderr.write('storage: time series on PostgreSQL\n');
-  const { pairs, repeat, separate } = await timeSeries(url, data, text);
+  const { pairs, repeat, separate } = await timeSeries(url, data, binary);
   process.stderr.write('storage: time series on PGlite\n');
   const embedded = await pglite(data);
   process.stderr.write('storage: mailbox on PostgreSQL\n');
@@ -433,12 +448,12 @@ export async function run(): Promise<boolean> {
   console.log(`\n${machineDetails().join('  \n')}`);
   console.log(`\n${READINGS.toLocaleString('en-US')} readings per run; ${ROUNDS} runs of each case after a warm-up, alternating, median kept; readings emptied before each run.`);
   info('For information (no floor):', [
-    [`time-series append on PostgreSQL, then the long-term store's add of the same batch (the work the default flow did before), batches of ${BATCH.toLocaleString('en-US')}`, separate, 'readings'],
-    [`time-series append on PostgreSQL of readings already stored (a batch sent again), with rollups, batches of ${BATCH.toLocaleString('en-US')}`, repeat, 'readings'],
-    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded.plain, 'readings'],
-    [`time-series append on PGlite (in memory) with rollups in the same transaction, batches of ${BATCH.toLocaleString('en-US')}`, embedded.rollups, 'readings'],
-    [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages'],
-    [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages'],
+    [`time-series append on PostgreSQL, then the long-term store's add of the same batch (the work the default flow did before), batches of ${BATCH.toLocaleString('en-US')}`, separate, 'readings', 'separate'],
+    [`time-series append on PostgreSQL of readings already stored (a batch sent again), with rollups, batches of ${BATCH.toLocaleString('en-US')}`, repeat, 'readings', 'repeat'],
+    [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded.plain, 'readings', 'pglite'],
+    [`time-series append on PGlite (in memory) with rollups in the same transaction, batches of ${BATCH.toLocaleString('en-US')}`, embedded.rollups, 'readings', 'pglite-rollups'],
+    [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages', 'enqueue'],
+    [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages', 'drain'],
   ]);
   process.stderr.write('storage: short-term on Redis\n');
   const redis = await redisPipelining(servers.redisUrl);

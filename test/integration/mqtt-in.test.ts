@@ -668,14 +668,54 @@ describe('MQTT devices', function () {
 
           await p.publishAsync('/ul/default/SN-1/attrs', 'n|100', { qos: 1 });
           await p.publishAsync('/ul/default/SN-1/attrs', 'n|101', { qos: 1 });
-          await until('100 being handed on', () => calls.length === 1);
+          await until('100 being handed on', () => calls.includes(100));
           proxy.drop();
           await until('Conflux disconnected', () => !c.connected);
           held.resolve(); // too late: the connection it came on is gone, so it is not acknowledged
           proxy.restore();
           await until('100 and 101', () => values(got).includes(100) && values(got).includes(101), 10_000);
           assert.deepEqual(calls.filter((x) => x === 100).length, 2, 'the broker sent 100 again');
-          assert.deepEqual(values(got).filter((x) => x === 101).length, 1);
+          // 101 may have been handed on before the drop, its PUBACK held behind 100's (PUBACKs go in
+          // order): then it comes again too. At least once, never lost.
+          assert.ok(values(got).filter((x) => x === 101).length >= 1);
+        });
+
+        it('a reading the flow still holds does not stop the next ones; each is acknowledged once handed on', async () => {
+          const external = await b.start();
+          stops.push(() => external.close());
+          const proxy = new Proxy(external.port);
+          const proxyPort = await proxy.listen();
+          stops.push(() => proxy.close());
+          const got: DeviceReading[] = [];
+          const held = deferred();
+          let holding = true;
+          const c = client(`mqtt://127.0.0.1:${proxyPort}`, b.v, {
+            got,
+            topics: b.topics,
+            onReadings: async (m) => {
+              const v = values([m])[0];
+              if (v === 200 && holding) {
+                holding = false;
+                await held.promise; // the flow has not finished with it yet
+              }
+              got.push(m);
+            },
+          });
+          const p = await publisher(external.port, b.v);
+          await subscribed(p, got);
+
+          for (let n = 200; n < 205; n++) await p.publishAsync('/ul/default/SN-1/attrs', `n|${n}`, { qos: 1 });
+          await until('201 to 204 handed on while 200 is held', () => values(got).length === 4);
+          held.resolve();
+          await until('200', () => values(got).includes(200));
+          // Every one was handed on and so acknowledged: a new connection brings none of them again.
+          proxy.drop();
+          await until('Conflux disconnected', () => !c.connected);
+          proxy.restore();
+          await until('Conflux connected', () => c.connected);
+          await p.publishAsync('/ul/default/SN-1/attrs', 'n|299', { qos: 1 });
+          await until('299', () => values(got).includes(299));
+          assert.deepEqual([...values(got)].sort(), [200, 201, 202, 203, 204, 299]);
         });
       });
     }

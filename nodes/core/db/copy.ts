@@ -17,9 +17,9 @@
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { from as copyFromStream } from 'pg-copy-streams';
 import type * as pg from 'pg';
-import { HostPool, poolConfigs, transactionOn } from './postgres';
+import type * as PgCopyStreams from 'pg-copy-streams';
+import type * as Postgres from './postgres';
 import { isServerConfig, type SqlClient, type SqlConfig } from './sql';
 
 /**
@@ -55,6 +55,10 @@ export interface CopierOptions {
 /** Opens a copier on the PostgreSQL server the configuration names; throws for a PGlite configuration. */
 export function openCopier(config: SqlConfig, options: CopierOptions = {}): Copier {
   if (!isServerConfig(config)) throw new Error('COPY needs a PostgreSQL server: the configuration names PGlite');
+  // Loaded here, not at the top: the time-series store imports BinaryCopyWriter from this module,
+  // and with the embedded PGlite nothing needs pg (about 14 MiB resident).
+  const { HostPool, poolConfigs, transactionOn } = require('./postgres') as typeof Postgres;
+  const { from: copyFromStream } = require('pg-copy-streams') as typeof PgCopyStreams;
   const { configs, requireWritable } = poolConfigs({ ...config, poolSize: options.poolSize ?? 2 });
   const hosts = new HostPool(configs, requireWritable);
 

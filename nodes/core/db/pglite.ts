@@ -28,6 +28,8 @@ const parsers = {
 
 type Runner = Pick<PGlite, 'query'> | Transaction;
 
+const SHARED_BUFFERS = '32MB';
+
 async function run<T>(db: Runner, text: string, params?: readonly unknown[]): Promise<QueryResult<T>> {
   const result = await db.query<T>(text, params ? [...params] : undefined);
   // PGlite reports affectedRows 0 for SELECT; pg counts the rows returned.
@@ -49,7 +51,11 @@ function txClient(tx: Transaction): SqlClient {
 export async function openPglite(dataDir?: string): Promise<SqlClient> {
   const inMemory = !dataDir || dataDir.startsWith('memory://');
   if (!inMemory) fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const db = await PGlite.create({ dataDir: inMemory ? undefined : dataDir, parsers });
+  // shared_buffers 32 MB instead of postgresql.conf's 128 MB: in one process beside Node-RED the
+  // buffers are resident memory (bench/RESULTS.md, memory); the data directory's pages stay in
+  // the OS cache anyway. A start parameter, not postgresqlconf, which would replace the whole
+  // file (and its timezone = UTC).
+  const db = await PGlite.create({ dataDir: inMemory ? undefined : dataDir, parsers, startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${SHARED_BUFFERS}`] });
   if (!inMemory) ownerOnlyTree(dataDir); // device keys live here
   const lock = new Lock();
   let closed = false;

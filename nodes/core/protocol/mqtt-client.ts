@@ -12,8 +12,9 @@
  *     resolved when the connection dropped is not acknowledged on the next connection either:
  *     the broker sends it again. So delivery is at least once: after a drop a message may come
  *     twice, never not at all.
- * mqtt.js handles one message at a time: while onReadings waits (the flow is saturated), the
- * broker holds the rest (MQTT 5: Receive Maximum bounds what it sends unacknowledged).
+ * Up to receiveMaximum messages are handed on at once (their PUBACKs held back, in order, until
+ * each onReadings resolved); past that mqtt.js reads no further and the broker holds the rest
+ * (MQTT 5: Receive Maximum bounds what it sends unacknowledged).
  *
  * Trust model. The external broker authenticated the device and enforced its ACL; Conflux
  * cannot see who published. So the device is the one the topic names: `<apikey>/<deviceId>`
@@ -22,7 +23,7 @@
  * under its own topics (e.g. a mosquitto ACL `pattern write /+/%u/#`), or a device could speak
  * for another. The embedded broker (mqtt-broker.ts) does this check itself.
  */
-import * as mqtt from 'mqtt';
+import type * as mqtt from 'mqtt';
 import type { DeviceDirectory, DeviceIdentity } from '../devices/directory';
 import { deviceMessage } from '../devices/ingest';
 import type { RateLimiter } from '../devices/rate-limit';
@@ -146,7 +147,8 @@ export class MqttBrokerClient {
     const v5 = (o.protocolVersion ?? 5) === 5;
     const qos = o.qos ?? 1;
     const filters = this.filters();
-    const client = mqtt.connect(o.url, {
+    // mqtt.js is loaded on first use: the embedded broker (the default) never needs it.
+    const client = (require('mqtt') as typeof mqtt).connect(o.url, {
       protocolVersion: v5 ? 5 : 4,
       clientId: o.clientId,
       clean: false,
@@ -169,16 +171,51 @@ export class MqttBrokerClient {
     });
     this.client = client;
     this.options.onState?.('connecting');
-    // Acknowledge only once the reading is handed on (see the header).
+    // Acknowledge only once the reading is handed on (see the header). mqtt.js reads the next
+    // packet only once handleMessage calls back, and writes the PUBACK right then: waiting there
+    // let one message at a time into the flow (one commit each). So for QoS 0 and 1 it calls back
+    // at once, and the PUBACK mqtt.js then writes is held until that message is handed on, in the
+    // order of arrival (MQTT 4.6); one that fails or outlives its connection is never sent (the
+    // broker sends the message again). At most receiveMaximum are handled at once; past that
+    // mqtt.js reads no further. QoS 2 keeps the serial path: mqtt.js releases its state in that callback.
+    const held = new Map<number, Promise<boolean>>();
+    let acks: Promise<unknown> = Promise.resolve();
+    let inHand = 0;
+    let resume: (() => void) | undefined;
+    const limit = o.receiveMaximum ?? 100;
+    const internals = client as unknown as { _sendPacket(packet: mqtt.Packet, cb?: (err?: Error) => void): void };
+    const sendPacket = internals._sendPacket.bind(client);
+    internals._sendPacket = (packet, cb) => {
+      const handedOn = packet.cmd === 'puback' && packet.messageId !== undefined ? held.get(packet.messageId) : undefined;
+      if (!handedOn) return sendPacket(packet, cb);
+      held.delete(packet.messageId!);
+      acks = acks.then(() => handedOn).then((ok) => ok && sendPacket(packet));
+      cb?.();
+    };
     client.handleMessage = (packet, callback) => {
       // A packet read before the connection dropped cannot be acknowledged any more: the broker
       // sends it again, so it is not handed on now (fewer duplicates).
       if (!client.connected || this.closing) return callback(new Error('connection lost; the broker sends it again'));
       const generation = this.generation;
-      this.handle(packet).then(
-        () => (generation === this.generation && !this.closing ? callback() : callback(new Error('connection lost before the message was handed on; the broker sends it again'))),
-        (err: Error) => callback(err),
-      );
+      const current = () => generation === this.generation && !this.closing;
+      if (packet.qos === 2) {
+        this.handle(packet).then(
+          () => (current() ? callback() : callback(new Error('connection lost before the message was handed on; the broker sends it again'))),
+          (err: Error) => callback(err),
+        );
+        return;
+      }
+      inHand++;
+      const handedOn = this.handle(packet).then(current, () => false);
+      if (packet.qos === 1 && packet.messageId !== undefined) held.set(packet.messageId, handedOn);
+      void handedOn.then(() => {
+        inHand--;
+        const next = resume;
+        resume = undefined;
+        next?.();
+      });
+      if (inHand < limit) callback();
+      else resume = callback;
     };
     client.on('connect', (connack) => {
       this.options.onState?.('connected');

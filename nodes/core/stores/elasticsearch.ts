@@ -4,7 +4,15 @@
  * holds; the stores built on it (time-series-es.ts) never close it, the config node does.
  * Framework-free.
  */
-import { Client, type ClientOptions } from '@elastic/elasticsearch';
+import type { Client, ClientOptions } from '@elastic/elasticsearch';
+
+/**
+ * The client library, loaded on first use: it is the largest module Conflux loads (about 30 MiB
+ * resident) and a flow without an Elasticsearch node never needs it.
+ */
+export function elasticsearchLibrary(): typeof import('@elastic/elasticsearch') {
+  return require('@elastic/elasticsearch') as typeof import('@elastic/elasticsearch');
+}
 
 export interface ElasticConfig {
   /** Node URLs, e.g. ['https://es1:9200', 'https://es2:9200'] (see parseNodes). */
@@ -69,5 +77,5 @@ export function openElasticsearch(config: ElasticConfig, extra: Partial<ClientOp
     if (config.ca !== undefined) options.tls.ca = config.ca;
     if (config.rejectUnauthorized !== undefined) options.tls.rejectUnauthorized = config.rejectUnauthorized;
   }
-  return new Client({ ...options, ...extra });
+  return new (elasticsearchLibrary().Client)({ ...options, ...extra });
 }

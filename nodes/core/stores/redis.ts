@@ -11,7 +11,12 @@
  * MAX_RETRIES_PER_REQUEST failed reconnections, so a write to a down server rejects within a few
  * seconds. Reconnection itself goes on for ever, backing off to 2 s.
  */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+
+/** ioredis, loaded on first use (about 18 MiB resident): the default short-term store is in-process. */
+function ioredis(): typeof import('ioredis') {
+  return require('ioredis') as typeof import('ioredis');
+}
 import type { ConnectionOptions } from 'node:tls';
 
 export interface RedisHost {
@@ -147,7 +152,7 @@ export function openRedis(config: RedisConfig, extra: Partial<RedisOptions & Clu
       redisOptions: { ...common, ...auth, ...(tls ? { tls } : {}) },
       ...extra,
     };
-    return new Cluster(config.cluster.map((h) => ({ host: h.host, port: h.port })), options);
+    return new (ioredis().Cluster)(config.cluster.map((h) => ({ host: h.host, port: h.port })), options);
   }
 
   if (config.sentinels?.length) {
@@ -166,10 +171,10 @@ export function openRedis(config: RedisConfig, extra: Partial<RedisOptions & Clu
       options.enableTLSForSentinelMode = true;
       options.sentinelTLS = tls;
     }
-    return new Redis({ ...options, ...extra });
+    return new (ioredis().Redis)({ ...options, ...extra });
   }
 
   const options: RedisOptions = { ...fromUrl(config.url!), ...common, enableOfflineQueue: true, retryStrategy, ...auth };
   if (tls) options.tls = { ...(options.tls ?? {}), ...tls };
-  return new Redis({ ...options, ...extra });
+  return new (ioredis().Redis)({ ...options, ...extra });
 }

@@ -18,7 +18,8 @@
  * default), which suits a bulk ingest path.
  */
 import { createHash } from 'node:crypto';
-import { errors, type Client, type estypes } from '@elastic/elasticsearch';
+import type { Client, estypes } from '@elastic/elasticsearch';
+import { elasticsearchLibrary } from './elasticsearch';
 import type { ResolvedRecord } from '../model/senml';
 import type { AppendResult, Page, RangeQuery, Reading, TimeSeriesStore } from './types';
 
@@ -302,7 +303,7 @@ export function createElasticTimeSeries(client: Client, options: ElasticTimeSeri
       } catch (err) {
         // The whole request was refused for load: retry it like its items. Anything else
         // (connection lost, auth...) is for the caller, who may resend the batch.
-        if (err instanceof errors.ResponseError && RETRYABLE_STATUS.has(err.statusCode ?? 0) && attempt < maxRetries) {
+        if (err instanceof elasticsearchLibrary().errors.ResponseError && RETRYABLE_STATUS.has(err.statusCode ?? 0) && attempt < maxRetries) {
           await sleep(Math.min(retryDelayMs * 2 ** attempt, MAX_DELAY_MS));
           continue;
         }
