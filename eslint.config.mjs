@@ -31,24 +31,45 @@ export default tseslint.config(
   {
     files: ['nodes/core/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: outsideCore, message: 'nodes/core is framework-free: it imports only Node, npm packages and nodes/core (docs/architecture.md)' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [{ group: outsideCore, message: 'nodes/core is framework-free: it imports only Node, npm packages and nodes/core (docs/architecture.md)' }],
+        },
+      ],
     },
   },
   {
     files: ['nodes/shared/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['../devices/*', '../convert/*', '../storage/*', '../../launcher/*', '../../settings'], message: 'nodes/shared imports no node family and no launcher code (docs/architecture.md)' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../devices/*', '../convert/*', '../storage/*', '../../launcher/*', '../../settings'],
+              message: 'nodes/shared imports no node family and no launcher code (docs/architecture.md)',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['nodes/*/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['../../launcher/*', '../../settings'], message: 'the palette package carries no launcher code (docs/architecture.md)' }] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['../../launcher/*', '../../settings'], message: 'the palette package carries no launcher code (docs/architecture.md)' }] },
+      ],
     },
   },
   {
     files: ['scripts/**/*.js'],
-    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', process: 'readonly', __dirname: 'readonly', console: 'readonly' } },
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { require: 'readonly', module: 'writable', process: 'readonly', __dirname: 'readonly', console: 'readonly' },
+    },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

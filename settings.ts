@@ -120,6 +120,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`conflux: failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  console.error(`conflux: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.exit(1);
 });

@@ -72,7 +72,8 @@ async function deviceWorker(setup: Setup): Promise<void> {
   const { connect } = await import('../tools/device-client/tcp');
   const { postReadings } = await import('../tools/device-client/http');
   const ids = Array.from({ length: DEVICES }, (_, i) => i);
-  const login = (port: number, base: number) => Promise.all(ids.map((i) => connect({ port, serial: serial(base + i), key: keyOf(base + i), timeoutMs: 60_000 })));
+  const login = (port: number, base: number) =>
+    Promise.all(ids.map((i) => connect({ port, serial: serial(base + i), key: keyOf(base + i), timeoutMs: 60_000 })));
   const tcp = await login(setup.ports.tcp, BASE.tcp);
   const tcpReceipt = await login(setup.ports.tcpReceipt, BASE['tcp-receipt']);
   const origin = `http://127.0.0.1:${setup.ports.http}`;
@@ -211,7 +212,11 @@ async function listening(port: number, deadline = Date.now() + 10_000): Promise<
     await new Promise((r) => setImmediate(r));
   }
 }
-const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(', ');
+const loadavg = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(', ');
 
 export async function run(): Promise<boolean> {
   const { helper } = await import('../test/support/node-red');
@@ -300,7 +305,8 @@ export async function run(): Promise<boolean> {
     o.storedMs = nowMs() - start;
     ends.delete(`end-${name}`);
     const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM readings');
-    if (o.acked !== target || Number(rows[0].n) !== 2 * target) throw new Error(`${name}: ${o.acked} of ${target} acknowledged, ${rows[0].n} rows stored (expected ${2 * target})`);
+    if (o.acked !== target || Number(rows[0].n) !== 2 * target)
+      throw new Error(`${name}: ${o.acked} of ${target} acknowledged, ${rows[0].n} rows stored (expected ${2 * target})`);
     (helper as unknown as { _sandbox?: { resetHistory(): void } })._sandbox?.resetHistory(); // the helper's spies keep every message
     return o;
   }
@@ -349,7 +355,13 @@ export async function run(): Promise<boolean> {
     tcp: 'conflux-tcp-in → conflux-time-series, ACK after the commit',
     'tcp-receipt': 'conflux-tcp-in acknowledging on receipt (same flow)',
   };
-  const pair = (subject: Case, baseline: Case) => ({ name: names[subject], baselineName: names[baseline], subjectPerSec: rate(subject), baselinePerSec: rate(baseline), ratio: rate(subject) / rate(baseline) });
+  const pair = (subject: Case, baseline: Case) => ({
+    name: names[subject],
+    baselineName: names[baseline],
+    subjectPerSec: rate(subject),
+    baselinePerSec: rate(baseline),
+    ratio: rate(subject) / rate(baseline),
+  });
   const ok = report('Acknowledgement after the commit: readings/s acknowledged and stored, against core nodes + function + INSERT', 'readings', [
     pair('http', 'core'),
     pair('http-receipt', 'core'),
@@ -360,13 +372,17 @@ export async function run(): Promise<boolean> {
     `\nNo floor for this suite (the devices suite's >= 1x the core flow is the reference). ${DEVICES} devices per case, ${PER_DEVICE} readings each per round (${(DEVICES * PER_DEVICE).toLocaleString('en-US')}), up to ${WINDOW} unanswered per device; a reading is a SenML pack of two records (two rows); ${ROUNDS} rounds after a warm-up, alternating, median kept; readings emptied before each round and every acknowledged reading checked stored after it.`,
   );
   const perSec = (c: Case) => Math.round(median(stored.get(c)!)).toLocaleString('en-US');
-  console.log(`\nAcknowledging on receipt answers ahead of the store (the listener's Max in flight set to a whole round, ${(DEVICES * PER_DEVICE).toLocaleString('en-US')}; by default past 1,000 HTTP answers 503 and TCP stops reading). Readings/s until the flow had stored the whole round (median): HTTP on receipt ${perSec('http-receipt')}, after the commit ${perSec('http')}; TCP on receipt ${perSec('tcp-receipt')}, after the commit ${perSec('tcp')}.`);
+  console.log(
+    `\nAcknowledging on receipt answers ahead of the store (the listener's Max in flight set to a whole round, ${(DEVICES * PER_DEVICE).toLocaleString('en-US')}; by default past 1,000 HTTP answers 503 and TCP stops reading). Readings/s until the flow had stored the whole round (median): HTTP on receipt ${perSec('http-receipt')}, after the commit ${perSec('http')}; TCP on receipt ${perSec('tcp-receipt')}, after the commit ${perSec('tcp')}.`,
+  );
   const f = (x: number) => x.toFixed(1);
   const pct = (xs: number[]) => {
     const s = [...xs].sort((a, b) => a - b);
     return `${f(percentile(s, 50))} | ${f(percentile(s, 99))}`;
   };
-  console.log(`\nAcknowledgement latency (ms) at the device, from the send to the answer. Paced: ${DEVICES} devices × ${PACED_TOTAL / DEVICES} readings/s (${PACED_TOTAL}/s), ${PACED_PER_DEVICE} each; full load: over the timed rounds above.\n`);
+  console.log(
+    `\nAcknowledgement latency (ms) at the device, from the send to the answer. Paced: ${DEVICES} devices × ${PACED_TOTAL / DEVICES} readings/s (${PACED_TOTAL}/s), ${PACED_PER_DEVICE} each; full load: over the timed rounds above.\n`,
+  );
   console.log('| case | paced p50 | p99 | full-load p50 | p99 |\n|---|---:|---:|---:|---:|');
   for (const c of CASES) console.log(`| ${names[c]} | ${pct(paced.get(c)!)} | ${pct(full.get(c)!)} |`);
   console.log(`\n${machine()}; load average (1, 5, 15 min) ${loadBefore} before, ${loadAfter} after; run at ${new Date().toISOString().slice(0, 19)}Z`);

@@ -56,13 +56,58 @@ export async function run(): Promise<boolean> {
   const senmlXmlParser = parserFor({ arrays: ['senml'] });
   const sen1Parser = parserFor({ arrays: ['Sen1Data'] });
   const pairs: Pair[] = [
-    { name: 'SenML JSON decode (resolve + validate)', itemsPerCall: RECORDS, subject: () => decodeSenmlJson(json, { now: T0 }), baselineName: 'JSON.parse', baseline: () => JSON.parse(json), floor: 0.5 },
-    { name: 'SenML JSON decode, resolved input', itemsPerCall: RECORDS, subject: () => decodeSenmlJson(resolvedJson, { now: T0 }), baselineName: 'JSON.parse', baseline: () => JSON.parse(resolvedJson) },
-    { name: 'SenML XML decode', itemsPerCall: RECORDS, subject: () => decodeSenmlXml(xml, { now: T0 }), baselineName: "fast-xml-parser, the decoder's options", baseline: () => senmlXmlParser.parse(xml, true) },
-    { name: 'SenML CBOR decode', itemsPerCall: RECORDS, subject: () => decodeSenmlCbor(cbor, { now: T0 }), baselineName: 'cbor-x decode', baseline: () => cborDecode(cbor) },
-    { name: `Sen1 XML decode, ${sen1Count} values`, itemsPerCall: sen1Count, subject: () => decodeSen1(sen1), baselineName: "fast-xml-parser, the decoder's options", baseline: () => sen1Parser.parse(sen1, true), floor: 0.7 },
-    { name: 'Sen1 XML decode, one value', itemsPerCall: 1, subject: () => decodeSen1(sen1Single), baselineName: "fast-xml-parser, the decoder's options", baseline: () => sen1Parser.parse(sen1Single, true), floor: 0.7 },
-    { name: 'UltraLight 2.0 decode', itemsPerCall: 100, subject: () => ulToRecords(ul, { deviceId: 'dev1', map: ulMap, now: T0 }), baselineName: "split('#') then split('|')", baseline: () => ul.split('#').map((g) => g.split('|')) },
+    {
+      name: 'SenML JSON decode (resolve + validate)',
+      itemsPerCall: RECORDS,
+      subject: () => decodeSenmlJson(json, { now: T0 }),
+      baselineName: 'JSON.parse',
+      baseline: () => JSON.parse(json),
+      floor: 0.5,
+    },
+    {
+      name: 'SenML JSON decode, resolved input',
+      itemsPerCall: RECORDS,
+      subject: () => decodeSenmlJson(resolvedJson, { now: T0 }),
+      baselineName: 'JSON.parse',
+      baseline: () => JSON.parse(resolvedJson),
+    },
+    {
+      name: 'SenML XML decode',
+      itemsPerCall: RECORDS,
+      subject: () => decodeSenmlXml(xml, { now: T0 }),
+      baselineName: "fast-xml-parser, the decoder's options",
+      baseline: () => senmlXmlParser.parse(xml, true),
+    },
+    {
+      name: 'SenML CBOR decode',
+      itemsPerCall: RECORDS,
+      subject: () => decodeSenmlCbor(cbor, { now: T0 }),
+      baselineName: 'cbor-x decode',
+      baseline: () => cborDecode(cbor),
+    },
+    {
+      name: `Sen1 XML decode, ${sen1Count} values`,
+      itemsPerCall: sen1Count,
+      subject: () => decodeSen1(sen1),
+      baselineName: "fast-xml-parser, the decoder's options",
+      baseline: () => sen1Parser.parse(sen1, true),
+      floor: 0.7,
+    },
+    {
+      name: 'Sen1 XML decode, one value',
+      itemsPerCall: 1,
+      subject: () => decodeSen1(sen1Single),
+      baselineName: "fast-xml-parser, the decoder's options",
+      baseline: () => sen1Parser.parse(sen1Single, true),
+      floor: 0.7,
+    },
+    {
+      name: 'UltraLight 2.0 decode',
+      itemsPerCall: 100,
+      subject: () => ulToRecords(ul, { deviceId: 'dev1', map: ulMap, now: T0 }),
+      baselineName: "split('#') then split('|')",
+      baseline: () => ul.split('#').map((g) => g.split('|')),
+    },
     { name: 'eapi decode', itemsPerCall: 1, subject: () => decodeEapi(eapi), baselineName: 'JSON.parse', baseline: () => JSON.parse(eapi) },
   ];
   const results = pairs.map((p) => runPair(p));
@@ -76,7 +121,15 @@ export async function run(): Promise<boolean> {
   }
   const mapped = median(mappedRuns);
   const parsed = median(parsedRuns);
-  results.push({ name: 'JSONata mapping decode', baselineName: 'JSON.parse', subjectPerSec: mapped, baselinePerSec: parsed, ratio: mapped / parsed, subjectRuns: mappedRuns, baselineRuns: parsedRuns });
+  results.push({
+    name: 'JSONata mapping decode',
+    baselineName: 'JSON.parse',
+    subjectPerSec: mapped,
+    baselinePerSec: parsed,
+    ratio: mapped / parsed,
+    subjectRuns: mappedRuns,
+    baselineRuns: parsedRuns,
+  });
 
   const ok = report('Codecs: decode rate against the bare parser', 'records', results);
   console.log('\n7 alternating rounds of 300 ms per case after a 200 ms warm-up of each side (JSONata: 5 rounds), median kept.');

@@ -89,7 +89,9 @@ async function deviceWorker(setup: Setup): Promise<void> {
     ),
   );
   // The same device connections publish to either side's topics on the one broker.
-  const devicesMqtt = await Promise.all(ids.map((i) => mqtt.connectAsync(`mqtt://127.0.0.1:${ports.aedes}`, { protocolVersion: 4, clientId: serial(BASE.mqtt + i), reconnectPeriod: 0 })));
+  const devicesMqtt = await Promise.all(
+    ids.map((i) => mqtt.connectAsync(`mqtt://127.0.0.1:${ports.aedes}`, { protocolVersion: 4, clientId: serial(BASE.mqtt + i), reconnectPeriod: 0 })),
+  );
   const mqttTopic = (side: Side, i: number) => `/${side === 'conflux' ? 'senml' : 'core'}/${TENANT}/${serial(BASE.mqtt + i)}/attrs`;
   // One socket per device; the datagram is the reference client's (buildDatagram).
   const udp = ids.map(() => dgram.createSocket('udp4').on('error', () => undefined));
@@ -147,7 +149,13 @@ async function deviceWorker(setup: Setup): Promise<void> {
     http: {
       conflux: () =>
         drive(WINDOW, async (i, seq) => {
-          const r = await postReadings({ base: `${origin}/devices`, serial: serial(BASE.http + i), key: keyOf(BASE.http + i), format: 'senml+json', body: pack(i, seq) });
+          const r = await postReadings({
+            base: `${origin}/devices`,
+            serial: serial(BASE.http + i),
+            key: keyOf(BASE.http + i),
+            format: 'senml+json',
+            body: pack(i, seq),
+          });
           if (r.status !== 202) throw new Error(`conflux-http-in answered ${r.status}: ${JSON.stringify(r.problem)}`);
         }),
       core: () =>
@@ -165,7 +173,11 @@ async function deviceWorker(setup: Setup): Promise<void> {
   parentPort!.on('message', (m: { transport: Transport; side: Side; pacing: number } | 'stop') => {
     if (m === 'stop') {
       void (async () => {
-        await Promise.all([...ctcp.map((c) => c.close()), ...devicesMqtt.map((c) => c.endAsync()), ...udp.map((u) => new Promise<void>((resolve) => u.close(() => resolve())))]);
+        await Promise.all([
+          ...ctcp.map((c) => c.close()),
+          ...devicesMqtt.map((c) => c.endAsync()),
+          ...udp.map((u) => new Promise<void>((resolve) => u.close(() => resolve()))),
+        ]);
         for (const s of btcp) s.destroy();
         parentPort!.postMessage({ stopped: true });
       })();
@@ -269,16 +281,84 @@ export async function run(): Promise<boolean> {
     { id: 'c-http', type: 'conflux-http-in', z: 'tab', gateway: 'gw', basePath: '/devices', wires: [['count-c-http']] },
     // Client of the broker: aedes matches '+' to an empty level only for clean sessions, so the
     // leading-slash SenML topic is named (see test/integration/mqtt-in.test.ts).
-    { id: 'c-mqtt', type: 'conflux-mqtt-in', z: 'tab', gateway: 'gw', mode: 'client', url: broker.url, protocolVersion: '4', clientId: 'conflux-devices', topics: '/senml/+/+/attrs', qos: '1', wires: [['count-c-mqtt']] },
-    { id: 'broker', type: 'mqtt-broker', name: 'aedes', broker: '127.0.0.1', port: String(ports.aedes), clientid: 'core-mqtt-in', autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60', cleansession: true },
-    { id: 'b-mqtt', type: 'mqtt in', z: 'tab', topic: '/core/+/+/attrs', qos: '1', datatype: 'utf8', broker: 'broker', nl: false, rap: true, rh: 0, inputs: 0, wires: [['f-mqtt']] },
-    { id: 'b-tcp', type: 'tcp in', z: 'tab', server: 'server', host: '', port: String(ports.btcp), datamode: 'stream', datatype: 'utf8', newline: '\\n', topic: '', trim: false, base64: false, tls: '', wires: [['f-tcp']] },
-    { id: 'b-udp', type: 'udp in', z: 'tab', iface: '', port: String(ports.budp), ipv: 'udp4', multicast: 'false', group: '', datatype: 'utf8', wires: [['f-udp']] },
+    {
+      id: 'c-mqtt',
+      type: 'conflux-mqtt-in',
+      z: 'tab',
+      gateway: 'gw',
+      mode: 'client',
+      url: broker.url,
+      protocolVersion: '4',
+      clientId: 'conflux-devices',
+      topics: '/senml/+/+/attrs',
+      qos: '1',
+      wires: [['count-c-mqtt']],
+    },
+    {
+      id: 'broker',
+      type: 'mqtt-broker',
+      name: 'aedes',
+      broker: '127.0.0.1',
+      port: String(ports.aedes),
+      clientid: 'core-mqtt-in',
+      autoConnect: true,
+      usetls: false,
+      protocolVersion: '4',
+      keepalive: '60',
+      cleansession: true,
+    },
+    {
+      id: 'b-mqtt',
+      type: 'mqtt in',
+      z: 'tab',
+      topic: '/core/+/+/attrs',
+      qos: '1',
+      datatype: 'utf8',
+      broker: 'broker',
+      nl: false,
+      rap: true,
+      rh: 0,
+      inputs: 0,
+      wires: [['f-mqtt']],
+    },
+    {
+      id: 'b-tcp',
+      type: 'tcp in',
+      z: 'tab',
+      server: 'server',
+      host: '',
+      port: String(ports.btcp),
+      datamode: 'stream',
+      datatype: 'utf8',
+      newline: '\\n',
+      topic: '',
+      trim: false,
+      base64: false,
+      tls: '',
+      wires: [['f-tcp']],
+    },
+    {
+      id: 'b-udp',
+      type: 'udp in',
+      z: 'tab',
+      iface: '',
+      port: String(ports.budp),
+      ipv: 'udp4',
+      multicast: 'false',
+      group: '',
+      datatype: 'utf8',
+      wires: [['f-udp']],
+    },
     { id: 'b-http', type: 'http in', z: 'tab', url: '/bench/:serial/telemetry', method: 'post', upload: false, swaggerDoc: '', wires: [['f-http']] },
     { id: 'r-http', type: 'http response', z: 'tab', statusCode: '202', headers: {}, wires: [] },
     ...TRANSPORTS.map((t) => ({ id: `f-${t}`, type: 'function', z: 'tab', func: decoder(t), outputs: 1, wires: [[`count-b-${t}`]] })),
     // One wire per node: the core HTTP flow answers after counting (count → http response).
-    ...TRANSPORTS.flatMap((t) => [`count-c-${t}`, `count-b-${t}`]).map((id) => ({ id, type: 'bench-count', z: 'tab', wires: id === 'count-b-http' ? [['r-http']] : [] })),
+    ...TRANSPORTS.flatMap((t) => [`count-c-${t}`, `count-b-${t}`]).map((id) => ({
+      id,
+      type: 'bench-count',
+      z: 'tab',
+      wires: id === 'count-b-http' ? [['r-http']] : [],
+    })),
   ];
 
   const rt = await startRuntime(flow);
@@ -295,7 +375,8 @@ export async function run(): Promise<boolean> {
   for (let i = 0; i < DEVICES; i++) {
     const device = (await directory.credentials(serial(BASE.udp + i))).device;
     const list: Buffer[] = [];
-    for (let n = 0; n < PER_DEVICE * (ROUNDS + 1) + PACED_PER_DEVICE; n += 100) list.push(...gw.tokens.issue(device, 100).map((t: { token: Buffer }) => Buffer.from(t.token)));
+    for (let n = 0; n < PER_DEVICE * (ROUNDS + 1) + PACED_PER_DEVICE; n += 100)
+      list.push(...gw.tokens.issue(device, 100).map((t: { token: Buffer }) => Buffer.from(t.token)));
     tokens.push(list);
   }
   // Let the listeners bind and both MQTT clients connect and subscribe.
@@ -333,7 +414,16 @@ export async function run(): Promise<boolean> {
     return { rate: round.messages / ((round.last - start) / 1000), received: round.messages, latencies: round.latencies };
   }
 
-  const results: Array<{ transport: Transport; conflux: number; core: number; runs: Record<Side, number[]>; lat: Record<Side, number[]>; paced: Record<Side, number[]>; lost: Record<Side, number>; pacedLost: Record<Side, number> }> = [];
+  const results: Array<{
+    transport: Transport;
+    conflux: number;
+    core: number;
+    runs: Record<Side, number[]>;
+    lat: Record<Side, number[]>;
+    paced: Record<Side, number[]>;
+    lost: Record<Side, number>;
+    pacedLost: Record<Side, number>;
+  }> = [];
   for (const transport of TRANSPORTS) {
     const rates: Record<Side, number[]> = { conflux: [], core: [] };
     const lat: Record<Side, number[]> = { conflux: [], core: [] };
@@ -341,7 +431,9 @@ export async function run(): Promise<boolean> {
     for (let r = -1; r < ROUNDS; r++) {
       for (const side of ['conflux', 'core'] as const) {
         const o = await once(transport, side);
-        process.stderr.write(`  ${transport} ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${side}: ${Math.round(o.rate).toLocaleString('en-US')}/s (${o.received}/${total})\n`);
+        process.stderr.write(
+          `  ${transport} ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${side}: ${Math.round(o.rate).toLocaleString('en-US')}/s (${o.received}/${total})\n`,
+        );
         if (r < 0) continue;
         rates[side].push(o.rate);
         lat[side].push(...o.latencies);
@@ -375,19 +467,36 @@ export async function run(): Promise<boolean> {
   const ok = report(
     'Devices: readings/s accepted and decoded into the canonical message, against core nodes + function',
     'readings',
-    results.map((r) => ({ name: names[r.transport][0], baselineName: names[r.transport][1], subjectPerSec: r.conflux, baselinePerSec: r.core, ratio: r.conflux / r.core, floor: 1, subjectRuns: r.runs.conflux, baselineRuns: r.runs.core })),
+    results.map((r) => ({
+      name: names[r.transport][0],
+      baselineName: names[r.transport][1],
+      subjectPerSec: r.conflux,
+      baselinePerSec: r.core,
+      ratio: r.conflux / r.core,
+      floor: 1,
+      subjectRuns: r.runs.conflux,
+      baselineRuns: r.runs.core,
+    })),
   );
-  console.log(`\n${DEVICES} devices per transport, ${PER_DEVICE} readings each per round (${total.toLocaleString('en-US')}), up to ${WINDOW} unacknowledged per device; ${ROUNDS} rounds after a warm-up, alternating, median kept.`);
+  console.log(
+    `\n${DEVICES} devices per transport, ${PER_DEVICE} readings each per round (${total.toLocaleString('en-US')}), up to ${WINDOW} unacknowledged per device; ${ROUNDS} rounds after a warm-up, alternating, median kept.`,
+  );
   const f = (x: number | undefined) => (x === undefined ? '–' : x.toFixed(1));
   const pct = (xs: number[]) => {
     const s = [...xs].sort((a, b) => a - b);
     return `${f(percentile(s, 50))} | ${f(percentile(s, 99))}`;
   };
-  console.log(`\nLatency (ms) from the device's send to the canonical message at the counting node. Paced: ${DEVICES} devices × ${PACED_RATE} readings/s (${(DEVICES * PACED_RATE).toLocaleString('en-US')}/s), ${PACED_PER_DEVICE} each; at full load: over the timed rounds above (mostly time queued).\n`);
-  console.log('| transport | paced Conflux p50 | p99 | paced core p50 | p99 | full-load Conflux p50 | p99 | full-load core p50 | p99 | lost at full load (Conflux / core) |');
+  console.log(
+    `\nLatency (ms) from the device's send to the canonical message at the counting node. Paced: ${DEVICES} devices × ${PACED_RATE} readings/s (${(DEVICES * PACED_RATE).toLocaleString('en-US')}/s), ${PACED_PER_DEVICE} each; at full load: over the timed rounds above (mostly time queued).\n`,
+  );
+  console.log(
+    '| transport | paced Conflux p50 | p99 | paced core p50 | p99 | full-load Conflux p50 | p99 | full-load core p50 | p99 | lost at full load (Conflux / core) |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
-    console.log(`| ${r.transport} | ${pct(r.paced.conflux)} | ${pct(r.paced.core)} | ${pct(r.lat.conflux)} | ${pct(r.lat.core)} | ${r.lost.conflux} / ${r.lost.core}${r.pacedLost.conflux + r.pacedLost.core ? ` (paced: ${r.pacedLost.conflux} / ${r.pacedLost.core})` : ''} |`);
+    console.log(
+      `| ${r.transport} | ${pct(r.paced.conflux)} | ${pct(r.paced.core)} | ${pct(r.lat.conflux)} | ${pct(r.lat.core)} | ${r.lost.conflux} / ${r.lost.core}${r.pacedLost.conflux + r.pacedLost.core ? ` (paced: ${r.pacedLost.conflux} / ${r.pacedLost.core})` : ''} |`,
+    );
   }
   console.log(`\n${machine()}`);
   return ok;

@@ -79,7 +79,16 @@ export function runPair(pair: Pair, rounds = 7, ms = 300): PairResult {
   void sink;
   const subjectPerSec = median(subject);
   const baselinePerSec = median(baseline);
-  return { name: pair.name, baselineName: pair.baselineName, subjectPerSec, baselinePerSec, ratio: subjectPerSec / baselinePerSec, floor: pair.floor, subjectRuns: subject, baselineRuns: baseline };
+  return {
+    name: pair.name,
+    baselineName: pair.baselineName,
+    subjectPerSec,
+    baselinePerSec,
+    ratio: subjectPerSec / baselinePerSec,
+    floor: pair.floor,
+    subjectRuns: subject,
+    baselineRuns: baseline,
+  };
 }
 
 export function machine(): string {
@@ -101,7 +110,9 @@ export function report(title: string, unit: string, results: PairResult[]): bool
   for (const r of results) {
     const miss = r.floor !== undefined && r.ratio < r.floor;
     if (miss) ok = false;
-    console.log(`| ${r.name} | ${fmt(r.subjectPerSec)} | ${r.baselineName} | ${fmt(r.baselinePerSec)} | ${r.ratio.toFixed(2)}x | ${r.floor === undefined ? '' : `${r.floor}x${miss ? ' MISSED' : ''}`} |`);
+    console.log(
+      `| ${r.name} | ${fmt(r.subjectPerSec)} | ${r.baselineName} | ${fmt(r.baselinePerSec)} | ${r.ratio.toFixed(2)}x | ${r.floor === undefined ? '' : `${r.floor}x${miss ? ' MISSED' : ''}`} |`,
+    );
   }
   // Every run, never only the median: a reader sees the scatter the median hides.
   const listed = results.filter((r) => r.subjectRuns?.length || r.baselineRuns?.length);

@@ -97,7 +97,13 @@ export async function run(): Promise<boolean> {
           if (config === 'external') {
             const devices = [];
             for (let i = 0; i < SESSIONS; i += 50) {
-              devices.push(...(await Promise.all(Array.from({ length: Math.min(50, SESSIONS - i) }, (_, k) => connect({ port: tcpPort, serial: serial(i + k), key: keyOf(i + k), timeoutMs: 60_000 })))));
+              devices.push(
+                ...(await Promise.all(
+                  Array.from({ length: Math.min(50, SESSIONS - i) }, (_, k) =>
+                    connect({ port: tcpPort, serial: serial(i + k), key: keyOf(i + k), timeoutMs: 60_000 }),
+                  ),
+                )),
+              );
             }
             await sleep(SETTLE_MS);
             const busy = rssMiB(p.child.pid!);
@@ -119,17 +125,25 @@ export async function run(): Promise<boolean> {
 
   const f = (x: number) => x.toFixed(1);
   const list = (xs: number[]) => xs.map(f).join(', ');
-  console.log(`\n### Memory: resident set of the platform (\`node dist/settings.js\`, the shipped flow), idle — ${new Date().toISOString().slice(0, 10)}\n\n${machine()}\n`);
+  console.log(
+    `\n### Memory: resident set of the platform (\`node dist/settings.js\`, the shipped flow), idle — ${new Date().toISOString().slice(0, 10)}\n\n${machine()}\n`,
+  );
   console.log('| configuration | RSS MiB (median) | every run |\n|---|---:|---|');
-  console.log(`| embedded defaults (PGlite, in-process short-term, embedded broker), first start on an empty data directory | ${f(median(firstStart))} | ${list(firstStart)} |`);
+  console.log(
+    `| embedded defaults (PGlite, in-process short-term, embedded broker), first start on an empty data directory | ${f(median(firstStart))} | ${list(firstStart)} |`,
+  );
   console.log(`| embedded defaults, restarted on the same data directory | ${f(median(idle.embedded))} | ${list(idle.embedded)} |`);
   console.log(`| PostgreSQL external, the rest embedded | ${f(median(idle['pg only']))} | ${list(idle['pg only'])} |`);
   console.log(`| external PostgreSQL, Redis and MQTT broker | ${f(median(idle.external))} | ${list(idle.external)} |`);
   console.log(`| external, with ${SESSIONS.toLocaleString('en-US')} idle TCP device sessions | ${f(median(withSessions))} | ${list(withSessions)} |`);
   const pglite = idle.embedded.map((x, i) => x - idle['pg only'][i]);
   const pgliteFirst = firstStart.map((x, i) => x - idle['pg only'][i]);
-  console.log(`\nWhat the embedded PGlite costs (embedded − PostgreSQL external, per round): after a restart median ${f(median(pglite))} MiB (${list(pglite)}); after the first start median ${f(median(pgliteFirst))} MiB (${list(pgliteFirst)}).`);
+  console.log(
+    `\nWhat the embedded PGlite costs (embedded − PostgreSQL external, per round): after a restart median ${f(median(pglite))} MiB (${list(pglite)}); after the first start median ${f(median(pgliteFirst))} MiB (${list(pgliteFirst)}).`,
+  );
   console.log(`Per 1,000 idle TCP device sessions (SCRAM login done, keepalive only): median ${f(median(perThousand))} MiB (${list(perThousand)}).`);
-  console.log(`\n${ROUNDS} rounds, the configurations alternating, each on a fresh data directory (embedded: started, stopped and started again on it); VmRSS read ${SETTLE_MS / 1000} s after the platform answered (and again ${SETTLE_MS / 1000} s after the last session logged in).`);
+  console.log(
+    `\n${ROUNDS} rounds, the configurations alternating, each on a fresh data directory (embedded: started, stopped and started again on it); VmRSS read ${SETTLE_MS / 1000} s after the platform answered (and again ${SETTLE_MS / 1000} s after the last session logged in).`,
+  );
   return true;
 }

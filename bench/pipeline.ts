@@ -62,7 +62,9 @@ function pack(seq: number): string {
 async function deviceWorker(setup: Setup): Promise<void> {
   const mqtt = await import('mqtt');
   const ids = Array.from({ length: DEVICES }, (_, i) => i);
-  const clients = await Promise.all(ids.map((i) => mqtt.connectAsync(setup.url, { protocolVersion: 4, clientId: `dev-${serial(i)}`, reconnectPeriod: 0, clean: true })));
+  const clients = await Promise.all(
+    ids.map((i) => mqtt.connectAsync(setup.url, { protocolVersion: 4, clientId: `dev-${serial(i)}`, reconnectPeriod: 0, clean: true })),
+  );
   const payloads = Array.from({ length: PER_DEVICE }, (_, seq) => pack(seq));
   parentPort!.on('message', (m: { side: CaseName } | 'stop') => {
     if (m === 'stop') {
@@ -167,9 +169,45 @@ export async function run(): Promise<boolean> {
     { id: 'db', type: 'conflux-postgres', url: dbUrl, poolSize: String(POOL) },
     { id: 'gw', type: 'conflux-gateway', database: 'db' },
     mqttIn('c-in', 'conflux-pipeline', 'c-ts'),
-    { id: 'c-ts', type: 'conflux-time-series', z: 'tab', engine: 'sql', database: 'db', rollups: false, batchSize: '1000', batchDelay: '0', maxPending: '50000', wires: [['count-conflux'], []] },
-    { id: 'broker', type: 'mqtt-broker', name: 'aedes', broker: '127.0.0.1', port: String(broker.port), clientid: 'core-pipeline', autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60', cleansession: true },
-    { id: 'b-in', type: 'mqtt in', z: 'tab', topic: 'core/+/+/attrs', qos: '1', datatype: 'utf8', broker: 'broker', nl: false, rap: true, rh: 0, inputs: 0, wires: [['b-fn']] },
+    {
+      id: 'c-ts',
+      type: 'conflux-time-series',
+      z: 'tab',
+      engine: 'sql',
+      database: 'db',
+      rollups: false,
+      batchSize: '1000',
+      batchDelay: '0',
+      maxPending: '50000',
+      wires: [['count-conflux'], []],
+    },
+    {
+      id: 'broker',
+      type: 'mqtt-broker',
+      name: 'aedes',
+      broker: '127.0.0.1',
+      port: String(broker.port),
+      clientid: 'core-pipeline',
+      autoConnect: true,
+      usetls: false,
+      protocolVersion: '4',
+      keepalive: '60',
+      cleansession: true,
+    },
+    {
+      id: 'b-in',
+      type: 'mqtt in',
+      z: 'tab',
+      topic: 'core/+/+/attrs',
+      qos: '1',
+      datatype: 'utf8',
+      broker: 'broker',
+      nl: false,
+      rap: true,
+      rh: 0,
+      inputs: 0,
+      wires: [['b-fn']],
+    },
     { id: 'b-fn', type: 'function', z: 'tab', func: CORE_FUNCTION, outputs: 1, wires: [['count-core']] },
     { id: 'count-conflux', type: 'bench-count', z: 'tab' },
     { id: 'count-core', type: 'bench-count', z: 'tab' },
@@ -251,8 +289,12 @@ export async function run(): Promise<boolean> {
     },
   ]);
   void runs;
-  console.log(`\nOver all rounds: readings never stored: Conflux ${lost.conflux}, core ${lost.core}; counted more often than stored (delivered again): Conflux ${duplicates.conflux}, core ${duplicates.core}. A round's rate counts what was stored, over the time until the table held it.`);
-  console.log(`\n${DEVICES} devices, ${PER_DEVICE} packs of ${RECORDS} readings each per round (${total.toLocaleString('en-US')} readings), QoS 1, up to ${WINDOW} unacknowledged per device, one aedes broker in its own process, PostgreSQL 15 of the test servers; ${ROUNDS} rounds after a warm-up, alternating, median kept.\n\n${machine()}`);
+  console.log(
+    `\nOver all rounds: readings never stored: Conflux ${lost.conflux}, core ${lost.core}; counted more often than stored (delivered again): Conflux ${duplicates.conflux}, core ${duplicates.core}. A round's rate counts what was stored, over the time until the table held it.`,
+  );
+  console.log(
+    `\n${DEVICES} devices, ${PER_DEVICE} packs of ${RECORDS} readings each per round (${total.toLocaleString('en-US')} readings), QoS 1, up to ${WINDOW} unacknowledged per device, one aedes broker in its own process, PostgreSQL 15 of the test servers; ${ROUNDS} rounds after a warm-up, alternating, median kept.\n\n${machine()}`,
+  );
   return ok;
 }
 

@@ -88,7 +88,6 @@ async function seconds(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-
 interface Case {
   name: string;
   items: number;
@@ -267,7 +266,10 @@ async function timeSeries(url: string, data: readonly Reading[], binary: Buffer)
             const chunks = function* () {
               for (let i = 0; i < binary.length; i += 65_536) yield binary.subarray(i, i + 65_536);
             };
-            await pipeline(Readable.from(chunks()), client.query(copyFrom('COPY readings (tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver) FROM STDIN (FORMAT binary)')));
+            await pipeline(
+              Readable.from(chunks()),
+              client.query(copyFrom('COPY readings (tenant_id, name, t, v, vs, vb, vd, s, u, ut, bver) FROM STDIN (FORMAT binary)')),
+            );
           } finally {
             client.release();
           }
@@ -286,12 +288,47 @@ async function timeSeries(url: string, data: readonly Reading[], binary: Buffer)
     const rollName = `time-series append with rollups, batches of ${batches} (the same, and the new readings rolled up in its transaction)`;
     const r = (n: string) => everyRun.get(n);
     const pairs: PairResult[] = [
-      { name, baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`, subjectPerSec: plain, baselinePerSec: single, ratio: plain / single, floor: 10, subjectRuns: r('conflux'), baselineRuns: r('single') },
-      { name, baselineName: 'raw binary COPY of a pre-built buffer into readings, one statement', subjectPerSec: plain, baselinePerSec: copy, ratio: plain / copy, floor: 0.5, subjectRuns: r('conflux'), baselineRuns: r('copy') },
+      {
+        name,
+        baselineName: `one INSERT … ON CONFLICT DO NOTHING per reading, pg.Pool of ${POOL}, ${POOL} in flight`,
+        subjectPerSec: plain,
+        baselinePerSec: single,
+        ratio: plain / single,
+        floor: 10,
+        subjectRuns: r('conflux'),
+        baselineRuns: r('single'),
+      },
+      {
+        name,
+        baselineName: 'raw binary COPY of a pre-built buffer into readings, one statement',
+        subjectPerSec: plain,
+        baselinePerSec: copy,
+        ratio: plain / copy,
+        floor: 0.5,
+        subjectRuns: r('conflux'),
+        baselineRuns: r('copy'),
+      },
       // The same job per message: the INSERT and its two rollup upserts in one statement.
-      { name: rollName, baselineName: `one INSERT … ON CONFLICT DO NOTHING and its hour and day rollup upserts per reading, ${POOL} in flight`, subjectPerSec: rollingRate, baselinePerSec: singleRollups, ratio: rollingRate / singleRollups, floor: 10, subjectRuns: r('rollups'), baselineRuns: r('single-rollups') },
+      {
+        name: rollName,
+        baselineName: `one INSERT … ON CONFLICT DO NOTHING and its hour and day rollup upserts per reading, ${POOL} in flight`,
+        subjectPerSec: rollingRate,
+        baselinePerSec: singleRollups,
+        ratio: rollingRate / singleRollups,
+        floor: 10,
+        subjectRuns: r('rollups'),
+        baselineRuns: r('single-rollups'),
+      },
       // Less work than the subject (no rollups): shown for what rolling up costs.
-      { name: rollName, baselineName: 'raw binary COPY of a pre-built buffer into readings, one statement (no rollups)', subjectPerSec: rollingRate, baselinePerSec: copy, ratio: rollingRate / copy, subjectRuns: r('rollups'), baselineRuns: r('copy') },
+      {
+        name: rollName,
+        baselineName: 'raw binary COPY of a pre-built buffer into readings, one statement (no rollups)',
+        subjectPerSec: rollingRate,
+        baselinePerSec: copy,
+        ratio: rollingRate / copy,
+        subjectRuns: r('rollups'),
+        baselineRuns: r('copy'),
+      },
     ];
     return { pairs, repeat: rates.get('repeat')!, separate: rates.get('separate')! };
   } finally {
@@ -329,7 +366,11 @@ async function mailbox(url: string): Promise<{ enqueue: number; drain: number }>
     let round = 0;
     let queue = '';
     const messages = (q: string) =>
-      Array.from({ length: MESSAGES }, (_, i) => ({ messageId: `${q}-${i}`, payload: [{ n: `dev${i % 100}/temp`, t: T0 + i, v: 21.5 }], headers: { to: 'crm@fed.example' } }));
+      Array.from({ length: MESSAGES }, (_, i) => ({
+        messageId: `${q}-${i}`,
+        payload: [{ n: `dev${i % 100}/temp`, t: T0 + i, v: 21.5 }],
+        headers: { to: 'crm@fed.example' },
+      }));
     let batch: ReturnType<typeof messages> = [];
     const enqueueAll = async () => {
       for (let i = 0; i < batch.length; i += MAILBOX_BATCH) await box.enqueue('default', queue, batch.slice(i, i + MAILBOX_BATCH));
@@ -346,7 +387,10 @@ async function mailbox(url: string): Promise<{ enqueue: number; drain: number }>
               if ((await mb.depth(queue)) === 0) return;
               continue;
             }
-            const acked = await mb.ack(claimed.map((m) => m.id), `drainer${d}`);
+            const acked = await mb.ack(
+              claimed.map((m) => m.id),
+              `drainer${d}`,
+            );
             delivered += acked;
           }
         }),
@@ -412,15 +456,33 @@ async function redisPipelining(redisUrl: string): Promise<PairResult[]> {
         name: 'redis-set',
         items: data.length,
         reset: async () => void run++,
-        run: () => inFlight(data, POOL, ({ tenant, record }) => client.set(`${prefix()}${tenant}:${record.n}`, JSON.stringify(record), 'EX', limits.ttlSeconds)),
+        run: () =>
+          inFlight(data, POOL, ({ tenant, record }) => client.set(`${prefix()}${tenant}:${record.n}`, JSON.stringify(record), 'EX', limits.ttlSeconds)),
       },
     ];
     const rates = await measure(cases);
     const subject = rates.get('redis-pipelined')!;
     const name = `short-term write (latest + window + index), batches of ${REDIS_BATCH.toLocaleString('en-US')}, one pipeline each`;
     return [
-      { name, baselineName: `the same script, one command per reading, ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('redis-per-message')!, ratio: subject / rates.get('redis-per-message')!, floor: 1, subjectRuns: everyRun.get('redis-pipelined'), baselineRuns: everyRun.get('redis-per-message') },
-      { name, baselineName: `plain SET … EX per reading (less work), ${POOL} in flight`, subjectPerSec: subject, baselinePerSec: rates.get('redis-set')!, ratio: subject / rates.get('redis-set')!, subjectRuns: everyRun.get('redis-pipelined'), baselineRuns: everyRun.get('redis-set') },
+      {
+        name,
+        baselineName: `the same script, one command per reading, ${POOL} in flight`,
+        subjectPerSec: subject,
+        baselinePerSec: rates.get('redis-per-message')!,
+        ratio: subject / rates.get('redis-per-message')!,
+        floor: 1,
+        subjectRuns: everyRun.get('redis-pipelined'),
+        baselineRuns: everyRun.get('redis-per-message'),
+      },
+      {
+        name,
+        baselineName: `plain SET … EX per reading (less work), ${POOL} in flight`,
+        subjectPerSec: subject,
+        baselinePerSec: rates.get('redis-set')!,
+        ratio: subject / rates.get('redis-set')!,
+        subjectRuns: everyRun.get('redis-pipelined'),
+        baselineRuns: everyRun.get('redis-set'),
+      },
     ];
   } finally {
     for (let r = 0; r <= run; r++) {
@@ -446,12 +508,29 @@ export async function run(): Promise<boolean> {
 
   const ok = report('Storage: time-series append on PostgreSQL against a core-node flow and raw COPY', 'readings', pairs);
   console.log(`\n${machineDetails().join('  \n')}`);
-  console.log(`\n${READINGS.toLocaleString('en-US')} readings per run; ${ROUNDS} runs of each case after a warm-up, alternating, median kept; readings emptied before each run.`);
+  console.log(
+    `\n${READINGS.toLocaleString('en-US')} readings per run; ${ROUNDS} runs of each case after a warm-up, alternating, median kept; readings emptied before each run.`,
+  );
   info('For information (no floor):', [
-    [`time-series append on PostgreSQL, then the long-term store's add of the same batch (the work the default flow did before), batches of ${BATCH.toLocaleString('en-US')}`, separate, 'readings', 'separate'],
-    [`time-series append on PostgreSQL of readings already stored (a batch sent again), with rollups, batches of ${BATCH.toLocaleString('en-US')}`, repeat, 'readings', 'repeat'],
+    [
+      `time-series append on PostgreSQL, then the long-term store's add of the same batch (the work the default flow did before), batches of ${BATCH.toLocaleString('en-US')}`,
+      separate,
+      'readings',
+      'separate',
+    ],
+    [
+      `time-series append on PostgreSQL of readings already stored (a batch sent again), with rollups, batches of ${BATCH.toLocaleString('en-US')}`,
+      repeat,
+      'readings',
+      'repeat',
+    ],
     [`time-series append on PGlite (in memory), batches of ${BATCH.toLocaleString('en-US')}`, embedded.plain, 'readings', 'pglite'],
-    [`time-series append on PGlite (in memory) with rollups in the same transaction, batches of ${BATCH.toLocaleString('en-US')}`, embedded.rollups, 'readings', 'pglite-rollups'],
+    [
+      `time-series append on PGlite (in memory) with rollups in the same transaction, batches of ${BATCH.toLocaleString('en-US')}`,
+      embedded.rollups,
+      'readings',
+      'pglite-rollups',
+    ],
     [`mailbox enqueue on PostgreSQL, ${MESSAGES.toLocaleString('en-US')} messages in batches of ${MAILBOX_BATCH}`, box.enqueue, 'messages', 'enqueue'],
     [`mailbox drain on PostgreSQL, claim + ack ${MAILBOX_BATCH} at a time, 2 drainers on 2 pools`, box.drain, 'messages', 'drain'],
   ]);

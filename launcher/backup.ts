@@ -101,7 +101,10 @@ function assertNotRunning(pgliteDir: string, options: RunningCheckOptions, doing
 
 /** `20251122T101530Z`: UTC, sortable, safe in file names. */
 export function utcStamp(date: Date = new Date()): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replace(/[-:]/g, '');
 }
 
 /** The CLI's default archive name, relative to the working directory. */
@@ -127,7 +130,10 @@ function corrupt(file: string, why: string, cause?: unknown): BackupError {
 }
 
 function octal(block: Buffer, start: number, length: number): number {
-  const text = block.toString('latin1', start, start + length).replace(/\0.*$/s, '').trim();
+  const text = block
+    .toString('latin1', start, start + length)
+    .replace(/\0.*$/s, '')
+    .trim();
   return /^[0-7]+$/.test(text) ? parseInt(text, 8) : NaN;
 }
 
@@ -280,11 +286,7 @@ function asideName(dir: string): string {
  * unpacked into a temporary folder beside pgliteDir and opened (schema_migrations read) before
  * anything is swapped; on any failure the temporary folder is removed and pgliteDir is untouched.
  */
-export async function restoreEmbedded(
-  file: string,
-  pgliteDir: string,
-  options: { force?: boolean } & RunningCheckOptions = {},
-): Promise<RestoreInfo> {
+export async function restoreEmbedded(file: string, pgliteDir: string, options: { force?: boolean } & RunningCheckOptions = {}): Promise<RestoreInfo> {
   const source = path.resolve(file);
   const dir = path.resolve(pgliteDir);
   let stat: fs.Stats;

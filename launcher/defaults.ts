@@ -34,7 +34,5 @@ export function isConfigured(row: EmbeddedDefault, env: Env): boolean {
  * can carry a password.
  */
 export function describeDefaults(env: Env, rows: readonly EmbeddedDefault[] = EMBEDDED_DEFAULTS): string[] {
-  return rows.map((row) =>
-    isConfigured(row, env) ? `${row.role}: ${row.real} (${row.env})` : `${row.role}: ${row.embedded} — set ${row.env}`,
-  );
+  return rows.map((row) => (isConfigured(row, env) ? `${row.role}: ${row.real} (${row.env})` : `${row.role}: ${row.embedded} — set ${row.env}`));
 }

@@ -44,7 +44,8 @@ export class AllowedHosts {
     extra: readonly string[],
   ) {
     for (const name of ['127.0.0.1', 'localhost', '::1']) this.add(name, port);
-    if (!WILDCARDS.has(listenHost)) this.add(parseHost(listenHost.includes(':') && !listenHost.startsWith('[') ? `[${listenHost}]` : listenHost)?.name ?? listenHost, port);
+    if (!WILDCARDS.has(listenHost))
+      this.add(parseHost(listenHost.includes(':') && !listenHost.startsWith('[') ? `[${listenHost}]` : listenHost)?.name ?? listenHost, port);
     for (const entry of extra) {
       const h = parseHost(entry);
       if (!h) throw new Error(`not a host name: "${entry}"`);
@@ -116,7 +117,8 @@ export function refusal(req: DoorRequest, hosts: AllowedHosts, hostCheck: boolea
   const site = header(req, 'sec-fetch-site');
   if (site !== undefined && site !== 'same-origin' && site !== 'none') {
     const dest = header(req, 'sec-fetch-dest');
-    const navigation = (req.method === 'GET' || req.method === 'HEAD') && header(req, 'sec-fetch-mode') === 'navigate' && (dest === undefined || dest === 'document');
+    const navigation =
+      (req.method === 'GET' || req.method === 'HEAD') && header(req, 'sec-fetch-mode') === 'navigate' && (dest === undefined || dest === 'document');
     if (!navigation) return `${site} request refused`;
   }
   return undefined;

@@ -19,7 +19,7 @@ export function runCli(name: string, work: () => Promise<number>): void {
         process.exitCode = err instanceof BackupError ? err.exitCode : 2;
         return;
       }
-      console.error(`conflux ${name}: failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      console.error(`conflux ${name}: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       process.exitCode = 1;
     },
   );

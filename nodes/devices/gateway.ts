@@ -63,7 +63,11 @@ export = function register(RED: NodeAPI): void {
     const commands = new CommandRouter({
       sessions,
       sql: () => (database ? database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database'))),
-      lookup: (serial) => node.directory().then((d) => d.credentials(serial)).then((c) => c?.device),
+      lookup: (serial) =>
+        node
+          .directory()
+          .then((d) => d.credentials(serial))
+          .then((c) => c?.device),
       maxQueuedPerDevice: intField(def.maxQueuedCommands, 100, 1, 100_000),
     });
     const requests = new RequestForwarder(() => central);

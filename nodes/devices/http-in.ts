@@ -38,8 +38,6 @@ interface HttpInDef extends NodeDef {
   ack?: string;
 }
 
-
-
 function queryOf(url: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   const q = (url ?? '').indexOf('?');
@@ -53,7 +51,6 @@ function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
-
 
 export = function register(RED: NodeAPI): void {
   const t = translator(RED, __filename);

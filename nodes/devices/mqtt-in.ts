@@ -160,7 +160,12 @@ export = function register(RED: NodeAPI): void {
         onReadings: deliver,
         onRejected: (r: MqttRejection) => {
           const who = r.device ? `device ${r.device.tenant}/${r.device.id}` : r.serial ? `"${r.serial}"` : 'a connection';
-          report(`${who}${r.remote ? ` (${r.remote})` : ''} refused (${r.reason}): ${r.detail}`, { payload: r.detail, reason: r.reason, topic: r.topic, device: r.device });
+          report(`${who}${r.remote ? ` (${r.remote})` : ''} refused (${r.reason}): ${r.detail}`, {
+            payload: r.detail,
+            reason: r.reason,
+            topic: r.topic,
+            device: r.device,
+          });
         },
         onSessions: () => statusSoon(),
         onCommandTopic: (session) => void gateway.commands.flush(session),
@@ -193,7 +198,11 @@ export = function register(RED: NodeAPI): void {
       show = () => {
         const s = client ? client.stats() : { accepted: 0 };
         const fill = state === 'connected' ? (handOff.waiting > 0 ? 'yellow' : 'green') : state === 'connecting' || state === 'reconnecting' ? 'yellow' : 'red';
-        return { fill, shape: state === 'connected' ? 'dot' : 'ring', text: `${t(STATE[state])}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120) };
+        return {
+          fill,
+          shape: state === 'connected' ? 'dot' : 'ring',
+          text: `${t(STATE[state])}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120),
+        };
       };
       if (!url) {
         node.status({ fill: 'red', shape: 'ring', text: 'mqtt-in.status.noUrl' });
@@ -217,7 +226,8 @@ export = function register(RED: NodeAPI): void {
             rate: gateway.rate,
             maxFrameBytes: gateway.limits.maxFrameBytes,
             onReadings: deliver,
-            onRejected: (r: ClientRejection) => report(`message on ${r.topic} dropped (${r.reason}): ${r.detail}`, { payload: r.detail, reason: r.reason, topic: r.topic, device: r.device }),
+            onRejected: (r: ClientRejection) =>
+              report(`message on ${r.topic} dropped (${r.reason}): ${r.detail}`, { payload: r.detail, reason: r.reason, topic: r.topic, device: r.device }),
             onState: (s, detail) => {
               state = s;
               stateDetail = detail ?? '';
@@ -247,12 +257,18 @@ export = function register(RED: NodeAPI): void {
         return done(err as Error);
       }
       if (client) {
-        client.publishCommand({ tenant, id: serial }, command).then(() => done(), (err: Error) => done(err));
+        client.publishCommand({ tenant, id: serial }, command).then(
+          () => done(),
+          (err: Error) => done(err),
+        );
         return;
       }
       const session = gateway.sessions.get(tenant, serial);
       if (!session) return done(new Error(`device ${tenant}/${serial} is not connected`));
-      session.send('command', command).then(() => done(), (err: Error) => done(err));
+      session.send('command', command).then(
+        () => done(),
+        (err: Error) => done(err),
+      );
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {

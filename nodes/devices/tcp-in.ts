@@ -147,7 +147,8 @@ export = function register(RED: NodeAPI): void {
       const s = server.stats();
       const refused = s.refused + s.authFailures;
       let text: string;
-      if (s.sessions === 0 && s.accepted === 0 && refused === 0) text = t(tlsOptions ? 'conflux.status.listeningTls' : 'conflux.status.listening', { address: listening });
+      if (s.sessions === 0 && s.accepted === 0 && refused === 0)
+        text = t(tlsOptions ? 'conflux.status.listeningTls' : 'conflux.status.listening', { address: listening });
       else {
         const parts = [t(s.sessions === 1 ? 'tcp-in.status.session' : 'tcp-in.status.sessions', { n: s.sessions })];
         if (s.accepted > 0) parts.push(t('conflux.status.accepted', { n: s.accepted }));

@@ -29,5 +29,8 @@ export function boolField(value: unknown, fallback = false): boolean {
 
 /** A comma- or newline-separated list, without empty entries. */
 export function listField(value: unknown): string[] {
-  return textField(value).split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '');
+  return textField(value)
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }

@@ -63,7 +63,8 @@ export function bindTier(node: Node, t: Translate, handlers: TierHandlers, defau
     full = false;
     if (pending > 0) status.soon(); // keep the queue count fresh while it drains
     if (wasFull) return { fill: 'yellow', shape: 'ring', text: `${text}, ${t('conflux.status.queueFull')}` };
-    if (failures > 0) return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failures, reason: lastError })}`.slice(0, 120) };
+    if (failures > 0)
+      return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failures, reason: lastError })}`.slice(0, 120) };
     return { fill: 'green', shape: 'dot', text };
   });
   const scheduleStatus = () => status.soon();

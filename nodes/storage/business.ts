@@ -64,7 +64,8 @@ export = function register(RED: NodeAPI): void {
     let lastError = '';
     const status = throttledStatus(node, () => {
       const text = t('business.status.done', { n: done });
-      if (lastError) return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failed, reason: lastError })}`.slice(0, 120) };
+      if (lastError)
+        return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failed, reason: lastError })}`.slice(0, 120) };
       return { fill: 'green', shape: 'dot', text: failed ? `${text}, ${t('conflux.status.failed', { n: failed })}` : text };
     });
 

@@ -17,8 +17,6 @@ interface ElasticDef extends NodeDef {
   tlsVerify?: boolean | string;
 }
 
-
-
 const PING_MS = 30_000;
 
 export = function register(RED: NodeAPI): void {

@@ -69,16 +69,22 @@ export = function register(RED: NodeAPI): void {
       node.status({
         fill: lastError ? 'red' : 'green',
         shape: lastError ? 'ring' : 'dot',
-        text: `${boxName}${queue ? `/${queue}` : ''}: ${t('conflux.status.waiting', { n: depth ?? '?' })}${extra}${lastError ? `, ${lastError}` : ''}`.slice(0, 120),
+        text: `${boxName}${queue ? `/${queue}` : ''}: ${t('conflux.status.waiting', { n: depth ?? '?' })}${extra}${lastError ? `, ${lastError}` : ''}`.slice(
+          0,
+          120,
+        ),
       });
 
     const depthTimer = setInterval(() => {
       box
         .then((b) => b.depth(queue || 'default'))
-        .then((n) => {
-          depth = n;
-          lastError = '';
-        }, (err: Error) => void (lastError = err.message))
+        .then(
+          (n) => {
+            depth = n;
+            lastError = '';
+          },
+          (err: Error) => void (lastError = err.message),
+        )
         .finally(() => show(drainer ? `, ${t('mailbox.status.out', { n: drainer.inFlight })}` : ''));
     }, DEPTH_EVERY_MS);
 
@@ -137,7 +143,11 @@ export = function register(RED: NodeAPI): void {
             groups.set(key, [...(groups.get(key) ?? []), e]);
           }
           for (const group of groups.values()) {
-            await b.enqueue(group[0].tenant, group[0].queue, group.map((e) => ({ messageId: e.messageId, payload: e.payload })));
+            await b.enqueue(
+              group[0].tenant,
+              group[0].queue,
+              group.map((e) => ({ messageId: e.messageId, payload: e.payload })),
+            );
           }
         },
       }));

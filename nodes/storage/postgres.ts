@@ -25,8 +25,6 @@ interface PostgresDef extends NodeDef {
   ca?: string;
 }
 
-
-
 const PING_MS = 15_000;
 
 export = function register(RED: NodeAPI): void {
@@ -121,7 +119,10 @@ export = function register(RED: NodeAPI): void {
     function check(): void {
       lease?.value
         .then((db) => db.sql.query('SELECT 1'))
-        .then(() => node.connection.connected(shown), (err: Error) => node.connection.failed(`${t(shown)}: ${err.message}`));
+        .then(
+          () => node.connection.connected(shown),
+          (err: Error) => node.connection.failed(`${t(shown)}: ${err.message}`),
+        );
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {
@@ -131,7 +132,9 @@ export = function register(RED: NodeAPI): void {
       lease = undefined;
       node.connection
         .drained()
-        .then(() => held?.release()).catch((err: Error) => node.warn(`closing ${label}: ${err.message}`)).finally(done);
+        .then(() => held?.release())
+        .catch((err: Error) => node.warn(`closing ${label}: ${err.message}`))
+        .finally(done);
     });
   }
 

@@ -28,8 +28,6 @@ interface RedisDef extends NodeDef {
   maxNames?: string;
 }
 
-
-
 export = function register(RED: NodeAPI): void {
   const t = translator(RED, __filename);
   function RedisNode(this: RedisConfigNode, def: RedisDef) {
@@ -71,7 +69,14 @@ export = function register(RED: NodeAPI): void {
       const store = createMemoryShortTerm({ ...limits, maxNames: intField(def.maxNames, 100_000, 1, 10_000_000) });
       (node as { store: ShortTermStore }).store = store;
       connection.connected('conflux.status.inProcess');
-      node.on('close', (_removed: boolean, done: () => void) => void connection.drained().then(() => store.close()).finally(done));
+      node.on(
+        'close',
+        (_removed: boolean, done: () => void) =>
+          void connection
+            .drained()
+            .then(() => store.close())
+            .finally(done),
+      );
       return;
     }
 

@@ -42,7 +42,8 @@ export = function register(RED: NodeAPI): void {
           }
           if (typeof q.prefix === 'string') {
             const limit = q.limit === undefined ? undefined : Number(q.limit);
-            if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 10_000)) throw new QueryError('query.limit must be an integer within 1..10000');
+            if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 10_000))
+              throw new QueryError('query.limit must be an integer within 1..10000');
             return { items: await store.latestByPrefix(tenant, q.prefix, limit) };
           }
           throw new QueryError('query needs a name (with window: true for the recent window) or a prefix');

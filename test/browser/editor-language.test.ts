@@ -12,7 +12,16 @@ import { root, start, stop, tempDataDir, type Platform } from '../support/platfo
 const CHROMIUM = '/usr/bin/chromium';
 // Without the background-networking flags Chromium keeps dialling Google's hosts, which this
 // machine's closed network refuses.
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 interface Shipped {
   /** Catalog of the node's file in the language (common texts merged, as the build ships it). */
@@ -48,7 +57,10 @@ function lookup(catalog: Record<string, unknown>, key: string): string | undefin
 /** The first sentence-bearing paragraph of a help page, as text. */
 function firstParagraph(help: string): string {
   const p = /<p>([\s\S]*?)<\/p>/.exec(help);
-  return (p ? p[1] : help).replace(/<[^>]+>/g, '').replace(/\s+/g, ' ').trim();
+  return (p ? p[1] : help)
+    .replace(/<[^>]+>/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 interface FormText {
@@ -70,16 +82,21 @@ async function formTexts(page: Page, type: string): Promise<FormText[]> {
     }
   }, type);
   // The template's i18n is applied when the tray is built; wait for the form's rows.
-  await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#dialog-form .form-row, #node-config-dialog-edit-form .form-row').length > 0, null, { timeout: 30_000 });
+  await page.waitForFunction(
+    () => (globalThis as any).document.querySelectorAll('#dialog-form .form-row, #node-config-dialog-edit-form .form-row').length > 0,
+    null,
+    { timeout: 30_000 },
+  );
   const texts = await page.evaluate(() =>
-    (Array.from((globalThis as any).document.querySelectorAll('#dialog-form [data-i18n], #node-config-dialog-edit-form [data-i18n]')) as any[]).flatMap((el: any) =>
-      (el.getAttribute('data-i18n') ?? '').split(';').map((spec: string) => {
-        const m = /^\[([a-z-]+)\](.*)$/.exec(spec.trim());
-        const attr = m ? m[1] : 'text';
-        const key = m ? m[2] : spec.trim();
-        const text = attr === 'text' || attr === 'html' ? (el.textContent ?? '') : (el.getAttribute(attr) ?? '');
-        return { key, attr, text: text.replace(/\s+/g, ' ').trim() };
-      }),
+    (Array.from((globalThis as any).document.querySelectorAll('#dialog-form [data-i18n], #node-config-dialog-edit-form [data-i18n]')) as any[]).flatMap(
+      (el: any) =>
+        (el.getAttribute('data-i18n') ?? '').split(';').map((spec: string) => {
+          const m = /^\[([a-z-]+)\](.*)$/.exec(spec.trim());
+          const attr = m ? m[1] : 'text';
+          const key = m ? m[2] : spec.trim();
+          const text = attr === 'text' || attr === 'html' ? (el.textContent ?? '') : (el.getAttribute(attr) ?? '');
+          return { key, attr, text: text.replace(/\s+/g, ' ').trim() };
+        }),
     ),
   );
   await page.evaluate(() => {
@@ -117,11 +134,11 @@ describe('the editor in a German browser', function () {
     const pageErrors: string[] = [];
     page.on('pageerror', (err) => pageErrors.push(err.message));
     await page.goto(`${platform!.base}/`);
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('.red-ui-palette-node[data-palette-type="conflux-senml"]') !== null, null, { timeout: 120_000 });
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('.red-ui-palette-node[data-palette-type="conflux-senml"]') !== null, null, {
+      timeout: 120_000,
+    });
 
-    const types = await page.evaluate(() =>
-      ((globalThis as any).RED.nodes.registry.getNodeTypes() as string[]).filter((t) => t.startsWith('conflux-')).sort(),
-    );
+    const types = await page.evaluate(() => ((globalThis as any).RED.nodes.registry.getNodeTypes() as string[]).filter((t) => t.startsWith('conflux-')).sort());
     assert.deepEqual(types, [...german.keys()].sort(), 'the editor knows exactly the types the package ships help for');
 
     for (const type of types) {
@@ -142,7 +159,14 @@ describe('the editor in a German browser', function () {
         const want = lookup(de.catalog, t.key);
         assert.ok(want !== undefined, `${type}: the form uses ${t.key}, which the German catalog lacks`);
         assert.notEqual(t.text, t.key, `${type}: ${t.key} is shown as a bare key`);
-        assert.equal(t.text, want.replace(/<[^>]+>/g, '').replace(/\s+/g, ' ').trim(), `${type}: ${t.attr} of ${t.key}`);
+        assert.equal(
+          t.text,
+          want
+            .replace(/<[^>]+>/g, '')
+            .replace(/\s+/g, ' ')
+            .trim(),
+          `${type}: ${t.attr} of ${t.key}`,
+        );
       }
     }
     assert.deepEqual(pageErrors, [], 'no error in the page');

@@ -74,7 +74,8 @@ async function drift(db: SqlClient, spec: Entity): Promise<string[]> {
     }
     // A NOT NULL column a create may leave out needs a default, or every such create fails.
     const defaulted = a.column_default !== null || a.is_identity === 'YES';
-    if (spec.creatable && a.is_nullable === 'NO' && !col.required && !col.filled && !defaulted) out.push(`${spec.table}.${name}: NOT NULL without a default, yet optional on create`);
+    if (spec.creatable && a.is_nullable === 'NO' && !col.required && !col.filled && !defaulted)
+      out.push(`${spec.table}.${name}: NOT NULL without a default, yet optional on create`);
     if (col.required && defaulted) out.push(`${spec.table}.${name}: has a default, yet described as required`);
   }
   const primary = await constraintColumns(db, spec.table, 'PRIMARY KEY');

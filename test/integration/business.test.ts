@@ -78,7 +78,10 @@ for (const engine of ENGINES) {
         assert.equal((await store.read('acme', 'tenants', 'acme')).name, 'Acme');
         const renamed = await store.update('globex', 'tenants', 'globex', { name: 'Globex Corp' });
         assert.equal(renamed.name, 'Globex Corp');
-        assert.deepEqual((await store.list('globex', 'tenants')).items.map((r) => r.id), ['globex']);
+        assert.deepEqual(
+          (await store.list('globex', 'tenants')).items.map((r) => r.id),
+          ['globex'],
+        );
         await rejectsWith(store.update('globex', 'tenants', 'globex', { disabled_at: new Date() }), 'invalid', 'disabled_at');
         await rejectsWith(store.update('globex', 'tenants', 'globex', { id: 'other' }), 'invalid', 'id');
       });
@@ -112,7 +115,10 @@ for (const engine of ENGINES) {
         // The other tenant has its own keys.
         await rejectsWith(store.read('globex', 'config', 'xmpp'), 'not-found', 'key');
         await store.create('globex', 'config', { key: 'xmpp', value: true });
-        assert.deepEqual((await store.list('acme', 'config')).items.map((r) => r.key), ['arr', 'xmpp']);
+        assert.deepEqual(
+          (await store.list('acme', 'config')).items.map((r) => r.key),
+          ['arr', 'xmpp'],
+        );
         assert.equal((await store.delete('acme', 'config', 'arr')).key, 'arr');
         await rejectsWith(store.read('acme', 'config', 'arr'), 'not-found');
         assert.equal((await store.read('globex', 'config', 'xmpp')).value, true);
@@ -416,7 +422,10 @@ for (const engine of ENGINES) {
           (await store.list(tenant, 'devices', { filter: { name: null } })).items.map((r) => r.id),
           ids.slice(0, 5),
         );
-        assert.deepEqual((await store.list(tenant, 'devices', { filter: { id: String(ids[3]) } })).items.map((r) => r.id), [ids[3]]);
+        assert.deepEqual(
+          (await store.list(tenant, 'devices', { filter: { id: String(ids[3]) } })).items.map((r) => r.id),
+          [ids[3]],
+        );
       });
 
       it('refuses bad limits, cursors and filters', async () => {
@@ -491,7 +500,10 @@ for (const engine of ENGINES) {
         assert.deepEqual((await store.read('acme', 'sensors', closed.id as number)).ended_at, closed.ended_at);
         assert.equal((await store.read('acme', 'sensors', untouched.id as number)).ended_at, null);
         const open = await store.list('acme', 'sensors', { filter: { device_id: d.id as number, ended_at: null } });
-        assert.deepEqual(open.items.map((r) => r.id), fresh);
+        assert.deepEqual(
+          open.items.map((r) => r.id),
+          fresh,
+        );
 
         // Restarting again rolls the sinks once more; a device without open sinks gets none.
         const again = await store.restartDevice('acme', d.id as number);

@@ -60,7 +60,18 @@ async function start(options: { command?: Msg; gateway?: Msg } = {}): Promise<Si
     { id: 'gw', type: 'conflux-gateway', database: 'db', idleTimeout: '60', ...options.gateway },
     { id: 'tcp', type: 'conflux-tcp-in', z: 'tab', gateway: 'gw', host: '127.0.0.1', port: String(tcpPort), wires: [[]] },
     { id: 'mq', type: 'conflux-mqtt-in', z: 'tab', gateway: 'gw', mode: 'broker', host: '127.0.0.1', port: String(mqttPort), wires: [[]] },
-    { id: 'cmd', type: 'conflux-command', z: 'tab', gateway: 'gw', timeout: '2', queue: true, expiry: '3600', path: '/central/devices', wires: [['out']], ...options.command },
+    {
+      id: 'cmd',
+      type: 'conflux-command',
+      z: 'tab',
+      gateway: 'gw',
+      timeout: '2',
+      queue: true,
+      expiry: '3600',
+      path: '/central/devices',
+      wires: [['out']],
+      ...options.command,
+    },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'out', type: 'helper', z: 'tab' },
     { id: 'caught', type: 'helper', z: 'tab' },
@@ -99,7 +110,11 @@ async function post(site: Site, serial: string, body: unknown, key: string | und
 }
 
 async function rows(sql: SqlClient): Promise<Array<{ name: string; status: string; result: unknown; attempts: number }>> {
-  return (await sql.query<{ name: string; status: string; result: unknown; attempts: number }>('SELECT name, status, result, attempts FROM device_commands ORDER BY id')).rows;
+  return (
+    await sql.query<{ name: string; status: string; result: unknown; attempts: number }>(
+      'SELECT name, status, result, attempts FROM device_commands ORDER BY id',
+    )
+  ).rows;
 }
 
 describe('conflux-command: commands from the central system to devices', function () {
@@ -185,7 +200,10 @@ describe('conflux-command: commands from the central system to devices', functio
     const out = next('out');
     helper.getNode('cmd').receive({ device: { tenant: 'default', id: 'SN-T' }, command: { name: 'config', params: { rate: 10 } } } as never);
     await until('the command is stored', async () => (await rows(site!.sql)).length > 0);
-    assert.deepEqual((await rows(site.sql)).map((r) => [r.name, r.status]), [['config', 'queued']]);
+    assert.deepEqual(
+      (await rows(site.sql)).map((r) => [r.name, r.status]),
+      [['config', 'queued']],
+    );
     const device = await tcpDevice(site, 'SN-T', (c) => ({ applied: (c.params as Msg).rate }));
     closers.push(() => device.close());
     const msg = await out;
@@ -224,18 +242,26 @@ describe('conflux-command: commands from the central system to devices', functio
     assert.match(caught[0].error.message, /queue of device "SN-T" is full \(2 waiting\)/);
     // After the expiry (1 s), both queued commands fail as expired and are never sent.
     await until('the queued commands expire', () => caught.length >= 3);
-    assert.deepEqual(caught.slice(1).map((m) => m.reason), ['expired', 'expired']);
+    assert.deepEqual(
+      caught.slice(1).map((m) => m.reason),
+      ['expired', 'expired'],
+    );
     const commands: Msg[] = [];
     const device = await tcpDevice(site, 'SN-T', (c) => commands.push(c));
     closers.push(() => device.close());
     await elapse(300); // a negative check: an expired command would have arrived by now
     assert.deepEqual(commands, [], 'an expired command is not delivered');
-    assert.deepEqual((await rows(site.sql)).map((r) => r.status), ['expired', 'expired']);
+    assert.deepEqual(
+      (await rows(site.sql)).map((r) => r.status),
+      ['expired', 'expired'],
+    );
   });
 
   it('an expired command still in the store (a restart) is marked expired at reconnection, not sent', async () => {
     site = await start();
-    const { rows: [dev] } = await site.sql.query<{ id: string }>(`SELECT id FROM devices WHERE serial = 'SN-T'`);
+    const {
+      rows: [dev],
+    } = await site.sql.query<{ id: string }>(`SELECT id FROM devices WHERE serial = 'SN-T'`);
     await site.sql.query(
       `INSERT INTO device_commands (tenant_id, device_id, correlation_id, name, expires_at) VALUES
        ('default', $1, 'old-1', 'stale', now() - interval '1 minute'), ('default', $1, 'new-1', 'fresh', now() + interval '1 hour')`,
@@ -246,8 +272,15 @@ describe('conflux-command: commands from the central system to devices', functio
     closers.push(() => device.close());
     await until('the fresh command is delivered', () => commands.length >= 1);
     await elapse(100); // a negative check: the stale command would have followed by now
-    assert.deepEqual(commands.map((c) => [c.id, c.name]), [['new-1', 'fresh']]);
-    const all = (await site.sql.query<{ correlation_id: string; status: string; result: unknown }>('SELECT correlation_id, status, result FROM device_commands ORDER BY id')).rows;
+    assert.deepEqual(
+      commands.map((c) => [c.id, c.name]),
+      [['new-1', 'fresh']],
+    );
+    const all = (
+      await site.sql.query<{ correlation_id: string; status: string; result: unknown }>(
+        'SELECT correlation_id, status, result FROM device_commands ORDER BY id',
+      )
+    ).rows;
     assert.deepEqual(all, [
       { correlation_id: 'old-1', status: 'expired', result: null },
       { correlation_id: 'new-1', status: 'answered', result: 'done' },
@@ -300,10 +333,15 @@ describe('conflux-command: commands from the central system to devices', functio
     closers.push(() => m.client.end(true));
     await m.onCommand((c) => `led ${c.value}`);
     let r: { status: string; result: unknown } | undefined;
-    await until(() => `the queued command answered (status ${r?.status})`, async () => {
-      r = (await site!.sql.query<{ status: string; result: unknown }>(`SELECT status, result FROM device_commands WHERE correlation_id = $1`, [queued.body.id])).rows[0];
-      return r.status === 'answered';
-    });
+    await until(
+      () => `the queued command answered (status ${r?.status})`,
+      async () => {
+        r = (
+          await site!.sql.query<{ status: string; result: unknown }>(`SELECT status, result FROM device_commands WHERE correlation_id = $1`, [queued.body.id])
+        ).rows[0];
+        return r.status === 'answered';
+      },
+    );
     assert.equal(r!.result, 'led on');
   });
 

@@ -115,7 +115,11 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
 
   async function killThreeTimes(name: string, open: () => Promise<SqlClient>, env: Record<string, string>): Promise<void> {
     const devices: LoadDevice[] = LOAD_TRANSPORTS.flatMap((transport) =>
-      Array.from({ length: DEVICES_PER_TRANSPORT }, (_, i) => ({ transport, serial: `crash-${name}-${transport}-${i + 1}`, key: `key of crash-${transport}-${i + 1}` })),
+      Array.from({ length: DEVICES_PER_TRANSPORT }, (_, i) => ({
+        transport,
+        serial: `crash-${name}-${transport}-${i + 1}`,
+        key: `key of crash-${transport}-${i + 1}`,
+      })),
     );
     // Devices are provisioned before the first start, as an operator would through the business store.
     const setup = await open();
@@ -138,7 +142,11 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
       CONFLUX_UDP_PORT: String(await freePort()),
       CONFLUX_MQTT_PORT: String(await freePort()),
     };
-    const target: LoadTarget = { httpBase: `http://127.0.0.1:${vars.CONFLUX_PORT}/devices`, tcpPort: Number(vars.CONFLUX_TCP_PORT), mqttPort: Number(vars.CONFLUX_MQTT_PORT) };
+    const target: LoadTarget = {
+      httpBase: `http://127.0.0.1:${vars.CONFLUX_PORT}/devices`,
+      tcpPort: Number(vars.CONFLUX_TCP_PORT),
+      mqttPort: Number(vars.CONFLUX_MQTT_PORT),
+    };
 
     let round: { acks: number; orAfterMs: number; timer?: NodeJS.Timeout; killed(kill: Kill): void } | undefined;
     const kill = () => {
@@ -168,7 +176,13 @@ describe('crash: SIGKILL while devices send over HTTP, TCP and MQTT, then a rest
         load.start(target, `round-${i + 1}`);
         let stuck: NodeJS.Timeout | undefined;
         const tooSlow = new Promise<never>((_, reject) => {
-          stuck = setTimeout(() => reject(new Error(`round ${i + 1}: ${load.acked.total} acknowledgements in ${SETTLE_TIMEOUT_MS} ms; last errors: ${load.errors.join('; ') || 'none'}`)), SETTLE_TIMEOUT_MS);
+          stuck = setTimeout(
+            () =>
+              reject(
+                new Error(`round ${i + 1}: ${load.acked.total} acknowledgements in ${SETTLE_TIMEOUT_MS} ms; last errors: ${load.errors.join('; ') || 'none'}`),
+              ),
+            SETTLE_TIMEOUT_MS,
+          );
         });
         const { at, acks: acksAtKill } = await Promise.race([killed, tooSlow]).finally(() => clearTimeout(stuck));
         const killAfterS = (at - begun) / 1000;

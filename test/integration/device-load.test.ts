@@ -39,7 +39,14 @@ async function rollUp(db: SqlClient, readings: Reading[]): Promise<void> {
       b.sum += r.v;
     }
     for (const b of buckets.values()) {
-      await db.query('INSERT INTO rollups (tenant_id, name, size, bucket, count, sum) VALUES ($1, $2, $3, to_timestamp($4), $5, $6)', [b.r.tenant, b.r.name, size, b.bucket, b.count, b.sum]);
+      await db.query('INSERT INTO rollups (tenant_id, name, size, bucket, count, sum) VALUES ($1, $2, $3, to_timestamp($4), $5, $6)', [
+        b.r.tenant,
+        b.r.name,
+        size,
+        b.bucket,
+        b.count,
+        b.sum,
+      ]);
     }
   }
 }
@@ -51,13 +58,19 @@ for (const engine of ENGINES) {
     before(async function () {
       this.timeout(OPEN_TIMEOUT_MS);
       db = await engine.open();
-      await migrate(db, MIGRATIONS.filter((m) => m.version <= 3));
+      await migrate(
+        db,
+        MIGRATIONS.filter((m) => m.version <= 3),
+      );
     });
     after(async () => db?.close());
 
     it('finds every reading kept once, rollups equal: the phase kept its promise', async () => {
       const kept = [reading('http', 'kept', 1), reading('tcp', 'kept', 1), reading('mqtt', 'kept', 1), reading('mqtt', 'kept', 2)];
-      await store(db, kept.map((r) => ({ r })));
+      await store(
+        db,
+        kept.map((r) => ({ r })),
+      );
       await rollUp(db, kept);
       const [report] = await reconcile(db, kept);
       assert.deepEqual(
@@ -69,7 +82,12 @@ for (const engine of ENGINES) {
     });
 
     it('counts a lost reading, a duplicate, a stranger and a rollup that disagrees', async () => {
-      const [lost, twice, changed, fine] = [reading('http', 'faulty', 1), reading('tcp', 'faulty', 2), reading('mqtt', 'faulty', 3), reading('mqtt', 'faulty', 4)];
+      const [lost, twice, changed, fine] = [
+        reading('http', 'faulty', 1),
+        reading('tcp', 'faulty', 2),
+        reading('mqtt', 'faulty', 3),
+        reading('mqtt', 'faulty', 4),
+      ];
       const unacked = reading('tcp', 'faulty', 5, false);
       // lost: not stored; twice: stored two times; changed: stored with another device time; a row
       // nobody sent; unacked: stored though never acknowledged (allowed).
@@ -85,8 +103,17 @@ for (const engine of ENGINES) {
       // tcp: the rollup counts 1 of 2 rows; mqtt-3 has no rollup; fine's rollup misses the stranger's 99.
       assert.deepEqual(names, ['dev-mqtt/faulty/seq day', 'dev-mqtt/faulty/seq hour', 'dev-tcp/faulty/seq day', 'dev-tcp/faulty/seq hour']);
       const tcpHour = report.rollupMismatches.find((m) => m.name === 'dev-tcp/faulty/seq' && m.size === 'hour')!;
-      assert.deepEqual([tcpHour.readings, tcpHour.rollup], [{ count: 3, sum: 9 }, { count: 2, sum: 7 }]);
-      assert.match(describePhase(report), /^http acked 1 stored 0 \(lost 1\), tcp acked 1 stored 1 \(never acknowledged 1, duplicates 1\), mqtt acked 2 stored 1 \(lost 1, unexpected rows 2\); rollups disagree in 4 buckets \(/);
+      assert.deepEqual(
+        [tcpHour.readings, tcpHour.rollup],
+        [
+          { count: 3, sum: 9 },
+          { count: 2, sum: 7 },
+        ],
+      );
+      assert.match(
+        describePhase(report),
+        /^http acked 1 stored 0 \(lost 1\), tcp acked 1 stored 1 \(never acknowledged 1, duplicates 1\), mqtt acked 2 stored 1 \(lost 1, unexpected rows 2\); rollups disagree in 4 buckets \(/,
+      );
     });
   });
 }

@@ -33,23 +33,33 @@ for (const engine of ENGINES) {
     }
 
     it('never has more than capacity messages out, and acked ones leave the box', async () => {
-      await box.enqueue('default', queue, Array.from({ length: 35 }, (_, i) => ({ messageId: `m${i}`, payload: i })));
+      await box.enqueue(
+        'default',
+        queue,
+        Array.from({ length: 35 }, (_, i) => ({ messageId: `m${i}`, payload: i })),
+      );
       const got: ClaimedMessage[] = [];
       const d = drainer((m) => got.push(m));
       await until('10 handed out', () => got.length === 10);
       await elapse(60); // a negative check: no eleventh is handed out
       assert.equal(got.length, 10, 'handed out more than its capacity');
-      await until(() => `all 35 handed out and acked (${got.length}, ${d.inFlight} in flight)`, async () => {
-        const out = got.filter((m) => !(m as ClaimedMessage & { acked?: boolean }).acked);
-        await Promise.all(
-          out.map((m) => {
-            (m as ClaimedMessage & { acked?: boolean }).acked = true;
-            return d.ack(m.id);
-          }),
-        );
-        return got.length >= 35 && d.inFlight === 0;
-      });
-      assert.deepEqual(got.map((m) => m.payload).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 35 }, (_, i) => i));
+      await until(
+        () => `all 35 handed out and acked (${got.length}, ${d.inFlight} in flight)`,
+        async () => {
+          const out = got.filter((m) => !(m as ClaimedMessage & { acked?: boolean }).acked);
+          await Promise.all(
+            out.map((m) => {
+              (m as ClaimedMessage & { acked?: boolean }).acked = true;
+              return d.ack(m.id);
+            }),
+          );
+          return got.length >= 35 && d.inFlight === 0;
+        },
+      );
+      assert.deepEqual(
+        got.map((m) => m.payload).sort((a, b) => Number(a) - Number(b)),
+        Array.from({ length: 35 }, (_, i) => i),
+      );
       await until('the box to be empty', async () => (await box.depth(queue)) === 0);
     });
 
@@ -65,7 +75,10 @@ for (const engine of ENGINES) {
       assert.deepEqual(seen, [1, 2]);
       assert.deepEqual(outcomes, ['retry', 'dead']);
       const dead = await db.query<{ last_error: string }>('SELECT last_error FROM dead_letters WHERE queue = $1', [queue]);
-      assert.deepEqual(dead.rows.map((r) => r.last_error), ['peer said 500']);
+      assert.deepEqual(
+        dead.rows.map((r) => r.last_error),
+        ['peer said 500'],
+      );
     });
 
     it('a message never settled frees its slot and is handed out again when its lease ends', async () => {

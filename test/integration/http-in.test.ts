@@ -74,7 +74,16 @@ async function start(options: { url?: string; gateway?: Msg; node?: Msg; wires?:
     { id: 'tab', type: 'tab' },
     { id: 'db', type: 'conflux-postgres', url: options.url ?? '' },
     { id: 'gw', type: 'conflux-gateway', database: 'db', maxFrameBytes: '2048', ...options.gateway },
-    { id: 'listener', type: 'conflux-http-in', z: 'tab', gateway: 'gw', basePath: '/devices', maxInFlight: '1000', wires: [options.wires ?? ['out']], ...options.node },
+    {
+      id: 'listener',
+      type: 'conflux-http-in',
+      z: 'tab',
+      gateway: 'gw',
+      basePath: '/devices',
+      maxInFlight: '1000',
+      wires: [options.wires ?? ['out']],
+      ...options.node,
+    },
     { id: 'out', type: 'helper', z: 'tab' },
     { id: 'hold', type: 'test-hold', z: 'tab' },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
@@ -104,7 +113,11 @@ function nextMessage(id: string): Promise<Msg> {
 }
 
 /** Posts as sensor-7 with its key and resolves with the answer and the message it produced. */
-async function post(s: Site, format: Parameters<typeof postReadings>[0]['format'], body: Parameters<typeof postReadings>[0]['body']): Promise<{ result: HttpResult; msg: Msg }> {
+async function post(
+  s: Site,
+  format: Parameters<typeof postReadings>[0]['format'],
+  body: Parameters<typeof postReadings>[0]['body'],
+): Promise<{ result: HttpResult; msg: Msg }> {
   const arrived = nextMessage('out');
   const result = await postReadings({ base: base(s), serial: 'sensor-7', key: KEY, format, body });
   assert.equal(result.status, 202, JSON.stringify(result.problem));
@@ -172,7 +185,11 @@ describe('conflux-http-in', function () {
           assert.equal(msg.source.transport, 'http');
           assert.equal(msg.source.format, wire);
           assert.equal(typeof msg.source.receivedAt, 'number');
-          assert.deepEqual(msg.payload.map((r: Msg) => [r.n, r.v]), [[name, 21.5]], `${format}: ${JSON.stringify(msg.payload)}`);
+          assert.deepEqual(
+            msg.payload.map((r: Msg) => [r.n, r.v]),
+            [[name, 21.5]],
+            `${format}: ${JSON.stringify(msg.payload)}`,
+          );
         }
         // With a tenant's API key, with Basic, and on FIWARE's UltraLight route.
         let arrived = nextMessage('out');
@@ -182,9 +199,18 @@ describe('conflux-http-in', function () {
         assert.equal((await postReadings({ base: base(s), serial: 'sensor-7', key: KEY, scheme: 'basic', format: 'ultralight', body: 'h|41' })).status, 202);
         assert.equal((await arrived).payload[0].v, 41);
         arrived = nextMessage('out');
-        const fiware = await raw(`${s.origin}/iot/d?k=${encodeURIComponent(s.apiKey)}&i=sensor-7`, { headers: { 'content-type': 'text/plain' }, body: 't|20#h|42' });
+        const fiware = await raw(`${s.origin}/iot/d?k=${encodeURIComponent(s.apiKey)}&i=sensor-7`, {
+          headers: { 'content-type': 'text/plain' },
+          body: 't|20#h|42',
+        });
         assert.equal(fiware.status, 202);
-        assert.deepEqual((await arrived).payload.map((r: Msg) => [r.n, r.v]), [['sensor-7/t', 20], ['sensor-7/h', 42]]);
+        assert.deepEqual(
+          (await arrived).payload.map((r: Msg) => [r.n, r.v]),
+          [
+            ['sensor-7/t', 20],
+            ['sensor-7/h', 42],
+          ],
+        );
       });
 
       it('refuses wrong credentials, foreign and unknown devices, bad bodies and media types with problem documents', async () => {
@@ -203,7 +229,10 @@ describe('conflux-http-in', function () {
         const unknown = await postReadings({ base: base(s), serial: 'nobody', apiKey: s.apiKey, format: 'ultralight', body: 't|1' });
         assert.equal(unknown.status, 404);
 
-        const media = await raw(`${base(s)}/sensor-7/telemetry`, { headers: { 'content-type': 'application/xml', authorization: `Bearer sensor-7:${KEY}` }, body: '<a/>' });
+        const media = await raw(`${base(s)}/sensor-7/telemetry`, {
+          headers: { 'content-type': 'application/xml', authorization: `Bearer sensor-7:${KEY}` },
+          body: '<a/>',
+        });
         assert.equal(media.status, 415);
         assert.ok(media.body.accept.includes('application/senml+cbor'));
         const get = await fetch(`${base(s)}/sensor-7/telemetry`);
@@ -341,7 +370,11 @@ describe('conflux-http-in', function () {
     const s = await start();
     await post(s, 'ultralight', 't|1');
     await helper.unload();
-    const after = await fetch(`${base(s)}/sensor-7/telemetry`, { method: 'POST', headers: { authorization: `Bearer sensor-7:${KEY}`, 'content-type': 'text/plain' }, body: 't|2' });
+    const after = await fetch(`${base(s)}/sensor-7/telemetry`, {
+      method: 'POST',
+      headers: { authorization: `Bearer sensor-7:${KEY}`, 'content-type': 'text/plain' },
+      body: 't|2',
+    });
     assert.equal(after.status, 404);
     assert.notEqual(after.headers.get('content-type'), 'application/problem+json', 'no conflux route answered');
     const fiware = await fetch(`${s.origin}/iot/d?i=sensor-7`, { method: 'POST', body: 't|2' });

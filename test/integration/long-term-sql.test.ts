@@ -39,7 +39,12 @@ for (const engine of ENGINES) {
 
     it('folds one batch into count, min, max, sum, avg and last', async () => {
       const t = MIDNIGHT + 10 * HOUR;
-      const folded = await store.add([v(tenant, 'dev/t', t + 60, 20), v(tenant, 'dev/t', t + 600, 24), v(tenant, 'dev/t', t + 300, 16), v(tenant, 'dev/t', t + 120.5, 22)]);
+      const folded = await store.add([
+        v(tenant, 'dev/t', t + 60, 20),
+        v(tenant, 'dev/t', t + 600, 24),
+        v(tenant, 'dev/t', t + 300, 16),
+        v(tenant, 'dev/t', t + 120.5, 22),
+      ]);
       assert.equal(folded, 4);
       const [hour] = await all('hour');
       assert.deepEqual(hour, { n: 'dev/t', size: 'hour', bucket: t, count: 4, min: 16, max: 24, sum: 82, avg: 20.5, last: 24, lastT: t + 600 });
@@ -81,16 +86,22 @@ for (const engine of ENGINES) {
       ];
       assert.equal(await store.add(readings), 5);
       const hours = await all('hour');
-      assert.deepEqual(hours.map((r) => [r.bucket, r.count, r.sum]), [
-        [MIDNIGHT - HOUR, 2, 3],
-        [MIDNIGHT, 2, 7],
-        [MIDNIGHT + HOUR, 1, 5],
-      ]);
+      assert.deepEqual(
+        hours.map((r) => [r.bucket, r.count, r.sum]),
+        [
+          [MIDNIGHT - HOUR, 2, 3],
+          [MIDNIGHT, 2, 7],
+          [MIDNIGHT + HOUR, 1, 5],
+        ],
+      );
       const days = await all('day');
-      assert.deepEqual(days.map((r) => [r.bucket, r.count, r.sum, r.last]), [
-        [MIDNIGHT - DAY, 2, 3, 2],
-        [MIDNIGHT, 3, 12, 5],
-      ]);
+      assert.deepEqual(
+        days.map((r) => [r.bucket, r.count, r.sum, r.last]),
+        [
+          [MIDNIGHT - DAY, 2, 3, 2],
+          [MIDNIGHT, 3, 12, 5],
+        ],
+      );
       // The same buckets as date_trunc in UTC.
       const { rows } = await db.query<{ hour: number; day: number }>(
         `SELECT extract(epoch FROM date_trunc('hour', to_timestamp($1) AT TIME ZONE 'UTC'))::float8 AS hour,
@@ -112,7 +123,10 @@ for (const engine of ENGINES) {
       ]);
       assert.equal(folded, 1);
       const { items } = await store.query({ tenant, size: 'hour', prefix: '' });
-      assert.deepEqual(items.map((r) => r.n), ['dev/t']);
+      assert.deepEqual(
+        items.map((r) => r.n),
+        ['dev/t'],
+      );
       assert.equal(await store.add([at(tenant, 'dev/s', t, { vs: 'x' })]), 0);
       assert.equal(await store.add([]), 0);
     });
@@ -160,7 +174,10 @@ for (const engine of ENGINES) {
       await Promise.all([1, 2, 3, 4].map((k) => store.add(batch(k))));
       const { items } = await store.query({ tenant, size: 'hour', prefix: 'dev/' });
       assert.equal(items.length, 40);
-      assert.ok(items.every((r) => r.count === 4 && r.sum === 10 && r.last === 4), JSON.stringify(items[0]));
+      assert.ok(
+        items.every((r) => r.count === 4 && r.sum === 10 && r.last === 4),
+        JSON.stringify(items[0]),
+      );
     });
 
     it('queries one size by name or literal prefix, in [from, to), in (bucket, n) order, per tenant', async () => {
@@ -177,8 +194,20 @@ for (const engine of ENGINES) {
       assert.deepEqual(await q({ prefix: 'a', from: MIDNIGHT + 4 * HOUR + 1, to: MIDNIGHT + 6 * HOUR }), ['a%b/t@5', 'a/t@5', 'a_b/t@5', 'axb/t@5']);
       assert.deepEqual(await q({ prefix: '', from: MIDNIGHT + 5 * HOUR }), ['a%b/t@5', 'a/t@5', 'a_b/t@5', 'axb/t@5', 'b/t@5']);
       const day = await store.query({ tenant, size: 'day', prefix: '' });
-      assert.deepEqual(day.items.map((r) => [r.n, r.count]), [['a%b/t', 6], ['a/t', 6], ['a_b/t', 6], ['axb/t', 6], ['b/t', 6]]);
-      assert.deepEqual((await store.query({ tenant: `${tenant}-other`, size: 'hour', prefix: '' })).items.map((r) => r.sum), [100]);
+      assert.deepEqual(
+        day.items.map((r) => [r.n, r.count]),
+        [
+          ['a%b/t', 6],
+          ['a/t', 6],
+          ['a_b/t', 6],
+          ['axb/t', 6],
+          ['b/t', 6],
+        ],
+      );
+      assert.deepEqual(
+        (await store.query({ tenant: `${tenant}-other`, size: 'hour', prefix: '' })).items.map((r) => r.sum),
+        [100],
+      );
 
       // Pagination over all 30 hour rollups, 4 at a time: each once, in (bucket, n) order.
       const seen: string[] = [];

@@ -39,8 +39,22 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
     const box = new Mailbox(admin, 'outbox');
     const all = ids(TOTAL);
     let t = Date.now();
-    assert.equal(await box.enqueue('default', queue, all.map((id) => ({ messageId: id, payload: { id } }))), TOTAL);
-    assert.equal(await box.enqueue('default', queue, all.slice(0, 100).map((id) => ({ messageId: id, payload: {} }))), 0);
+    assert.equal(
+      await box.enqueue(
+        'default',
+        queue,
+        all.map((id) => ({ messageId: id, payload: { id } })),
+      ),
+      TOTAL,
+    );
+    assert.equal(
+      await box.enqueue(
+        'default',
+        queue,
+        all.slice(0, 100).map((id) => ({ messageId: id, payload: {} })),
+      ),
+      0,
+    );
     const enqueueMs = Date.now() - t;
 
     const delivered = new Map<string, string[]>(); // messageId → workers that got it
@@ -63,7 +77,14 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
             }
             for (const m of batch) delivered.set(m.messageId, [...(delivered.get(m.messageId) ?? []), worker]);
             perDrainer.set(`drainer${d}`, (perDrainer.get(`drainer${d}`) ?? 0) + batch.length);
-            assert.equal(await mb.ack(batch.map((m) => m.id), worker), batch.length, 'every ack finds its rows still held');
+            assert.equal(
+              await mb.ack(
+                batch.map((m) => m.id),
+                worker,
+              ),
+              batch.length,
+              'every ack finds its rows still held',
+            );
           }
         });
       });
@@ -79,7 +100,9 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
     assert.deepEqual([...delivered.keys()].sort(), all);
     assert.equal(await box.depth(queue), 0);
     assert.ok((perDrainer.get('drainer0') ?? 0) > 0 && (perDrainer.get('drainer1') ?? 0) > 0, `both drainers took a share: ${JSON.stringify([...perDrainer])}`);
-    console.log(`      enqueue ${TOTAL}: ${enqueueMs} ms; drain: ${drainMs} ms (${Math.round((TOTAL / drainMs) * 1000)}/s); shares ${JSON.stringify(Object.fromEntries(perDrainer))}`);
+    console.log(
+      `      enqueue ${TOTAL}: ${enqueueMs} ms; drain: ${drainMs} ms (${Math.round((TOTAL / drainMs) * 1000)}/s); shares ${JSON.stringify(Object.fromEntries(perDrainer))}`,
+    );
   });
 
   it('a drainer killed with SIGKILL mid-batch: the next one finishes, duplicates only from the held batch', async function () {
@@ -89,12 +112,21 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
     const batch = 50;
     const box = new Mailbox(admin, 'outbox');
     const all = ids(count, 'k');
-    assert.equal(await box.enqueue('default', queue, all.map((id) => ({ messageId: id, payload: { id } }))), count);
+    assert.equal(
+      await box.enqueue(
+        'default',
+        queue,
+        all.map((id) => ({ messageId: id, payload: { id } })),
+      ),
+      count,
+    );
     const drainer = path.join(__dirname, 'fixtures', 'mailbox-drainer.js');
 
     // 1. The first drainer: a 3 s lease, 5 ms per delivery; killed halfway through its fourth batch.
     const t0 = Date.now();
-    const victim = spawn(process.execPath, [drainer, url, 'worker=victim', 'lease=3000', `batch=${batch}`, 'delay=5', 'deadline=60000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const victim = spawn(process.execPath, [drainer, url, 'worker=victim', 'lease=3000', `batch=${batch}`, 'delay=5', 'deadline=60000'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     victim.stderr!.on('data', (c) => (stderr += c));
     const killedAt = await new Promise<{ batches: number; inBatch: number }>((resolve, reject) => {
@@ -124,7 +156,9 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
     assert.equal(victim.signalCode, 'SIGKILL');
 
     // What the killed drainer held: still leased to it, never acked.
-    const { rows: heldRows } = await admin.query<{ message_id: string }>(`SELECT message_id FROM outbox WHERE claimed_by = 'victim' AND lease_until > now() ORDER BY id`);
+    const { rows: heldRows } = await admin.query<{ message_id: string }>(
+      `SELECT message_id FROM outbox WHERE claimed_by = 'victim' AND lease_until > now() ORDER BY id`,
+    );
     const held = new Set(heldRows.map((r) => r.message_id));
     assert.equal(held.size, batch, 'the killed drainer held one whole batch');
     const before = await deliveryCounts(admin);
@@ -134,7 +168,9 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
 
     // 2. A new drainer with a short lease finishes the box once the killed one's lease expires.
     const t1 = Date.now();
-    const successor = spawn(process.execPath, [drainer, url, 'worker=successor', 'lease=1000', 'batch=100', 'delay=0', 'deadline=45000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const successor = spawn(process.execPath, [drainer, url, 'worker=successor', 'lease=1000', 'batch=100', 'delay=0', 'deadline=45000'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr2 = '';
     successor.stderr!.on('data', (c) => (stderr2 += c));
     const code = await exited(successor, 60_000);
@@ -146,7 +182,11 @@ describe('mailbox drained concurrently on PostgreSQL', function () {
     const missing = all.filter((id) => !after.has(id));
     assert.deepEqual(missing, [], 'every message delivered at least once');
     const duplicates = [...after].filter(([, n]) => n > 1).map(([id]) => id);
-    assert.deepEqual(duplicates.filter((id) => !held.has(id)), [], 'duplicates only among the held batch');
+    assert.deepEqual(
+      duplicates.filter((id) => !held.has(id)),
+      [],
+      'duplicates only among the held batch',
+    );
     assert.deepEqual(duplicates.sort(), deliveredOfHeld.sort(), 'exactly the held messages delivered before the kill came twice');
     assert.ok([...after.values()].every((n) => n <= 2));
     console.log(

@@ -17,12 +17,21 @@ const msgs = (ids: string[], extra: Record<string, unknown> = {}) => ids.map((id
 describe('mailbox backoff', () => {
   it('doubles from the base delay and stops at the cap', () => {
     const policy = { baseDelayMs: 100, maxDelayMs: 1_000, maxAttempts: 10 };
-    assert.deepEqual([1, 2, 3, 4, 5, 6, 60, 5000].map((a) => backoffDelay(a, policy)), [100, 200, 400, 800, 1_000, 1_000, 1_000, 1_000]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6, 60, 5000].map((a) => backoffDelay(a, policy)),
+      [100, 200, 400, 800, 1_000, 1_000, 1_000, 1_000],
+    );
   });
   it('jitter draws below the delay, never above', () => {
     const policy = { baseDelayMs: 1_000, maxDelayMs: 1_000, maxAttempts: 3, jitter: 0.5 };
-    assert.equal(backoffDelay(1, policy, () => 0), 1_000);
-    assert.equal(backoffDelay(1, policy, () => 1), 500);
+    assert.equal(
+      backoffDelay(1, policy, () => 0),
+      1_000,
+    );
+    assert.equal(
+      backoffDelay(1, policy, () => 1),
+      500,
+    );
   });
 });
 
@@ -53,7 +62,15 @@ for (const engine of ENGINES) {
       assert.equal(await box.depth(queue), 4);
       assert.equal(await box.depth(queue, 'default'), 3);
       const claimed = await box.claim(queue, { limit: 10, leaseMs: 10_000, worker: 'w' });
-      assert.deepEqual(claimed.map((m) => [m.tenantId, m.messageId]), [['default', 'a'], ['default', 'b'], ['default', 'c'], ['t2', 'a']]);
+      assert.deepEqual(
+        claimed.map((m) => [m.tenantId, m.messageId]),
+        [
+          ['default', 'a'],
+          ['default', 'b'],
+          ['default', 'c'],
+          ['t2', 'a'],
+        ],
+      );
       // The first copy of b stays: a duplicate never overwrites.
       assert.deepEqual(claimed[1].payload, { id: 'b' });
       assert.deepEqual(claimed[2].payload, { id: 'c', second: true });
@@ -78,8 +95,14 @@ for (const engine of ENGINES) {
       await box.enqueue('default', queue, msgs(['1', '2', '3', '4', '5']));
       const first = await box.claim(queue, { limit: 2, leaseMs: 10_000, worker: 'a' });
       const second = await box.claim(queue, { limit: 10, leaseMs: 10_000, worker: 'b' });
-      assert.deepEqual(first.map((m) => m.messageId), ['1', '2']);
-      assert.deepEqual(second.map((m) => m.messageId), ['3', '4', '5']);
+      assert.deepEqual(
+        first.map((m) => m.messageId),
+        ['1', '2'],
+      );
+      assert.deepEqual(
+        second.map((m) => m.messageId),
+        ['3', '4', '5'],
+      );
       assert.deepEqual(await box.claim(queue, { limit: 10, leaseMs: 10_000, worker: 'c' }), []);
       assert.ok(first[0].leaseUntil instanceof Date && first[0].leaseUntil.getTime() > Date.now() + 5_000);
     });
@@ -87,10 +110,28 @@ for (const engine of ENGINES) {
     it('acks only what the worker still holds', async () => {
       await box.enqueue('default', queue, msgs(['1', '2']));
       const held = await box.claim(queue, { limit: 2, leaseMs: 10_000, worker: 'a' });
-      assert.equal(await box.ack(held.map((m) => m.id), 'b'), 0);
+      assert.equal(
+        await box.ack(
+          held.map((m) => m.id),
+          'b',
+        ),
+        0,
+      );
       assert.equal(await box.depth(queue), 2);
-      assert.equal(await box.ack(held.map((m) => m.id), 'a'), 2);
-      assert.equal(await box.ack(held.map((m) => m.id), 'a'), 0);
+      assert.equal(
+        await box.ack(
+          held.map((m) => m.id),
+          'a',
+        ),
+        2,
+      );
+      assert.equal(
+        await box.ack(
+          held.map((m) => m.id),
+          'a',
+        ),
+        0,
+      );
       assert.equal(await box.depth(queue), 0);
     });
 
@@ -131,7 +172,9 @@ for (const engine of ENGINES) {
           // Waiting out the backoff: not claimable yet, and available_at lies the delay ahead.
           assert.deepEqual(await box.claim(queue, { limit: 1, leaseMs: 10_000, worker: 'w' }), []);
           const { rows } = await db.query<{ ahead: number; claimed_by: string | null; lease_until: Date | null }>(
-            `SELECT (extract(epoch FROM available_at - now()) * 1000)::float8 AS ahead, claimed_by, lease_until FROM outbox WHERE id = $1`, [String(m.id)]);
+            `SELECT (extract(epoch FROM available_at - now()) * 1000)::float8 AS ahead, claimed_by, lease_until FROM outbox WHERE id = $1`,
+            [String(m.id)],
+          );
           assert.ok(rows[0].ahead > 0 && rows[0].ahead <= result.delayMs, `available_at ${rows[0].ahead} ms ahead`);
           assert.deepEqual([rows[0].claimed_by, rows[0].lease_until], [null, null]);
         } else {
@@ -140,8 +183,12 @@ for (const engine of ENGINES) {
       }
       assert.deepEqual(delays, [200, 300]); // 200, 400 capped at 300
       assert.equal(await box.depth(queue), 0);
-      const { rows } = await db.query(`SELECT box, tenant_id, queue, message_id, payload, headers, attempts, last_error FROM dead_letters WHERE queue = $1`, [queue]);
-      assert.deepEqual(rows, [{ box: 'outbox', tenant_id: 'default', queue, message_id: 'poison', payload: { p: 1 }, headers: { h: 'x' }, attempts: 3, last_error: 'failure 3' }]);
+      const { rows } = await db.query(`SELECT box, tenant_id, queue, message_id, payload, headers, attempts, last_error FROM dead_letters WHERE queue = $1`, [
+        queue,
+      ]);
+      assert.deepEqual(rows, [
+        { box: 'outbox', tenant_id: 'default', queue, message_id: 'poison', payload: { p: 1 }, headers: { h: 'x' }, attempts: 3, last_error: 'failure 3' },
+      ]);
     });
 
     it('inbox and outbox are separate boxes', async () => {

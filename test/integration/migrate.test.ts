@@ -7,9 +7,26 @@ import { freshDatabase } from '../support/servers';
 import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 const TABLES = [
-  'api_keys', 'applications', 'channels', 'config', 'consumers', 'dead_letters', 'device_commands', 'device_keys', 'devices',
-  'ftp_targets', 'inbox', 'outbox', 'readings', 'rollups', 'schema_migrations', 'sensors', 'tenants',
-  'user_applications', 'users', 'webhook_subscriptions',
+  'api_keys',
+  'applications',
+  'channels',
+  'config',
+  'consumers',
+  'dead_letters',
+  'device_commands',
+  'device_keys',
+  'devices',
+  'ftp_targets',
+  'inbox',
+  'outbox',
+  'readings',
+  'rollups',
+  'schema_migrations',
+  'sensors',
+  'tenants',
+  'user_applications',
+  'users',
+  'webhook_subscriptions',
 ];
 
 const code = (expected: string) => (err: { code?: string }) => err.code === expected;
@@ -27,14 +44,25 @@ for (const engine of ENGINES) {
     after(async () => db?.close());
 
     it('applies every migration to an empty database and records each one', async () => {
-      assert.deepEqual(first.applied, MIGRATIONS.map((m) => m.version));
+      assert.deepEqual(
+        first.applied,
+        MIGRATIONS.map((m) => m.version),
+      );
       assert.equal(first.version, MIGRATIONS[MIGRATIONS.length - 1].version);
-      const { rows } = await db.query<{ version: number; name: string; checksum: string }>('SELECT version, name, checksum FROM schema_migrations ORDER BY version');
-      assert.deepEqual(rows, MIGRATIONS.map((m) => ({ version: m.version, name: m.name, checksum: checksum(m.sql) })));
+      const { rows } = await db.query<{ version: number; name: string; checksum: string }>(
+        'SELECT version, name, checksum FROM schema_migrations ORDER BY version',
+      );
+      assert.deepEqual(
+        rows,
+        MIGRATIONS.map((m) => ({ version: m.version, name: m.name, checksum: checksum(m.sql) })),
+      );
       const tables = await db.query<{ table_name: string }>(
         `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`,
       );
-      assert.deepEqual(tables.rows.map((r) => r.table_name), TABLES);
+      assert.deepEqual(
+        tables.rows.map((r) => r.table_name),
+        TABLES,
+      );
     });
 
     it('does nothing when run again', async () => {
@@ -64,7 +92,10 @@ for (const engine of ENGINES) {
       this.timeout(OPEN_TIMEOUT_MS);
       const old = await engine.open();
       try {
-        await migrate(old, MIGRATIONS.filter((m) => m.version < 4));
+        await migrate(
+          old,
+          MIGRATIONS.filter((m) => m.version < 4),
+        );
         // ids given explicitly: the lowest of each key is the first stored.
         await old.query(
           `INSERT INTO readings (id, tenant_id, name, t, v) VALUES
@@ -91,8 +122,13 @@ for (const engine of ENGINES) {
         ]);
         await assert.rejects(old.query(`INSERT INTO readings (tenant_id, name, t, v) VALUES ('a', 'dev/t', to_timestamp(1000), 9)`), code('23505'));
         await assert.rejects(old.query(`INSERT INTO readings (tenant_id, name, t, v, u) VALUES ('a', 'dev/t', to_timestamp(1000), 9, 'lat')`), code('23505'));
-        const indexes = await old.query<{ indexname: string; indexdef: string }>(`SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'readings' ORDER BY indexname`);
-        assert.deepEqual(indexes.rows.map((r) => r.indexname), ['readings_key', 'readings_t', 'readings_tenant_t']);
+        const indexes = await old.query<{ indexname: string; indexdef: string }>(
+          `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'readings' ORDER BY indexname`,
+        );
+        assert.deepEqual(
+          indexes.rows.map((r) => r.indexname),
+          ['readings_key', 'readings_t', 'readings_tenant_t'],
+        );
         assert.match(indexes.rows[0].indexdef, /UNIQUE INDEX readings_key ON public\.readings USING btree \(tenant_id, name, t, COALESCE\(u, ''::text\)\)/);
         const { rows: options } = await old.query<{ reloptions: string[] }>(`SELECT reloptions FROM pg_class WHERE relname = 'rollups'`);
         assert.deepEqual(options[0].reloptions, ['fillfactor=50']);
@@ -115,7 +151,11 @@ describe('migrations racing on one PostgreSQL', function () {
     try {
       const results = await Promise.all(instances.map((db) => migrate(db, list)));
       const applied = results.flatMap((r) => r.applied).sort((a, b) => a - b);
-      assert.deepEqual(applied, list.map((m) => m.version), 'each version applied by exactly one instance');
+      assert.deepEqual(
+        applied,
+        list.map((m) => m.version),
+        'each version applied by exactly one instance',
+      );
       for (const r of results) assert.equal(r.version, 901);
       const db = instances[0];
       assert.equal((await db.query('SELECT * FROM schema_migrations')).rowCount, list.length);
@@ -160,7 +200,10 @@ async function smoke(db: SqlClient): Promise<void> {
   // Tenant-scoped references: a channel of tenant 'default' cannot point at acme's device.
   await assert.rejects(db.query(`INSERT INTO channels (tenant_id, device_id, number) VALUES ('default', $1, 9)`, [device.id]), code('23503'));
 
-  const channel = await one<{ id: number }>(`INSERT INTO channels (tenant_id, device_id, number, interval_s) VALUES ($1, $2, 0, 60) RETURNING id`, [T, device.id]);
+  const channel = await one<{ id: number }>(`INSERT INTO channels (tenant_id, device_id, number, interval_s) VALUES ($1, $2, 0, 60) RETURNING id`, [
+    T,
+    device.id,
+  ]);
   const sensorSql = `INSERT INTO sensors (tenant_id, device_id, channel_id, kind, quantities) VALUES ($1, $2, $3, 'rH', $4) RETURNING id`;
   const run1 = await one<{ id: number }>(sensorSql, [T, device.id, channel.id, ['humidity', 'temperature']]);
   // One open data sink per channel position; a restart ends it and opens a new sensor id.
@@ -186,13 +229,23 @@ async function smoke(db: SqlClient): Promise<void> {
   );
   assert.deepEqual(consumer.mapping, { '5368': 'room-1' });
 
-  await one(`INSERT INTO api_keys (tenant_id, prefix, hash, scopes, user_id) VALUES ($1, 'cfx_abcd', $2, $3, $4) RETURNING id`, [T, Buffer.alloc(32, 7), ['read', 'write'], user.id]);
+  await one(`INSERT INTO api_keys (tenant_id, prefix, hash, scopes, user_id) VALUES ($1, 'cfx_abcd', $2, $3, $4) RETURNING id`, [
+    T,
+    Buffer.alloc(32, 7),
+    ['read', 'write'],
+    user.id,
+  ]);
   assert.deepEqual((await one<{ scopes: string[] }>(`SELECT scopes FROM api_keys WHERE prefix = 'cfx_abcd' AND revoked_at IS NULL`)).scopes, ['read', 'write']);
 
-  await one(`INSERT INTO webhook_subscriptions (tenant_id, url, events, username, secret_ref) VALUES ($1, 'https://hooks.example/in', $2, 'hook', 'cred:hook') RETURNING id`, [T, ['measurement.new']]);
+  await one(
+    `INSERT INTO webhook_subscriptions (tenant_id, url, events, username, secret_ref) VALUES ($1, 'https://hooks.example/in', $2, 'hook', 'cred:hook') RETURNING id`,
+    [T, ['measurement.new']],
+  );
   await assert.rejects(db.query(`INSERT INTO webhook_subscriptions (tenant_id, url) VALUES ($1, 'file:///etc/passwd')`, [T]), code('23514'));
 
-  await one(`INSERT INTO ftp_targets (tenant_id, name, host, username, secret_ref) VALUES ($1, 'archive', 'ftp.example', 'up', 'cred:ftp') RETURNING port`, [T]);
+  await one(`INSERT INTO ftp_targets (tenant_id, name, host, username, secret_ref) VALUES ($1, 'archive', 'ftp.example', 'up', 'cred:ftp') RETURNING port`, [
+    T,
+  ]);
   assert.equal((await one<{ port: number; protocol: string }>(`SELECT port, protocol FROM ftp_targets WHERE tenant_id = $1`, [T])).port, 21);
 
   for (const box of ['inbox', 'outbox']) {
@@ -209,7 +262,10 @@ async function smoke(db: SqlClient): Promise<void> {
          RETURNING id, message_id, payload, attempts`,
       ),
     );
-    assert.deepEqual(claimed.rows.map((r) => [r.message_id, r.attempts]).sort(), [['m-1', 1], ['m-2', 1]]);
+    assert.deepEqual(claimed.rows.map((r) => [r.message_id, r.attempts]).sort(), [
+      ['m-1', 1],
+      ['m-2', 1],
+    ]);
     assert.deepEqual(claimed.rows.find((r) => r.message_id === 'm-1')?.payload, [{ n: 'x', v: 1 }]);
     const again = await db.query(`SELECT id FROM ${box} WHERE available_at <= now() AND (lease_until IS NULL OR lease_until < now())`);
     assert.equal(again.rowCount, 0, 'leased messages are not claimable');
@@ -234,13 +290,19 @@ async function smoke(db: SqlClient): Promise<void> {
   );
   await assert.rejects(db.query(`INSERT INTO readings (tenant_id, name, t, v, vs) VALUES ($1, 'bad', now(), 1, 'two values')`, [T]), code('23514'));
   // A reading is stored once: (tenant, name, t, unit) is its key.
-  await assert.rejects(db.query(`INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, 'dev1/temp/t', to_timestamp($2), 22, 'Cel')`, [T, t0]), code('23505'));
+  await assert.rejects(
+    db.query(`INSERT INTO readings (tenant_id, name, t, v, u) VALUES ($1, 'dev1/temp/t', to_timestamp($2), 22, 'Cel')`, [T, t0]),
+    code('23505'),
+  );
   const prefix = await db.query<{ name: string; secs: number; v: number | null; vb: boolean | null; vs: string | null; vd: string | null }>(
     `SELECT name, extract(epoch FROM t)::float8 AS secs, v, vb, vs, vd FROM readings
      WHERE tenant_id = $1 AND name LIKE $2 AND t >= to_timestamp($3) ORDER BY name, t`,
     [T, 'dev1/%', t0],
   );
-  assert.deepEqual(prefix.rows.map((r) => r.name), ['dev1/door/open', 'dev1/log/msg', 'dev1/raw/blob', 'dev1/temp/t']);
+  assert.deepEqual(
+    prefix.rows.map((r) => r.name),
+    ['dev1/door/open', 'dev1/log/msg', 'dev1/raw/blob', 'dev1/temp/t'],
+  );
   const temp = prefix.rows[3];
   assert.equal(temp.v, 21.5);
   assert.ok(Math.abs(temp.secs - t0) < 1e-6, `microsecond time: ${temp.secs}`);
@@ -266,7 +328,20 @@ async function smoke(db: SqlClient): Promise<void> {
 
   // Deleting a tenant takes its business rows with it.
   await db.query(`DELETE FROM tenants WHERE id = $1`, [T]);
-  for (const table of ['users', 'devices', 'device_keys', 'channels', 'sensors', 'applications', 'user_applications', 'consumers', 'api_keys', 'webhook_subscriptions', 'ftp_targets', 'config']) {
+  for (const table of [
+    'users',
+    'devices',
+    'device_keys',
+    'channels',
+    'sensors',
+    'applications',
+    'user_applications',
+    'consumers',
+    'api_keys',
+    'webhook_subscriptions',
+    'ftp_targets',
+    'config',
+  ]) {
     assert.equal((await db.query(`SELECT 1 FROM ${table} WHERE tenant_id = $1`, [T])).rowCount, 0, table);
   }
 }

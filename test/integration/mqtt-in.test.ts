@@ -124,28 +124,37 @@ async function startMosquitto(): Promise<{ port: number; close(): Promise<void> 
     execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('mosquitto is not installed: the $share/ and MQTT 5 client-mode tests need it (Debian package mosquitto; test/servers/servers.sh should install it)', { cause: err });
+      throw new Error(
+        'mosquitto is not installed: the $share/ and MQTT 5 client-mode tests need it (Debian package mosquitto; test/servers/servers.sh should install it)',
+        { cause: err },
+      );
     }
     // `mosquitto -h` exits non-zero: it is there
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-mosquitto-'));
   const port = await freePort();
   const conf = path.join(dir, 'mosquitto.conf');
-  fs.writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 10000', 'log_dest stderr', ''].join('\n'));
+  fs.writeFileSync(
+    conf,
+    [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 10000', 'log_dest stderr', ''].join('\n'),
+  );
   const child: ChildProcess = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
   try {
-    await until(() => `mosquitto to listen on port ${port}: ${log}`, () => {
-      if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${log}`);
-      return new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
+    await until(
+      () => `mosquitto to listen on port ${port}: ${log}`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${log}`);
+        return new Promise<boolean>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on('error', () => resolve(false));
         });
-        s.on('error', () => resolve(false));
-      });
-    });
+      },
+    );
   } catch (err) {
     child.kill();
     throw err;
@@ -164,10 +173,27 @@ async function startMosquitto(): Promise<{ port: number; close(): Promise<void> 
 /** A self-signed certificate for 127.0.0.1, made with the openssl CLI. */
 function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-mqtt-tls-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
-    '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert: fs.readFileSync(path.join(dir, 'cert.pem')), key: fs.readFileSync(path.join(dir, 'key.pem')), dir };
 }
 
@@ -175,7 +201,11 @@ function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } {
 async function provision(db: SqlClient): Promise<void> {
   const store = createBusinessStore(db);
   await createTenant(db, { id: 'acme', name: 'Acme' });
-  for (const [tenant, serial] of [['default', 'SN-1'], ['default', 'SN-2'], ['acme', 'AC-1']] as const) {
+  for (const [tenant, serial] of [
+    ['default', 'SN-1'],
+    ['default', 'SN-2'],
+    ['acme', 'AC-1'],
+  ] as const) {
     const d = await store.create(tenant, 'devices', { serial });
     await store.create(tenant, 'device_keys', { device_id: d.id, key: KEYS[serial], iterations: 4096 });
   }
@@ -223,7 +253,15 @@ describe('MQTT devices', function () {
     }
 
     async function device(serial: keyof typeof KEYS, v: 4 | 5, extra: Partial<Parameters<typeof MqttDevice.connect>[0]> = {}): Promise<MqttDevice> {
-      const d = await MqttDevice.connect({ url, serial, key: KEYS[serial], tenant: serial === 'AC-1' ? 'acme' : 'default', protocolVersion: v, reconnectPeriod: 0, ...extra });
+      const d = await MqttDevice.connect({
+        url,
+        serial,
+        key: KEYS[serial],
+        tenant: serial === 'AC-1' ? 'acme' : 'default',
+        protocolVersion: v,
+        reconnectPeriod: 0,
+        ...extra,
+      });
       devices.push(d);
       return d;
     }
@@ -258,17 +296,41 @@ describe('MQTT devices', function () {
           for (const m of got) {
             assert.deepEqual(m.device, { tenant: 'default', id: 'SN-1' });
             assert.equal(m.source.transport, 'mqtt');
-            assert.ok(m.payload.every((r) => r.n.startsWith('SN-1/')), JSON.stringify(m.payload));
+            assert.ok(
+              m.payload.every((r) => r.n.startsWith('SN-1/')),
+              JSON.stringify(m.payload),
+            );
           }
-          assert.deepEqual(got.map((m) => m.source.format), ['ultralight', 'attributes+json', 'senml+json', 'senml+cbor', 'attributes+json', 'ultralight', 'senml+json']);
-          assert.deepEqual(got[0].payload.map(({ n, v: value }) => [n, value]), [['SN-1/t', 21.5], ['SN-1/h', 40]]);
+          assert.deepEqual(
+            got.map((m) => m.source.format),
+            ['ultralight', 'attributes+json', 'senml+json', 'senml+cbor', 'attributes+json', 'ultralight', 'senml+json'],
+          );
+          assert.deepEqual(
+            got[0].payload.map(({ n, v: value }) => [n, value]),
+            [
+              ['SN-1/t', 21.5],
+              ['SN-1/h', 40],
+            ],
+          );
           assert.equal(got[0].topic, '/ul/default/SN-1/attrs');
-          assert.deepEqual(got[1].payload.map(({ n, vb, vs }) => [n, vb ?? vs]), [['SN-1/on', true], ['SN-1/mode', 'eco']]);
+          assert.deepEqual(
+            got[1].payload.map(({ n, vb, vs }) => [n, vb ?? vs]),
+            [
+              ['SN-1/on', true],
+              ['SN-1/mode', 'eco'],
+            ],
+          );
           assert.deepEqual(got[2].payload, [{ n: 'SN-1/room/temp', t: 1.7e9, u: 'Cel', v: 22 }]);
           assert.deepEqual(got[3].payload, [{ n: 'SN-1/p', t: 1.7e9, u: 'Pa', v: 101325 }]);
-          assert.deepEqual(got[4].payload.map((r) => [r.n, r.v]), [['SN-1/h', 55]]);
+          assert.deepEqual(
+            got[4].payload.map((r) => [r.n, r.v]),
+            [['SN-1/h', 55]],
+          );
           assert.equal(got[5].topic, 'default/SN-1/attrs');
-          assert.deepEqual(got[6].payload.map((r) => r.n), ['SN-1/SN-2/temp']);
+          assert.deepEqual(
+            got[6].payload.map((r) => r.n),
+            ['SN-1/SN-2/temp'],
+          );
           assert.ok(Math.abs(got[0].source.receivedAt - Date.now()) < 5_000);
           assert.deepEqual(rejected, []);
           const other = await device('AC-1', v);
@@ -300,7 +362,10 @@ describe('MQTT devices', function () {
             (e: Error & { code?: number }) => e,
           );
           assert.ok(anonymous, 'no credentials: refused');
-          assert.deepEqual(rejected.map((r) => r.reason), ['auth', 'auth', 'auth', 'auth']);
+          assert.deepEqual(
+            rejected.map((r) => r.reason),
+            ['auth', 'auth', 'auth', 'auth'],
+          );
           assert.match(rejected[0].detail, /wrong serial or key/);
           assert.equal(sessions.size, 0);
           const ok = await device('SN-1', v);
@@ -312,7 +377,10 @@ describe('MQTT devices', function () {
           const c = await raw('SN-1', v);
           if (v === 5) {
             for (const topic of ['/ul/default/SN-2/attrs', '/ul/acme/SN-1/attrs', '/default/SN-2/cmd', '/default/SN-1/cmd', 'some/other/topic']) {
-              const err = await c.publishAsync(topic, 't|1', { qos: 1 }).then(() => undefined, (e: Error & { code?: number }) => e);
+              const err = await c.publishAsync(topic, 't|1', { qos: 1 }).then(
+                () => undefined,
+                (e: Error & { code?: number }) => e,
+              );
               assert.equal(err?.code, 0x87, `${topic}: PUBACK Not authorized`);
             }
             await c.publishAsync('/ul/default/SN-1/attrs', 't|2', { qos: 1 }); // the session goes on
@@ -328,7 +396,10 @@ describe('MQTT devices', function () {
             const closed2 = new Promise<void>((r) => c2.once('close', () => r()));
             c2.publish('/default/SN-2/cmd', 'SN-2@open|now', { qos: 1 });
             await closed2;
-            assert.deepEqual(rejected.map((r) => r.reason), ['topic', 'topic']);
+            assert.deepEqual(
+              rejected.map((r) => r.reason),
+              ['topic', 'topic'],
+            );
           }
           const spy = await raw('SN-2', v);
           const forged: string[] = [];
@@ -342,7 +413,10 @@ describe('MQTT devices', function () {
         it("subscribing to another device's command topic (or telemetry) is refused; its own receives commands, answered on cmdexe", async () => {
           const c = await raw('SN-1', v);
           for (const topic of ['/default/SN-2/cmd', '/ul/default/SN-2/attrs', '#', '/default/+/cmd']) {
-            const result = await c.subscribeAsync(topic, { qos: 1 }).then((g) => g[0].qos, (e: Error) => e.message);
+            const result = await c.subscribeAsync(topic, { qos: 1 }).then(
+              (g) => g[0].qos,
+              (e: Error) => e.message,
+            );
             // SUBACK 0x80 (3.1.1: Failure) or 0x87 (MQTT 5: Not authorized); mqtt.js rejects either
             assert.match(String(result), v === 5 ? /Not authorized/ : /Unspecified error/, topic);
           }
@@ -365,7 +439,10 @@ describe('MQTT devices', function () {
           assert.equal(commands[0].topic, '/ul/default/SN-1/cmd');
           await until('its result', () => got.length === 1);
           assert.deepEqual(got[0].commandResults, [{ name: 'dim', result: 'done 40' }]);
-          assert.deepEqual(got[0].payload.map((r) => [r.n, r.vs]), [['SN-1/dim_info', 'done 40']]);
+          assert.deepEqual(
+            got[0].payload.map((r) => [r.n, r.vs]),
+            [['SN-1/dim_info', 'done 40']],
+          );
           assert.equal(got[0].topic, '/ul/default/SN-1/cmdexe');
           assert.deepEqual(others, [], "SN-2 never sees SN-1's commands");
           await assert.rejects(sessions.get('default', 'SN-2')!.send('command', { name: '' }), /name/);
@@ -379,7 +456,10 @@ describe('MQTT devices', function () {
           const c = await raw('SN-1', v);
           let closes = 0;
           c.on('close', () => closes++);
-          const bad = await c.publishAsync('/json/default/SN-1/attrs', '{"t": 21.5', { qos: 1 }).then(() => 'acknowledged', (e: Error & { code?: number }) => e.code);
+          const bad = await c.publishAsync('/json/default/SN-1/attrs', '{"t": 21.5', { qos: 1 }).then(
+            () => 'acknowledged',
+            (e: Error & { code?: number }) => e.code,
+          );
           assert.equal(bad, v === 5 ? 0x99 : 'acknowledged', 'MQTT 5: Payload format invalid; 3.1.1: acknowledged and dropped');
           await c.publishAsync('/ul/default/SN-1/attrs', 't|', { qos: 1 }).catch(() => undefined);
           await c.publishAsync('/senml/default/SN-1/attrs', 'not senml', { qos: 0 });
@@ -387,7 +467,10 @@ describe('MQTT devices', function () {
           await until('the good reading', () => got.length === 1);
           assert.deepEqual(values(got, 't'), [7]);
           await until('3 refusals', () => rejected.length === 3);
-          assert.deepEqual(rejected.map((r) => r.reason), ['payload', 'payload', 'payload']);
+          assert.deepEqual(
+            rejected.map((r) => r.reason),
+            ['payload', 'payload', 'payload'],
+          );
           assert.match(rejected[0].detail, /JSON/);
           assert.deepEqual(rejected[0].device, { tenant: 'default', id: 'SN-1' });
           assert.equal(rejected[0].topic, '/json/default/SN-1/attrs');
@@ -435,10 +518,16 @@ describe('MQTT devices', function () {
       assert.equal(tokens.spend('SN-2', Buffer.from(json.udptokens.tokens[0], 'base64')).ok, true);
       assert.ok(json.udptokens.expiresIn > 50 && json.udptokens.expiresIn <= 60);
       // a bad count, or no command topic to answer on: refused with the reason
-      const bad = await d.client.publishAsync('/default/SN-1/tokens', '500', { qos: 1 }).then(() => undefined, (e: Error & { code?: number }) => e.code);
+      const bad = await d.client.publishAsync('/default/SN-1/tokens', '500', { qos: 1 }).then(
+        () => undefined,
+        (e: Error & { code?: number }) => e.code,
+      );
       assert.equal(bad, 0x99);
       const lonely = await raw('AC-1', 5);
-      const refused = await lonely.publishAsync('/acme/AC-1/tokens', '2', { qos: 1 }).then(() => undefined, (e: Error & { code?: number }) => e.code);
+      const refused = await lonely.publishAsync('/acme/AC-1/tokens', '2', { qos: 1 }).then(
+        () => undefined,
+        (e: Error & { code?: number }) => e.code,
+      );
       assert.equal(refused, 0x83);
       assert.match(rejected.at(-1)!.detail, /subscribe to \/acme\/AC-1\/cmd first/);
       assert.deepEqual(got, [], 'token requests are not readings');
@@ -448,14 +537,19 @@ describe('MQTT devices', function () {
       const port = new URL(url).port;
       const pub = (args: string[]) =>
         new Promise<void>((resolve, reject) =>
-          execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-u', 'SN-1', '-P', 'key-one', '-q', '1', ...args], (err, _out, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve())),
+          execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-u', 'SN-1', '-P', 'key-one', '-q', '1', ...args], (err, _out, stderr) =>
+            err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(),
+          ),
         );
       await pub(['-V', 'mqttv5', '-t', '/ul/default/SN-1/attrs', '-m', 't|21.5|h|40']);
       await pub(['-V', 'mqttv311', '-t', '/json/default/SN-1/attrs', '-m', '{"t": 22, "on": true}']);
       await pub(['-V', 'mqttv5', '-t', '/senml/default/SN-1/attrs', '-m', '[{"n":"temp","u":"Cel","v":23}]']);
       await until('3 readings', () => got.length === 3);
       assert.deepEqual(values(got, 't'), [21.5, 22]);
-      assert.deepEqual(got[2].payload.map((r) => [r.n, r.v]), [['SN-1/temp', 23]]);
+      assert.deepEqual(
+        got[2].payload.map((r) => [r.n, r.v]),
+        [['SN-1/temp', 23]],
+      );
       await assert.rejects(pub(['-V', 'mqttv5', '-P', 'wrong', '-t', '/ul/default/SN-1/attrs', '-m', 't|1']));
     });
 
@@ -478,7 +572,10 @@ describe('MQTT devices', function () {
       await start({ rate: new RateLimiter(4, 1) });
       const c5 = await raw('SN-1', 5);
       await c5.publishAsync('/ul/default/SN-1/attrs', 'n|1', { qos: 1 });
-      const over = await c5.publishAsync('/ul/default/SN-1/attrs', 'n|2', { qos: 1 }).then(() => undefined, (e: Error & { code?: number }) => e.code);
+      const over = await c5.publishAsync('/ul/default/SN-1/attrs', 'n|2', { qos: 1 }).then(
+        () => undefined,
+        (e: Error & { code?: number }) => e.code,
+      );
       assert.equal(over, 0x97);
       await elapse(300); // the tenant's rate refills with time
       got.length = 0;
@@ -635,7 +732,11 @@ describe('MQTT devices', function () {
           assert.equal(got.length, 0);
           proxy.restore();
           await until('all 20', () => got.length >= 20, 10_000);
-          assert.deepEqual(values(got), Array.from({ length: 20 }, (_, i) => i), 'every one, in order');
+          assert.deepEqual(
+            values(got),
+            Array.from({ length: 20 }, (_, i) => i),
+            'every one, in order',
+          );
           assert.deepEqual(got[0].device, { tenant: 'default', id: 'SN-1' }, 'the device the topic names');
           assert.equal(got[0].source.transport, 'mqtt');
         });
@@ -741,7 +842,11 @@ describe('MQTT devices', function () {
       await until('40 in all', () => a.length + bGot.length >= 40);
       await elapse(200); // a negative check: no duplicate arrives after the 40
       const all = [...values(a), ...values(bGot)].sort((x, y) => Number(x) - Number(y));
-      assert.deepEqual(all, Array.from({ length: 40 }, (_, i) => i), 'each exactly once');
+      assert.deepEqual(
+        all,
+        Array.from({ length: 40 }, (_, i) => i),
+        'each exactly once',
+      );
       assert.ok(a.length > 0 && bGot.length > 0, `both instances took a share (${a.length} + ${bGot.length})`);
     });
 
@@ -759,7 +864,10 @@ describe('MQTT devices', function () {
       await p.publishAsync('/json/acme/AC-1/attrs', '{"t": 4}', { qos: 1 });
       await until('the good one', () => got.length === 1);
       assert.deepEqual(got[0].device, { tenant: 'acme', id: 'AC-1' });
-      assert.deepEqual(rejected.map((r) => r.reason), ['unknown-device', 'unknown-device', 'payload']);
+      assert.deepEqual(
+        rejected.map((r) => r.reason),
+        ['unknown-device', 'unknown-device', 'payload'],
+      );
       assert.deepEqual(rejected[0].device, { tenant: 'acme', id: 'SN-1' });
     });
 
@@ -808,7 +916,10 @@ describe('MQTT devices', function () {
         await d.publish('ultralight', 't|21.5');
         const msg = await out;
         assert.deepEqual(msg.device, { tenant: 'default', id: 'NODE-1' });
-        assert.deepEqual(msg.payload.map((r: Msg) => [r.n, r.v]), [['NODE-1/t', 21.5]]);
+        assert.deepEqual(
+          msg.payload.map((r: Msg) => [r.n, r.v]),
+          [['NODE-1/t', 21.5]],
+        );
         assert.equal(msg.source.transport, 'mqtt');
         assert.equal(msg.topic, '/ul/default/NODE-1/attrs');
 
@@ -825,7 +936,10 @@ describe('MQTT devices', function () {
         assert.match((await offline).error.message, /not connected/);
 
         const caught = nextMessage('caught');
-        const refused = await d.client.publishAsync('/json/default/NODE-1/attrs', 'not json', { qos: 1 }).then(() => undefined, (e: Error & { code?: number }) => e.code);
+        const refused = await d.client.publishAsync('/json/default/NODE-1/attrs', 'not json', { qos: 1 }).then(
+          () => undefined,
+          (e: Error & { code?: number }) => e.code,
+        );
         assert.equal(refused, 0x99);
         const report = await caught;
         assert.equal(report.reason, 'payload');
@@ -843,7 +957,17 @@ describe('MQTT devices', function () {
         { id: 'tab', type: 'tab' },
         { id: 'db', type: 'conflux-postgres', url: '' },
         { id: 'gw', type: 'conflux-gateway', database: 'db' },
-        { id: 'mq', type: 'conflux-mqtt-in', z: 'tab', gateway: 'gw', mode: 'broker', port: String(port), host: '127.0.0.1', maxInFlight: '1', wires: [['slow']] },
+        {
+          id: 'mq',
+          type: 'conflux-mqtt-in',
+          z: 'tab',
+          gateway: 'gw',
+          mode: 'broker',
+          port: String(port),
+          host: '127.0.0.1',
+          maxInFlight: '1',
+          wires: [['slow']],
+        },
         { id: 'slow', type: 'delay', z: 'tab', pauseType: 'delay', timeout: '400', timeoutUnits: 'milliseconds', wires: [['out']] },
         { id: 'out', type: 'helper', z: 'tab' },
       ] as helper.TestFlows);
@@ -852,7 +976,9 @@ describe('MQTT devices', function () {
       const dev = await store.create('default', 'devices', { serial: 'NODE-2' });
       await store.create('default', 'device_keys', { device_id: dev.id, key: 'node-key', iterations: 4096 });
       // the node's broker listens once the flow has started
-      const d = await retry('the device to connect', () => MqttDevice.connect({ url: `mqtt://127.0.0.1:${port}`, serial: 'NODE-2', key: 'node-key', reconnectPeriod: 0 }));
+      const d = await retry('the device to connect', () =>
+        MqttDevice.connect({ url: `mqtt://127.0.0.1:${port}`, serial: 'NODE-2', key: 'node-key', reconnectPeriod: 0 }),
+      );
       try {
         // Acknowledged only once the flow has finished with it (left the delay node and reached
         // the end); with Max in flight 1 the second is not even handed on before that.
@@ -868,16 +994,29 @@ describe('MQTT devices', function () {
     it('client mode: readings from an external broker, with the broker login as credentials', async () => {
       const external = await externalAedes();
       try {
-        await helper.load([postgresNode, gatewayNode, mqttInNode], [
-          { id: 'tab', type: 'tab' },
-          { id: 'db', type: 'conflux-postgres', url: '' },
-          { id: 'gw', type: 'conflux-gateway', database: 'db' },
-          {
-            id: 'mq', type: 'conflux-mqtt-in', z: 'tab', gateway: 'gw', mode: 'client', url: `mqtt://127.0.0.1:${external.port}`,
-            protocolVersion: '4', clientId: 'conflux-node-test', topics: '/ul/+/+/attrs, /json/+/+/attrs', qos: '1', wires: [['out']],
-          },
-          { id: 'out', type: 'helper', z: 'tab' },
-        ] as helper.TestFlows, { mq: { user: 'conflux', password: 'secret' } });
+        await helper.load(
+          [postgresNode, gatewayNode, mqttInNode],
+          [
+            { id: 'tab', type: 'tab' },
+            { id: 'db', type: 'conflux-postgres', url: '' },
+            { id: 'gw', type: 'conflux-gateway', database: 'db' },
+            {
+              id: 'mq',
+              type: 'conflux-mqtt-in',
+              z: 'tab',
+              gateway: 'gw',
+              mode: 'client',
+              url: `mqtt://127.0.0.1:${external.port}`,
+              protocolVersion: '4',
+              clientId: 'conflux-node-test',
+              topics: '/ul/+/+/attrs, /json/+/+/attrs',
+              qos: '1',
+              wires: [['out']],
+            },
+            { id: 'out', type: 'helper', z: 'tab' },
+          ] as helper.TestFlows,
+          { mq: { user: 'conflux', password: 'secret' } },
+        );
         const sql = await (helper.getNode('db') as unknown as { sql(): Promise<SqlClient> }).sql();
         await createBusinessStore(sql).create('default', 'devices', { serial: 'EXT-1' });
         const p = await mqtt.connectAsync(`mqtt://127.0.0.1:${external.port}`, { reconnectPeriod: 0 });
@@ -892,7 +1031,10 @@ describe('MQTT devices', function () {
           });
           const msg = await out;
           assert.deepEqual(msg.device, { tenant: 'default', id: 'EXT-1' });
-          assert.deepEqual(msg.payload.map((r: Msg) => [r.n, r.v]), [['EXT-1/t', 4]]);
+          assert.deepEqual(
+            msg.payload.map((r: Msg) => [r.n, r.v]),
+            [['EXT-1/t', 4]],
+          );
         } finally {
           await p.endAsync(true);
         }

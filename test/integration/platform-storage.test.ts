@@ -69,7 +69,10 @@ describe('acceptance: the default flow stores every decoded reading', function (
           return JSON.parse(event.msg) as { n: string }[];
         };
         const latest = await answer('latest value of every name');
-        assert.ok(latest.some((r) => r.n === RFC_NAME), `cached names: ${latest.map((r) => r.n).join(', ')}`);
+        assert.ok(
+          latest.some((r) => r.n === RFC_NAME),
+          `cached names: ${latest.map((r) => r.n).join(', ')}`,
+        );
         // The time series and the rollups land once the embedded database has opened, in batches.
         await until('the rollups answer', async () => (await answer('hourly rollups')).some((r) => r.n === RFC_NAME));
         const series = await answer('time series: first 100 readings');
@@ -82,9 +85,14 @@ describe('acceptance: the default flow stores every decoded reading', function (
       platform = undefined;
       const db = await openSql({ dataDir: path.join(dataDir, 'pglite') });
       try {
-        const { rows } = await db.query<{ v: number; u: string }>("SELECT v, u FROM readings WHERE tenant_id = 'default' AND name = $1 ORDER BY t, id", [RFC_NAME]);
+        const { rows } = await db.query<{ v: number; u: string }>("SELECT v, u FROM readings WHERE tenant_id = 'default' AND name = $1 ORDER BY t, id", [
+          RFC_NAME,
+        ]);
         assert.equal(rows.length, 13, 'the RFC 8428 5.1.3 sample, all 13 records');
-        assert.deepEqual(rows.filter((r) => r.u === '%RH').map((r) => r.v), [20, 20.3, 20.7, 21.2]);
+        assert.deepEqual(
+          rows.filter((r) => r.u === '%RH').map((r) => r.v),
+          [20, 20.3, 20.7, 21.2],
+        );
         assert.ok((await count(db, 'rollups')) > 0, 'rollups were written');
       } finally {
         await db.close();
@@ -115,10 +123,15 @@ describe('acceptance: the default flow stores every decoded reading', function (
       for (const inject of samples) await press(platform!, inject.id);
       // The platform's flow creates the tables (its migrations) before it stores: until then a query fails.
       const rows = await eventually('the RFC sample in PostgreSQL', async () => {
-        const found = await db.query<{ v: number; u: string }>("SELECT v, u FROM readings WHERE name = $1 AND u = '%RH' ORDER BY t", [RFC_NAME]).catch(() => undefined);
+        const found = await db
+          .query<{ v: number; u: string }>("SELECT v, u FROM readings WHERE name = $1 AND u = '%RH' ORDER BY t", [RFC_NAME])
+          .catch(() => undefined);
         return found?.rows.length === 4 ? found.rows : undefined;
       });
-      assert.deepEqual(rows.map((r) => r.v), [20, 20.3, 20.7, 21.2]);
+      assert.deepEqual(
+        rows.map((r) => r.v),
+        [20, 20.3, 20.7, 21.2],
+      );
       await until('rollups in PostgreSQL', async () => (await count(db, 'rollups')) > 0);
       const cached = await redis.hget(`conflux:{t:default}:latest:${RFC_NAME}`, 'r');
       assert.ok(cached, 'the latest value is in Redis');

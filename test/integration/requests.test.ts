@@ -97,7 +97,10 @@ describe('device requests forwarded to the central system', function () {
 
     // Several at once, each answered under its own id.
     const many = await Promise.all([1, 2, 3].map((n) => device.request({ id: `m-${n}`, n })));
-    assert.deepEqual(many.map((a) => a.id), ['m-1', 'm-2', 'm-3']);
+    assert.deepEqual(
+      many.map((a) => a.id),
+      ['m-1', 'm-2', 'm-3'],
+    );
   });
 
   it('the central system down, slow or failing: the device gets an error with the reason', async () => {

@@ -177,9 +177,18 @@ for (const impl of [memoryImpl, redisImpl()]) {
       const sorted = [...names].sort(byteOrder);
       const got = (await store.latestByPrefix('acme', '')).map((x) => x.n);
       assert.deepEqual(got, sorted);
-      assert.deepEqual((await store.latestByPrefix('acme', 'dev1')).map((x) => x.n), sorted.filter((n) => n.startsWith('dev1')));
-      assert.deepEqual((await store.latestByPrefix('acme', 'dev1/')).map((x) => x.n), ['dev1/a', 'dev1/b']);
-      assert.deepEqual((await store.latestByPrefix('acme', 'dev1', 3)).map((x) => x.n), sorted.filter((n) => n.startsWith('dev1')).slice(0, 3));
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', 'dev1')).map((x) => x.n),
+        sorted.filter((n) => n.startsWith('dev1')),
+      );
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', 'dev1/')).map((x) => x.n),
+        ['dev1/a', 'dev1/b'],
+      );
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', 'dev1', 3)).map((x) => x.n),
+        sorted.filter((n) => n.startsWith('dev1')).slice(0, 3),
+      );
       assert.deepEqual(await store.latestByPrefix('acme', 'dev1', 0), []);
       assert.deepEqual(await store.latestByPrefix('acme', 'nope'), []);
       assert.deepEqual(await store.latestByPrefix('other', ''), []);
@@ -189,8 +198,14 @@ for (const impl of [memoryImpl, redisImpl()]) {
       // More names than one page of the index, and more than the default limit.
       const many = Array.from({ length: 1_250 }, (_, i) => `m/${String(i).padStart(4, '0')}`);
       await store.write(many.map((n, i) => r('acme', rec(n, T0, i))));
-      assert.deepEqual((await store.latestByPrefix('acme', 'm/', 150)).map((x) => x.n), many.slice(0, 150));
-      assert.deepEqual((await store.latestByPrefix('acme', 'm/')).map((x) => x.n), many.slice(0, 1000));
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', 'm/', 150)).map((x) => x.n),
+        many.slice(0, 150),
+      );
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', 'm/')).map((x) => x.n),
+        many.slice(0, 1000),
+      );
       assert.equal((await store.latestByPrefix('acme', 'm/', 5_000)).length, 1_250);
     });
 
@@ -207,7 +222,10 @@ for (const impl of [memoryImpl, redisImpl()]) {
           assert.deepEqual(await store.latest(tenant, n), rec(n, T0 + i, i * 100 + j), `${tenant} ${n}`);
           assert.deepEqual(await store.window(tenant, n), [rec(n, T0 + i, i * 100 + j)]);
         }
-        assert.deepEqual((await store.latestByPrefix(tenant, '')).map((x) => x.v), [...names].sort(byteOrder).map((n) => i * 100 + names.indexOf(n)));
+        assert.deepEqual(
+          (await store.latestByPrefix(tenant, '')).map((x) => x.v),
+          [...names].sort(byteOrder).map((n) => i * 100 + names.indexOf(n)),
+        );
       }
       assert.equal(await store.latest('nobody', 'x'), undefined);
     });
@@ -248,7 +266,10 @@ for (const impl of [memoryImpl, redisImpl()]) {
       await store.write([r('acme', rec('d/a', T0, 1))]);
       assert.deepEqual(await store.window('acme', 'd/a'), [rec('d/a', T0, 1)]);
       await store.write([r('acme', rec('d/a', T0, 2)), r('acme', rec('d/a', T0 + 1, 3))]);
-      assert.deepEqual((await store.window('acme', 'd/a')).map((x) => x.v), [1, 2, 3]);
+      assert.deepEqual(
+        (await store.window('acme', 'd/a')).map((x) => x.v),
+        [1, 2, 3],
+      );
     });
 
     it('keeps no window when windowSize is 0', async () => {
@@ -270,7 +291,13 @@ for (const impl of [memoryImpl, redisImpl()]) {
       const names = new Set(batch.filter((x) => x.tenant === 'acme').map((x) => x.record.n));
       assert.equal((await store.latestByPrefix('acme', '', 10_000)).length, names.size);
       const w = await store.window('beta', 'dev0/q0');
-      assert.deepEqual(w, batch.filter((x) => x.tenant === 'beta' && x.record.n === 'dev0/q0').map((x) => x.record).slice(-5));
+      assert.deepEqual(
+        w,
+        batch
+          .filter((x) => x.tenant === 'beta' && x.record.n === 'dev0/q0')
+          .map((x) => x.record)
+          .slice(-5),
+      );
     });
 
     it('rejects a bad batch before writing any of it, and bad limits', async () => {
@@ -304,11 +331,20 @@ describe('short-term store in memory: bounds', () => {
       await store.write([r('beta', rec('d', T0, 1))]);
       assert.equal(await store.latest('acme', 'b'), undefined, 'b was the least recently written');
       assert.deepEqual(await store.window('acme', 'b'), []);
-      assert.deepEqual((await store.latestByPrefix('acme', '')).map((x) => x.n), ['a']);
-      assert.deepEqual((await store.latestByPrefix('beta', '')).map((x) => x.n), ['c', 'd']);
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', '')).map((x) => x.n),
+        ['a'],
+      );
+      assert.deepEqual(
+        (await store.latestByPrefix('beta', '')).map((x) => x.n),
+        ['c', 'd'],
+      );
       // A batch with more names than the bound keeps its last ones.
       await store.write(['e', 'f', 'g', 'h'].map((n) => r('acme', rec(n, T0, 1))));
-      assert.deepEqual((await store.latestByPrefix('acme', '')).map((x) => x.n), ['f', 'g', 'h']);
+      assert.deepEqual(
+        (await store.latestByPrefix('acme', '')).map((x) => x.n),
+        ['f', 'g', 'h'],
+      );
       assert.deepEqual(await store.latestByPrefix('beta', ''), []);
       assert.equal(store.size, 3);
     } finally {
@@ -317,7 +353,7 @@ describe('short-term store in memory: bounds', () => {
     assert.throws(() => createMemoryShortTerm({ ...LIMITS, maxNames: 0 }), TypeError);
   });
 
-  it('sweeps expired names on its unref\'d timer without a read, and close() clears the timer', async function () {
+  it("sweeps expired names on its unref'd timer without a read, and close() clears the timer", async function () {
     this.timeout(10_000);
     const realSet = globalThis.setInterval;
     const realClear = globalThis.clearInterval;
@@ -399,7 +435,10 @@ describe('short-term store on Redis: index and client', () => {
     await elapse(600);
     // d/x expired; its index entry stays until a prefix read meets it.
     assert.deepEqual(await client.zrange(index, 0, -1), ['d/x', 'd/y']);
-    assert.deepEqual((await store.latestByPrefix('a:b{c}', 'd/')).map((x) => x.n), ['d/y']);
+    assert.deepEqual(
+      (await store.latestByPrefix('a:b{c}', 'd/')).map((x) => x.n),
+      ['d/y'],
+    );
     assert.deepEqual(await client.zrange(index, 0, -1), ['d/y']);
     assert.ok((await client.pttl(index)) > 0, 'the index expires too');
     await store.close();
@@ -474,7 +513,10 @@ describe('Redis connection (redis.ts)', () => {
     } finally {
       client.disconnect();
     }
-    const other = openRedis({ url: 'rediss://u:p@127.0.0.1:1', username: 'me', password: 'secret', tls: { rejectUnauthorized: false } }, { lazyConnect: true }) as Redis;
+    const other = openRedis(
+      { url: 'rediss://u:p@127.0.0.1:1', username: 'me', password: 'secret', tls: { rejectUnauthorized: false } },
+      { lazyConnect: true },
+    ) as Redis;
     try {
       assert.deepEqual([other.options.username, other.options.password], ['me', 'secret']);
       assert.equal((other.options.tls as { rejectUnauthorized?: boolean }).rejectUnauthorized, false);

@@ -114,7 +114,10 @@ for (const engine of ENGINES) {
         );
         await tx.transaction((inner) => inner.query(`INSERT INTO items (name) VALUES ('inner2')`));
       });
-      assert.deepEqual((await db.query<{ name: string }>('SELECT name FROM items ORDER BY name')).rows.map((r) => r.name), ['inner2', 'outer']);
+      assert.deepEqual(
+        (await db.query<{ name: string }>('SELECT name FROM items ORDER BY name')).rows.map((r) => r.name),
+        ['inner2', 'outer'],
+      );
     });
 
     it('refuses a transaction handle used after the transaction ended', async () => {
@@ -129,7 +132,10 @@ for (const engine of ENGINES) {
       let later: Promise<unknown> | undefined;
       await db.transaction(async (tx) => {
         await assert.rejects(db.query('SELECT 1'), /use the tx handle/);
-        await assert.rejects(db.transaction(async () => undefined), /use the tx handle/);
+        await assert.rejects(
+          db.transaction(async () => undefined),
+          /use the tx handle/,
+        );
         await tx.query('SELECT 1'); // the transaction itself is unharmed
         // Work the transaction leaves behind runs once it has ended, and may use the client.
         later = new Promise((resolve, reject) => setTimeout(() => db.query('SELECT 1 AS one').then(resolve, reject), 20));
@@ -269,8 +275,14 @@ describe('openSql', function () {
 
 describe('PostgreSQL connection settings', () => {
   it('parses libpq multi-host URLs with ports, IPv6, credentials and options', () => {
-    const p = parseConnectionString('postgresql://us%40er:p%3Ass@db1:5433,[::1]:5434,db3/my%20db?sslmode=verify-full&target_session_attrs=read-write&application_name=x&connect_timeout=3');
-    assert.deepEqual(p.hosts, [{ host: 'db1', port: 5433 }, { host: '::1', port: 5434 }, { host: 'db3', port: undefined }]);
+    const p = parseConnectionString(
+      'postgresql://us%40er:p%3Ass@db1:5433,[::1]:5434,db3/my%20db?sslmode=verify-full&target_session_attrs=read-write&application_name=x&connect_timeout=3',
+    );
+    assert.deepEqual(p.hosts, [
+      { host: 'db1', port: 5433 },
+      { host: '::1', port: 5434 },
+      { host: 'db3', port: undefined },
+    ]);
     assert.equal(p.user, 'us@er');
     assert.equal(p.password, 'p:ss');
     assert.equal(p.database, 'my db');
@@ -292,7 +304,13 @@ describe('PostgreSQL connection settings', () => {
       tls: { ca: 'PEM', rejectUnauthorized: true },
     });
     assert.equal(requireWritable, false);
-    assert.deepEqual(configs.map((c) => [c.host, c.port]), [['a', 1], ['b', 2]]);
+    assert.deepEqual(
+      configs.map((c) => [c.host, c.port]),
+      [
+        ['a', 1],
+        ['b', 2],
+      ],
+    );
     assert.equal(configs[0].password, 'from-credentials');
     assert.equal(configs[0].user, 'u');
     assert.equal(configs[0].max, 3);

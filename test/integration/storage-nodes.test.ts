@@ -43,9 +43,26 @@ async function flow(setup: Setup, extra: Record<string, Record<string, unknown>>
     { id: 'lt', type: 'conflux-long-term', z: 'tab', database: 'db', batchDelay: '20', wires: [['lt-out'], ['lt-ans']] },
     { id: 'biz', type: 'conflux-business', z: 'tab', database: 'db', wires: [['biz-out']] },
     { id: 'mb-enqueue', type: 'conflux-mailbox', z: 'tab', database: 'db', mode: 'enqueue', box: 'outbox', queue: 'partner', wires: [['enq-out']] },
-    { id: 'mb-drain', type: 'conflux-mailbox', z: 'tab', database: 'db', mode: 'drain', box: 'outbox', queue: 'partner', pollMs: '20', baseDelayMs: '10', maxDelayMs: '10', maxAttempts: '2', wires: [['delivered']] },
+    {
+      id: 'mb-drain',
+      type: 'conflux-mailbox',
+      z: 'tab',
+      database: 'db',
+      mode: 'drain',
+      box: 'outbox',
+      queue: 'partner',
+      pollMs: '20',
+      baseDelayMs: '10',
+      maxDelayMs: '10',
+      maxAttempts: '2',
+      wires: [['delivered']],
+    },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-    ...['st-out', 'ts-out', 'lt-out', 'st-ans', 'ts-ans', 'lt-ans', 'biz-out', 'enq-out', 'delivered', 'caught'].map((id) => ({ id, type: 'helper', z: 'tab' })),
+    ...['st-out', 'ts-out', 'lt-out', 'st-ans', 'ts-ans', 'lt-ans', 'biz-out', 'enq-out', 'delivered', 'caught'].map((id) => ({
+      id,
+      type: 'helper',
+      z: 'tab',
+    })),
   ] as helper.TestFlows;
 }
 
@@ -98,19 +115,33 @@ describe('storage nodes', () => {
         assert.equal(other.payload, null, 'another tenant sees nothing');
 
         const series = await ask('ts', { query: { prefix: 'd1/', limit: 3 }, tenant: 'acme' }, 'ts-ans');
-        assert.deepEqual(series.payload.map((r: Msg) => [r.n, r.t]), [['d1/door/open', T], ['d1/temp/c', T], ['d1/door/open', T + 60]]);
+        assert.deepEqual(
+          series.payload.map((r: Msg) => [r.n, r.t]),
+          [
+            ['d1/door/open', T],
+            ['d1/temp/c', T],
+            ['d1/door/open', T + 60],
+          ],
+        );
         assert.equal(typeof series.cursor, 'string');
         const rest = await ask('ts', { query: { prefix: 'd1/', limit: 3, cursor: series.cursor }, tenant: 'acme' }, 'ts-ans');
-        assert.deepEqual(rest.payload.map((r: Msg) => [r.n, r.t, r.v]), [['d1/temp/c', T + 60, 23]]);
+        assert.deepEqual(
+          rest.payload.map((r: Msg) => [r.n, r.t, r.v]),
+          [['d1/temp/c', T + 60, 23]],
+        );
 
         const all = await ask('ts', { query: { prefix: '' }, tenant: 'acme' }, 'ts-ans');
         assert.equal(all.payload.length, 6, 'answers to queries were not stored as readings');
         const rollup = await ask('lt', { query: { name: 'd1/temp/c', size: 'hour' }, tenant: 'acme' }, 'lt-ans');
         assert.equal(rollup.payload.length, 1);
-        assert.deepEqual(
-          (({ count, min, max, sum, avg, last }) => ({ count, min, max, sum, avg, last }))(rollup.payload[0]),
-          { count: 2, min: 19, max: 23, sum: 42, avg: 21, last: 23 },
-        );
+        assert.deepEqual((({ count, min, max, sum, avg, last }) => ({ count, min, max, sum, avg, last }))(rollup.payload[0]), {
+          count: 2,
+          min: 19,
+          max: 23,
+          sum: 42,
+          avg: 21,
+          last: 23,
+        });
       });
 
       it('a message sent twice is stored once and counted once: time series rolls up what is new, long-term passes it on', async () => {
@@ -122,15 +153,15 @@ describe('storage nodes', () => {
         helper.getNode('st').receive(reading('d1', 23, 60));
         const out = await arrived;
         const db = helper.getNode('db') as unknown as { identity: string };
-        assert.ok(out.every((m) => m.rolledUp === db.identity), 'marked with the database whose rollups hold them');
+        assert.ok(
+          out.every((m) => m.rolledUp === db.identity),
+          'marked with the database whose rollups hold them',
+        );
 
         const all = await ask('ts', { query: { prefix: 'd1/' }, tenant: 'acme' }, 'ts-ans');
         assert.equal(all.payload.length, 4, 'two records, twice over, and two new ones: four stored');
         const rollup = await ask('lt', { query: { name: 'd1/temp/c', size: 'hour' }, tenant: 'acme' }, 'lt-ans');
-        assert.deepEqual(
-          (({ count, sum, last }) => ({ count, sum, last }))(rollup.payload[0]),
-          { count: 2, sum: 42, last: 23 },
-        );
+        assert.deepEqual((({ count, sum, last }) => ({ count, sum, last }))(rollup.payload[0]), { count: 2, sum: 42, last: 23 });
       });
 
       it('with rolling up off, the time series stores once and the long-term node counts what reaches it', async () => {
@@ -167,7 +198,11 @@ describe('storage nodes', () => {
         await stored;
         assert.equal(caught.length, 8);
         assert.match(caught[0].error.message, /queue full/);
-        assert.deepEqual(caught.map((m) => m.payload[0].v), [2, 3, 4, 5, 6, 7, 8, 9], 'the refused messages reach Catch whole');
+        assert.deepEqual(
+          caught.map((m) => m.payload[0].v),
+          [2, 3, 4, 5, 6, 7, 8, 9],
+          'the refused messages reach Catch whole',
+        );
       });
 
       it('business: create, read, list and a tenant that cannot see another tenant’s device', async () => {
@@ -177,7 +212,10 @@ describe('storage nodes', () => {
         const read = await ask('biz', { action: 'read', entity: 'devices', id: created.payload.id, tenant: 'default' }, 'biz-out');
         assert.equal(read.payload.name, 'boiler');
         const list = await ask('biz', { action: 'list', entity: 'devices', tenant: 'default' }, 'biz-out');
-        assert.deepEqual(list.payload.map((d: Msg) => d.serial), ['SN-1']);
+        assert.deepEqual(
+          list.payload.map((d: Msg) => d.serial),
+          ['SN-1'],
+        );
         const caught = new Promise<Msg>((resolve) => helper.getNode('caught').once('input', resolve));
         helper.getNode('biz').receive({ action: 'read', entity: 'devices', id: created.payload.id, tenant: 'acme' });
         assert.match((await caught).error.message, /no row with id/);
@@ -231,7 +269,9 @@ describe('example flow: business data and mailboxes', function () {
 
   it('creates and lists a device, and an enqueued order is delivered and acknowledged', async () => {
     await helper.load([...NODES, ...core], example as helper.TestFlows);
-    const db = await (helper.getNode(example.find((n) => n.type === 'conflux-postgres')!.id) as unknown as { sql(): Promise<import('../../nodes/core/db/sql').SqlClient> }).sql();
+    const db = await (
+      helper.getNode(example.find((n) => n.type === 'conflux-postgres')!.id) as unknown as { sql(): Promise<import('../../nodes/core/db/sql').SqlClient> }
+    ).sql();
     const delivered = new Promise<Msg>((resolve) => helper.getNode(named('delivered')).on('input', resolve));
     helper.getNode(named('create device SN-0001')).receive({});
     helper.getNode(named('an order for the partner')).receive({});
@@ -242,6 +282,9 @@ describe('example flow: business data and mailboxes', function () {
     const left = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
     assert.equal(left.rows[0].n, 0, 'the delivered message was acknowledged');
     const devices = await db.query<{ serial: string }>('SELECT serial FROM devices');
-    assert.deepEqual(devices.rows.map((r) => r.serial), ['SN-0001']);
+    assert.deepEqual(
+      devices.rows.map((r) => r.serial),
+      ['SN-0001'],
+    );
   });
 });

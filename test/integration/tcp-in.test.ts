@@ -19,7 +19,13 @@ import { SessionRegistry } from '../../nodes/core/devices/sessions';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import type { CanonicalMessage } from '../../nodes/core/model/message';
 import { decodeError, encodeFrame, FrameDecoder, FrameType, type Frame } from '../../nodes/core/protocol/frames';
-import { TcpDeviceServer, type DeviceMessageEvent, type TcpEventContext, type TcpEventError, type TcpServerOptions } from '../../nodes/core/protocol/tcp-server';
+import {
+  TcpDeviceServer,
+  type DeviceMessageEvent,
+  type TcpEventContext,
+  type TcpEventError,
+  type TcpServerOptions,
+} from '../../nodes/core/protocol/tcp-server';
 import { createBusinessStore, type BusinessStore } from '../../nodes/core/stores/business';
 import { connect, DeviceRefusedError, type TcpClientOptions, type TcpDeviceClient } from '../../tools/device-client/tcp';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
@@ -29,7 +35,6 @@ import { elapse, retry, until } from '../support/wait';
 import gatewayNode = require('../../nodes/devices/gateway');
 import tcpInNode = require('../../nodes/devices/tcp-in');
 import postgresNode = require('../../nodes/storage/postgres');
-
 
 interface Harness {
   server: TcpDeviceServer;
@@ -92,7 +97,12 @@ class Raw {
 }
 
 /** One SCRAM login by hand; returns the client-final message sent. */
-async function loginByHand(raw: Raw, serial: string, key: string, clientFirst = `n,,n=${serial},r=fixedclientnonce`): Promise<{ clientFinal: string; answer: string }> {
+async function loginByHand(
+  raw: Raw,
+  serial: string,
+  key: string,
+  clientFirst = `n,,n=${serial},r=fixedclientnonce`,
+): Promise<{ clientFinal: string; answer: string }> {
   raw.send(FrameType.AUTH, clientFirst);
   const serverFirst = await raw.nextText();
   const attrs = Object.fromEntries(serverFirst.split(',').map((a) => [a[0], a.slice(2)]));
@@ -110,7 +120,23 @@ function makeCertificates(dir: string): Record<'ca' | 'serverCert' | 'serverKey'
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Conflux test CA');
   fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
   run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext');
+  run(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'server.ext',
+  );
   run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=SN-TLS');
   run('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '2');
   const read = (f: string) => fs.readFileSync(path.join(dir, f), 'utf8');
@@ -141,7 +167,9 @@ describe('conflux-tcp-in: devices over TCP', function () {
     await Promise.all(servers.splice(0).map((s) => s.close()));
   });
 
-  async function start(options: Partial<Omit<TcpServerOptions, 'limits'>> & { limits?: Partial<TcpServerOptions['limits']>; maxSessions?: number } = {}): Promise<Harness> {
+  async function start(
+    options: Partial<Omit<TcpServerOptions, 'limits'>> & { limits?: Partial<TcpServerOptions['limits']>; maxSessions?: number } = {},
+  ): Promise<Harness> {
     const sessions = new SessionRegistry(options.maxSessions ?? 10_000);
     const tokens = new UdpTokens(300_000);
     const messages: CanonicalMessage[] = [];
@@ -211,10 +239,25 @@ describe('conflux-tcp-in: devices over TCP', function () {
     assert.deepEqual(senml.source?.format, 'senml+json');
     assert.equal(senml.source?.transport, 'tcp');
     assert.ok(Math.abs(senml.source!.receivedAt - Date.now()) < 5_000);
-    assert.deepEqual(attrs.payload.map((r) => [r.n, r.v ?? r.vb]), [['SN-A/humidity', 40], ['SN-A/on', true]]);
+    assert.deepEqual(
+      attrs.payload.map((r) => [r.n, r.v ?? r.vb]),
+      [
+        ['SN-A/humidity', 40],
+        ['SN-A/on', true],
+      ],
+    );
     assert.equal(attrs.source?.format, 'attributes+json');
-    assert.deepEqual(ascii.payload.map((r) => [r.n, r.v ?? r.vs]), [['SN-A/t', 19.5], ['SN-A/mode', 'eco']]);
-    assert.deepEqual(utf8.payload.map((r) => [r.n, r.vs]), [['SN-A/mode', 'éco']]);
+    assert.deepEqual(
+      ascii.payload.map((r) => [r.n, r.v ?? r.vs]),
+      [
+        ['SN-A/t', 19.5],
+        ['SN-A/mode', 'eco'],
+      ],
+    );
+    assert.deepEqual(
+      utf8.payload.map((r) => [r.n, r.vs]),
+      [['SN-A/mode', 'éco']],
+    );
     assert.deepEqual(cbor.payload, [{ n: 'SN-A/p', t, v: 1013 }]);
     assert.equal(cbor.source?.format, 'senml+cbor');
     await a.close();
@@ -234,7 +277,10 @@ describe('conflux-tcp-in: devices over TCP', function () {
     assert.equal(await refusal('SN-A', 'not-the-key'), 'login refused: invalid-proof');
     assert.equal(await refusal('SN-NOBODY', 'whatever'), 'login refused: invalid-proof');
     assert.equal(h.server.stats().authFailures, 2);
-    assert.deepEqual(h.events.map((e) => e.code), ['auth-failed', 'auth-failed']);
+    assert.deepEqual(
+      h.events.map((e) => e.code),
+      ['auth-failed', 'auth-failed'],
+    );
     assert.match(h.events[0].message, /"SN-A": wrong key/);
     assert.equal(h.sessions.size, 0);
     assert.equal(h.messages.length, 0);
@@ -319,14 +365,20 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const ack = await raw.next();
     assert.deepEqual([ack.type, ack.payload.readUInt32BE(0)], [FrameType.ACK, 1]);
     await raw.closed;
-    assert.deepEqual(h.messages.map((m) => m.payload[0].n), ['SN-A/last']);
+    assert.deepEqual(
+      h.messages.map((m) => m.payload[0].n),
+      ['SN-A/last'],
+    );
   });
 
   it('a data frame before the login closes the connection with the reason', async () => {
     const h = await start();
     const raw = await Raw.open(h.port);
     raw.send(FrameType.JSON, '{"t":1}');
-    assert.deepEqual(decodeError((await raw.next()).payload), { id: 0, reason: 'JSON frame before authentication: log in with AUTH frames (SCRAM-SHA-256) first' });
+    assert.deepEqual(decodeError((await raw.next()).payload), {
+      id: 0,
+      reason: 'JSON frame before authentication: log in with AUTH frames (SCRAM-SHA-256) first',
+    });
     await raw.closed;
     assert.equal(h.messages.length, 0);
   });
@@ -343,10 +395,16 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const h = await start({ rate: new RateLimiter(1, 1) });
     const a = await h.client('SN-A', 'key-of-a');
     assert.equal(await a.sendReadings('json', { n: 1 }), 1);
-    await assert.rejects(a.sendReadings('json', { n: 2 }), /^DeviceRefusedError: rate limit: tenant "default" sends more messages per second than allowed; send again in 1 s$/);
+    await assert.rejects(
+      a.sendReadings('json', { n: 2 }),
+      /^DeviceRefusedError: rate limit: tenant "default" sends more messages per second than allowed; send again in 1 s$/,
+    );
     await elapse(1_100); // the tenant's rate refills with time
     assert.equal(await a.sendReadings('json', { n: 2 }), 3);
-    assert.deepEqual(h.messages.map((m) => m.payload[0].v), [1, 2]);
+    assert.deepEqual(
+      h.messages.map((m) => m.payload[0].v),
+      [1, 2],
+    );
   });
 
   it('a flow that does not keep up stops the reading of the socket instead of queueing without bound', async () => {
@@ -365,12 +423,19 @@ describe('conflux-tcp-in: devices over TCP', function () {
     await elapse(100); // a negative check: no fifth is handed on
     assert.equal(handed, 4, 'only the window is handed on');
     assert.equal(h.server.inFlight, 4);
-    await until(() => `all 200 handed on (${handed})`, () => {
-      for (const release of held.splice(0)) release();
-      return handed >= 200;
-    });
+    await until(
+      () => `all 200 handed on (${handed})`,
+      () => {
+        for (const release of held.splice(0)) release();
+        return handed >= 200;
+      },
+    );
     for (const release of held.splice(0)) release();
-    assert.deepEqual(await Promise.all(sent), Array.from({ length: 200 }, (_, i) => i + 1), 'every frame ACKed, by its number');
+    assert.deepEqual(
+      await Promise.all(sent),
+      Array.from({ length: 200 }, (_, i) => i + 1),
+      'every frame ACKed, by its number',
+    );
   });
 
   it('a half-open connection is closed after the idle timeout; a device answering PINGs stays', async () => {
@@ -407,7 +472,10 @@ describe('conflux-tcp-in: devices over TCP', function () {
     a.countRawFrames(1);
     assert.equal((await acked).payload.readUInt32BE(0), 1);
     const [msg] = await h.received(1);
-    assert.deepEqual(msg.payload.map((r) => r.n), ['SN-A/slow', 'SN-A/steady']);
+    assert.deepEqual(
+      msg.payload.map((r) => r.n),
+      ['SN-A/slow', 'SN-A/steady'],
+    );
     assert.ok(bytes.length * 20 > 300, 'the frame took longer than the idle timeout');
   });
 
@@ -435,11 +503,11 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const ids = await Promise.all(connected.map((c, i) => c.sendReadings('json', { i })));
     assert.deepEqual(new Set(ids), new Set([1]));
     const messages = await h.received(n);
-    assert.deepEqual(
-      messages.map((m) => `${m.device?.id}=${m.payload[0].v}`).sort(),
-      serials.map((s, i) => `${s}=${i}`).sort(),
+    assert.deepEqual(messages.map((m) => `${m.device?.id}=${m.payload[0].v}`).sort(), serials.map((s, i) => `${s}=${i}`).sort());
+    assert.ok(
+      connected.every((c) => c.open),
+      'all sessions stay open together',
     );
-    assert.ok(connected.every((c) => c.open), 'all sessions stay open together');
     if (process.env.CONFLUX_TEST_VERBOSE) console.log(`devices created in ${created - t0} ms, sessions and readings in ${Date.now() - created} ms`);
   });
 
@@ -551,7 +619,10 @@ describe('conflux-tcp-in node', function () {
     assert.equal(await client.sendReadings('ascii', 't|21.5'), 1);
     const msg = await got;
     assert.deepEqual(msg.device, { tenant: 'default', id: 'SN-NODE' });
-    assert.deepEqual(msg.payload.map((r: { n: string; v: number }) => [r.n, r.v]), [['SN-NODE/t', 21.5]]);
+    assert.deepEqual(
+      msg.payload.map((r: { n: string; v: number }) => [r.n, r.v]),
+      [['SN-NODE/t', 21.5]],
+    );
     assert.equal(msg.source.transport, 'tcp');
     assert.equal(msg.source.format, 'ultralight');
 

@@ -120,16 +120,17 @@ for (const engine of ENGINES) {
       // Fractional seconds to the microsecond, and one below it that rounds.
       const times = [T0 + 12.123456, T0 + 13.000001, T0 + 14.9999995, 86_400.5, -1.25];
       times.forEach((t, i) => records.push({ n: 'dev1/time/t', t, v: i }));
-      for (const [path, s, expectCopy] of [['COPY or INSERT as configured', store, true], ['INSERT', inserting, false]] as const) {
+      for (const [path, s, expectCopy] of [
+        ['COPY or INSERT as configured', store, true],
+        ['INSERT', inserting, false],
+      ] as const) {
         const t = `${tenant}-${path.length}`;
         const before = copy?.calls ?? 0;
         const result = await s.append(records.map((record) => ({ tenant: t, record })));
         assert.deepEqual(result, { written: records.length, rejected: [] });
         if (copy) assert.equal(copy.calls - before, expectCopy ? 1 : 0, `${path}: COPY calls`);
         const { items } = await s.query({ tenant: t, prefix: '' });
-        const expected = records
-          .map((r) => ({ ...r, t: Math.round(r.t * 1e6) / 1e6 }))
-          .sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
+        const expected = records.map((r) => ({ ...r, t: Math.round(r.t * 1e6) / 1e6 })).sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
         assert.deepEqual(items, expected, path);
         // Microseconds exactly: rounded on the way in, the same number on the way out.
         const times = items.filter((r) => r.n === 'dev1/time/t').map((r) => r.t);
@@ -156,7 +157,10 @@ for (const engine of ENGINES) {
       for (const s of [store, inserting]) {
         const result = await s.append([bad[0][0], good, ...bad.slice(1).map(([r]) => r)]);
         assert.equal(result.written, s === store ? 1 : 0, 'the good reading is new the first time only');
-        assert.deepEqual(result.rejected.map((r) => r.reading), bad.map(([r]) => r));
+        assert.deepEqual(
+          result.rejected.map((r) => r.reading),
+          bad.map(([r]) => r),
+        );
         result.rejected.forEach((r, i) => assert.match(r.reason, bad[i][1]));
       }
       assert.deepEqual((await store.query({ tenant, prefix: '' })).items, [good.record]);
@@ -166,9 +170,18 @@ for (const engine of ENGINES) {
     it('keeps tenants apart', async () => {
       const other = `${tenant}-other`;
       await store.append([at(tenant, 'dev/t', T0, { v: 1 }), at(other, 'dev/t', T0, { v: 2 }), at(other, 'dev/u', T0, { v: 3 })]);
-      assert.deepEqual((await store.query({ tenant, name: 'dev/t' })).items.map((r) => r.v), [1]);
-      assert.deepEqual((await store.query({ tenant, prefix: '' })).items.map((r) => r.v), [1]);
-      assert.deepEqual((await store.query({ tenant: other, prefix: 'dev/' })).items.map((r) => r.v), [2, 3]);
+      assert.deepEqual(
+        (await store.query({ tenant, name: 'dev/t' })).items.map((r) => r.v),
+        [1],
+      );
+      assert.deepEqual(
+        (await store.query({ tenant, prefix: '' })).items.map((r) => r.v),
+        [1],
+      );
+      assert.deepEqual(
+        (await store.query({ tenant: other, prefix: 'dev/' })).items.map((r) => r.v),
+        [2, 3],
+      );
       assert.deepEqual((await store.query({ tenant: `${tenant}-none`, prefix: '' })).items, []);
       await assert.rejects(store.query({ tenant: '', prefix: '' }), TypeError);
     });
@@ -183,7 +196,10 @@ for (const engine of ENGINES) {
       assert.deepEqual(await names$({ prefix: 'dev%' }), ['dev%1/t', 'dev%%/t']);
       assert.deepEqual(await names$({ prefix: 'dev%%' }), ['dev%%/t']);
       assert.deepEqual(await names$({ prefix: 'dev\\' }), ['dev\\1/t']);
-      assert.deepEqual(await names$({ prefix: 'dev' }), names.filter((x) => x.startsWith('dev')));
+      assert.deepEqual(
+        await names$({ prefix: 'dev' }),
+        names.filter((x) => x.startsWith('dev')),
+      );
       assert.deepEqual(await names$({ prefix: '' }), names);
       assert.deepEqual(await names$({ prefix: 'dev_1/t' }), ['dev_1/t', 'dev_1/t/x']);
       assert.deepEqual(await names$({ prefix: 'dev\u0000' }), []); // text the table cannot hold matches nothing
@@ -228,7 +244,10 @@ for (const engine of ENGINES) {
         const { items, pages } = await allPages(store, { tenant, ...query, limit });
         assert.equal(items.length, expected, JSON.stringify(query));
         // The first copy of each (name, t) is the one kept: v < 500.
-        assert.ok(items.every((r) => (r.v as number) < 500), 'the first of each key kept');
+        assert.ok(
+          items.every((r) => (r.v as number) < 500),
+          'the first of each key kept',
+        );
         assert.equal(new Set(items.map((r) => `${r.n} ${r.t}`)).size, expected, 'no row twice');
         // A page says there is more only when there is: an exact multiple ends without an empty page.
         assert.equal(pages, Math.ceil(expected / limit));
@@ -241,7 +260,7 @@ for (const engine of ENGINES) {
       await assert.rejects(store.query({ tenant, prefix: '', cursor: Buffer.from('["u1",1,"x"]').toString('base64url') }), RangeError);
     });
 
-    it('keeps one name\'s readings of several units at one time apart (RFC 8428 5.1.3), and pages through them', async () => {
+    it("keeps one name's readings of several units at one time apart (RFC 8428 5.1.3), and pages through them", async () => {
       const records: ResolvedRecord[] = [];
       for (let i = 0; i < 4; i++) {
         records.push({ n: 'urn:dev:ow:10e2073a01080063', t: T0 + 60 * i, u: '%RH', v: 20 + i });
@@ -257,7 +276,11 @@ for (const engine of ENGINES) {
         const { items } = await allPages(store, { tenant, ...query, limit: 2 });
         assert.equal(items.length, 13, JSON.stringify(query));
         assert.equal(new Set(items.map((r) => `${r.t} ${r.u}`)).size, 13);
-        assert.deepEqual(items.slice(3, 7).map((r) => r.u), [undefined, '%RH', 'lat', 'lon'], 'in (t, n, unit) order, no unit first');
+        assert.deepEqual(
+          items.slice(3, 7).map((r) => r.u),
+          [undefined, '%RH', 'lat', 'lon'],
+          'in (t, n, unit) order, no unit first',
+        );
       }
     });
 
@@ -280,7 +303,10 @@ for (const engine of ENGINES) {
       assert.equal(first.items.length, 1_000);
       assert.ok(first.cursor);
       const rest = await store.query({ tenant, name: 'dev/t', cursor: first.cursor, limit: 10_000 });
-      assert.deepEqual(rest.items.map((r) => r.v), [1_000]);
+      assert.deepEqual(
+        rest.items.map((r) => r.v),
+        [1_000],
+      );
       assert.equal(rest.cursor, undefined);
       assert.equal((await store.query({ tenant, name: 'dev/t', limit: 1 })).items.length, 1);
       for (const limit of [0, -1, 10_001, 1.5, NaN, Infinity]) {
@@ -301,7 +327,10 @@ for (const engine of ENGINES) {
       const dropping = createSqlTimeSeries(counted, { dropChunk: 3 });
       assert.equal(await dropping.dropBefore(old + 100), 10);
       assert.equal(counted.statements.filter((s) => s.startsWith('DELETE')).length, 4, '3 + 3 + 3 + 1');
-      assert.deepEqual((await store.query({ tenant, name: 'dev/t' })).items.map((r) => r.v), [100, 101]);
+      assert.deepEqual(
+        (await store.query({ tenant, name: 'dev/t' })).items.map((r) => r.v),
+        [100, 101],
+      );
       assert.deepEqual((await store.query({ tenant: other, name: 'dev/t' })).items, []);
       assert.equal(await dropping.dropBefore(old + 100), 0);
       assert.equal(await dropping.dropBefore(old + 100.5), 1);
@@ -415,7 +444,11 @@ for (const engine of ENGINES) {
           at(t, 'a/t', T0 + 0.0000001, { v: 20, u: 'Cel' }), // T0 at the microsecond the table keeps: the same key
         ];
         assert.equal((await store.append(readings)).written, 2, name);
-        assert.deepEqual((await store.query({ tenant: t, name: 'a/t' })).items.map((r) => r.v), [1, 2], name);
+        assert.deepEqual(
+          (await store.query({ tenant: t, name: 'a/t' })).items.map((r) => r.v),
+          [1, 2],
+          name,
+        );
         assert.deepEqual(await totals(t), { readings: 2, sum: 3, day: { n: 2, sum: 3 }, hour: { n: 2, sum: 3 } }, name);
       }
     });
@@ -454,4 +487,3 @@ for (const engine of ENGINES) {
     });
   });
 }
-

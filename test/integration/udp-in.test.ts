@@ -81,7 +81,11 @@ async function start(options: Partial<UdpServerOptions> & { tokens?: UdpTokens }
     udp,
     port,
     total,
-    handled: (from, n = 1) => until(() => `${from + n} datagrams handled, got ${total()}: ${JSON.stringify(server.stats())}`, () => total() >= from + n),
+    handled: (from, n = 1) =>
+      until(
+        () => `${from + n} datagrams handled, got ${total()}: ${JSON.stringify(server.stats())}`,
+        () => total() >= from + n,
+      ),
     issue: (device) => tokens.issue(device)[0].token,
   };
   open.push(h);
@@ -122,7 +126,13 @@ describe('UDP telemetry', function () {
       assert.equal(msg.source?.transport, 'udp');
       assert.equal(msg.source?.format, 'attributes+json');
       assert.ok(msg.source!.receivedAt >= before && msg.source!.receivedAt <= Date.now());
-      assert.deepEqual(msg.payload.map((r) => [r.n, r.v ?? r.vb]), [['SN-1/temp', 21.5], ['SN-1/on', true]]);
+      assert.deepEqual(
+        msg.payload.map((r) => [r.n, r.v ?? r.vb]),
+        [
+          ['SN-1/temp', 21.5],
+          ['SN-1/on', true],
+        ],
+      );
       assert.equal(h.tokens.size, 0, 'the token is spent');
     });
 
@@ -139,11 +149,14 @@ describe('UDP telemetry', function () {
         await h.handled(before);
       }
       assert.deepEqual(h.rejected, []);
-      assert.deepEqual(h.received.map((m) => [m.source?.format, m.payload[0].n, m.payload[0].v ?? m.payload[0].vs]), [
-        ['ultralight', 'SN-1/t', 20],
-        ['ultralight', 'SN-1/mode', 'éco'],
-        ['senml+json', 'SN-1/temp', 19],
-      ]);
+      assert.deepEqual(
+        h.received.map((m) => [m.source?.format, m.payload[0].n, m.payload[0].v ?? m.payload[0].vs]),
+        [
+          ['ultralight', 'SN-1/t', 20],
+          ['ultralight', 'SN-1/mode', 'éco'],
+          ['senml+json', 'SN-1/temp', 19],
+        ],
+      );
     });
 
     it('the same datagram replayed is dropped and counted as a replay', async () => {
@@ -172,7 +185,10 @@ describe('UDP telemetry', function () {
       assert.equal(h.received.length, 0);
       assert.equal(h.server.stats().dropped.foreign, 2);
       await send(h, 'SN-1', token, { mine: 3 });
-      assert.deepEqual(h.received.map((m) => [m.device, m.payload[0].n]), [[{ tenant: 'acme', id: 'SN-1' }, 'SN-1/mine']]);
+      assert.deepEqual(
+        h.received.map((m) => [m.device, m.payload[0].n]),
+        [[{ tenant: 'acme', id: 'SN-1' }, 'SN-1/mine']],
+      );
     });
 
     it('an expired token is dropped', async () => {
@@ -214,7 +230,10 @@ describe('UDP telemetry', function () {
       bad[0] = 7;
       await sendRaw(h, bad);
       await sendRaw(h, good.subarray(0, 10));
-      assert.deepEqual(h.rejected.map((r) => r.reason), ['malformed', 'malformed']);
+      assert.deepEqual(
+        h.rejected.map((r) => r.reason),
+        ['malformed', 'malformed'],
+      );
       assert.match(h.rejected[0].detail, /version 7 is not supported/);
       assert.match(h.rejected[1].detail, /ends inside the token/);
       // A payload that does not decode spends its token, is dropped as undecodable, and says why.
@@ -231,7 +250,14 @@ describe('UDP telemetry', function () {
       for (let i = 0; i < 3; i++) await send(h, 'SN-1', h.issue(ACME_1), { i });
       await send(h, 'GX-1', h.issue(GLOBEX), { i: 9 });
       assert.equal(h.server.stats().dropped['rate-limited'], 1);
-      assert.deepEqual(h.received.map((m) => [m.device?.tenant, m.payload[0].v]), [['acme', 0], ['acme', 1], ['globex', 9]]);
+      assert.deepEqual(
+        h.received.map((m) => [m.device?.tenant, m.payload[0].v]),
+        [
+          ['acme', 0],
+          ['acme', 1],
+          ['globex', 9],
+        ],
+      );
     });
 
     it('readings not yet completed downstream are bounded: beyond the cap datagrams are dropped as busy', async () => {
@@ -251,7 +277,10 @@ describe('UDP telemetry', function () {
       release.shift()!();
       await until('one released', () => h.server.stats().inFlight === 1);
       await send(h, 'SN-1', h.issue(ACME_1), { i: 3 });
-      assert.deepEqual(held.map((m) => m.payload[0].v), [0, 1, 3]);
+      assert.deepEqual(
+        held.map((m) => m.payload[0].v),
+        [0, 1, 3],
+      );
       release.forEach((r) => r());
     });
 
@@ -311,7 +340,14 @@ describe('UDP telemetry', function () {
 
     it('a port in use is refused with the reason, and close frees the port', async () => {
       const h = await start();
-      const second = new UdpServer({ port: h.port, host: HOST, limits: { maxFrameBytes: 1_024 }, tokens: h.tokens, rate: new RateLimiter(0), onReadings: () => {} });
+      const second = new UdpServer({
+        port: h.port,
+        host: HOST,
+        limits: { maxFrameBytes: 1_024 },
+        tokens: h.tokens,
+        rate: new RateLimiter(0),
+        onReadings: () => {},
+      });
       await assert.rejects(second.listen(), /EADDRINUSE/);
       await h.server.close();
       await bindExclusive(h.port);
@@ -356,7 +392,10 @@ describe('UDP telemetry', function () {
     const statusText = () => (helper.getNode('listener') as any).status.lastCall?.args[0]?.text as string | undefined;
 
     async function waitStatus(re: RegExp): Promise<void> {
-      await until(() => `status ${re}, got "${statusText()}"`, () => re.test(statusText() ?? ''));
+      await until(
+        () => `status ${re}, got "${statusText()}"`,
+        () => re.test(statusText() ?? ''),
+      );
     }
 
     it('sends the canonical message of the device, counts drops by reason in its status, reports them to Catch, and frees the port on close', async () => {
@@ -383,7 +422,13 @@ describe('UDP telemetry', function () {
         await udp.sendRaw(good);
         await until('the reading', () => out.length === 1);
         assert.deepEqual(out[0].device, { tenant: 'default', id: 'SN-1' });
-        assert.deepEqual(out[0].payload.map((r: Msg) => [r.n, r.v]), [['SN-1/t', 21.5], ['SN-1/h', 40]]);
+        assert.deepEqual(
+          out[0].payload.map((r: Msg) => [r.n, r.v]),
+          [
+            ['SN-1/t', 21.5],
+            ['SN-1/h', 40],
+          ],
+        );
         assert.equal(out[0].source.transport, 'udp');
 
         await udp.sendRaw(good); // replay
@@ -391,7 +436,10 @@ describe('UDP telemetry', function () {
         await udp.send({ serial: 'SN-2', token: u1, format: 'attributes', payload: { t: 2 } });
         await udp.send({ serial: 'SN-1', token: t3, format: 'attributes', payload: { t: 3, pad: 'x'.repeat(100) } }); // over 128 bytes
         await udp.sendRaw(Buffer.from([9, 9, 9]));
-        await until(() => `2 readings and 4 drops, got ${out.length} and ${caught.length}`, () => out.length === 2 && caught.length === 4);
+        await until(
+          () => `2 readings and 4 drops, got ${out.length} and ${caught.length}`,
+          () => out.length === 2 && caught.length === 4,
+        );
         assert.deepEqual(out[1].device, { tenant: 'default', id: 'SN-2' });
         await waitStatus(/^2 accepted, 1 oversized, 1 malformed, 1 replayed, 1 foreign$/);
         assert.deepEqual(caught.map((m) => m.reason).sort(), ['foreign', 'malformed', 'oversized', 'replayed']);
@@ -429,7 +477,10 @@ describe('UDP telemetry', function () {
         await elapse(20); // the delay completes the first right after sending it on; no event tells the test
         await udp.send({ serial: 'SN-1', token: c, format: 'attributes', payload: { n: 3 } });
         await until('the third reading', () => out.length === 2);
-        assert.deepEqual(out.map((m) => m.payload[0].v), [1, 3]);
+        assert.deepEqual(
+          out.map((m) => m.payload[0].v),
+          [1, 3],
+        );
         await waitStatus(/^2 accepted, 1 busy$/);
       } finally {
         await udp.close();
@@ -444,7 +495,10 @@ describe('UDP telemetry', function () {
         await load(port);
         await waitStatus(new RegExp(`^port ${port} in use$`));
         const logged = helper.log().args.map((a: any[]) => String(a[0]?.msg));
-        assert.ok(logged.some((m: string) => /cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/.test(m)), `log: ${JSON.stringify(logged)}`);
+        assert.ok(
+          logged.some((m: string) => /cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/.test(m)),
+          `log: ${JSON.stringify(logged)}`,
+        );
       } finally {
         await new Promise<void>((resolve) => holder.close(resolve));
       }

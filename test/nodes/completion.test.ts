@@ -50,13 +50,19 @@ const flow = [
 
 async function state(p: Promise<void>): Promise<string> {
   let s = 'pending';
-  p.then(() => (s = 'resolved'), (e: Error) => (s = `rejected: ${e.message}`));
+  p.then(
+    () => (s = 'resolved'),
+    (e: Error) => (s = `rejected: ${e.message}`),
+  );
   await elapse(30); // a negative check: longer than test-store's own delay, so a pending promise stays pending
   return s;
 }
 
 async function heldCount(n: number): Promise<void> {
-  await until(() => `${n} messages held (${held.length})`, () => held.length >= n);
+  await until(
+    () => `${n} messages held (${held.length})`,
+    () => held.length >= n,
+  );
 }
 
 describe('acknowledge after keeping (trackCompletion in a runtime)', () => {

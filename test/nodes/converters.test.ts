@@ -68,7 +68,13 @@ describe('converter nodes', () => {
   it('conflux-ultralight names records after msg.device.id and maps short attribute names', async () => {
     await helper.load(nodes, flow('conflux-ultralight', { deviceId: 'fallback', map: '{"t":"temperature"}' }));
     const [fromDevice] = await collect(1, 't|21.5|h|40', { device: { tenant: 'acme', id: 'sensor-7' } });
-    assert.deepEqual(fromDevice.payload.map((r: { n: string; v: number }) => [r.n, r.v]), [['sensor-7/temperature', 21.5], ['sensor-7/h', 40]]);
+    assert.deepEqual(
+      fromDevice.payload.map((r: { n: string; v: number }) => [r.n, r.v]),
+      [
+        ['sensor-7/temperature', 21.5],
+        ['sensor-7/h', 40],
+      ],
+    );
     const [fallback] = await collect(1, Buffer.from('t|1'));
     assert.equal(fallback.payload[0].n, 'fallback/temperature');
     const [text] = await collect(1, [{ n: 'fallback/temperature', t: T, v: 22 }]);
@@ -78,7 +84,10 @@ describe('converter nodes', () => {
   it('conflux-ultralight decodes a command result without a Device ID, since it names its device; measures still need one', async () => {
     await helper.load(nodes, flow('conflux-ultralight'));
     const [result] = await collect(1, 'weatherStation167@ping|Ping ok');
-    assert.deepEqual(result.payload.map((r: { n: string; vs: string }) => [r.n, r.vs]), [['weatherStation167/ping_info', 'Ping ok']]);
+    assert.deepEqual(
+      result.payload.map((r: { n: string; vs: string }) => [r.n, r.vs]),
+      [['weatherStation167/ping_info', 'Ping ok']],
+    );
     const caught = nextMessage('caught');
     helper.getNode('subject').receive({ payload: 't|1' });
     assert.match((await caught).error.message, /no device id/);
@@ -101,14 +110,24 @@ describe('converter nodes', () => {
     assert.deepEqual(decoded.payload, [{ n: '951FF00000340/5368/temperature', t: Date.UTC(2022, 9, 11, 16, 21, 27) / 1000, u: 'Cel', v: 24.6 }]);
     const geo = { n: '951FF00000340/5369/latitude', t: decoded.payload[0].t, u: 'lat', v: 47.19999075 };
     const out = await collect(2, [...decoded.payload, geo, { ...geo, n: '951FF00000340/5369/longitude', u: 'lon', v: 9.50875282 }]);
-    assert.deepEqual(out.map((m) => m.payload.type), ['eapi_measurement_new', 'eapi_geodata_new']);
+    assert.deepEqual(
+      out.map((m) => m.payload.type),
+      ['eapi_measurement_new', 'eapi_geodata_new'],
+    );
     assert.equal(out[0].payload.data.sensorId, 5368);
   });
 
   it('conflux-map runs the JSONata expression and resolves what it yields', async () => {
     const expression = '[readings.{"n": $$.device & "/" & k, "t": $$.at, "v": val}]';
     await helper.load(nodes, flow('conflux-map', { expression }));
-    const [msg] = await collect(1, { device: 'pump-7', at: T, readings: [{ k: 'pressure', val: 2.4 }, { k: 'flow', val: 0.5 }] });
+    const [msg] = await collect(1, {
+      device: 'pump-7',
+      at: T,
+      readings: [
+        { k: 'pressure', val: 2.4 },
+        { k: 'flow', val: 0.5 },
+      ],
+    });
     assert.deepEqual(msg.payload, [
       { n: 'pump-7/pressure', t: T, v: 2.4 },
       { n: 'pump-7/flow', t: T, v: 0.5 },

@@ -59,7 +59,12 @@ describe('conflux-senml node', () => {
     await helper.load([senmlNode, catchNode], flow());
     const caught = nextMessage('caught');
     const node = helper.getNode('senml');
-    node.receive({ payload: [{ n: 'ok', v: 1 }, { n: 'bad', v: 'x' }] });
+    node.receive({
+      payload: [
+        { n: 'ok', v: 1 },
+        { n: 'bad', v: 'x' },
+      ],
+    });
     const err = await caught;
     assert.match(err.error.message, /record 1: field "v"/);
     const out = nextMessage('out');

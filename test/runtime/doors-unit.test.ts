@@ -8,9 +8,19 @@ import { errorAnswer, LogThrottle } from '../../nodes/core/protocol/http-errors'
 const hosts = new AllowedHosts('127.0.0.1', 1880, ['conflux.example.com', 'gw.lan:8443', '192.168.1.20']);
 const req = (headers: Record<string, string>, method = 'POST') => ({ method, headers });
 
-describe('runtime: the editor\'s doors (launcher/doors.ts)', () => {
-  it('allows loopback names with the runtime\'s port, and listed names', () => {
-    for (const h of ['127.0.0.1:1880', 'localhost:1880', '[::1]:1880', 'LOCALHOST:1880', 'conflux.example.com', 'conflux.example.com:443', 'conflux.example.com:1880', 'gw.lan:8443', '192.168.1.20:1880']) {
+describe("runtime: the editor's doors (launcher/doors.ts)", () => {
+  it("allows loopback names with the runtime's port, and listed names", () => {
+    for (const h of [
+      '127.0.0.1:1880',
+      'localhost:1880',
+      '[::1]:1880',
+      'LOCALHOST:1880',
+      'conflux.example.com',
+      'conflux.example.com:443',
+      'conflux.example.com:1880',
+      'gw.lan:8443',
+      '192.168.1.20:1880',
+    ]) {
       assert.equal(hosts.allows(parseHost(h)), true, h);
     }
     for (const h of ['127.0.0.1', 'localhost:3000', 'evil.com:1880', 'conflux.example.com:8080', 'gw.lan', 'gw.lan:1880', '0.0.0.0:1880', 'a b', '', '[::1']) {
@@ -104,7 +114,11 @@ describe('runtime: error answers (nodes/core/protocol/http-errors.ts)', () => {
   it('logs one line per interval and kind, then says how many it left out', () => {
     let now = 0;
     const lines: string[] = [];
-    const log = new LogThrottle((l) => lines.push(l), 10_000, () => now);
+    const log = new LogThrottle(
+      (l) => lines.push(l),
+      10_000,
+      () => now,
+    );
     for (let i = 0; i < 100; i++) log.note('uri', 'bad uri');
     log.note('other', 'other');
     now = 10_000;

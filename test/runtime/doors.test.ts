@@ -12,7 +12,6 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { root, start, START_TIMEOUT_MS, stop, tempDataDir, waitForOutput, type Platform } from '../support/platform';
 
-
 interface Answer {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -23,7 +22,15 @@ interface Answer {
 function request(platform: Platform, method: string, url: string, headers: Record<string, string> = {}, body?: string, localAddress?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port: platform.port, method, path: url, headers: { Host: `127.0.0.1:${platform.port}`, Connection: 'close', ...headers }, localAddress, setHost: false },
+      {
+        host: '127.0.0.1',
+        port: platform.port,
+        method,
+        path: url,
+        headers: { Host: `127.0.0.1:${platform.port}`, Connection: 'close', ...headers },
+        localAddress,
+        setHost: false,
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -109,18 +116,30 @@ describe('standalone platform: doors, file modes and errors', function () {
       const before = await request(platform!, 'GET', '/flows', { Accept: 'application/json', 'Node-RED-API-Version': 'v2' });
       assert.equal(before.status, 200);
       const form = `flows=${encodeURIComponent(JSON.stringify([{ id: 'f1', type: 'tab', label: 'pwned' }]))}`;
-      const res = await request(platform!, 'POST', '/flows', {
-        Origin: 'http://attacker.example',
-        'Content-Type': 'application/x-www-form-urlencoded',
-        'Sec-Fetch-Site': 'cross-site',
-        'Sec-Fetch-Mode': 'navigate',
-        'Sec-Fetch-Dest': 'document',
-      }, form);
+      const res = await request(
+        platform!,
+        'POST',
+        '/flows',
+        {
+          Origin: 'http://attacker.example',
+          'Content-Type': 'application/x-www-form-urlencoded',
+          'Sec-Fetch-Site': 'cross-site',
+          'Sec-Fetch-Mode': 'navigate',
+          'Sec-Fetch-Dest': 'document',
+        },
+        form,
+      );
       assert.equal(res.status, 403, res.body);
       assert.equal(res.headers['content-type']?.split(';')[0], 'application/problem+json');
       const json = await request(platform!, 'POST', '/flows', { Origin: 'http://attacker.example', 'Content-Type': 'application/json' }, '[]');
       assert.equal(json.status, 403);
-      const noOrigin = await request(platform!, 'POST', '/flows', { 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'no-cors', 'Content-Type': 'text/plain' }, '[]');
+      const noOrigin = await request(
+        platform!,
+        'POST',
+        '/flows',
+        { 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'no-cors', 'Content-Type': 'text/plain' },
+        '[]',
+      );
       assert.equal(noOrigin.status, 403, 'Sec-Fetch-Site alone is enough');
       const after = await request(platform!, 'GET', '/flows', { Accept: 'application/json', 'Node-RED-API-Version': 'v2' });
       assert.equal(JSON.parse(after.body).rev, JSON.parse(before.body).rev, 'the flows did not change');
@@ -155,20 +174,30 @@ describe('standalone platform: doors, file modes and errors', function () {
       assert.equal(framed.status, 403);
     });
 
-    it('refuses the editor\'s websocket to a foreign origin', async () => {
+    it("refuses the editor's websocket to a foreign origin", async () => {
       const handshake = (origin: string) =>
-        raw(platform!, `GET /comms HTTP/1.1\r\nHost: 127.0.0.1:${platform!.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: ${origin}\r\n\r\n`, true);
+        raw(
+          platform!,
+          `GET /comms HTTP/1.1\r\nHost: 127.0.0.1:${platform!.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: ${origin}\r\n\r\n`,
+          true,
+        );
       assert.match(await handshake('http://attacker.example'), /^HTTP\/1\.1 403/);
       assert.match(await handshake(`http://127.0.0.1:${platform!.port}`), /^HTTP\/1\.1 101/);
     });
 
     it('takes application/json telemetry (as curl sends it): 202, no admin parser before the device route', async () => {
-      const res = await request(platform!, 'POST', '/devices/demo-0001/telemetry', {
-        'Content-Type': 'application/json',
-        Authorization: `Basic ${Buffer.from(`demo-0001:${deviceKey}`).toString('base64')}`,
-        'User-Agent': 'curl/8.5.0',
-        Accept: '*/*',
-      }, JSON.stringify([{ n: 'json-door', v: 1 }]));
+      const res = await request(
+        platform!,
+        'POST',
+        '/devices/demo-0001/telemetry',
+        {
+          'Content-Type': 'application/json',
+          Authorization: `Basic ${Buffer.from(`demo-0001:${deviceKey}`).toString('base64')}`,
+          'User-Agent': 'curl/8.5.0',
+          Accept: '*/*',
+        },
+        JSON.stringify([{ n: 'json-door', v: 1 }]),
+      );
       assert.equal(res.status, 202, res.body);
       assert.equal(res.headers['access-control-allow-origin'], undefined, 'no CORS on device routes either');
     });
@@ -187,7 +216,11 @@ describe('standalone platform: doors, file modes and errors', function () {
         assert.equal(JSON.parse(res.body).type, 'https://conflux.dev/problems/invalid-request');
         assertClean(res.body, '/devices/%zz/telemetry');
       }
-      const logged = platform!.output().slice(logBefore).split('\n').filter((l) => /percent-encoding|URIError|^\s+at /.test(l));
+      const logged = platform!
+        .output()
+        .slice(logBefore)
+        .split('\n')
+        .filter((l) => /percent-encoding|URIError|^\s+at /.test(l));
       assert.ok(logged.length <= 1, `30 bad requests logged ${logged.length} lines:\n${logged.join('\n')}`);
     });
 
@@ -201,7 +234,14 @@ describe('standalone platform: doors, file modes and errors', function () {
         segment.map((s) => `/nodes/${s}`),
       );
       const method = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS');
-      const contentType = fc.constantFrom('application/json', 'application/x-www-form-urlencoded', 'text/plain', 'application/json; charset=latin1', 'multipart/form-data', '%%');
+      const contentType = fc.constantFrom(
+        'application/json',
+        'application/x-www-form-urlencoded',
+        'text/plain',
+        'application/json; charset=latin1',
+        'multipart/form-data',
+        '%%',
+      );
       const body = fc.constantFrom('', '{', '[1,', 'a=%zz', '{"flows":', '\u0000');
       await fc.assert(
         fc.asyncProperty(url, method, contentType, body, async (u, m, ct, b) => {
@@ -232,7 +272,14 @@ describe('standalone platform: doors, file modes and errors', function () {
   describe('with CONFLUX_ADMIN_PASSWORD, on the same (reopened to others) data dir', () => {
     let secured: Platform | undefined;
     const login = (password: string, localAddress: string, username = 'admin') =>
-      request(secured!, 'POST', '/auth/token', { 'Content-Type': 'application/json' }, JSON.stringify({ client_id: 'node-red-editor', grant_type: 'password', scope: '*', username, password }), localAddress);
+      request(
+        secured!,
+        'POST',
+        '/auth/token',
+        { 'Content-Type': 'application/json' },
+        JSON.stringify({ client_id: 'node-red-editor', grant_type: 'password', scope: '*', username, password }),
+        localAddress,
+      );
 
     before(async () => {
       await stop(platform);

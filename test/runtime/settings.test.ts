@@ -3,14 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startupBanner } from '../../launcher/banner';
-import {
-  adminAuthFor,
-  buildSettings,
-  ConfigError,
-  DEFAULT_PORT,
-  editorUrl,
-  readConfig,
-} from '../../launcher/config';
+import { adminAuthFor, buildSettings, ConfigError, DEFAULT_PORT, editorUrl, readConfig } from '../../launcher/config';
 import { describeDefaults, EMBEDDED_DEFAULTS } from '../../launcher/defaults';
 import { installFirstFlow } from '../../launcher/first-start';
 import { resolveCredentialSecret, SECRET_FILE } from '../../launcher/secret';
@@ -71,7 +64,10 @@ describe('runtime: environment to settings', () => {
 
   for (const bad of ['http', '-1', '65536', '18.5', '1880x']) {
     it(`rejects CONFLUX_PORT=${bad} with a message naming the variable`, () => {
-      assert.throws(() => readConfig({ CONFLUX_PORT: bad }, '/'), (err: unknown) => err instanceof ConfigError && /CONFLUX_PORT/.test(err.message));
+      assert.throws(
+        () => readConfig({ CONFLUX_PORT: bad }, '/'),
+        (err: unknown) => err instanceof ConfigError && /CONFLUX_PORT/.test(err.message),
+      );
     });
   }
 
@@ -103,7 +99,10 @@ describe('runtime: editor login', () => {
   it('has no adminAuth when CONFLUX_ADMIN_PASSWORD is not set', () => {
     const config = readConfig({ CONFLUX_ADMIN_USER: 'ops' }, '/');
     let called = false;
-    assert.equal(adminAuthFor(config, (p) => ((called = true), p)), undefined);
+    assert.equal(
+      adminAuthFor(config, (p) => ((called = true), p)),
+      undefined,
+    );
     assert.equal(called, false, 'nothing is hashed');
   });
 
@@ -167,7 +166,10 @@ describe('runtime: first flow', () => {
         if (node.type === 'tab') continue;
         if (node.z === undefined && node.x === undefined && node.wires === undefined) {
           // A config node (a connection): global, and used by some node of the flow.
-          assert.ok(flow.some((n) => Object.values(n).includes(node.id)), `${name}: config node ${node.id} is used`);
+          assert.ok(
+            flow.some((n) => Object.values(n).includes(node.id)),
+            `${name}: config node ${node.id} is used`,
+          );
           continue;
         }
         assert.equal(node.z, tabs[0].id, `${name}: ${node.id} is on the tab`);
@@ -178,7 +180,16 @@ describe('runtime: first flow', () => {
       }
     }
     const types = (JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8')) as { type: string }[]).map((n) => n.type);
-    for (const type of ['conflux-senml', 'conflux-sen1', 'conflux-ultralight', 'conflux-eapi', 'conflux-map', 'conflux-short-term', 'conflux-time-series', 'conflux-long-term']) {
+    for (const type of [
+      'conflux-senml',
+      'conflux-sen1',
+      'conflux-ultralight',
+      'conflux-eapi',
+      'conflux-map',
+      'conflux-short-term',
+      'conflux-time-series',
+      'conflux-long-term',
+    ]) {
       assert.ok(types.includes(type), `default.json uses ${type}`);
     }
     const tab = JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8'))[0];

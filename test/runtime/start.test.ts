@@ -9,7 +9,9 @@ import { getJson, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platfor
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string };
 const defaultFlow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'default.json'), 'utf8')) as { id: string; type: string }[];
-const CONFLUX_TYPES = Object.keys((JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } })['node-red'].nodes);
+const CONFLUX_TYPES = Object.keys(
+  (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } })['node-red'].nodes,
+);
 
 describe('standalone platform: node dist/settings.js', function () {
   this.timeout(START_TIMEOUT_MS + 30_000);
@@ -108,13 +110,10 @@ describe('standalone platform: node dist/settings.js', function () {
         await stop(again);
       });
 
-      it('keeps the edit: GET /flows is the user\'s flow, not the default', async () => {
+      it("keeps the edit: GET /flows is the user's flow, not the default", async () => {
         const { status, body } = await getJson(again!, '/flows');
         assert.equal(status, 200);
-        assert.deepEqual(
-          (body as { id: string }[]).map((n) => n.id).sort(),
-          edited.map((n) => n.id).sort(),
-        );
+        assert.deepEqual((body as { id: string }[]).map((n) => n.id).sort(), edited.map((n) => n.id).sort());
         assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dataDir, 'flows.json'), 'utf8')), edited);
         assert.ok(again!.output().includes('flows: flows.json (kept as saved)'), again!.output());
       });

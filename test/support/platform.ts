@@ -72,7 +72,10 @@ export function waitForOutput(platform: Platform, pattern: RegExp, timeoutMs = S
       return m !== null;
     };
     const exited = (): void => finish(() => reject(new Error(`the platform exited before ${pattern} appeared in its log:\n${platform.output()}`)));
-    const timer = setTimeout(() => finish(() => reject(new Error(`${pattern} did not appear in the log within ${timeoutMs / 1000} s:\n${platform.output()}`))), timeoutMs);
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`${pattern} did not appear in the log within ${timeoutMs / 1000} s:\n${platform.output()}`))),
+      timeoutMs,
+    );
     const finish = (settle: () => void): void => {
       clearTimeout(timer);
       child.stdout!.off('data', check);
@@ -146,7 +149,15 @@ export async function debugSidebar(platform: Platform): Promise<{ events: DebugE
   let read = 0;
   return {
     events,
-    next: () => (read < events.length ? Promise.resolve(events[read++]) : new Promise((resolve) => waiting.push((e) => { read++; resolve(e); }))),
+    next: () =>
+      read < events.length
+        ? Promise.resolve(events[read++])
+        : new Promise((resolve) =>
+            waiting.push((e) => {
+              read++;
+              resolve(e);
+            }),
+          ),
     close: () => ws.close(),
   };
 }

@@ -31,7 +31,11 @@ export async function retry<T>(what: string, attempt: () => Promise<T>, timeoutM
   let last: unknown;
   const wrapped = await eventually(
     () => `${what} (last: ${last instanceof Error ? last.message : String(last)})`,
-    () => attempt().then((value) => ({ value }), (err: unknown) => ((last = err), undefined)),
+    () =>
+      attempt().then(
+        (value) => ({ value }),
+        (err: unknown) => ((last = err), undefined),
+      ),
     timeoutMs,
   );
   return wrapped.value;

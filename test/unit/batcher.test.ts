@@ -84,7 +84,15 @@ describe('Batcher', () => {
   it('refuses items beyond maxPending with QueueFullError, and takes them again once written', async () => {
     const r = recorder();
     const gate = r.hold();
-    const b = new Batcher<number>({ maxBatch: 2, maxDelayMs: 0, maxPending: 4, write: async (items) => { await r.write(items); await gate; } });
+    const b = new Batcher<number>({
+      maxBatch: 2,
+      maxDelayMs: 0,
+      maxPending: 4,
+      write: async (items) => {
+        await r.write(items);
+        await gate;
+      },
+    });
     const first = b.add([1, 2, 3, 4]);
     assert.equal(b.pending, 4);
     await assert.rejects(b.add([5]), QueueFullError);
@@ -103,7 +111,10 @@ describe('Batcher', () => {
       write: async (items) => items.flatMap((item, index) => (item === 'bad' ? [{ index, reason: 'mapping conflict' }] : [])),
     });
     const results = await Promise.allSettled([b.add(['a']), b.add(['b', 'bad']), b.add(['c'])]);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
     assert.match(String((results[1] as PromiseRejectedResult).reason), /mapping conflict/);
   });
 
@@ -118,7 +129,10 @@ describe('Batcher', () => {
       },
     });
     const results = await Promise.allSettled([b.add([1]), b.add([2]), b.add([3])]);
-    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected', 'fulfilled']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['rejected', 'rejected', 'fulfilled'],
+    );
   });
 
   it('close writes what is queued and refuses more', async () => {

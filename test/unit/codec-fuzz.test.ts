@@ -35,30 +35,54 @@ const senmlValue = fc.oneof(
 );
 const senmlKey = fc.constantFrom('bn', 'bt', 'bu', 'bv', 'bs', 'bver', 'n', 'u', 'v', 'vs', 'vb', 'vd', 's', 't', 'ut', 'x_', 'x');
 const senmlJson = fc
-  .array(fc.array(fc.tuple(senmlKey, senmlValue), { maxLength: 6 }).map((fields) => `{${fields.map(([k, v]) => `"${k}":${v}`).join(',')}}`), { maxLength: 4 })
+  .array(
+    fc.array(fc.tuple(senmlKey, senmlValue), { maxLength: 6 }).map((fields) => `{${fields.map(([k, v]) => `"${k}":${v}`).join(',')}}`),
+    { maxLength: 4 },
+  )
   .map((records) => `[${records.join(',')}]`);
 
 describe('decoders under fuzz: a CodecError or records, nothing else', () => {
   it('SenML JSON', () => {
-    fc.assert(fc.property(fc.oneof(senmlJson, fc.json(), fc.string({ maxLength: 40 })), (text) => onlyCodecErrors(() => decodeSenmlJson(text, { now }))), { numRuns: 3000 });
+    fc.assert(
+      fc.property(fc.oneof(senmlJson, fc.json(), fc.string({ maxLength: 40 })), (text) => onlyCodecErrors(() => decodeSenmlJson(text, { now }))),
+      { numRuns: 3000 },
+    );
   });
 
   it('SenML XML', () => {
     const attr = fc.tuple(senmlKey, fc.oneof(fc.constantFrom('a', '1', 'true', '1e400', 'x', '', 'aGk=', '&amp;', '&bad;'), fc.string({ maxLength: 6 })));
     const doc = fc
-      .array(fc.array(attr, { maxLength: 5 }).map((as) => `<senml ${as.map(([k, v]) => `${k}="${v.replace(/"/g, '')}"`).join(' ')}/>`), { maxLength: 3 })
+      .array(
+        fc.array(attr, { maxLength: 5 }).map((as) => `<senml ${as.map(([k, v]) => `${k}="${v.replace(/"/g, '')}"`).join(' ')}/>`),
+        { maxLength: 3 },
+      )
       .map((recs) => `<sensml xmlns="urn:ietf:params:xml:ns:senml">${recs.join('')}</sensml>`);
-    fc.assert(fc.property(fc.oneof(doc, tokens(['<', '>', '/', 'sensml', 'senml', ' n="a"', ' v="1"', 'xmlns="urn:ietf:params:xml:ns:senml"', '<!DOCTYPE', '&', '"'])), (text) => onlyCodecErrors(() => decodeSenmlXml(text, { now }))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(
+        fc.oneof(doc, tokens(['<', '>', '/', 'sensml', 'senml', ' n="a"', ' v="1"', 'xmlns="urn:ietf:params:xml:ns:senml"', '<!DOCTYPE', '&', '"'])),
+        (text) => onlyCodecErrors(() => decodeSenmlXml(text, { now })),
+      ),
+      { numRuns: 2000 },
+    );
   });
 
   it('SenML CBOR', () => {
     const heads = fc.constantFrom(0x80, 0x81, 0x82, 0x9f, 0xa0, 0xa1, 0xa2, 0xbf, 0xff, 0x00, 0x20, 0x21, 0x61, 0x40, 0x42, 0xf9, 0xfa, 0xfb, 0xc1, 0xd9);
-    const bytes = fc.oneof(fc.uint8Array({ maxLength: 60 }), fc.array(fc.oneof(heads, fc.integer({ min: 0, max: 255 })), { maxLength: 40 }).map((a) => Uint8Array.from(a)));
-    fc.assert(fc.property(bytes, (b) => onlyCodecErrors(() => decodeSenmlCbor(b, { now }))), { numRuns: 3000 });
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 60 }),
+      fc.array(fc.oneof(heads, fc.integer({ min: 0, max: 255 })), { maxLength: 40 }).map((a) => Uint8Array.from(a)),
+    );
+    fc.assert(
+      fc.property(bytes, (b) => onlyCodecErrors(() => decodeSenmlCbor(b, { now }))),
+      { numRuns: 3000 },
+    );
   });
 
   it('UltraLight measures, commands and command results', () => {
-    const ul = fc.oneof(tokens(['t', 'h', 'tt', 'TimeInstant', '|', '#', '@', '=', '\\', '15', 'abc', '2020-06-14T12:19:26Z', 'dev', 'ping', ' ']), fc.string({ maxLength: 30 }));
+    const ul = fc.oneof(
+      tokens(['t', 'h', 'tt', 'TimeInstant', '|', '#', '@', '=', '\\', '15', 'abc', '2020-06-14T12:19:26Z', 'dev', 'ping', ' ']),
+      fc.string({ maxLength: 30 }),
+    );
     const device = fc.constantFrom(undefined, '', 'dev1', 'bad id');
     const map = { t: { name: 'temperature', type: 'Number' }, tt: { name: 'TimeInstant', type: 'DateTime' }, h: { name: 'on', type: 'Boolean' } };
     fc.assert(
@@ -74,25 +98,72 @@ describe('decoders under fuzz: a CodecError or records, nothing else', () => {
   it('Sen1Message', () => {
     const value = fc.oneof(fc.constantFrom('1', '2.5', 'true', 'x', '', '2023-05-01', '2023-05-01 10:20:30', 'P1D', '10:20:30'), fc.string({ maxLength: 8 }));
     const doc = fc
-      .tuple(fc.constantFrom('dt_string', 'dt_integer', 'dt_numeric', 'dt_boolean', 'dt_date', 'dt_datetime', 'dt_duration', 'dt_time', 'dt_x'), fc.array(fc.tuple(value, value), { maxLength: 3 }), fc.constantFrom('boiler/t', 'a b', ''))
-      .map(([type, datas, name]) =>
-        `<Sen1Message xmlns="http://xmpp.rocks"><username>u</username><name>${name}</name><type>${type}</type><Sen1Datas>` +
-        datas.map(([v, t]) => `<Sen1Data><value>${v.replace(/[<&]/g, '')}</value><timestamp>${t.replace(/[<&]/g, '')}</timestamp></Sen1Data>`).join('') +
-        '</Sen1Datas></Sen1Message>');
-    fc.assert(fc.property(fc.oneof(doc, fc.string({ maxLength: 40 })), (text) => onlyCodecErrors(() => decodeSen1(text))), { numRuns: 2000 });
+      .tuple(
+        fc.constantFrom('dt_string', 'dt_integer', 'dt_numeric', 'dt_boolean', 'dt_date', 'dt_datetime', 'dt_duration', 'dt_time', 'dt_x'),
+        fc.array(fc.tuple(value, value), { maxLength: 3 }),
+        fc.constantFrom('boiler/t', 'a b', ''),
+      )
+      .map(
+        ([type, datas, name]) =>
+          `<Sen1Message xmlns="http://xmpp.rocks"><username>u</username><name>${name}</name><type>${type}</type><Sen1Datas>` +
+          datas.map(([v, t]) => `<Sen1Data><value>${v.replace(/[<&]/g, '')}</value><timestamp>${t.replace(/[<&]/g, '')}</timestamp></Sen1Data>`).join('') +
+          '</Sen1Datas></Sen1Message>',
+      );
+    fc.assert(
+      fc.property(fc.oneof(doc, fc.string({ maxLength: 40 })), (text) => onlyCodecErrors(() => decodeSen1(text))),
+      { numRuns: 2000 },
+    );
   });
 
   it('cloud logger messages', () => {
-    const field = fc.oneof(fc.constantFrom<unknown>('2022-10-11T16:21:27+00:00', 24.6, '°C', 'temperature', 'd1', 5368, '5368', Infinity, null, true, [], {}, '', 'x y'), fc.jsonValue({ maxDepth: 1 }));
-    const data = fc.dictionary(fc.constantFrom('timeStamp', 'value', 'unit', 'unitType', 'deviceId', 'sensorId', 'latitude', 'longitude', 'accuracy', 'typeName', 'newState', 'previousState', 'deviationType', 'reason', 'historyType', 'limitzone', 'DEVICEID'), field);
-    const message = fc.record({ type: fc.constantFrom('eapi_measurement_new', 'eapi_geodata_new', 'eapi_occurrence_new', 'eapi_deviation_enter', 'eapi_deviation_leave', 'x'), data });
+    const field = fc.oneof(
+      fc.constantFrom<unknown>('2022-10-11T16:21:27+00:00', 24.6, '°C', 'temperature', 'd1', 5368, '5368', Infinity, null, true, [], {}, '', 'x y'),
+      fc.jsonValue({ maxDepth: 1 }),
+    );
+    const data = fc.dictionary(
+      fc.constantFrom(
+        'timeStamp',
+        'value',
+        'unit',
+        'unitType',
+        'deviceId',
+        'sensorId',
+        'latitude',
+        'longitude',
+        'accuracy',
+        'typeName',
+        'newState',
+        'previousState',
+        'deviationType',
+        'reason',
+        'historyType',
+        'limitzone',
+        'DEVICEID',
+      ),
+      field,
+    );
+    const message = fc.record({
+      type: fc.constantFrom('eapi_measurement_new', 'eapi_geodata_new', 'eapi_occurrence_new', 'eapi_deviation_enter', 'eapi_deviation_leave', 'x'),
+      data,
+    });
     fc.assert(
-      fc.property(fc.oneof(message, message.map((m) => JSON.stringify(m)), fc.jsonValue({ maxDepth: 2 }), fc.string({ maxLength: 30 })), (input) => onlyCodecErrors(() => decodeEapi(input))),
+      fc.property(
+        fc.oneof(
+          message,
+          message.map((m) => JSON.stringify(m)),
+          fc.jsonValue({ maxDepth: 2 }),
+          fc.string({ maxLength: 30 }),
+        ),
+        (input) => onlyCodecErrors(() => decodeEapi(input)),
+      ),
       { numRuns: 3000 },
     );
   });
 
   it('device payloads: JSON objects of attribute values', () => {
-    fc.assert(fc.property(fc.oneof(fc.json(), fc.string({ maxLength: 30 })), (text) => onlyCodecErrors(() => decodeDevicePayload('attributes', text, 'SN-1', now))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.oneof(fc.json(), fc.string({ maxLength: 30 })), (text) => onlyCodecErrors(() => decodeDevicePayload('attributes', text, 'SN-1', now))),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -54,7 +54,10 @@ describe('CompletionLedger', () => {
     l.delivered('m', 'store');
     l.sent('m');
     l.completed('m', 'store', new Error('connection refused\n    at Socket…'));
-    const err = await p.then(() => undefined, (e: unknown) => e);
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof FlowFailure);
     assert.equal(err.message, 'connection refused', 'one line, no stack');
     assert.equal(err.nodeId, 'store');
@@ -69,7 +72,10 @@ describe('CompletionLedger', () => {
     const slow = l.track('b', 20);
     l.delivered('b', 'never');
     l.sent('b');
-    const err = await slow.then(() => undefined, (e: unknown) => e);
+    const err = await slow.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof FlowFailure && err.timedOut, String(err));
     assert.match(err.message, /did not finish/);
   });

@@ -5,14 +5,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { encodeSenmlCbor } from '../../nodes/core/codecs/senml-cbor';
-import {
-  DATAGRAM_OVERHEAD,
-  decodeDatagramPayload,
-  encodeDatagram,
-  parseDatagram,
-  PayloadType,
-  type PayloadTypeCode,
-} from '../../nodes/core/protocol/datagram';
+import { DATAGRAM_OVERHEAD, decodeDatagramPayload, encodeDatagram, parseDatagram, PayloadType, type PayloadTypeCode } from '../../nodes/core/protocol/datagram';
 import { buildDatagram } from '../../tools/device-client/udp';
 
 const TOKEN = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
@@ -111,7 +104,10 @@ describe('UDP datagram', () => {
       const r = decode(0x02, 't|21.5|h|40');
       assert.ok(r.ok);
       assert.equal(r.decoded.format, 'ultralight');
-      assert.deepEqual(r.decoded.records, [{ n: 'SN-1/t', t: NOW, v: 21.5 }, { n: 'SN-1/h', t: NOW, v: 40 }]);
+      assert.deepEqual(r.decoded.records, [
+        { n: 'SN-1/t', t: NOW, v: 21.5 },
+        { n: 'SN-1/h', t: NOW, v: 40 },
+      ]);
       const bad = decode(0x02, Buffer.from('mode|éco'));
       assert.ok(!bad.ok);
       assert.match(bad.reason, /ASCII, but payload byte 5 is 0xc3/);
@@ -135,8 +131,17 @@ describe('UDP datagram', () => {
       const attrs = decode(0x04, '{"t":21.5,"on":true,"mode":"eco"}');
       assert.ok(attrs.ok);
       assert.equal(attrs.decoded.format, 'attributes+json');
-      assert.deepEqual(attrs.decoded.records, [{ n: 'SN-1/t', t: NOW, v: 21.5 }, { n: 'SN-1/on', t: NOW, vb: true }, { n: 'SN-1/mode', t: NOW, vs: 'eco' }]);
-      for (const [body, why] of [['42', /SenML array or an object/], ['{"t":', /not JSON/], ['{"t":null}', /finite number, a boolean or a string/], ['[{"v":"x"}]', /./]] as const) {
+      assert.deepEqual(attrs.decoded.records, [
+        { n: 'SN-1/t', t: NOW, v: 21.5 },
+        { n: 'SN-1/on', t: NOW, vb: true },
+        { n: 'SN-1/mode', t: NOW, vs: 'eco' },
+      ]);
+      for (const [body, why] of [
+        ['42', /SenML array or an object/],
+        ['{"t":', /not JSON/],
+        ['{"t":null}', /finite number, a boolean or a string/],
+        ['[{"v":"x"}]', /./],
+      ] as const) {
         const r = decode(0x04, body);
         assert.ok(!r.ok, body);
         assert.match(r.reason, why);
@@ -149,7 +154,11 @@ describe('UDP datagram', () => {
       assert.equal(r.decoded.records[0].n, 'SN-1/SN-2/temp');
       const ul = decode(0x03, 'SN-2@ping|ok');
       assert.ok(ul.ok, !ul.ok ? ul.reason : '');
-      assert.deepEqual(ul.decoded.records.map((x) => x.n), ['SN-1/SN-2/ping_info'], 'an UltraLight command result naming another device stays under the sender');
+      assert.deepEqual(
+        ul.decoded.records.map((x) => x.n),
+        ['SN-1/SN-2/ping_info'],
+        'an UltraLight command result naming another device stays under the sender',
+      );
     });
   });
 

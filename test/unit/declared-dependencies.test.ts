@@ -19,7 +19,11 @@ function jsFiles(dir: string): string[] {
 }
 
 /** '@scope/name/sub' → '@scope/name'; 'name/sub' → 'name'. */
-const packageOf = (specifier: string): string => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+const packageOf = (specifier: string): string =>
+  specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
 
 describe('declared dependencies', () => {
   it('every require in dist/nodes is a built-in or a declared dependency', () => {

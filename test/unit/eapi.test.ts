@@ -3,9 +3,7 @@ import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { CodecError } from '../../nodes/core/errors';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
-import {
-  decodeEapi, eapiToRecords, encodeEapi, formatEapi, parseEapi, recordsToEapi, type EapiMessage,
-} from '../../nodes/core/codecs/eapi';
+import { decodeEapi, eapiToRecords, encodeEapi, formatEapi, parseEapi, recordsToEapi, type EapiMessage } from '../../nodes/core/codecs/eapi';
 
 // The seed's examples verbatim, but for the curly quote in “temperature" (a typo).
 const SEED = {
@@ -116,19 +114,31 @@ describe('eapi: the seed examples', () => {
       const [out] = encodeEapi(decodeEapi(text));
       const original = JSON.parse(text) as { type: string; data: Record<string, unknown> };
       assert.equal(out.type, original.type);
-      assert.deepEqual({ ...(out.data as object), sensorId: String((out.data as { sensorId: unknown }).sensorId) }, { ...original.data, sensorId: String(original.data.sensorId) });
+      assert.deepEqual(
+        { ...(out.data as object), sensorId: String((out.data as { sensorId: unknown }).sensorId) },
+        { ...original.data, sensorId: String(original.data.sensorId) },
+      );
     }
   });
 });
 
 describe('eapi: reading', () => {
   it('property names are case-insensitive, also type and data', () => {
-    const msg = parseEapi({ TYPE: 'eapi_measurement_new', Data: { TIMESTAMP: '2022-10-11T16:21:27Z', VALUE: 50, Unit: '%', unittype: 'relative_humidity', DeviceID: 'd1', SensorId: 7 } });
+    const msg = parseEapi({
+      TYPE: 'eapi_measurement_new',
+      Data: { TIMESTAMP: '2022-10-11T16:21:27Z', VALUE: 50, Unit: '%', unittype: 'relative_humidity', DeviceID: 'd1', SensorId: 7 },
+    });
     assert.deepEqual(eapiToRecords(msg), [{ n: 'd1/7/relative_humidity', t: at('2022-10-11T16:21:27Z'), u: '%RH', v: 50 }]);
   });
 
   it('refuses two spellings of one property', () => {
-    assert.throws(() => parseEapi('{"type":"eapi_geodata_new","data":{"timeStamp":"2022-10-11T15:21:24Z","timestamp":"2022-10-11T15:21:24Z","latitude":1,"longitude":2,"deviceId":"d","sensorId":1}}'), CodecError);
+    assert.throws(
+      () =>
+        parseEapi(
+          '{"type":"eapi_geodata_new","data":{"timeStamp":"2022-10-11T15:21:24Z","timestamp":"2022-10-11T15:21:24Z","latitude":1,"longitude":2,"deviceId":"d","sensorId":1}}',
+        ),
+      CodecError,
+    );
   });
 
   it('maps every unit', () => {
@@ -142,7 +152,8 @@ describe('eapi: reading', () => {
   });
 
   it('keeps an Int64 sensorId beyond 2^53 as a decimal string, from JSON text too', () => {
-    const text = '{"type":"eapi_occurrence_new","data":{"timeStamp":"2022-10-11T15:21:24Z","typeName":"LoggerStatusChange","newState":"Start","deviceId":"d","sensorId":9223372036854775807}}';
+    const text =
+      '{"type":"eapi_occurrence_new","data":{"timeStamp":"2022-10-11T15:21:24Z","typeName":"LoggerStatusChange","newState":"Start","deviceId":"d","sensorId":9223372036854775807}}';
     const msg = parseEapi(text);
     assert.equal(msg.data.sensorId, '9223372036854775807');
     assert.equal(eapiToRecords(msg)[0].n, 'd/9223372036854775807/LoggerStatusChange');
@@ -151,7 +162,8 @@ describe('eapi: reading', () => {
   });
 
   it('reads offsets, fractions and a missing offset as UTC', () => {
-    const t = (ts: string): number => parseEapi({ type: 'eapi_geodata_new', data: { timeStamp: ts, latitude: 1, longitude: 2, deviceId: 'd', sensorId: 1 } }).data.timeStamp;
+    const t = (ts: string): number =>
+      parseEapi({ type: 'eapi_geodata_new', data: { timeStamp: ts, latitude: 1, longitude: 2, deviceId: 'd', sensorId: 1 } }).data.timeStamp;
     assert.equal(t('2022-10-11T18:21:27+02:00'), at('2022-10-11T16:21:27Z'));
     assert.equal(t('2022-10-11T11:21:27-0500'), at('2022-10-11T16:21:27Z'));
     assert.equal(t('2022-10-11T16:21:27.1234567+00:00'), at('2022-10-11T16:21:27.123Z'));
@@ -159,24 +171,45 @@ describe('eapi: reading', () => {
   });
 
   it('writes the seed time form, and milliseconds when there are some', () => {
-    const out = formatEapi({ type: 'eapi_geodata_new', data: { deviceId: 'd', sensorId: 1, timeStamp: at('2022-10-11T16:21:27.5Z'), latitude: 1, longitude: 2 } });
+    const out = formatEapi({
+      type: 'eapi_geodata_new',
+      data: { deviceId: 'd', sensorId: 1, timeStamp: at('2022-10-11T16:21:27.5Z'), latitude: 1, longitude: 2 },
+    });
     assert.equal((out.data as { timeStamp: string }).timeStamp, '2022-10-11T16:21:27.500+00:00');
   });
 
   it('keeps a limitzone, and reads eapi_Ereignis_neu (the seed table) as an occurrence', () => {
-    const records = decodeEapi({ type: 'eapi_deviation_enter', data: { deviceId: 'd', sensorId: 1, timeStamp: '2022-10-26T17:00:22Z', deviationType: 'limit', reason: 'upper', limitzone: 'H2' } });
+    const records = decodeEapi({
+      type: 'eapi_deviation_enter',
+      data: { deviceId: 'd', sensorId: 1, timeStamp: '2022-10-26T17:00:22Z', deviationType: 'limit', reason: 'upper', limitzone: 'H2' },
+    });
     assert.deepEqual(records[2], { n: 'd/1/deviation/limit/limitzone', t: at('2022-10-26T17:00:22Z'), vs: 'H2' });
-    assert.equal(parseEapi({ type: 'eapi_Ereignis_neu', data: { deviceId: 'd', sensorId: 1, timeStamp: '2022-10-26T17:00:22Z', typeName: 'X', newState: 'Y' } }).type, 'eapi_occurrence_new');
+    assert.equal(
+      parseEapi({ type: 'eapi_Ereignis_neu', data: { deviceId: 'd', sensorId: 1, timeStamp: '2022-10-26T17:00:22Z', typeName: 'X', newState: 'Y' } }).type,
+      'eapi_occurrence_new',
+    );
   });
 
   it('refuses records that are not its own shape, naming the record', () => {
     const t = 1.7e9;
-    assert.throws(() => recordsToEapi([{ n: 'd/1', t, v: 1, u: 'Cel' }]), (e: CodecError) => e.index === 0);
-    assert.throws(() => recordsToEapi([{ n: 'd/x/temperature', t, v: 1, u: 'Cel' }]), (e: CodecError) => e.index === 0);
-    assert.throws(() => recordsToEapi([{ n: 'd/1/temperature', t, v: 1, u: 'Pa' }]), (e: CodecError) => e.index === 0 && e.field === 'u');
+    assert.throws(
+      () => recordsToEapi([{ n: 'd/1', t, v: 1, u: 'Cel' }]),
+      (e: CodecError) => e.index === 0,
+    );
+    assert.throws(
+      () => recordsToEapi([{ n: 'd/x/temperature', t, v: 1, u: 'Cel' }]),
+      (e: CodecError) => e.index === 0,
+    );
+    assert.throws(
+      () => recordsToEapi([{ n: 'd/1/temperature', t, v: 1, u: 'Pa' }]),
+      (e: CodecError) => e.index === 0 && e.field === 'u',
+    );
     assert.throws(() => recordsToEapi([{ n: 'd/1/latitude', t, v: 1, u: 'lat' }]), CodecError); // no longitude
     assert.throws(() => recordsToEapi([{ n: 'd/1/deviation/limit', t, vb: true }]), CodecError); // no reason
-    assert.throws(() => recordsToEapi([{ n: 'd/1/deviation/flood', t, vb: true }]), (e: CodecError) => e.index === 0);
+    assert.throws(
+      () => recordsToEapi([{ n: 'd/1/deviation/flood', t, vb: true }]),
+      (e: CodecError) => e.index === 0,
+    );
   });
 });
 
@@ -193,14 +226,38 @@ const part = fc.stringMatching(/^[-:.A-Za-z0-9_]{1,16}$/);
 const state = fc.string({ unit: 'binary', minLength: 1, maxLength: 12 }).filter((x) => !x.includes('\u0000'));
 const num = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Object.is(x, -0));
 const message: fc.Arbitrary<EapiMessage> = fc.oneof(
-  fc.tuple(common, num, fc.constantFrom('K', '°C', '°F', '%') as fc.Arbitrary<'K' | '°C' | '°F' | '%'>, fc.oneof(part, fc.constantFrom('temperature', 'relative_humidity')))
+  fc
+    .tuple(
+      common,
+      num,
+      fc.constantFrom('K', '°C', '°F', '%') as fc.Arbitrary<'K' | '°C' | '°F' | '%'>,
+      fc.oneof(part, fc.constantFrom('temperature', 'relative_humidity')),
+    )
     .map(([c, value, unit, unitType]): EapiMessage => ({ type: 'eapi_measurement_new', data: { ...c, value, unit, unitType } })),
-  fc.tuple(common, fc.double({ min: -90, max: 90, noNaN: true }), fc.double({ min: -180, max: 180, noNaN: true }), fc.option(fc.double({ min: 0, max: 1e6, noNaN: true }), { nil: undefined }))
+  fc
+    .tuple(
+      common,
+      fc.double({ min: -90, max: 90, noNaN: true }),
+      fc.double({ min: -180, max: 180, noNaN: true }),
+      fc.option(fc.double({ min: 0, max: 1e6, noNaN: true }), { nil: undefined }),
+    )
     .filter(([, a, b, c]) => !Object.is(a, -0) && !Object.is(b, -0) && !Object.is(c, -0))
-    .map(([c, latitude, longitude, accuracy]): EapiMessage => ({ type: 'eapi_geodata_new', data: { ...c, latitude, longitude, ...(accuracy === undefined ? {} : { accuracy }) } })),
-  fc.tuple(common, part, fc.option(state, { nil: undefined }), state)
-    .map(([c, typeName, previousState, newState]): EapiMessage => ({ type: 'eapi_occurrence_new', data: { ...c, typeName, ...(previousState === undefined ? {} : { previousState }), newState } })),
-  fc.tuple(common, fc.boolean(), fc.constantFrom('battery', 'failure', 'missing', 'radio', 'limit') as fc.Arbitrary<'limit'>, state, fc.option(state, { nil: undefined }))
+    .map(([c, latitude, longitude, accuracy]): EapiMessage => ({
+      type: 'eapi_geodata_new',
+      data: { ...c, latitude, longitude, ...(accuracy === undefined ? {} : { accuracy }) },
+    })),
+  fc.tuple(common, part, fc.option(state, { nil: undefined }), state).map(([c, typeName, previousState, newState]): EapiMessage => ({
+    type: 'eapi_occurrence_new',
+    data: { ...c, typeName, ...(previousState === undefined ? {} : { previousState }), newState },
+  })),
+  fc
+    .tuple(
+      common,
+      fc.boolean(),
+      fc.constantFrom('battery', 'failure', 'missing', 'radio', 'limit') as fc.Arbitrary<'limit'>,
+      state,
+      fc.option(state, { nil: undefined }),
+    )
     .map(([c, enter, deviationType, reason, limitzone]): EapiMessage => ({
       type: enter ? 'eapi_deviation_enter' : 'eapi_deviation_leave',
       data: { ...c, historyType: enter ? 'enter' : 'leave', deviationType, reason, ...(limitzone === undefined ? {} : { limitzone }) },
@@ -209,18 +266,24 @@ const message: fc.Arbitrary<EapiMessage> = fc.oneof(
 
 describe('eapi: properties', () => {
   it('parseEapi(formatEapi(m)) equals m, as an object and through JSON text', () => {
-    fc.assert(fc.property(message, (m) => {
-      assert.deepEqual(parseEapi(formatEapi(m)), m);
-      assert.deepEqual(parseEapi(JSON.stringify(formatEapi(m))), m);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(message, (m) => {
+        assert.deepEqual(parseEapi(formatEapi(m)), m);
+        assert.deepEqual(parseEapi(JSON.stringify(formatEapi(m))), m);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('recordsToEapi(eapiToRecords(m)) gives m back, also for several messages at once', () => {
-    fc.assert(fc.property(fc.array(message, { minLength: 1, maxLength: 5 }), (ms) => {
-      for (const m of ms) assert.deepEqual(recordsToEapi(eapiToRecords(m)), [m]);
-      const records: ResolvedRecord[] = ms.flatMap(eapiToRecords);
-      const keys = new Set(ms.map((m) => `${m.data.deviceId}/${m.data.sensorId}@${m.data.timeStamp}`));
-      if (keys.size === ms.length) assert.deepEqual(recordsToEapi(records), ms);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(message, { minLength: 1, maxLength: 5 }), (ms) => {
+        for (const m of ms) assert.deepEqual(recordsToEapi(eapiToRecords(m)), [m]);
+        const records: ResolvedRecord[] = ms.flatMap(eapiToRecords);
+        const keys = new Set(ms.map((m) => `${m.data.deviceId}/${m.data.sensorId}@${m.data.timeStamp}`));
+        if (keys.size === ms.length) assert.deepEqual(recordsToEapi(records), ms);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

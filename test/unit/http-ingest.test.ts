@@ -15,7 +15,12 @@ import { createDeviceDirectory, type DeviceDirectory } from '../../nodes/core/de
 import { RateLimiter } from '../../nodes/core/devices/rate-limit';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import {
-  createHttpIngest, readBody, type HttpIngestOptions, type HttpResponse, type IngestedMessage, type IngestRequestWithBody,
+  createHttpIngest,
+  readBody,
+  type HttpIngestOptions,
+  type HttpResponse,
+  type IngestedMessage,
+  type IngestRequestWithBody,
 } from '../../nodes/core/protocol/http-ingest';
 import { isProblem, PROBLEM_BASE } from '../../nodes/core/protocol/problem';
 import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
@@ -68,7 +73,12 @@ describe('http ingest', function () {
   function flow(max: number) {
     const open = new Map<string, { resolve(): void; reject(err: Error): void }>();
     return {
-      inFlight: { max, get size() { return open.size; } },
+      inFlight: {
+        max,
+        get size() {
+          return open.size;
+        },
+      },
       emit: (m: IngestedMessage) => new Promise<void>((resolve, reject) => open.set(m._msgid, { resolve, reject })).finally(() => open.delete(m._msgid)),
       finish: (id: string) => open.get(id)!.resolve(),
       fail: (id: string, reason: string) => open.get(id)!.reject(new Error(reason)),
@@ -146,17 +156,32 @@ describe('http ingest', function () {
       const h = harness();
       assert.equal((await h.post({ headers: { authorization: undefined, 'x-api-key': acmeKey } })).status, 202);
       assert.equal((await h.post({ headers: basic('dev-1', KEY) })).status, 202);
-      const fiware = await h.post({ route: 'fiware', serial: undefined, query: { k: acmeKey, i: 'dev-1' }, headers: { authorization: undefined, 'content-type': undefined }, body: 't|20#h|40' });
+      const fiware = await h.post({
+        route: 'fiware',
+        serial: undefined,
+        query: { k: acmeKey, i: 'dev-1' },
+        headers: { authorization: undefined, 'content-type': undefined },
+        body: 't|20#h|40',
+      });
       assert.equal(fiware.status, 202, String(fiware.body));
       const colon = await h.post({ serial: 'dev:colon', headers: bearer('dev:colon', 'k:with:colons') });
       assert.equal(colon.status, 202, String(colon.body));
-      assert.deepEqual(h.emitted.map((m) => m.device), [
-        { tenant: 'acme', id: 'dev-1' },
-        { tenant: 'acme', id: 'dev-1' },
-        { tenant: 'acme', id: 'dev-1' },
-        { tenant: 'acme', id: 'dev:colon' },
-      ]);
-      assert.deepEqual(h.emitted[2].payload.map((p) => [p.n, p.v]), [['dev-1/t', 20], ['dev-1/h', 40]]);
+      assert.deepEqual(
+        h.emitted.map((m) => m.device),
+        [
+          { tenant: 'acme', id: 'dev-1' },
+          { tenant: 'acme', id: 'dev-1' },
+          { tenant: 'acme', id: 'dev-1' },
+          { tenant: 'acme', id: 'dev:colon' },
+        ],
+      );
+      assert.deepEqual(
+        h.emitted[2].payload.map((p) => [p.n, p.v]),
+        [
+          ['dev-1/t', 20],
+          ['dev-1/h', 40],
+        ],
+      );
     });
   });
 
@@ -174,14 +199,24 @@ describe('http ingest', function () {
         assert.equal(doc.field, field, String(doc.detail));
       }
       // The device's own prefix counts: a name that fits only without it is refused too.
-      const doc = assertProblem(await h.post({ headers: { 'content-type': 'application/senml+json' }, body: JSON.stringify([{ n: 'x'.repeat(1020), v: 1 }]) }), 400, 'invalid-body');
+      const doc = assertProblem(
+        await h.post({ headers: { 'content-type': 'application/senml+json' }, body: JSON.stringify([{ n: 'x'.repeat(1020), v: 1 }]) }),
+        400,
+        'invalid-body',
+      );
       assert.equal(doc.field, 'n');
       assert.equal(h.emitted.length, 0);
     });
 
     it('401 for a wrong key, no credentials, an unknown device, an unknown API key — with WWW-Authenticate', async () => {
       const h = harness();
-      for (const headers of [bearer('dev-1', 'wrong'), basic('dev-1', 'wrong'), { authorization: undefined }, { authorization: 'Digest abc' }, { 'x-api-key': 'cfx_nope' }]) {
+      for (const headers of [
+        bearer('dev-1', 'wrong'),
+        basic('dev-1', 'wrong'),
+        { authorization: undefined },
+        { authorization: 'Digest abc' },
+        { 'x-api-key': 'cfx_nope' },
+      ]) {
         const r = await h.post({ headers });
         const doc = assertProblem(r, 401, 'unauthorized');
         assert.match(r.headers['www-authenticate'], /Bearer realm="conflux-devices"/);
@@ -205,7 +240,13 @@ describe('http ingest', function () {
 
     it('413 from the declared length before reading, and from the body', async () => {
       const h = harness();
-      const early = h.ingest.precheck({ route: 'telemetry', method: 'POST', serial: 'dev-1', headers: { 'content-type': 'text/plain', 'content-length': '1000000' }, query: {} });
+      const early = h.ingest.precheck({
+        route: 'telemetry',
+        method: 'POST',
+        serial: 'dev-1',
+        headers: { 'content-type': 'text/plain', 'content-length': '1000000' },
+        query: {},
+      });
       assert.ok(early);
       assert.equal(assertProblem(early, 413, 'body-too-large').limit, 1024);
       assert.equal(early.headers.connection, 'close');
@@ -236,7 +277,13 @@ describe('http ingest', function () {
 
     it('415 for an unknown type, a missing type, a charset other than UTF-8, a content coding', async () => {
       const h = harness();
-      for (const headers of [{ 'content-type': 'application/xml' }, { 'content-type': undefined }, { 'content-type': 'text/plain; charset=latin1' }, { 'content-encoding': 'gzip' }, { 'content-type': 'nonsense' }]) {
+      for (const headers of [
+        { 'content-type': 'application/xml' },
+        { 'content-type': undefined },
+        { 'content-type': 'text/plain; charset=latin1' },
+        { 'content-encoding': 'gzip' },
+        { 'content-type': 'nonsense' },
+      ]) {
         const doc = assertProblem(await h.post({ headers }), 415, 'unsupported-media-type');
         assert.ok(doc.accept.includes('application/senml+json'));
       }
@@ -297,7 +344,10 @@ describe('http ingest', function () {
       const doc = assertProblem(r, 503, 'overloaded');
       assert.equal(r.headers['retry-after'], '1');
       assert.equal(doc.retryAfter, 1);
-      assert.ok(h.ingest.precheck({ route: 'telemetry', method: 'POST', serial: 'dev-1', headers: { 'content-type': 'text/plain' }, query: {} }), 'refused before reading the body');
+      assert.ok(
+        h.ingest.precheck({ route: 'telemetry', method: 'POST', serial: 'dev-1', headers: { 'content-type': 'text/plain' }, query: {} }),
+        'refused before reading the body',
+      );
       f.finish(a);
       assert.equal((await first).status, 202);
       const third = h.post({});
@@ -316,7 +366,12 @@ describe('http ingest', function () {
       assertProblem(r, 503, 'unavailable');
       assert.equal(r.headers['retry-after'], '5');
       assert.equal(errors[0].message, 'db down');
-      const broken = harness({ emit: () => { throw new Error('boom'); }, onInternalError: (e) => errors.push(e) });
+      const broken = harness({
+        emit: () => {
+          throw new Error('boom');
+        },
+        onInternalError: (e) => errors.push(e),
+      });
       assertProblem(await broken.post({}), 500, 'internal-error');
     });
   });
@@ -399,17 +454,45 @@ describe('http ingest', function () {
         method: fc.constantFrom('POST', 'POST', 'POST', 'GET', 'PUT', 'post', 'DELETE'),
         serial: fc.option(fc.oneof(fc.constant('fz'), text), { nil: undefined }),
         headers: fc.record({
-          'content-type': header(fc.constantFrom('application/senml+json', 'application/senml+cbor', 'application/senml+xml', 'text/plain', 'application/json', 'text/plain; charset=iso-8859-1', 'application/json;;', 'a/b; c')),
-          authorization: header(fc.constantFrom('Bearer fz:fuzz key', `Basic ${Buffer.from('fz:fuzz key').toString('base64')}`, 'Bearer fz:', 'Basic !!', 'Bearer :x', 'Bearer')),
+          'content-type': header(
+            fc.constantFrom(
+              'application/senml+json',
+              'application/senml+cbor',
+              'application/senml+xml',
+              'text/plain',
+              'application/json',
+              'text/plain; charset=iso-8859-1',
+              'application/json;;',
+              'a/b; c',
+            ),
+          ),
+          authorization: header(
+            fc.constantFrom('Bearer fz:fuzz key', `Basic ${Buffer.from('fz:fuzz key').toString('base64')}`, 'Bearer fz:', 'Basic !!', 'Bearer :x', 'Bearer'),
+          ),
           'x-api-key': header(fc.constantFrom('cfx_abcdefgh_' + 'a'.repeat(43), '')),
           'content-length': header(fc.constantFrom('10', '99999999', '-1', '1e3', '')),
           'content-encoding': header(fc.constantFrom('identity', 'gzip')),
         }),
-        query: fc.record({ k: fc.option(text, { nil: undefined }), i: fc.option(fc.oneof(fc.constant('fz'), text), { nil: undefined }), count: fc.option(text, { nil: undefined }) }),
+        query: fc.record({
+          k: fc.option(text, { nil: undefined }),
+          i: fc.option(fc.oneof(fc.constant('fz'), text), { nil: undefined }),
+          count: fc.option(text, { nil: undefined }),
+        }),
         body: fc.oneof(
           fc.uint8Array({ maxLength: 1100 }).map((b) => Buffer.from(b)),
           fc.string({ maxLength: 300 }).map((s) => Buffer.from(s)),
-          fc.constantFrom('t|1', 't|1|h', '[{"n":"a","v":1}]', '{"a":1}', '{"a":[1]}', '<senml xmlns="urn:ietf:params:xml:ns:senml"><senml n="a" v="1"/></senml>', '{"count":7}', '[{"bn":"x","_x":1}]').map((s) => Buffer.from(s)),
+          fc
+            .constantFrom(
+              't|1',
+              't|1|h',
+              '[{"n":"a","v":1}]',
+              '{"a":1}',
+              '{"a":[1]}',
+              '<senml xmlns="urn:ietf:params:xml:ns:senml"><senml n="a" v="1"/></senml>',
+              '{"count":7}',
+              '[{"bn":"x","_x":1}]',
+            )
+            .map((s) => Buffer.from(s)),
         ),
       });
       // Mostly well-formed requests too, so that the accepting paths are fuzzed as well.

@@ -21,7 +21,10 @@ async function rejects(p: Promise<unknown>, check?: (e: CodecError) => boolean):
 
 describe('json-map: compiling', () => {
   it('names the position of a syntax error', () => {
-    assert.throws(() => compileMapping('readings.{"n": id'), (e: CodecError) => e instanceof CodecError && e.format === 'map' && /position \d+/.test(e.reason));
+    assert.throws(
+      () => compileMapping('readings.{"n": id'),
+      (e: CodecError) => e instanceof CodecError && e.format === 'map' && /position \d+/.test(e.reason),
+    );
     assert.throws(() => compileMapping(''), CodecError);
     assert.throws(() => compileMapping('x'.repeat(70000)), CodecError);
   });
@@ -58,7 +61,9 @@ describe('json-map: decoding', () => {
   });
 
   it('accepts one record, base fields, relative times and bindings', async () => {
-    assert.deepEqual(await decodeWithMapping(compileMapping('{"n": $prefix & id, "v": x}'), { id: 'a', x: 1 }, { now, bindings: { prefix: 'dev/' } }), [{ n: 'dev/a', t: now, v: 1 }]);
+    assert.deepEqual(await decodeWithMapping(compileMapping('{"n": $prefix & id, "v": x}'), { id: 'a', x: 1 }, { now, bindings: { prefix: 'dev/' } }), [
+      { n: 'dev/a', t: now, v: 1 },
+    ]);
     assert.deepEqual(await decodeWithMapping(compileMapping('[{"bn": "dev/", "bt": 1.7e9, "n": "a", "v": 1}, {"n": "b", "t": 5, "v": 2}]'), {}, { now }), [
       { n: 'dev/a', t: 1.7e9, v: 1 },
       { n: 'dev/b', t: 1.7e9 + 5, v: 2 },
@@ -68,7 +73,10 @@ describe('json-map: decoding', () => {
   it('refuses output that is not a valid SenML pack, naming the record and field', async () => {
     await rejects(decodeWithMapping(compileMapping('42'), {}), (e) => /not a SenML record/.test(e.reason));
     await rejects(decodeWithMapping(compileMapping('nothing.here'), {}), (e) => /yielded nothing/.test(e.reason));
-    await rejects(decodeWithMapping(compileMapping('[{"n": "a", "v": 1}, {"n": "b c", "v": 2}]'), {}, { now }), (e) => e.format === 'map' && e.index === 1 && e.field === 'n');
+    await rejects(
+      decodeWithMapping(compileMapping('[{"n": "a", "v": 1}, {"n": "b c", "v": 2}]'), {}, { now }),
+      (e) => e.format === 'map' && e.index === 1 && e.field === 'n',
+    );
     await rejects(decodeWithMapping(compileMapping('{"n": "a", "v": "1"}'), {}, { now }), (e) => e.field === 'v');
     await rejects(decodeWithMapping(compileMapping('function($x) { $x }'), {}), (e) => /function/.test(e.reason));
   });
@@ -79,10 +87,14 @@ describe('json-map: decoding', () => {
     await rejects(decodeWithMapping(compileMapping('($f := function($x) { $f($x + 1) }; $f(0))', { timeoutMs: 200 }), {}), (e) => /D1012/.test(e.reason));
     await rejects(decodeWithMapping(compileMapping('($f := function($x) { 1 + $f($x + 1) }; $f(0))'), {}), (e) => /D1011/.test(e.reason));
     const started = Date.now();
-    await rejects(decodeWithMapping(compileMapping('($f := function($x) { $x > 0 ? $f($x - 1) : 0 }; [1..100000].$f(3))', { timeoutMs: 100 }), {}), (e) => /D1012|timeout|D2015/i.test(e.reason));
+    await rejects(decodeWithMapping(compileMapping('($f := function($x) { $x > 0 ? $f($x - 1) : 0 }; [1..100000].$f(3))', { timeoutMs: 100 }), {}), (e) =>
+      /D1012|timeout|D2015/i.test(e.reason),
+    );
     assert.ok(Date.now() - started < 5000);
     await rejects(decodeWithMapping(compileMapping('[1..200000].{"n": "a", "v": $}', { maxSequence: 1000 }), {}), (e) => /D2015|sequence/i.test(e.reason));
-    await rejects(decodeWithMapping(compileMapping('[1..5000].{"n": "a", "v": $}', { maxOutputValues: 1000 }), {}), (e) => /more than 1000 values/.test(e.reason));
+    await rejects(decodeWithMapping(compileMapping('[1..5000].{"n": "a", "v": $}', { maxOutputValues: 1000 }), {}), (e) =>
+      /more than 1000 values/.test(e.reason),
+    );
   });
 
   it('refuses malformed JSON input', async () => {
@@ -92,9 +104,17 @@ describe('json-map: decoding', () => {
 
 describe('json-map: encoding', () => {
   it('applies the expression to the canonical records', async () => {
-    const records: ResolvedRecord[] = [{ n: 'dev/temp', t: 1.7e9, u: 'Cel', v: 21.5 }, { n: 'dev/on', t: 1.7e9, vb: true }];
+    const records: ResolvedRecord[] = [
+      { n: 'dev/temp', t: 1.7e9, u: 'Cel', v: 21.5 },
+      { n: 'dev/on', t: 1.7e9, vb: true },
+    ];
     const out = await encodeWithMapping(compileMapping('{"items": $.{"id": n, "at": $fromMillis(t * 1000), "value": v ? v : vb}}'), records);
-    assert.deepEqual(out, { items: [{ id: 'dev/temp', at: '2023-11-14T22:13:20.000Z', value: 21.5 }, { id: 'dev/on', at: '2023-11-14T22:13:20.000Z', value: true }] });
+    assert.deepEqual(out, {
+      items: [
+        { id: 'dev/temp', at: '2023-11-14T22:13:20.000Z', value: 21.5 },
+        { id: 'dev/on', at: '2023-11-14T22:13:20.000Z', value: true },
+      ],
+    });
     await assert.rejects(encodeWithMapping(compileMapping('$'), [{ n: 'bad name', t: 1.7e9, v: 1 }]), CodecError);
   });
 });
@@ -103,30 +123,47 @@ describe('json-map: encoding', () => {
 
 const name = fc.stringMatching(/^[A-Za-z0-9][-:./A-Za-z0-9_]{0,20}$/);
 const value = fc.oneof(
-  fc.double({ noNaN: true, noDefaultInfinity: true }).filter((v) => !Object.is(v, -0)).map((v) => ({ v })),
-  fc.string({ unit: 'binary', maxLength: 10 }).filter((vs) => !vs.includes('\u0000')).map((vs) => ({ vs })), // no store holds U+0000
+  fc
+    .double({ noNaN: true, noDefaultInfinity: true })
+    .filter((v) => !Object.is(v, -0))
+    .map((v) => ({ v })),
+  fc
+    .string({ unit: 'binary', maxLength: 10 })
+    .filter((vs) => !vs.includes('\u0000'))
+    .map((vs) => ({ vs })), // no store holds U+0000
   fc.boolean().map((vb) => ({ vb })),
 );
-const records = fc.array(
-  fc.tuple(name, fc.integer({ min: 2 ** 28 * 1000, max: Date.UTC(2200, 0, 1) }), fc.option(fc.constantFrom('Cel', 'Pa', '%RH'), { nil: undefined }), value)
-    .map(([n, ms, u, v]): ResolvedRecord => ({ n, t: ms / 1000, ...(u === undefined ? {} : { u }), ...v })),
-  { minLength: 1, maxLength: 6 },
-).map((rs) => rs.sort((a, b) => a.t - b.t));
+const records = fc
+  .array(
+    fc
+      .tuple(name, fc.integer({ min: 2 ** 28 * 1000, max: Date.UTC(2200, 0, 1) }), fc.option(fc.constantFrom('Cel', 'Pa', '%RH'), { nil: undefined }), value)
+      .map(([n, ms, u, v]): ResolvedRecord => ({ n, t: ms / 1000, ...(u === undefined ? {} : { u }), ...v })),
+    { minLength: 1, maxLength: 6 },
+  )
+  .map((rs) => rs.sort((a, b) => a.t - b.t));
 
 describe('json-map: properties', () => {
   it('the identity mapping round-trips any records', async () => {
     const identity = compileMapping('$');
-    await fc.assert(fc.asyncProperty(records, async (rs) => {
-      assert.deepEqual(await decodeWithMapping(identity, await encodeWithMapping(identity, rs), { now }), rs);
-    }), { numRuns: 200 });
+    await fc.assert(
+      fc.asyncProperty(records, async (rs) => {
+        assert.deepEqual(await decodeWithMapping(identity, await encodeWithMapping(identity, rs), { now }), rs);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('a vendor mapping and its inverse round-trip any records', async () => {
-    const out = compileMapping('{"readings": [$.$merge([{"id": n, "at": t}, $exists(u) ? {"unit": u} : {}, {"value": $exists(v) ? v : ($exists(vs) ? vs : vb), "kind": $exists(v) ? "number" : ($exists(vb) ? "boolean" : "text")}])]}');
+    const out = compileMapping(
+      '{"readings": [$.$merge([{"id": n, "at": t}, $exists(u) ? {"unit": u} : {}, {"value": $exists(v) ? v : ($exists(vs) ? vs : vb), "kind": $exists(v) ? "number" : ($exists(vb) ? "boolean" : "text")}])]}',
+    );
     const back = compileMapping(`readings.$merge([{"n": id, "t": at}, $exists(unit) ? {"u": unit} : {},
       kind = "number" ? {"v": value} : kind = "boolean" ? {"vb": value} : {"vs": value}])`);
-    await fc.assert(fc.asyncProperty(records, async (rs) => {
-      assert.deepEqual(await decodeWithMapping(back, await encodeWithMapping(out, rs), { now }), rs);
-    }), { numRuns: 200 });
+    await fc.assert(
+      fc.asyncProperty(records, async (rs) => {
+        assert.deepEqual(await decodeWithMapping(back, await encodeWithMapping(out, rs), { now }), rs);
+      }),
+      { numRuns: 200 },
+    );
   });
 });

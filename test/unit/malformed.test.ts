@@ -18,7 +18,8 @@ describe('malformed inputs', () => {
     assert.equal(corpora.length, 7, 'seven codecs have a corpus');
     const total = corpora.reduce((n, c) => n + c.cases.length, 0);
     assert.equal(total, CORPUS_SIZE);
-    for (const corpus of corpora) for (const c of corpus.cases) assert.ok(c.field !== undefined || c.reason !== undefined, `${corpus.codec}: "${c.why}" expects nothing`);
+    for (const corpus of corpora)
+      for (const c of corpus.cases) assert.ok(c.field !== undefined || c.reason !== undefined, `${corpus.codec}: "${c.why}" expects nothing`);
   });
 
   for (const corpus of corpora) {

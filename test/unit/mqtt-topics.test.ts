@@ -4,8 +4,17 @@ import fc from 'fast-check';
 import { encodeSenmlCbor } from '../../nodes/core/codecs/senml-cbor';
 import { CodecError } from '../../nodes/core/errors';
 import {
-  commandFormat, decodeDevicePublish, decodeLevel, DEVICE_PUBLISH_FILTERS, deviceTopic, encodeCommand, encodeLevel,
-  parseDeviceTopic, sharedFilter, tokenCount, type DeviceTopic,
+  commandFormat,
+  decodeDevicePublish,
+  decodeLevel,
+  DEVICE_PUBLISH_FILTERS,
+  deviceTopic,
+  encodeCommand,
+  encodeLevel,
+  parseDeviceTopic,
+  sharedFilter,
+  tokenCount,
+  type DeviceTopic,
 } from '../../nodes/core/protocol/mqtt-topics';
 import { parseCommand, senmlCbor } from '../../tools/device-client/mqtt';
 
@@ -49,7 +58,23 @@ describe('mqtt topics: FIWARE forms', () => {
   }
 
   it('refuses what is not a device topic of the binding', () => {
-    for (const t of ['', '/', 'a/b', '/a/b/c', '/ul/a/b/c', '/a/b/attrs/x/y', '/senml/a/b/attrs/x', '/ul/a/+/attrs', '/ul/a/#', '/a//attrs', '//b/attrs', '/ul/a/b/attrs/', '/a/b%2/attrs', '$SYS/x/attrs', '$share/g/b/attrs']) {
+    for (const t of [
+      '',
+      '/',
+      'a/b',
+      '/a/b/c',
+      '/ul/a/b/c',
+      '/a/b/attrs/x/y',
+      '/senml/a/b/attrs/x',
+      '/ul/a/+/attrs',
+      '/ul/a/#',
+      '/a//attrs',
+      '//b/attrs',
+      '/ul/a/b/attrs/',
+      '/a/b%2/attrs',
+      '$SYS/x/attrs',
+      '$share/g/b/attrs',
+    ]) {
       assert.equal(parseDeviceTopic(t), undefined, t);
     }
   });
@@ -73,15 +98,35 @@ describe('mqtt topics: FIWARE forms', () => {
   it('round-trips any tenant and device id (property)', () => {
     const level = fc.string({ minLength: 1, maxLength: 12 }).filter((s) => !['ul', 'json', 'senml'].includes(s));
     fc.assert(
-      fc.property(level, level, fc.constantFrom('', 'ul', 'json', 'senml'), fc.constantFrom('attrs', 'cmd', 'cmdexe'), fc.boolean(), (tenant, deviceId, prefix, kind, leadingSlash) => {
-        const parts = { tenant, deviceId, prefix: prefix as '', kind: kind as 'attrs', leadingSlash };
-        assert.deepEqual(parseDeviceTopic(deviceTopic(parts)), parts);
-      }),
+      fc.property(
+        level,
+        level,
+        fc.constantFrom('', 'ul', 'json', 'senml'),
+        fc.constantFrom('attrs', 'cmd', 'cmdexe'),
+        fc.boolean(),
+        (tenant, deviceId, prefix, kind, leadingSlash) => {
+          const parts = { tenant, deviceId, prefix: prefix as '', kind: kind as 'attrs', leadingSlash };
+          assert.deepEqual(parseDeviceTopic(deviceTopic(parts)), parts);
+        },
+      ),
     );
   });
 
   it('the default client filters match every device → Conflux topic once, and no command topic', () => {
-    const publish = ['/ul/t/d/attrs', 'ul/t/d/attrs', '/t/d/attrs', 't/d/attrs', '/t/d/attrs/h', 't/d/attrs/h', '/json/t/d/attrs/h', 'json/t/d/attrs/h', '/t/d/cmdexe', 't/d/cmdexe', '/ul/t/d/cmdexe', 'senml/t/d/cmdexe'];
+    const publish = [
+      '/ul/t/d/attrs',
+      'ul/t/d/attrs',
+      '/t/d/attrs',
+      't/d/attrs',
+      '/t/d/attrs/h',
+      't/d/attrs/h',
+      '/json/t/d/attrs/h',
+      'json/t/d/attrs/h',
+      '/t/d/cmdexe',
+      't/d/cmdexe',
+      '/ul/t/d/cmdexe',
+      'senml/t/d/cmdexe',
+    ];
     for (const t of publish) assert.equal(DEVICE_PUBLISH_FILTERS.filter((f) => matches(f, t)).length, 1, t);
     for (const t of ['/t/d/cmd', 't/d/cmd', '/ul/t/d/cmd']) assert.equal(DEVICE_PUBLISH_FILTERS.filter((f) => matches(f, t)).length, 0, t);
     assert.equal(sharedFilter('conflux', '+/+/attrs'), '$share/conflux/+/+/attrs');
@@ -94,7 +139,10 @@ describe('mqtt topics: payloads', () => {
 
   it('attrs: UltraLight, JSON attributes and SenML by prefix, under the device', () => {
     assert.deepEqual(decodeDevicePublish(topic('/ul/acme/SN-1/attrs'), bytes('t|21.5|on|yes'), 'SN-1', now), {
-      records: [{ n: 'SN-1/t', t: now, v: 21.5 }, { n: 'SN-1/on', t: now, vs: 'yes' }],
+      records: [
+        { n: 'SN-1/t', t: now, v: 21.5 },
+        { n: 'SN-1/on', t: now, vs: 'yes' },
+      ],
       format: 'ultralight',
     });
     assert.deepEqual(decodeDevicePublish(topic('/json/acme/SN-1/attrs'), bytes('{"t": 21.5, "on": true, "mode": {"value": "eco"}}'), 'SN-1', now).records, [
@@ -129,15 +177,26 @@ describe('mqtt topics: payloads', () => {
 
   it('cmdexe: UltraLight and JSON results become <command>_info records with the results', () => {
     const ul = decodeDevicePublish(topic('/ABCDEF/SN-1/cmdexe'), bytes('SN-1@ping|1234567890'), 'SN-1', now);
-    assert.deepEqual(ul, { records: [{ n: 'SN-1/ping_info', t: now, vs: '1234567890' }], format: 'ultralight', commands: [{ name: 'ping', result: '1234567890' }] });
+    assert.deepEqual(ul, {
+      records: [{ n: 'SN-1/ping_info', t: now, vs: '1234567890' }],
+      format: 'ultralight',
+      commands: [{ name: 'ping', result: '1234567890' }],
+    });
     const json = decodeDevicePublish(topic('/json/ABCDEF/SN-1/cmdexe'), bytes('{"ping": "pong", "reset": {"ok": true}}'), 'SN-1', now);
-    assert.deepEqual(json.commands, [{ name: 'ping', result: 'pong' }, { name: 'reset', result: '{"ok":true}' }]);
+    assert.deepEqual(json.commands, [
+      { name: 'ping', result: 'pong' },
+      { name: 'reset', result: '{"ok":true}' },
+    ]);
     assert.equal(json.format, 'json');
   });
 
   it('refuses with a CodecError what would name another device, and bad payloads', () => {
     assert.throws(() => decodeDevicePublish(topic('/ul/a/SN-1/cmdexe'), bytes('SN-2@ping|x'), 'SN-1', now), /names device "SN-2"/);
-    assert.deepEqual(decodeDevicePublish(topic('/ul/a/SN-1/attrs'), bytes('SN-2@ping|x'), 'SN-1', now).records.map((r) => r.n), ['SN-1/SN-2/ping_info'], 'scoped under the sender');
+    assert.deepEqual(
+      decodeDevicePublish(topic('/ul/a/SN-1/attrs'), bytes('SN-2@ping|x'), 'SN-1', now).records.map((r) => r.n),
+      ['SN-1/SN-2/ping_info'],
+      'scoped under the sender',
+    );
     assert.throws(() => decodeDevicePublish(topic('/ul/a/SN-1/attrs'), bytes('t|'), 'SN-1', now), CodecError);
     assert.throws(() => decodeDevicePublish(topic('/json/a/SN-1/attrs'), bytes('[1,2]'), 'SN-1', now), /JSON object/);
     assert.throws(() => decodeDevicePublish(topic('/senml/a/SN-1/attrs'), bytes('{"n":1}'), 'SN-1', now), CodecError);
@@ -146,7 +205,10 @@ describe('mqtt topics: payloads', () => {
   });
 
   it('a UDP tokens request is a count from 1 to 100', () => {
-    assert.deepEqual(['', ' 5 ', '1', '100'].map((t) => tokenCount(bytes(t))), [1, 5, 1, 100]);
+    assert.deepEqual(
+      ['', ' 5 ', '1', '100'].map((t) => tokenCount(bytes(t))),
+      [1, 5, 1, 100],
+    );
     for (const t of ['0', '101', '-1', '1.5', 'five', '1e2', '0x10']) assert.equal(tokenCount(bytes(t)), undefined, t);
   });
 
@@ -156,10 +218,16 @@ describe('mqtt topics: payloads', () => {
     assert.equal(encodeCommand('ultralight', 'r1', { name: 'reset' }).toString(), 'r1@reset');
     assert.equal(encodeCommand('ultralight', 'r1', { name: 'say', params: 'a|b=c' }).toString(), 'r1@say|a\\|b\\=c');
     assert.equal(encodeCommand('json', 'sen1', { name: 'ping', params: { data: 22 } }).toString(), '{"ping":{"data":22}}');
-    assert.deepEqual(parseCommand('/t/ws167/cmd', encodeCommand('ultralight', 'ws167', { name: 'ping', params: { p1: '1', p2: 'x=y' } })).params, { p1: '1', p2: 'x=y' });
+    assert.deepEqual(parseCommand('/t/ws167/cmd', encodeCommand('ultralight', 'ws167', { name: 'ping', params: { p1: '1', p2: 'x=y' } })).params, {
+      p1: '1',
+      p2: 'x=y',
+    });
     assert.equal(parseCommand('/t/r1/cmd', encodeCommand('ultralight', 'r1', { name: 'say', params: 'a|b=c' })).value, 'a|b=c');
     assert.deepEqual(parseCommand('/json/t/s/cmd', encodeCommand('json', 's', { name: 'ping', params: { data: 22 } })), {
-      name: 'ping', value: { data: 22 }, topic: '/json/t/s/cmd', raw: Buffer.from('{"ping":{"data":22}}'),
+      name: 'ping',
+      value: { data: 22 },
+      topic: '/json/t/s/cmd',
+      raw: Buffer.from('{"ping":{"data":22}}'),
     });
     assert.equal(commandFormat({ prefix: 'ul' }, 'attributes+json'), 'ultralight');
     assert.equal(commandFormat({ prefix: 'json' }), 'json');

@@ -1,14 +1,6 @@
 /** SCRAM-SHA-256 derivation against RFC 7677's example, and the normalization rules. */
 import * as assert from 'node:assert/strict';
-import {
-  clientProof,
-  deriveScramKeys,
-  saltedPassword,
-  saslprep,
-  scramClientKey,
-  serverSignature,
-  verifyClientProof,
-} from '../../nodes/core/auth/scram';
+import { clientProof, deriveScramKeys, saltedPassword, saslprep, scramClientKey, serverSignature, verifyClientProof } from '../../nodes/core/auth/scram';
 
 // RFC 7677 section 3: user "user", password "pencil".
 const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');

@@ -214,7 +214,10 @@ describe('SenML codecs: RFC 8428 examples', () => {
       const bt = 1.320067464e9;
       const n = 'urn:dev:ow:10e2073a01080063';
       const values = [21.2, 21.3, 21.4, 21.4, 21.5, 21.5, 21.5, 21.6, 21.7];
-      assert.deepStrictEqual(json(stream), values.map((v, k) => ({ n, u: '%RH', t: bt + 10 * k, v })));
+      assert.deepStrictEqual(
+        json(stream),
+        values.map((v, k) => ({ n, u: '%RH', t: bt + 10 * k, v })),
+      );
     });
 
     it('5.1.3 multiple measurements resolve to exactly the records of 5.1.4', () => {
@@ -326,13 +329,15 @@ describe('SenML codecs: RFC 8428 examples', () => {
     });
 
     it('reads bytes, an XML declaration, comments, self-closing records and a namespace prefix', () => {
-      const text = '<?xml version="1.0" encoding="UTF-8"?><!-- from a gateway --><s:sensml xmlns:s="urn:ietf:params:xml:ns:senml">' +
+      const text =
+        '<?xml version="1.0" encoding="UTF-8"?><!-- from a gateway --><s:sensml xmlns:s="urn:ietf:params:xml:ns:senml">' +
         '<s:senml n="urn:dev:ow:10e2073a01080063" u="Cel" v="23.1"/></s:sensml>';
       assert.deepStrictEqual(decodeSenmlXml(Buffer.from(text), { now }), json(single));
     });
 
     it('types attributes by Table 5: xsd:boolean 1/0, xsd:double exponents, xsd:int bver', () => {
-      const text = '<sensml xmlns="urn:ietf:params:xml:ns:senml"><senml bn="d:" bver="3" bt="1.7E9" n="a" vb="1"/>' +
+      const text =
+        '<sensml xmlns="urn:ietf:params:xml:ns:senml"><senml bn="d:" bver="3" bt="1.7E9" n="a" vb="1"/>' +
         '<senml n="b" vb="0" t=".5"/><senml n="c" v="-1.5e-3" s="+2"/></sensml>';
       assert.deepStrictEqual(xml(text), [
         { n: 'd:a', t: 1.7e9, vb: true, bver: 3 },
@@ -364,7 +369,8 @@ describe('SenML codecs: RFC 8428 examples', () => {
 
   describe('XML security', () => {
     it('refuses an external entity (XXE) and says the DOCTYPE is why', () => {
-      const xxe = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' +
+      const xxe =
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' +
         '<sensml xmlns="urn:ietf:params:xml:ns:senml"><senml n="a" vs="&xxe;"/></sensml>';
       rejects(() => xml(xxe), /DOCTYPE/);
     });
@@ -396,7 +402,13 @@ describe('SenML codecs: RFC 8428 examples', () => {
     // RFC 4648 section 10's vectors, padded as base64 libraries write them (RIOT's and other SenML
     // libraries' tests carry such values): read liberally, written without the padding.
     it('accepts vd with base64 padding and writes it without (RFC 8428 sections 4.3 and 6)', () => {
-      const vectors: Array<[string, string, string]> = [['f', 'Zg==', 'Zg'], ['fo', 'Zm8=', 'Zm8'], ['foo', 'Zm9v', 'Zm9v'], ['foob', 'Zm9vYg==', 'Zm9vYg'], ['fooba', 'Zm9vYmE=', 'Zm9vYmE']];
+      const vectors: Array<[string, string, string]> = [
+        ['f', 'Zg==', 'Zg'],
+        ['fo', 'Zm8=', 'Zm8'],
+        ['foo', 'Zm9v', 'Zm9v'],
+        ['foob', 'Zm9vYg==', 'Zm9vYg'],
+        ['fooba', 'Zm9vYmE=', 'Zm9vYmE'],
+      ];
       for (const [bytes, padded, bare] of vectors) {
         const records = json(`[{"n":"a","vd":"${padded}"}]`);
         assert.deepStrictEqual(records, [{ n: 'a', t: now, vd: bare }], padded);
@@ -411,12 +423,22 @@ describe('SenML codecs: RFC 8428 examples', () => {
       // the later record's bver must not be stamped on the earlier record: it was written as version 10
       rejects(() => json('[{"n":"a","v":1},{"bver":5,"n":"b","v":2}]'), /record 1: field "bver": version 5 disagrees with version 10/, 'bver');
       rejects(() => json('[{"bn":"d/"},{"bver":5,"n":"b","v":2}]'), /record 1: field "bver": version 5 disagrees with version 10/, 'bver');
-      rejects(() => xml('<sensml xmlns="urn:ietf:params:xml:ns:senml"><senml n="a" v="1"/><senml bver="5" n="b" v="2"/></sensml>'), /record 1: .*disagrees/, 'bver');
+      rejects(
+        () => xml('<sensml xmlns="urn:ietf:params:xml:ns:senml"><senml n="a" v="1"/><senml bver="5" n="b" v="2"/></sensml>'),
+        /record 1: .*disagrees/,
+        'bver',
+      );
       rejects(() => cbor('82 a2 00 61 61 02 01 a3 20 05 00 61 62 02 02'), /record 1: .*disagrees/, 'bver');
       rejects(() => json('[{"bver":5,"n":"a","v":1},{"bver":10,"n":"b","v":2}]'), /record 1: field "bver": version 10 disagrees with version 5/, 'bver');
       // a version repeated, or given once and carried on, is one version
-      assert.deepStrictEqual(json('[{"n":"a","v":1},{"bver":10,"n":"b","v":2}]'), [{ n: 'a', t: now, v: 1 }, { n: 'b', t: now, v: 2 }]);
-      assert.deepStrictEqual(json('[{"bver":5,"n":"a","v":1},{"n":"b","v":2},{"bver":5,"n":"c","v":3}]').map((r) => r.bver), [5, 5, 5]);
+      assert.deepStrictEqual(json('[{"n":"a","v":1},{"bver":10,"n":"b","v":2}]'), [
+        { n: 'a', t: now, v: 1 },
+        { n: 'b', t: now, v: 2 },
+      ]);
+      assert.deepStrictEqual(
+        json('[{"bver":5,"n":"a","v":1},{"n":"b","v":2},{"bver":5,"n":"c","v":3}]').map((r) => r.bver),
+        [5, 5, 5],
+      );
     });
 
     it('refuses bver above 10 and keeps bver out of resolved records at exactly 10', () => {
@@ -455,7 +477,15 @@ describe('SenML codecs: RFC 8428 examples', () => {
         rejects(() => encode([{ n: 'a', t: 5, v: 1 }]), /absolute time/, 't');
         rejects(() => encode([{ n: 'a', t: 2 ** 30, v: 1, vs: 'x' }]), /exactly one/);
         rejects(() => encode([{ n: 'a', t: 2 ** 30, v: 1, bver: 10 }]), /bver|version/i, 'bver');
-        rejects(() => encode([{ n: 'a', t: 2 ** 30, v: 1, bver: 3 }, { n: 'b', t: 2 ** 30, v: 1 }]), /every resolved record/, 'bver');
+        rejects(
+          () =>
+            encode([
+              { n: 'a', t: 2 ** 30, v: 1, bver: 3 },
+              { n: 'b', t: 2 ** 30, v: 1 },
+            ]),
+          /every resolved record/,
+          'bver',
+        );
         rejects(() => encode([{ n: 'a', t: 2 ** 30, s: Number.NaN }]), /finite/, 's');
       }
     });

@@ -29,7 +29,11 @@ const text = fc
 const name = fc.stringMatching(/^[A-Za-z0-9][-:./A-Za-z0-9_]{0,24}$/);
 // -0 is left out: JSON and CBOR integers have no negative zero, so it reads back as 0.
 const double = fc.double({ noNaN: true, noDefaultInfinity: true }).map((x) => (x === 0 ? 0 : x));
-const time = fc.oneof(fc.double({ min: 2 ** 28, max: 4e9, noNaN: true }), fc.integer({ min: 2 ** 28, max: 2 ** 33 }), fc.double({ min: 2 ** 28, max: MAX_TIME, maxExcluded: true, noNaN: true }));
+const time = fc.oneof(
+  fc.double({ min: 2 ** 28, max: 4e9, noNaN: true }),
+  fc.integer({ min: 2 ** 28, max: 2 ** 33 }),
+  fc.double({ min: 2 ** 28, max: MAX_TIME, maxExcluded: true, noNaN: true }),
+);
 const base64url = fc.uint8Array({ maxLength: 24 }).map((b) => Buffer.from(b).toString('base64url'));
 
 const value = fc.oneof(
@@ -41,7 +45,14 @@ const value = fc.oneof(
 );
 
 const record = fc
-  .record({ n: name, t: time, value, u: fc.option(text, { nil: undefined }), s: fc.option(double, { nil: undefined }), ut: fc.option(double, { nil: undefined }) })
+  .record({
+    n: name,
+    t: time,
+    value,
+    u: fc.option(text, { nil: undefined }),
+    s: fc.option(double, { nil: undefined }),
+    ut: fc.option(double, { nil: undefined }),
+  })
   .map(({ n, t, value, u, s, ut }) => {
     const r: ResolvedRecord = { n, t, ...value };
     if (u !== undefined) r.u = u;
@@ -68,7 +79,10 @@ const codecs = {
 describe('SenML codecs: round trips (property tests)', () => {
   for (const [format, roundTrip] of Object.entries(codecs)) {
     it(`decode(encode(x)) deep-equals x in ${format}`, () => {
-      fc.assert(fc.property(pack, (records) => assert.deepStrictEqual(roundTrip(records), records)), runs);
+      fc.assert(
+        fc.property(pack, (records) => assert.deepStrictEqual(roundTrip(records), records)),
+        runs,
+      );
     });
   }
 

@@ -24,7 +24,9 @@ const DAY = 86_400;
 const JAN1_2024 = Date.UTC(2024, 0, 1) / 1000;
 
 function sha(tenant: string, n: string, t: number, u?: string): string {
-  return createHash('sha256').update(JSON.stringify(u === undefined ? [tenant, n, t] : [tenant, n, t, u])).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify(u === undefined ? [tenant, n, t] : [tenant, n, t, u]))
+    .digest('base64url');
 }
 
 function reading(tenant: string, record: ResolvedRecord): Reading {
@@ -67,7 +69,11 @@ class Harness {
 
   /** A bulk endpoint answering every item with 201. */
   bulkOk(): this {
-    return this.on('POST', '/_bulk', (p) => ({ errors: false, took: 1, items: actions(p.body).map((a) => ({ index: { ...a, status: 201, result: 'created' } })) }));
+    return this.on('POST', '/_bulk', (p) => ({
+      errors: false,
+      took: 1,
+      items: actions(p.body).map((a) => ({ index: { ...a, status: 201, result: 'created' } })),
+    }));
   }
 }
 
@@ -143,7 +149,10 @@ describe('Elasticsearch connection', () => {
       { Connection: mock.getConnection() },
     );
     const conns = client.connectionPool.connections;
-    assert.deepEqual(conns.map((c) => c.url.href), ['https://es1:9200/', 'https://es2:9200/']);
+    assert.deepEqual(
+      conns.map((c) => c.url.href),
+      ['https://es1:9200/', 'https://es2:9200/'],
+    );
     for (const c of conns) {
       assert.equal(c.tls?.ca, pem);
       assert.equal(c.tls?.rejectUnauthorized, false);
@@ -220,7 +229,12 @@ describe('Elasticsearch time series: writing', () => {
     const h = new Harness().bulkOk();
     const store = h.store();
     await store.append([reading('acme', { n: 'a', t: t0, v: 1 })]);
-    await store.append([reading('acme', { n: 'a', t: t0, v: 2 }), reading('other', { n: 'a', t: t0, v: 1 }), reading('acme', { n: 'b', t: t0, v: 1 }), reading('acme', { n: 'a', t: t0 + 0.001, v: 1 })]);
+    await store.append([
+      reading('acme', { n: 'a', t: t0, v: 2 }),
+      reading('other', { n: 'a', t: t0, v: 1 }),
+      reading('acme', { n: 'b', t: t0, v: 1 }),
+      reading('acme', { n: 'a', t: t0 + 0.001, v: 1 }),
+    ]);
     const [first, second] = h.bulks().map((b) => actions(b.body).map((a) => a._id));
     assert.equal(second[0], first[0]);
     assert.equal(new Set([...first, ...second]).size, 4);
@@ -249,32 +263,40 @@ describe('Elasticsearch time series: writing', () => {
 
   it('names indices by the UTC day of t, splitting a batch that spans midnight', async () => {
     const h = new Harness().bulkOk();
-    await h.store().append([
-      reading('acme', { n: 'a', t: JAN1_2024 - 0.0005, v: 1 }),
-      reading('acme', { n: 'a', t: JAN1_2024, v: 2 }),
-      reading('acme', { n: 'a', t: JAN1_2024 + DAY - 0.001, v: 3 }),
-      reading('acme', { n: 'a', t: Date.UTC(2024, 1, 29, 12) / 1000, v: 4 }),
-    ]);
+    await h
+      .store()
+      .append([
+        reading('acme', { n: 'a', t: JAN1_2024 - 0.0005, v: 1 }),
+        reading('acme', { n: 'a', t: JAN1_2024, v: 2 }),
+        reading('acme', { n: 'a', t: JAN1_2024 + DAY - 0.001, v: 3 }),
+        reading('acme', { n: 'a', t: Date.UTC(2024, 1, 29, 12) / 1000, v: 4 }),
+      ]);
     const body = h.bulks()[0].body;
-    assert.deepEqual(actions(body).map((a) => a._index), [
-      'conflux-readings-2023.12.31',
-      'conflux-readings-2024.01.01',
-      'conflux-readings-2024.01.01',
-      'conflux-readings-2024.02.29',
-    ]);
+    assert.deepEqual(
+      actions(body).map((a) => a._index),
+      ['conflux-readings-2023.12.31', 'conflux-readings-2024.01.01', 'conflux-readings-2024.01.01', 'conflux-readings-2024.02.29'],
+    );
     // the date field agrees with the index: floor of t in milliseconds
-    assert.deepEqual(docs(body).map((d) => d.t), [JAN1_2024 * 1000 - 1, JAN1_2024 * 1000, (JAN1_2024 + DAY) * 1000 - 1, Date.UTC(2024, 1, 29, 12)]);
+    assert.deepEqual(
+      docs(body).map((d) => d.t),
+      [JAN1_2024 * 1000 - 1, JAN1_2024 * 1000, (JAN1_2024 + DAY) * 1000 - 1, Date.UTC(2024, 1, 29, 12)],
+    );
     assert.equal(docs(body)[0].ts, JAN1_2024 - 0.0005);
   });
 
   it('names indices by the UTC month of t with the month interval', async () => {
     const h = new Harness().bulkOk();
-    await h.store({ interval: 'month', indexPrefix: 'p2' }).append([
-      reading('acme', { n: 'a', t: JAN1_2024 - 1, v: 1 }),
-      reading('acme', { n: 'a', t: JAN1_2024, v: 2 }),
-      reading('acme', { n: 'a', t: JAN1_2024 + 31 * DAY, v: 3 }),
-    ]);
-    assert.deepEqual(actions(h.bulks()[0].body).map((a) => a._index), ['p2-readings-2023.12', 'p2-readings-2024.01', 'p2-readings-2024.02']);
+    await h
+      .store({ interval: 'month', indexPrefix: 'p2' })
+      .append([
+        reading('acme', { n: 'a', t: JAN1_2024 - 1, v: 1 }),
+        reading('acme', { n: 'a', t: JAN1_2024, v: 2 }),
+        reading('acme', { n: 'a', t: JAN1_2024 + 31 * DAY, v: 3 }),
+      ]);
+    assert.deepEqual(
+      actions(h.bulks()[0].body).map((a) => a._index),
+      ['p2-readings-2023.12', 'p2-readings-2024.01', 'p2-readings-2024.02'],
+    );
     assert.equal(h.requests('PUT', '/_index_template/')[0].path, '/_index_template/p2-readings');
   });
 
@@ -302,8 +324,14 @@ describe('Elasticsearch time series: writing', () => {
 
     const bulks = h.bulks();
     assert.equal(bulks.length, 2);
-    assert.deepEqual(actions(bulks[1].body).map((a) => a._id), [sha('acme', 's2', t0 + 2), sha('acme', 's4', t0 + 4)]);
-    assert.deepEqual(docs(bulks[1].body).map((d) => d.n), ['s2', 's4']);
+    assert.deepEqual(
+      actions(bulks[1].body).map((a) => a._id),
+      [sha('acme', 's2', t0 + 2), sha('acme', 's4', t0 + 4)],
+    );
+    assert.deepEqual(
+      docs(bulks[1].body).map((d) => d.n),
+      ['s2', 's4'],
+    );
     assert.equal(result.written, 4);
     assert.equal(result.rejected.length, 1);
     assert.equal(result.rejected[0].reading, batch[2]);
@@ -315,7 +343,14 @@ describe('Elasticsearch time series: writing', () => {
     h.on('POST', '/_bulk', (p, call) => {
       const acts = actions(p.body);
       if (call === 0) {
-        return { errors: true, took: 1, items: [item(acts[0], 503, { type: 'unavailable_shards_exception', reason: 'primary shard is not active' }), item(acts[1], 500, { type: 'es_rejected_execution_exception', reason: 'queue full' })] };
+        return {
+          errors: true,
+          took: 1,
+          items: [
+            item(acts[0], 503, { type: 'unavailable_shards_exception', reason: 'primary shard is not active' }),
+            item(acts[1], 500, { type: 'es_rejected_execution_exception', reason: 'queue full' }),
+          ],
+        };
       }
       return { errors: false, took: 1, items: acts.map((a) => item(a, 201)) };
     });
@@ -329,7 +364,11 @@ describe('Elasticsearch time series: writing', () => {
     const h = new Harness();
     h.on('POST', '/_bulk', (p) => {
       const acts = actions(p.body);
-      return { errors: true, took: 1, items: acts.map((a) => (a._id === sha('acme', 'busy', t0) ? item(a, 429, { type: 'es_rejected_execution_exception', reason: 'busy' }) : item(a, 201))) };
+      return {
+        errors: true,
+        took: 1,
+        items: acts.map((a) => (a._id === sha('acme', 'busy', t0) ? item(a, 429, { type: 'es_rejected_execution_exception', reason: 'busy' }) : item(a, 201))),
+      };
     });
     const busy = reading('acme', { n: 'busy', t: t0, v: 1 });
     const err = await h
@@ -364,11 +403,21 @@ describe('Elasticsearch time series: writing', () => {
     assert.ok(at[2] - at[1] >= 75, `second delay ${at[2] - at[1]}`);
   });
 
-  it('throws at once on an item failure that is not the document\'s fault', async () => {
+  it("throws at once on an item failure that is not the document's fault", async () => {
     const h = new Harness();
     h.on('POST', '/_bulk', (p) => {
       const acts = actions(p.body);
-      return { errors: true, took: 1, items: [item(acts[0], 201), item(acts[1], 403, { type: 'cluster_block_exception', reason: 'index [x] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block]' })] };
+      return {
+        errors: true,
+        took: 1,
+        items: [
+          item(acts[0], 201),
+          item(acts[1], 403, {
+            type: 'cluster_block_exception',
+            reason: 'index [x] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block]',
+          }),
+        ],
+      };
     });
     const blocked = reading('acme', { n: 'b', t: t0, v: 1 });
     await assert.rejects(h.store().append([reading('acme', { n: 'a', t: t0, v: 1 }), blocked]), (e: unknown) => {
@@ -395,7 +444,10 @@ describe('Elasticsearch time series: writing', () => {
   it('rejects append when the connection fails, so the caller can resend the batch', async () => {
     const h = new Harness();
     h.on('POST', '/_bulk', () => new errors.ConnectionError('connect ECONNREFUSED 10.0.0.1:9200') as any);
-    await assert.rejects(h.store().append([reading('acme', { n: 'a', t: t0, v: 1 })]), (e: unknown) => e instanceof errors.ConnectionError && /ECONNREFUSED/.test(e.message));
+    await assert.rejects(
+      h.store().append([reading('acme', { n: 'a', t: t0, v: 1 })]),
+      (e: unknown) => e instanceof errors.ConnectionError && /ECONNREFUSED/.test(e.message),
+    );
     assert.equal(h.bulks().length, 1);
   });
 
@@ -410,9 +462,15 @@ describe('Elasticsearch time series: writing', () => {
     const good = reading('acme', { n: 'ok', t: t0, v: 1 });
     const result = await h.store().append([...bad, good]);
     assert.equal(result.written, 1);
-    assert.deepEqual(result.rejected.map((r) => r.reading), bad);
+    assert.deepEqual(
+      result.rejected.map((r) => r.reading),
+      bad,
+    );
     assert.match(result.rejected[1].reason, /field "t"/);
-    assert.deepEqual(docs(h.bulks()[0].body).map((d) => d.n), ['ok']);
+    assert.deepEqual(
+      docs(h.bulks()[0].body).map((d) => d.n),
+      ['ok'],
+    );
 
     const h2 = new Harness().bulkOk();
     assert.deepEqual((await h2.store().append([])).written, 0);
@@ -440,7 +498,12 @@ describe('Elasticsearch time series: reading', () => {
   }
 
   function searchWith(h: Harness, hits: ReturnType<typeof hit>[]): Harness {
-    return h.on('POST', '/:index/_search', () => ({ took: 1, timed_out: false, _shards: { total: 1, successful: 1, skipped: 0, failed: 0 }, hits: { max_score: null, hits } }));
+    return h.on('POST', '/:index/_search', () => ({
+      took: 1,
+      timed_out: false,
+      _shards: { total: 1, successful: 1, skipped: 0, failed: 0 },
+      hits: { max_score: null, hits },
+    }));
   }
 
   it('filters by tenant, name and [from, to), sorts by t, n, id and asks for limit hits', async () => {
@@ -507,7 +570,10 @@ describe('Elasticsearch time series: reading', () => {
     }));
     const store = h.store();
     const first = await store.query({ tenant: 'acme', prefix: '', limit: 2 });
-    assert.deepEqual(first.items.map((r) => r.n), ['a', 'b']);
+    assert.deepEqual(
+      first.items.map((r) => r.n),
+      ['a', 'b'],
+    );
     assert.ok(first.cursor);
     const second = await store.query({ tenant: 'acme', prefix: '', limit: 2, cursor: first.cursor });
     assert.deepEqual(second, { items: [{ n: 'c', t: t0 + 1 }] });
@@ -530,16 +596,21 @@ describe('Elasticsearch time series: reading', () => {
     assert.equal(h.seen.length, 0);
     await store.query({ tenant: 'acme', prefix: '', limit: 10000 });
     await store.query({ tenant: 'acme', prefix: '', limit: 1 });
-    assert.deepEqual(h.requests('POST', '/').map((r) => r.body.size), [10000, 1]);
+    assert.deepEqual(
+      h.requests('POST', '/').map((r) => r.body.size),
+      [10000, 1],
+    );
   });
 });
 
 describe('Elasticsearch time series: retention', () => {
   function catting(h: Harness, names: string[]): Harness {
-    return h
-      .on('GET', '/_cat/indices/:index', () => names.map((index) => ({ index })))
-      // a wildcard route: the mock's router caps a :param at 100 characters, a list of names is longer
-      .on('DELETE', '/*', () => ({ acknowledged: true }));
+    return (
+      h
+        .on('GET', '/_cat/indices/:index', () => names.map((index) => ({ index })))
+        // a wildcard route: the mock's router caps a :param at 100 characters, a list of names is longer
+        .on('DELETE', '/*', () => ({ acknowledged: true }))
+    );
   }
 
   it('deletes only our indices whose day or month ends at or before the cutoff', async () => {
@@ -580,7 +651,10 @@ describe('Elasticsearch time series: retention', () => {
     const h = catting(new Harness(), names);
     await h.store().dropBefore(Date.UTC(2025, 0, 1) / 1000);
     const deleted = h.requests('DELETE', '/').map((d) => d.path.slice(1).split(','));
-    assert.deepEqual(deleted.map((d) => d.length), [50, 50, 20]);
+    assert.deepEqual(
+      deleted.map((d) => d.length),
+      [50, 50, 20],
+    );
     assert.deepEqual(deleted.flat(), [...names].sort());
   });
 });

@@ -4,18 +4,35 @@ import fc from 'fast-check';
 import { CodecError } from '../../nodes/core/errors';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
 import {
-  formatUlCommand, formatUlCommandResult, formatUltralight, parseUlCommand, parseUlCommandResult,
-  parseUltralight, recordsToUl, ulToRecords, type UlCommand, type UlGroup, type UlMap, type UlMeasureGroup,
+  formatUlCommand,
+  formatUlCommandResult,
+  formatUltralight,
+  parseUlCommand,
+  parseUlCommandResult,
+  parseUltralight,
+  recordsToUl,
+  ulToRecords,
+  type UlCommand,
+  type UlGroup,
+  type UlMap,
+  type UlMeasureGroup,
 } from '../../nodes/core/codecs/ultralight';
 
 const now = 1.7e9;
 const measures = (pairs: Array<[string, string]>, timestamp?: string): UlMeasureGroup => ({
-  kind: 'measures', ...(timestamp === undefined ? {} : { timestamp }), measures: pairs.map(([key, value]) => ({ key, value })),
+  kind: 'measures',
+  ...(timestamp === undefined ? {} : { timestamp }),
+  measures: pairs.map(([key, value]) => ({ key, value })),
 });
 
 describe('ultralight: FIWARE usermanual examples', () => {
   it('t|15|k|abc', () => {
-    assert.deepEqual(parseUltralight('t|15|k|abc'), [measures([['t', '15'], ['k', 'abc']])]);
+    assert.deepEqual(parseUltralight('t|15|k|abc'), [
+      measures([
+        ['t', '15'],
+        ['k', 'abc'],
+      ]),
+    ]);
     assert.deepEqual(ulToRecords('t|15|k|abc', { deviceId: 'dev1', now }), [
       { n: 'dev1/t', t: now, v: 15 },
       { n: 'dev1/k', t: now, vs: 'abc' },
@@ -28,7 +45,9 @@ describe('ultralight: FIWARE usermanual examples', () => {
 
   it('2016-06-13T00:35:30Z|lle|100: a group timestamp', () => {
     assert.deepEqual(parseUltralight('2016-06-13T00:35:30Z|lle|100'), [measures([['lle', '100']], '2016-06-13T00:35:30Z')]);
-    assert.deepEqual(ulToRecords('2016-06-13T00:35:30Z|lle|100', { deviceId: 'dev1', now }), [{ n: 'dev1/lle', t: Date.UTC(2016, 5, 13, 0, 35, 30) / 1000, v: 100 }]);
+    assert.deepEqual(ulToRecords('2016-06-13T00:35:30Z|lle|100', { deviceId: 'dev1', now }), [
+      { n: 'dev1/lle', t: Date.UTC(2016, 5, 13, 0, 35, 30) / 1000, v: 100 },
+    ]);
   });
 
   it('h|70|t|15 (MQTT) with a map to full names', () => {
@@ -56,16 +75,25 @@ describe('ultralight: FIWARE usermanual examples', () => {
   });
 
   it('commands: weatherStation167@ping|param1=1|param2=2, Robot1@turn|left, id_sen1@ping|22', () => {
-    assert.deepEqual(parseUlCommand('weatherStation167@ping|param1=1|param2=2'), { deviceId: 'weatherStation167', command: 'ping', params: { param1: '1', param2: '2' } });
+    assert.deepEqual(parseUlCommand('weatherStation167@ping|param1=1|param2=2'), {
+      deviceId: 'weatherStation167',
+      command: 'ping',
+      params: { param1: '1', param2: '2' },
+    });
     assert.deepEqual(parseUlCommand('Robot1@turn|left'), { deviceId: 'Robot1', command: 'turn', value: 'left' });
     assert.deepEqual(parseUlCommand('id_sen1@ping|22'), { deviceId: 'id_sen1', command: 'ping', value: '22' });
-    assert.equal(formatUlCommand({ deviceId: 'weatherStation167', command: 'ping', params: { param1: '1', param2: '2' } }), 'weatherStation167@ping|param1=1|param2=2');
+    assert.equal(
+      formatUlCommand({ deviceId: 'weatherStation167', command: 'ping', params: { param1: '1', param2: '2' } }),
+      'weatherStation167@ping|param1=1|param2=2',
+    );
     assert.equal(formatUlCommand({ deviceId: 'Robot1', command: 'turn', value: 'left' }), 'Robot1@turn|left');
   });
 
   it('configuration values: device_1@configuration|pollingInterval=200|publishInterval=80|dt=20190626T154200Z', () => {
     assert.deepEqual(parseUlCommand('device_1@configuration|pollingInterval=200|publishInterval=80|dt=20190626T154200Z'), {
-      deviceId: 'device_1', command: 'configuration', params: { pollingInterval: '200', publishInterval: '80', dt: '20190626T154200Z' },
+      deviceId: 'device_1',
+      command: 'configuration',
+      params: { pollingInterval: '200', publishInterval: '80', dt: '20190626T154200Z' },
     });
   });
 
@@ -82,11 +110,19 @@ describe('ultralight: as lib/ulParser.js reads it', () => {
   });
 
   it('keeps the first place and the last value of a repeated key', () => {
-    assert.deepEqual(parseUltralight('a|1|b|2|a|3'), [measures([['a', '3'], ['b', '2']])]);
+    assert.deepEqual(parseUltralight('a|1|b|2|a|3'), [
+      measures([
+        ['a', '3'],
+        ['b', '2'],
+      ]),
+    ]);
   });
 
   it('reads a group with an @ after its start as a command (polling results), becoming <command>_info', () => {
-    assert.deepEqual(parseUltralight('t|1#dev1@ping|Ping ok'), [measures([['t', '1']]), { kind: 'command', command: { deviceId: 'dev1', command: 'ping', value: 'Ping ok' } }]);
+    assert.deepEqual(parseUltralight('t|1#dev1@ping|Ping ok'), [
+      measures([['t', '1']]),
+      { kind: 'command', command: { deviceId: 'dev1', command: 'ping', value: 'Ping ok' } },
+    ]);
     assert.deepEqual(ulToRecords('dev1@ping|Ping ok', { deviceId: 'dev1', now }), [{ n: 'dev1/ping_info', t: now, vs: 'Ping ok' }]);
   });
 
@@ -109,7 +145,7 @@ describe('ultralight: as lib/ulParser.js reads it', () => {
 
 // FIWARE's own cases (telefonicaid/iotagent-ul test/unit/ngsiv2: the timestampedDevice provisioned
 // with tt -> TimeInstant (DateTime) and tmp -> temperature (float), and its polling command results).
-describe('ultralight: as FIWARE\'s agent tests expect', () => {
+describe("ultralight: as FIWARE's agent tests expect", () => {
   const provisioned: UlMap = { tt: { name: 'TimeInstant', type: 'DateTime' }, tmp: { name: 'temperature', type: 'float' } };
   const instant = Date.UTC(2020, 5, 14, 12, 19, 26, 477) / 1000;
 
@@ -129,9 +165,18 @@ describe('ultralight: as FIWARE\'s agent tests expect', () => {
   });
 
   it('refuses a TimeInstant that is no time, one beside a leading timestamp, or one with nothing to time', () => {
-    assert.throws(() => ulToRecords('tmp|1|tt|yesterday', { deviceId: 'd', map: provisioned, now }), (e: CodecError) => e.field === 'tt' && /ISO 8601/.test(e.reason));
-    assert.throws(() => ulToRecords('2016-06-13T00:35:30Z|tmp|1|tt|2020-06-14T12:19:26Z', { deviceId: 'd', map: provisioned, now }), (e: CodecError) => e.field === 'tt' && /timestamp and a TimeInstant/.test(e.reason));
-    assert.throws(() => ulToRecords('tt|2020-06-14T12:19:26Z', { deviceId: 'd', map: provisioned, now }), (e: CodecError) => e.index === 0 && /no reading/.test(e.reason));
+    assert.throws(
+      () => ulToRecords('tmp|1|tt|yesterday', { deviceId: 'd', map: provisioned, now }),
+      (e: CodecError) => e.field === 'tt' && /ISO 8601/.test(e.reason),
+    );
+    assert.throws(
+      () => ulToRecords('2016-06-13T00:35:30Z|tmp|1|tt|2020-06-14T12:19:26Z', { deviceId: 'd', map: provisioned, now }),
+      (e: CodecError) => e.field === 'tt' && /timestamp and a TimeInstant/.test(e.reason),
+    );
+    assert.throws(
+      () => ulToRecords('tt|2020-06-14T12:19:26Z', { deviceId: 'd', map: provisioned, now }),
+      (e: CodecError) => e.index === 0 && /no reading/.test(e.reason),
+    );
   });
 
   it('decodes a command result without a device id: it names its device', () => {
@@ -140,8 +185,14 @@ describe('ultralight: as FIWARE\'s agent tests expect', () => {
   });
 
   it('refuses measures without a device id, naming the group', () => {
-    assert.throws(() => ulToRecords('t|1', { now }), (e: CodecError) => e.field === 'deviceId' && /no device id/.test(e.reason));
-    assert.throws(() => ulToRecords('dev1@ping|ok#t|1', { now }), (e: CodecError) => e.field === 'deviceId' && e.index === 1);
+    assert.throws(
+      () => ulToRecords('t|1', { now }),
+      (e: CodecError) => e.field === 'deviceId' && /no device id/.test(e.reason),
+    );
+    assert.throws(
+      () => ulToRecords('dev1@ping|ok#t|1', { now }),
+      (e: CodecError) => e.field === 'deviceId' && e.index === 1,
+    );
   });
 });
 
@@ -153,7 +204,16 @@ describe('ultralight: escaping', () => {
   });
 
   it('writes escapes only where needed, so plain values stay FIWARE text', () => {
-    assert.equal(formatUltralight([measures([['t', '15'], ['k', 'abc'], ['q', 'a=b']])]), 't|15|k|abc|q|a=b');
+    assert.equal(
+      formatUltralight([
+        measures([
+          ['t', '15'],
+          ['k', 'abc'],
+          ['q', 'a=b'],
+        ]),
+      ]),
+      't|15|k|abc|q|a=b',
+    );
     assert.equal(formatUltralight([measures([['m', 'x|y#z@w\\v']])]), 'm|x\\|y\\#z\\@w\\\\v');
     assert.equal(formatUlCommand({ deviceId: 'd', command: 'c', params: { 'a=b': 'x|y' } }), 'd@c|a\\=b=x\\|y');
     assert.equal(formatUlCommand({ deviceId: 'd', command: 'c', value: 'k=v' }), 'd@c|k\\=v');
@@ -179,32 +239,65 @@ describe('ultralight: records', () => {
   });
 
   it('refuses records it cannot write, naming the record', () => {
-    assert.throws(() => recordsToUl([{ n: 'other/t', t: now, v: 1 }], { deviceId: 'dev1' }), (e: CodecError) => e.index === 0 && e.field === 'n');
-    assert.throws(() => recordsToUl([{ n: 'dev1/x', t: now, vs: '' }], { deviceId: 'dev1' }), (e: CodecError) => e.index === 0);
-    assert.throws(() => recordsToUl([{ n: 'dev1/x', t: now, vd: 'AA' }], { deviceId: 'dev1' }), (e: CodecError) => e.field === 'vd');
+    assert.throws(
+      () => recordsToUl([{ n: 'other/t', t: now, v: 1 }], { deviceId: 'dev1' }),
+      (e: CodecError) => e.index === 0 && e.field === 'n',
+    );
+    assert.throws(
+      () => recordsToUl([{ n: 'dev1/x', t: now, vs: '' }], { deviceId: 'dev1' }),
+      (e: CodecError) => e.index === 0,
+    );
+    assert.throws(
+      () => recordsToUl([{ n: 'dev1/x', t: now, vd: 'AA' }], { deviceId: 'dev1' }),
+      (e: CodecError) => e.field === 'vd',
+    );
     assert.throws(() => recordsToUl([{ n: 'dev1/temperature', t: now, vs: 'hot' }], { deviceId: 'dev1', map }), CodecError);
   });
 
   it('refuses names outside the SenML rule and bad typed values', () => {
-    assert.throws(() => ulToRecords('temp C|1', { deviceId: 'd', now }), (e: CodecError) => e.field === 'temp C');
+    assert.throws(
+      () => ulToRecords('temp C|1', { deviceId: 'd', now }),
+      (e: CodecError) => e.field === 'temp C',
+    );
     assert.throws(() => ulToRecords('t|1', { deviceId: 'bad id', now }), CodecError);
-    assert.throws(() => ulToRecords('t|warm', { deviceId: 'd', map, now }), (e: CodecError) => e.field === 't');
-    assert.throws(() => ulToRecords('s|yes', { deviceId: 'd', map, now }), (e: CodecError) => e.field === 's');
-    assert.throws(() => ulToRecords('yesterday|t|1', { deviceId: 'd', now }), (e: CodecError) => e.field === 'timestamp');
+    assert.throws(
+      () => ulToRecords('t|warm', { deviceId: 'd', map, now }),
+      (e: CodecError) => e.field === 't',
+    );
+    assert.throws(
+      () => ulToRecords('s|yes', { deviceId: 'd', map, now }),
+      (e: CodecError) => e.field === 's',
+    );
+    assert.throws(
+      () => ulToRecords('yesterday|t|1', { deviceId: 'd', now }),
+      (e: CodecError) => e.field === 'timestamp',
+    );
   });
 });
 
 // ---- properties -------------------------------------------------------------------------------
 
 /** Any text a store can hold (no U+0000), heavy on the characters UltraLight gives meaning to. */
-const text = fc.array(fc.oneof(fc.string({ unit: 'binary', maxLength: 4 }), fc.constantFrom('|', '#', '@', '=', '\\', '\\|', ' ')), { minLength: 1, maxLength: 5 })
-  .map((p) => p.join('')).filter((s) => s !== '' && !s.includes('\u0000'));
-const group: fc.Arbitrary<UlGroup> = fc.record({
-  kind: fc.constant('measures' as const),
-  timestamp: text,
-  measures: fc.uniqueArray(fc.record({ key: text, value: text }, { noNullPrototype: true }), { minLength: 1, maxLength: 5, selector: (m) => m.key }),
-}, { requiredKeys: ['kind', 'measures'], noNullPrototype: true });
-const params = fc.uniqueArray(fc.tuple(text.filter((k) => k !== '__proto__'), fc.oneof(text, fc.constant(''))), { maxLength: 4, selector: ([k]) => k })
+const text = fc
+  .array(fc.oneof(fc.string({ unit: 'binary', maxLength: 4 }), fc.constantFrom('|', '#', '@', '=', '\\', '\\|', ' ')), { minLength: 1, maxLength: 5 })
+  .map((p) => p.join(''))
+  .filter((s) => s !== '' && !s.includes('\u0000'));
+const group: fc.Arbitrary<UlGroup> = fc.record(
+  {
+    kind: fc.constant('measures' as const),
+    timestamp: text,
+    measures: fc.uniqueArray(fc.record({ key: text, value: text }, { noNullPrototype: true }), { minLength: 1, maxLength: 5, selector: (m) => m.key }),
+  },
+  { requiredKeys: ['kind', 'measures'], noNullPrototype: true },
+);
+const params = fc
+  .uniqueArray(
+    fc.tuple(
+      text.filter((k) => k !== '__proto__'),
+      fc.oneof(text, fc.constant('')),
+    ),
+    { maxLength: 4, selector: ([k]) => k },
+  )
   .map((pairs) => Object.fromEntries(pairs));
 const command: fc.Arbitrary<UlCommand> = fc.oneof(
   fc.record({ deviceId: text, command: text, value: fc.oneof(text, fc.constant('')) }, { noNullPrototype: true }),
@@ -213,16 +306,25 @@ const command: fc.Arbitrary<UlCommand> = fc.oneof(
 
 describe('ultralight: properties', () => {
   it('parseUltralight(formatUltralight(groups)) equals groups', () => {
-    fc.assert(fc.property(fc.array(group, { minLength: 1, maxLength: 4 }), (groups) => {
-      assert.deepEqual(parseUltralight(formatUltralight(groups)), groups);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.array(group, { minLength: 1, maxLength: 4 }), (groups) => {
+        assert.deepEqual(parseUltralight(formatUltralight(groups)), groups);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('commands and command results survive formatting and parsing', () => {
-    fc.assert(fc.property(command, (cmd) => assert.deepEqual(parseUlCommand(formatUlCommand(cmd)), cmd)), { numRuns: 500 });
-    fc.assert(fc.property(fc.record({ deviceId: text, command: text, result: fc.oneof(text, fc.constant('')) }, { noNullPrototype: true }), (res) => {
-      assert.deepEqual(parseUlCommandResult(formatUlCommandResult(res)), res);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(command, (cmd) => assert.deepEqual(parseUlCommand(formatUlCommand(cmd)), cmd)),
+      { numRuns: 500 },
+    );
+    fc.assert(
+      fc.property(fc.record({ deviceId: text, command: text, result: fc.oneof(text, fc.constant('')) }, { noNullPrototype: true }), (res) => {
+        assert.deepEqual(parseUlCommandResult(formatUlCommandResult(res)), res);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('records of one device survive recordsToUl and ulToRecords with a typed map', () => {
@@ -232,12 +334,17 @@ describe('ultralight: properties', () => {
       'dev-1/on': fc.boolean().map((vb) => ({ vb })),
       'dev-1/zone/label': text.map((vs) => ({ vs })),
     };
-    const reading = fc.constantFrom(...(Object.keys(value) as Array<keyof typeof value>))
+    const reading = fc
+      .constantFrom(...(Object.keys(value) as Array<keyof typeof value>))
       .chain((n) => fc.tuple(fc.constant(n), value[n], fc.integer({ min: 2 ** 28 * 1000, max: Date.UTC(2200, 0, 1) })));
-    const pack = fc.uniqueArray(reading, { minLength: 1, maxLength: 8, selector: ([n, , ms]) => `${n}@${ms}` })
+    const pack = fc
+      .uniqueArray(reading, { minLength: 1, maxLength: 8, selector: ([n, , ms]) => `${n}@${ms}` })
       .map((rs) => rs.map(([n, v, ms]): ResolvedRecord => ({ n, t: ms / 1000, ...v })).sort((a, b) => a.t - b.t));
-    fc.assert(fc.property(pack, (records) => {
-      assert.deepEqual(ulToRecords(recordsToUl(records, { deviceId: 'dev-1', map }), { deviceId: 'dev-1', map, now }), records);
-    }), { numRuns: 400 });
+    fc.assert(
+      fc.property(pack, (records) => {
+        assert.deepEqual(ulToRecords(recordsToUl(records, { deviceId: 'dev-1', map }), { deviceId: 'dev-1', map, now }), records);
+      }),
+      { numRuns: 400 },
+    );
   });
 });

@@ -58,7 +58,13 @@ export async function sendOne(o: SendOptions): Promise<string> {
       return `HTTP: 202, id ${result.id}`;
     }
     case 'mqtt': {
-      const device = await MqttDevice.connect({ url: `mqtt://${host}:${o.mqttPort ?? 1883}`, serial: o.serial, key: o.key, tenant: o.tenant ?? 'default', reconnectPeriod: 0 });
+      const device = await MqttDevice.connect({
+        url: `mqtt://${host}:${o.mqttPort ?? 1883}`,
+        serial: o.serial,
+        key: o.key,
+        tenant: o.tenant ?? 'default',
+        reconnectPeriod: 0,
+      });
       try {
         await device.publish('senml+json', records, { qos: 1 });
         return `MQTT: published with QoS 1 on ${device.topic('attrs', 'senml')}`;
@@ -79,7 +85,9 @@ async function main(args: string[]): Promise<void> {
   const serial = option(args, 'serial');
   const key = option(args, 'key');
   if (!['tcp', 'udp', 'http', 'mqtt'].includes(transport) || !serial || !key) {
-    throw new Error('usage: cli.js <tcp|udp|http|mqtt> --serial <serial> --key <key> [--value 21.5] [--host h] [--tcp-port p] [--udp-port p] [--mqtt-port p] [--http url] [--tenant t]');
+    throw new Error(
+      'usage: cli.js <tcp|udp|http|mqtt> --serial <serial> --key <key> [--value 21.5] [--host h] [--tcp-port p] [--udp-port p] [--mqtt-port p] [--http url] [--tenant t]',
+    );
   }
   const num = (name: string) => (option(args, name) === undefined ? undefined : Number(option(args, name)));
   console.log(

@@ -83,7 +83,8 @@ async function result(res: Response): Promise<HttpResult> {
   const text = await res.text();
   const type = (res.headers.get('content-type') ?? '').split(';')[0].trim();
   if (res.status >= 400) {
-    out.problem = type === 'application/problem+json' ? (JSON.parse(text) as Problem) : { type: 'about:blank', title: res.statusText, status: res.status, detail: text };
+    out.problem =
+      type === 'application/problem+json' ? (JSON.parse(text) as Problem) : { type: 'about:blank', title: res.statusText, status: res.status, detail: text };
   } else if (type === 'application/json' && text !== '') {
     const value = JSON.parse(text) as { id?: unknown };
     if (typeof value.id === 'string') out.id = value.id;

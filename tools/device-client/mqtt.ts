@@ -190,7 +190,11 @@ export class MqttDevice {
   }
 
   /** Publishes a reading on the attrs topic of its format; resolves when the broker acknowledged it (QoS 1, the default). */
-  async publish(format: MqttPayloadFormat, body: string | Uint8Array | SenmlRecord[] | Record<string, unknown>, options: { qos?: 0 | 1 | 2; topic?: string } = {}): Promise<void> {
+  async publish(
+    format: MqttPayloadFormat,
+    body: string | Uint8Array | SenmlRecord[] | Record<string, unknown>,
+    options: { qos?: 0 | 1 | 2; topic?: string } = {},
+  ): Promise<void> {
     await this.client.publishAsync(options.topic ?? this.topic('attrs', PREFIX[format]), encodeReading(format, body), { qos: options.qos ?? 1 });
   }
 
@@ -240,13 +244,23 @@ export class MqttDevice {
         if (cmd.name !== 'udptokens' || !cmd.params) return;
         clearTimeout(timer);
         this.client.off('message', onMessage);
-        resolve({ tokens: (cmd.params.tokens ?? '').split(',').filter(Boolean).map((h) => Buffer.from(h, 'hex')), expiresAt: new Date(cmd.params.expiresAt) });
+        resolve({
+          tokens: (cmd.params.tokens ?? '')
+            .split(',')
+            .filter(Boolean)
+            .map((h) => Buffer.from(h, 'hex')),
+          expiresAt: new Date(cmd.params.expiresAt),
+        });
       };
       this.client.on('message', onMessage);
     });
     const sub = await this.client.subscribeAsync(topic, { qos: 1 });
     if (sub.some((g) => g.qos === 128)) throw new Error(`the broker refused the subscription to ${topic}`);
-    await this.client.publishAsync(`${this.options.leadingSlash === false ? '' : '/'}${level(this.tenant)}/${level(this.options.serial)}/tokens`, String(count), { qos: 1 });
+    await this.client.publishAsync(
+      `${this.options.leadingSlash === false ? '' : '/'}${level(this.tenant)}/${level(this.options.serial)}/tokens`,
+      String(count),
+      { qos: 1 },
+    );
     return granted;
   }
 
@@ -270,7 +284,10 @@ async function main(args: string[]): Promise<void> {
   const url = argValue(args, 'url') ?? 'mqtt://127.0.0.1:1883';
   const serial = argValue(args, 'serial');
   const key = argValue(args, 'key');
-  if (!serial || !key) throw new Error('usage: mqtt.js --url mqtt://host:1883 --serial <serial> --key <key> [--tenant t] [--format f] [--mqtt 5|4] [--qos 1] [--listen] [payload]');
+  if (!serial || !key)
+    throw new Error(
+      'usage: mqtt.js --url mqtt://host:1883 --serial <serial> --key <key> [--tenant t] [--format f] [--mqtt 5|4] [--qos 1] [--listen] [payload]',
+    );
   const format = (argValue(args, 'format') ?? 'ultralight') as MqttPayloadFormat;
   const flags = new Set(['url', 'serial', 'key', 'tenant', 'format', 'mqtt', 'qos']);
   const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--') && flags.has(args[i - 1].slice(2))));
@@ -289,10 +306,13 @@ async function main(args: string[]): Promise<void> {
     console.log(`published on ${device.topic('attrs', PREFIX[format])}`);
   }
   if (args.includes('--listen')) {
-    await device.onCommand((cmd) => {
-      console.log(`command ${cmd.name}: ${cmd.raw.toString()}`);
-      return 'OK';
-    }, format === 'json' ? 'json' : 'ul');
+    await device.onCommand(
+      (cmd) => {
+        console.log(`command ${cmd.name}: ${cmd.raw.toString()}`);
+        return 'OK';
+      },
+      format === 'json' ? 'json' : 'ul',
+    );
     console.log(`listening on ${device.topic('cmd', format === 'json' ? 'json' : 'ul')} (Ctrl-C to stop)`);
     return;
   }

@@ -165,7 +165,8 @@ export class TcpDeviceClient extends EventEmitter {
   sendReadings(format: DataFrameKind | ReadingFormat, payload: unknown): Promise<number> {
     const kind = FORMAT_KINDS[format as ReadingFormat] ?? (format as DataFrameKind);
     const type = DATA_TYPES[kind];
-    if (type === undefined) return Promise.reject(new TypeError(`format must be one of ${[...Object.keys(DATA_TYPES), ...Object.keys(FORMAT_KINDS)].join(', ')}`));
+    if (type === undefined)
+      return Promise.reject(new TypeError(`format must be one of ${[...Object.keys(DATA_TYPES), ...Object.keys(FORMAT_KINDS)].join(', ')}`));
     let bytes: Buffer;
     if (payload instanceof Uint8Array) bytes = Buffer.from(payload);
     else if (typeof payload === 'string') bytes = Buffer.from(payload, kind === 'ascii' ? 'latin1' : 'utf8');
@@ -457,7 +458,8 @@ export async function connect(options: TcpClientOptions): Promise<TcpDeviceClien
       const nonce = attrs.r;
       const iterations = Number(attrs.i);
       if (!nonce?.startsWith(cnonce) || nonce.length === cnonce.length) throw new Error('login: the server did not extend our nonce');
-      if (!Number.isInteger(iterations) || iterations < SCRAM_MIN_ITERATIONS || iterations > SCRAM_MAX_ITERATIONS) throw new Error(`login: bad iteration count ${attrs.i}`);
+      if (!Number.isInteger(iterations) || iterations < SCRAM_MIN_ITERATIONS || iterations > SCRAM_MAX_ITERATIONS)
+        throw new Error(`login: bad iteration count ${attrs.i}`);
       const salted = await saltedPasswordAsync(options.key, Buffer.from(attrs.s ?? '', 'base64'), iterations);
       const withoutProof = `c=${Buffer.from(gs2).toString('base64')},r=${nonce}`;
       const authMessage = `${bare},${answer},${withoutProof}`;
@@ -467,7 +469,8 @@ export async function connect(options: TcpClientOptions): Promise<TcpDeviceClien
       if (answer.startsWith('v=')) {
         const expected = createHmac('sha256', createHmac('sha256', salted).update('Server Key').digest()).update(authMessage).digest();
         const got = Buffer.from(answer.slice(2), 'base64');
-        if (got.length !== expected.length || !timingSafeEqual(got, expected)) throw new Error('login: the server’s signature is wrong: it does not hold this device’s key');
+        if (got.length !== expected.length || !timingSafeEqual(got, expected))
+          throw new Error('login: the server’s signature is wrong: it does not hold this device’s key');
         break;
       }
       // e=…: refused; r=…: a second salt (the device holds two keys during a rotation), prove again.

@@ -71,8 +71,7 @@ export async function openUdpSender({ host, port }: UdpTarget): Promise<UdpSende
   socket.on('error', () => {
     // an ICMP "port unreachable" may surface here; UDP promises nothing: ignore
   });
-  const sendRaw = (datagram: Uint8Array) =>
-    new Promise<void>((resolve, reject) => socket.send(datagram, port, host, (err) => (err ? reject(err) : resolve())));
+  const sendRaw = (datagram: Uint8Array) => new Promise<void>((resolve, reject) => socket.send(datagram, port, host, (err) => (err ? reject(err) : resolve())));
   return {
     send: (reading) => sendRaw(buildDatagram(reading)),
     sendRaw,

@@ -188,7 +188,11 @@ export class DeviceLoad {
           else this.idleWaiters.push(resolve);
         }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`${this.unacknowledged} readings still unacknowledged after ${timeoutMs} ms; last errors: ${this.errors.join('; ') || 'none'}`)), timeoutMs);
+          timer = setTimeout(
+            () =>
+              reject(new Error(`${this.unacknowledged} readings still unacknowledged after ${timeoutMs} ms; last errors: ${this.errors.join('; ') || 'none'}`)),
+            timeoutMs,
+          );
         }),
       ]);
     } finally {
@@ -304,7 +308,14 @@ export class DeviceLoad {
             let status: number;
             let reason: string;
             try {
-              const res = await postReadings({ base: target.httpBase, serial, key, format: 'senml+json', body: record(r), signal: AbortSignal.timeout(timeoutMs) });
+              const res = await postReadings({
+                base: target.httpBase,
+                serial,
+                key,
+                format: 'senml+json',
+                body: record(r),
+                signal: AbortSignal.timeout(timeoutMs),
+              });
               status = res.status;
               reason = res.problem?.detail ?? res.problem?.title ?? '';
             } catch (err) {
@@ -358,7 +369,8 @@ export class DeviceLoad {
             } catch (err) {
               if (err instanceof Offline) throw err;
               const code = (err as { code?: unknown }).code;
-              if (typeof code === 'number' && code >= 0x80 && device.client.connected) throw new Refused(`MQTT PUBACK reason 0x${code.toString(16)}: ${(err as Error).message}`);
+              if (typeof code === 'number' && code >= 0x80 && device.client.connected)
+                throw new Refused(`MQTT PUBACK reason 0x${code.toString(16)}: ${(err as Error).message}`);
               throw new Offline(`MQTT: ${(err as Error).message}`);
             } finally {
               clearTimeout(timer);

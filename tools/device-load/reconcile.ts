@@ -56,7 +56,10 @@ const byName = <T extends { name: string }>(rows: T[]) => {
 export async function reconcile(sql: SqlClient, readings: readonly Reading[]): Promise<PhaseReport[]> {
   const phases = [...new Set(readings.map((r) => r.phase))];
   const reports = new Map<string, PhaseReport>(
-    phases.map((phase) => [phase, { phase, transports: Object.fromEntries(LOAD_TRANSPORTS.map((t) => [t, tally()])) as Record<LoadTransport, TransportTally>, rollupMismatches: [] }]),
+    phases.map((phase) => [
+      phase,
+      { phase, transports: Object.fromEntries(LOAD_TRANSPORTS.map((t) => [t, tally()])) as Record<LoadTransport, TransportTally>, rollupMismatches: [] },
+    ]),
   );
   const tenants = [...new Set(readings.map((r) => r.tenant))];
   for (const tenant of tenants) {
@@ -123,10 +126,22 @@ export async function reconcile(sql: SqlClient, readings: readonly Reading[]): P
       rollups.delete(key(e));
       const sum = Number(e.sum);
       if (a && a.count === e.count && Math.abs(Number(a.sum) - sum) <= 1e-9 * Math.max(1, Math.abs(sum))) continue;
-      mismatch(e.name, { name: e.name, size: e.size, bucket: e.bucket.toISOString(), readings: { count: e.count, sum }, rollup: a && { count: a.count, sum: Number(a.sum) } });
+      mismatch(e.name, {
+        name: e.name,
+        size: e.size,
+        bucket: e.bucket.toISOString(),
+        readings: { count: e.count, sum },
+        rollup: a && { count: a.count, sum: Number(a.sum) },
+      });
     }
     for (const a of rollups.values()) {
-      mismatch(a.name, { name: a.name, size: a.size, bucket: a.bucket.toISOString(), readings: { count: 0, sum: 0 }, rollup: { count: a.count, sum: Number(a.sum) } });
+      mismatch(a.name, {
+        name: a.name,
+        size: a.size,
+        bucket: a.bucket.toISOString(),
+        readings: { count: 0, sum: 0 },
+        rollup: { count: a.count, sum: Number(a.sum) },
+      });
     }
   }
   return phases.map((p) => reports.get(p)!);
@@ -134,10 +149,13 @@ export async function reconcile(sql: SqlClient, readings: readonly Reading[]): P
 
 /** Whether the phase kept its promise: nothing acknowledged lost, nothing twice, rollups equal. */
 export function phaseKept(report: PhaseReport): boolean {
-  return report.rollupMismatches.length === 0 && LOAD_TRANSPORTS.every((t) => {
-    const x = report.transports[t];
-    return x.lost === 0 && x.duplicates === 0 && x.strangers === 0 && x.acked === x.sent;
-  });
+  return (
+    report.rollupMismatches.length === 0 &&
+    LOAD_TRANSPORTS.every((t) => {
+      const x = report.transports[t];
+      return x.lost === 0 && x.duplicates === 0 && x.strangers === 0 && x.acked === x.sent;
+    })
+  );
 }
 
 /** "http acked 812 stored 812, tcp acked 950 stored 947 (lost 3, duplicates 2), …; rollups agree" */

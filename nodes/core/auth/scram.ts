@@ -50,8 +50,7 @@ const MAPPED_TO_NOTHING = /[\u00AD\u034F\u1806\u180B-\u180D\u200B-\u200D\u2060\u
 // Refused after mapping: controls (C.2.1, C.2.2), private use (C.3), non-characters (C.4),
 // surrogates (C.5), C.6 to C.9, format characters, and unassigned code points (A.1, as of the
 // running Unicode version).
-const PROHIBITED =
-  /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Cn}\u0340\u0341\u2028\u2029\u2FF0-\u2FFB\uFFF9-\uFFFD\u{E0001}\u{E0020}-\u{E007F}]/u;
+const PROHIBITED = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Cn}\u0340\u0341\u2028\u2029\u2FF0-\u2FFB\uFFF9-\uFFFD\u{E0001}\u{E0020}-\u{E007F}]/u;
 // Right-to-left scripts' blocks (RFC 3454 D.1 lies within them): refused rather than bidi-checked.
 const RIGHT_TO_LEFT = /[\u0590-\u08FF\u200F\uFB1D-\uFDFF\uFE70-\uFEFE\u{10800}-\u{10FFF}\u{1E800}-\u{1EFFF}]/u;
 

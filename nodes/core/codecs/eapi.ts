@@ -201,7 +201,13 @@ export function parseEapi(input: unknown): EapiMessage {
   const rawType = top.get('type');
   if (typeof rawType !== 'string') fail(rawType === undefined ? 'missing' : 'expected a string', 'type');
   const type = TYPES[rawType.toLowerCase()];
-  if (type === undefined) fail(`unknown message type "${rawType}" (expected one of ${Object.values(TYPES).filter((t, i, a) => a.indexOf(t) === i).join(', ')})`, 'type');
+  if (type === undefined)
+    fail(
+      `unknown message type "${rawType}" (expected one of ${Object.values(TYPES)
+        .filter((t, i, a) => a.indexOf(t) === i)
+        .join(', ')})`,
+      'type',
+    );
   if (top.get('data') === undefined) fail('missing', 'data');
   const p = props(top.get('data'), 'data');
 
@@ -245,7 +251,8 @@ export function parseEapi(input: unknown): EapiMessage {
       const historyType = str(p, 'historyType', false) ?? expected;
       if (historyType.toLowerCase() !== expected) fail(`"${historyType}" contradicts the message type ${type}`, 'historyType');
       const deviationType = str(p, 'deviationType', true);
-      if (!DEVIATIONS.has(deviationType)) fail(`unknown deviation type "${deviationType}" (expected battery, failure, missing, radio or limit)`, 'deviationType');
+      if (!DEVIATIONS.has(deviationType))
+        fail(`unknown deviation type "${deviationType}" (expected battery, failure, missing, radio or limit)`, 'deviationType');
       const data: EapiDeviation = { ...common, historyType: expected, deviationType: deviationType as DeviationType, reason: str(p, 'reason', true) };
       const limitzone = str(p, 'limitzone', false);
       if (limitzone !== undefined) data.limitzone = limitzone;
@@ -269,10 +276,14 @@ export function formatEapi(msg: EapiMessage): Record<string, unknown> {
 
 function senmlUnit(unit: EapiUnit, unitType: string): string {
   switch (unit) {
-    case '°C': return 'Cel';
-    case 'K': return 'K';
-    case '°F': return 'degF';
-    case '%': return HUMIDITY.has(unitType.toLowerCase()) ? '%RH' : '%';
+    case '°C':
+      return 'Cel';
+    case 'K':
+      return 'K';
+    case '°F':
+      return 'degF';
+    case '%':
+      return HUMIDITY.has(unitType.toLowerCase()) ? '%RH' : '%';
   }
 }
 
@@ -307,7 +318,10 @@ export function eapiToRecords(msg: EapiMessage): ResolvedRecord[] {
     case 'eapi_deviation_leave': {
       const v = msg.data;
       const n = `${base}/deviation/${v.deviationType}`;
-      const out: ResolvedRecord[] = [{ n, t, vb: msg.type === 'eapi_deviation_enter' }, { n: `${n}/reason`, t, vs: v.reason }];
+      const out: ResolvedRecord[] = [
+        { n, t, vb: msg.type === 'eapi_deviation_enter' },
+        { n: `${n}/reason`, t, vs: v.reason },
+      ];
       if (v.limitzone !== undefined) out.push({ n: `${n}/limitzone`, t, vs: v.limitzone });
       return out;
     }
@@ -346,13 +360,19 @@ export function recordsToEapi(records: ResolvedRecord[]): EapiMessage[] {
   };
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    const bad = (why: string, field = 'n'): never => { throw new CodecError(FORMAT, why, i, field); };
+    const bad = (why: string, field = 'n'): never => {
+      throw new CodecError(FORMAT, why, i, field);
+    };
     const parts = r.n.split('/');
     if (parts.length < 3) bad('expected a name <deviceId>/<sensorId>/<quantity>');
     const [deviceId, sid, q] = parts;
     if (!INT_RE.test(sid)) bad(`sensor id "${sid}" is not an integer`);
     let sensorId: number | string;
-    try { sensorId = normalizeSensorId(sid); } catch (err) { return bad((err as CodecError).reason); }
+    try {
+      sensorId = normalizeSensorId(sid);
+    } catch (err) {
+      return bad((err as CodecError).reason);
+    }
     const common = { deviceId, sensorId, timeStamp: r.t };
     const key = `${deviceId}/${sensorId}@${r.t}`;
 
@@ -384,7 +404,7 @@ export function recordsToEapi(records: ResolvedRecord[]): EapiMessage[] {
         if (parts.length === 3) m.data.newState = r.vs;
         else m.data.previousState = r.vs;
       } else {
-        bad('a text record is an occurrence <deviceId>/<sensorId>/<typeName>[/previous] or a deviation\'s /reason or /limitzone');
+        bad("a text record is an occurrence <deviceId>/<sensorId>/<typeName>[/previous] or a deviation's /reason or /limitzone");
       }
     } else {
       bad('the cloud logger has no binary data or sums', r.vd !== undefined ? 'vd' : 's');

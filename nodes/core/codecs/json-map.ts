@@ -74,7 +74,8 @@ function describe(err: unknown): string {
 /** Compiles an expression once; a syntax error becomes a CodecError naming its position. */
 export function compileMapping(expression: string, limits: MappingLimits = {}): Mapping {
   if (typeof expression !== 'string' || expression.trim() === '') throw new CodecError(FORMAT, 'the mapping expression is empty', undefined, 'expression');
-  if (expression.length > MAX_EXPRESSION_LENGTH) throw new CodecError(FORMAT, `the mapping expression is longer than ${MAX_EXPRESSION_LENGTH} characters`, undefined, 'expression');
+  if (expression.length > MAX_EXPRESSION_LENGTH)
+    throw new CodecError(FORMAT, `the mapping expression is longer than ${MAX_EXPRESSION_LENGTH} characters`, undefined, 'expression');
   const l = { ...DEFAULT_LIMITS, ...limits };
   let compiled: jsonata.Expression;
   try {

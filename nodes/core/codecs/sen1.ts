@@ -24,9 +24,7 @@ import { escapeXml, parseXml, type XmlNode } from './xml';
 export const SEN1_NAMESPACE = 'http://xmpp.rocks';
 const FORMAT = 'sen1';
 
-export const SEN1_TYPES = [
-  'dt_string', 'dt_integer', 'dt_numeric', 'dt_date', 'dt_datetime', 'dt_duration', 'dt_time', 'dt_boolean',
-] as const;
+export const SEN1_TYPES = ['dt_string', 'dt_integer', 'dt_numeric', 'dt_date', 'dt_datetime', 'dt_duration', 'dt_time', 'dt_boolean'] as const;
 export type Sen1Type = (typeof SEN1_TYPES)[number];
 
 export interface Sen1Data {
@@ -70,7 +68,8 @@ const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const DATETIME_RE = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/;
 const TIME_RE = /^(\d{2}):(\d{2}):(\d{2})$/;
 // ISO 8601 duration: at least one component, T only before a time component.
-const DURATION_RE = /^P(?!$)(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?W)?(?:\d+(?:[.,]\d+)?D)?(?:T(?=\d)(?:\d+(?:[.,]\d+)?H)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?S)?)?$/;
+const DURATION_RE =
+  /^P(?!$)(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?W)?(?:\d+(?:[.,]\d+)?D)?(?:T(?=\d)(?:\d+(?:[.,]\d+)?H)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?S)?)?$/;
 // Characters XML 1.0 cannot carry at all, not even escaped.
 const NON_XML_RE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
@@ -212,7 +211,8 @@ function readMessage(doc: XmlNode): Sen1Message {
 
   const box = node.Sen1Datas;
   if (box === undefined) fail('missing', undefined, 'Sen1Datas');
-  if (box === null || typeof box !== 'object' || Array.isArray(box)) fail(Array.isArray(box) ? 'appears more than once' : 'needs at least one Sen1Data', undefined, 'Sen1Datas');
+  if (box === null || typeof box !== 'object' || Array.isArray(box))
+    fail(Array.isArray(box) ? 'appears more than once' : 'needs at least one Sen1Data', undefined, 'Sen1Datas');
   const items = (box as XmlNode).Sen1Data;
   if (!Array.isArray(items) || items.length === 0) fail('needs at least one Sen1Data', undefined, 'Sen1Datas');
   for (let i = 0; i < items.length; i++) {
@@ -254,10 +254,17 @@ export function formatSen1(msg: Sen1Message): string {
   if (typeof msg.name !== 'string' || msg.name === '') fail('must not be empty', undefined, 'name');
   checkType(msg.type);
   convertDatas(msg);
-  let xml = `<Sen1Message xmlns="${SEN1_NAMESPACE}">` +
-    element('username', msg.username) + element('name', msg.name) + element('metaname', msg.metaname) +
-    element('metavalue', msg.metavalue) + element('unite', msg.unite) + element('type', msg.type) +
-    element('applicationSrc', msg.applicationSrc) + element('applicationDst', msg.applicationDst) + '<Sen1Datas>';
+  let xml =
+    `<Sen1Message xmlns="${SEN1_NAMESPACE}">` +
+    element('username', msg.username) +
+    element('name', msg.name) +
+    element('metaname', msg.metaname) +
+    element('metavalue', msg.metavalue) +
+    element('unite', msg.unite) +
+    element('type', msg.type) +
+    element('applicationSrc', msg.applicationSrc) +
+    element('applicationDst', msg.applicationDst) +
+    '<Sen1Datas>';
   for (const d of msg.datas) xml += `<Sen1Data>${element('value', d.value)}<timestamp>${d.timestamp}</timestamp></Sen1Data>`;
   return `${xml}</Sen1Datas></Sen1Message>`;
 }
@@ -308,15 +315,23 @@ function valueOf(r: ResolvedRecord, index: number, type: Sen1Type): string {
  */
 export function recordsToSen1(records: ResolvedRecord[], meta: Sen1EncodeMeta): Sen1Message[] {
   validateResolved(records, FORMAT);
-  if (meta === null || typeof meta !== 'object' || typeof meta.username !== 'string' || meta.username === '') fail('meta.username is required', undefined, 'username');
+  if (meta === null || typeof meta !== 'object' || typeof meta.username !== 'string' || meta.username === '')
+    fail('meta.username is required', undefined, 'username');
   if (meta.type !== undefined) checkType(meta.type);
   const groups = new Map<string, Sen1Message>();
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     const kind = r.v !== undefined ? 'v' : r.vb !== undefined ? 'vb' : r.vs !== undefined ? 'vs' : 'x';
-    const type: Sen1Type = kind === 'v' ? (meta.type === 'dt_integer' ? 'dt_integer' : 'dt_numeric')
-      : kind === 'vb' ? 'dt_boolean'
-      : meta.type !== undefined && TEXT_TYPES.has(meta.type) ? meta.type : 'dt_string';
+    const type: Sen1Type =
+      kind === 'v'
+        ? meta.type === 'dt_integer'
+          ? 'dt_integer'
+          : 'dt_numeric'
+        : kind === 'vb'
+          ? 'dt_boolean'
+          : meta.type !== undefined && TEXT_TYPES.has(meta.type)
+            ? meta.type
+            : 'dt_string';
     const value = valueOf(r, i, type);
     const key = `${r.n}\u0000${kind}\u0000${r.u ?? ''}`;
     let msg = groups.get(key);

@@ -14,9 +14,21 @@ export const SENML_XML_NAMESPACE = 'urn:ietf:params:xml:ns:senml';
 type XmlType = 'string' | 'double' | 'int' | 'boolean';
 // A Map, not an object literal: attribute names such as "constructor" must not find anything.
 const TYPES = new Map<string, XmlType>([
-  ['bn', 'string'], ['bt', 'double'], ['bu', 'string'], ['bv', 'double'], ['bs', 'double'], ['bver', 'int'],
-  ['n', 'string'], ['u', 'string'], ['v', 'double'], ['vs', 'string'], ['vd', 'string'], ['vb', 'boolean'],
-  ['s', 'double'], ['t', 'double'], ['ut', 'double'],
+  ['bn', 'string'],
+  ['bt', 'double'],
+  ['bu', 'string'],
+  ['bv', 'double'],
+  ['bs', 'double'],
+  ['bver', 'int'],
+  ['n', 'string'],
+  ['u', 'string'],
+  ['v', 'double'],
+  ['vs', 'string'],
+  ['vd', 'string'],
+  ['vb', 'boolean'],
+  ['s', 'double'],
+  ['t', 'double'],
+  ['ut', 'double'],
 ]);
 
 // xsd:double's lexical form without INF and NaN (SenML numbers are finite); Number() alone would
@@ -90,7 +102,9 @@ function toRecord(element: unknown, index: number): SenMLRecord {
     const type = TYPES.get(key);
     if (type !== undefined) rec[key] = typed(value, type, index, key);
     else if (key === '#text') fail('a senml element holds no text', index);
-    else if (key === 'xmlns') { if (value !== SENML_XML_NAMESPACE) fail(`a senml element must be in the namespace ${SENML_XML_NAMESPACE}`, index, key); }
+    else if (key === 'xmlns') {
+      if (value !== SENML_XML_NAMESPACE) fail(`a senml element must be in the namespace ${SENML_XML_NAMESPACE}`, index, key);
+    }
     // Unknown labels are ignored (RFC 8428 section 4.4) but those ending in '_' must be understood;
     // qualified names (a:b, xmlns:a) belong to other vocabularies.
     else if (key.endsWith('_') && !key.includes(':')) throw new CodecError('senml', 'unknown field that must be understood', index, key);

@@ -183,7 +183,7 @@ export function parseUltralight(text: string | Uint8Array): UlGroup[] {
   for (let g = 0; g < groups.length; g++) {
     let group = groups[g];
     if (group[0] === '|') group = group.slice(1);
-    if (group === '') fail('empty group (dangling or doubled \'#\')', g);
+    if (group === '') fail("empty group (dangling or doubled '#')", g);
     const at = find(group, '@');
     if (at > 0) out.push({ kind: 'command', command: parseCommandText(group, g) });
     else out.push(parseMeasureGroup(group, g));
@@ -224,7 +224,7 @@ export function formatUltralight(groups: UlGroup[]): string {
 
 function target(head: string, g?: number): { deviceId: string; command: string } {
   const parts = split(head, '@');
-  if (parts.length !== 2) fail(parts.length < 2 ? "expected <device>@<command>" : "more than one '@' before the first '|'", g);
+  if (parts.length !== 2) fail(parts.length < 2 ? 'expected <device>@<command>' : "more than one '@' before the first '|'", g);
   const deviceId = unescape(parts[0]);
   const command = unescape(parts[1]);
   if (deviceId === '') fail('empty device name', g, 'deviceId');
@@ -291,7 +291,7 @@ export function parseUlCommandResult(text: string | Uint8Array): UlCommandResult
   const s = textOf(text);
   if (s === '') fail('empty command result');
   const fields = split(s, '|');
-  if (fields.length < 2) fail("expected <device>@<command>|<result>", undefined, 'result');
+  if (fields.length < 2) fail('expected <device>@<command>|<result>', undefined, 'result');
   if (fields.length > 2) fail("more than one '|': escape it as \\| inside a result", undefined, 'result');
   return { ...target(fields[0]), result: unescape(fields[1]) };
 }
@@ -374,7 +374,11 @@ export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptio
     const group = groups[g];
     if (group.kind === 'command') {
       const c = group.command;
-      const vs = c.value ?? Object.entries(c.params ?? {}).map(([k, v]) => `${k}=${v}`).join('|');
+      const vs =
+        c.value ??
+        Object.entries(c.params ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join('|');
       out.push({ n: nameFor(c.deviceId, `${c.command}_info`, g, c.command), t: now, vs });
       continue;
     }

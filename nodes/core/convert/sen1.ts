@@ -36,7 +36,7 @@ export function sen1Converter(options: Sen1Options): Converter {
     encode(msg: ConvertibleMessage) {
       const given = (msg.sen1 ?? {}) as Partial<Sen1EncodeMeta>;
       const username = nonEmpty(given.username) ?? nonEmpty(options.username);
-      if (!username) throw new CodecError('sen1', 'no username: set msg.sen1.username or the node\'s Username', undefined, 'username');
+      if (!username) throw new CodecError('sen1', "no username: set msg.sen1.username or the node's Username", undefined, 'username');
       const meta: Sen1EncodeMeta = {
         username,
         applicationSrc: nonEmpty(given.applicationSrc) ?? nonEmpty(options.applicationSrc),

@@ -55,7 +55,11 @@ export async function openPglite(dataDir?: string): Promise<SqlClient> {
   // buffers are resident memory (bench/RESULTS.md, memory); the data directory's pages stay in
   // the OS cache anyway. A start parameter, not postgresqlconf, which would replace the whole
   // file (and its timezone = UTC).
-  const db = await PGlite.create({ dataDir: inMemory ? undefined : dataDir, parsers, startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${SHARED_BUFFERS}`] });
+  const db = await PGlite.create({
+    dataDir: inMemory ? undefined : dataDir,
+    parsers,
+    startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${SHARED_BUFFERS}`],
+  });
   if (!inMemory) ownerOnlyTree(dataDir); // device keys live here
   const lock = new Lock();
   let closed = false;

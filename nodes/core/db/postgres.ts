@@ -21,7 +21,18 @@ const types = {
 };
 
 /** Errors meaning "this server is unreachable or going away": worth trying the next host. */
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03']);
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  '57P01',
+  '57P02',
+  '57P03',
+]);
 
 export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
@@ -53,11 +64,14 @@ export function parseConnectionString(text: string): ParsedConnection {
   const [, , userinfo, hostlist, rest] = m;
   // Parse the rest with one stand-in host so WHATWG URL does the decoding.
   const url = new URL(`postgres://${userinfo === undefined ? '' : `${userinfo}@`}h${rest}`);
-  const hosts = hostlist.split(',').filter((h) => h !== '').map((h): HostTarget => {
-    const hm = /^(\[[^\]]+\]|[^:]*)(?::(\d+))?$/.exec(h);
-    if (!hm) throw new Error(`bad host in connection string: ${h}`);
-    return { host: decodeURIComponent(hm[1].replace(/^\[|\]$/g, '')), port: hm[2] ? Number(hm[2]) : undefined };
-  });
+  const hosts = hostlist
+    .split(',')
+    .filter((h) => h !== '')
+    .map((h): HostTarget => {
+      const hm = /^(\[[^\]]+\]|[^:]*)(?::(\d+))?$/.exec(h);
+      if (!hm) throw new Error(`bad host in connection string: ${h}`);
+      return { host: decodeURIComponent(hm[1].replace(/^\[|\]$/g, '')), port: hm[2] ? Number(hm[2]) : undefined };
+    });
   const q = url.searchParams;
   const hostParam = q.get('host'); // postgres:///db?host=/var/run/postgresql
   if (hostParam) hosts.push(...hostParam.split(',').map((host) => ({ host })));
@@ -66,16 +80,11 @@ export function parseConnectionString(text: string): ParsedConnection {
   const timeout = q.get('connect_timeout');
   return {
     hosts,
-    user: url.username ? decodeURIComponent(url.username) : q.get('user') ?? undefined,
-    password: url.password ? decodeURIComponent(url.password) : q.get('password') ?? undefined,
-    database: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : q.get('dbname') ?? undefined,
+    user: url.username ? decodeURIComponent(url.username) : (q.get('user') ?? undefined),
+    password: url.password ? decodeURIComponent(url.password) : (q.get('password') ?? undefined),
+    database: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : (q.get('dbname') ?? undefined),
     applicationName: q.get('application_name') ?? undefined,
-    ssl:
-      sslmode === null ? undefined
-      : sslmode === 'disable' ? false
-      : sslmode === 'no-verify' ? 'no-verify'
-      : q.get('ssl') === 'false' ? false
-      : true,
+    ssl: sslmode === null ? undefined : sslmode === 'disable' ? false : sslmode === 'no-verify' ? 'no-verify' : q.get('ssl') === 'false' ? false : true,
     requireWritable: tsa === 'read-write' || tsa === 'primary',
     connectTimeoutMs: timeout ? Number(timeout) * 1000 : undefined,
   };
@@ -95,12 +104,12 @@ function tlsOptions(config: SqlConfig, fromUrl: ParsedConnection['ssl']): false 
 
 /** One pg.PoolConfig per host, in the order to try them. Explicit fields override the URL. */
 export function poolConfigs(config: SqlConfig): { configs: pg.PoolConfig[]; requireWritable: boolean } {
-  const parsed: ParsedConnection = config.connectionString?.trim()
-    ? parseConnectionString(config.connectionString)
-    : { hosts: [], requireWritable: false };
+  const parsed: ParsedConnection = config.connectionString?.trim() ? parseConnectionString(config.connectionString) : { hosts: [], requireWritable: false };
   const hosts = config.host?.trim()
     ? config.host.split(',').map((host) => ({ host: host.trim(), port: config.port }))
-    : parsed.hosts.length > 0 ? parsed.hosts : [{ host: 'localhost' }];
+    : parsed.hosts.length > 0
+      ? parsed.hosts
+      : [{ host: 'localhost' }];
   const common: pg.PoolConfig = {
     user: config.user || parsed.user,
     password: config.password || parsed.password,
@@ -215,12 +224,19 @@ export function openPostgres(config: SqlConfig): SqlClient {
 
   return {
     kind: 'postgres',
-    query: <T>(text: string, params?: readonly unknown[]) =>
-      withClient(async (c) => result<T>(await c.query(text, params as unknown[] | undefined))),
+    query: <T>(text: string, params?: readonly unknown[]) => withClient(async (c) => result<T>(await c.query(text, params as unknown[] | undefined))),
     // Without parameters pg uses the simple protocol, which accepts several statements.
     exec: (script: string) => withClient(async (c) => void (await c.query(script))),
     transaction: <T>(fn: (tx: SqlClient) => Promise<T>) =>
-      withClient((c) => transactionOn(c, owner, (tx) => tx, fn, () => unusable.add(c))),
+      withClient((c) =>
+        transactionOn(
+          c,
+          owner,
+          (tx) => tx,
+          fn,
+          () => unusable.add(c),
+        ),
+      ),
     close: () => hosts.end(),
   };
 }

@@ -138,7 +138,9 @@ export class CommandRouter {
     const session = this.reachable(tenant, serial);
     if (session) {
       const { waiter, answer } = this.wait({ id, tenant, serial, name: command.name, timeoutMs: options.timeoutMs, persisted: false });
-      this.deliver(session, waiter, command).catch((err: Error) => this.fail(waiter, new CommandError('refused', `cannot send the command to device "${serial}": ${err.message}`, id)));
+      this.deliver(session, waiter, command).catch((err: Error) =>
+        this.fail(waiter, new CommandError('refused', `cannot send the command to device "${serial}": ${err.message}`, id)),
+      );
       return { id, queued: false, answer };
     }
     if (!options.queueIfOffline) throw new CommandError('offline', `device "${serial}" is not connected`, id);
@@ -154,11 +156,16 @@ export class CommandRouter {
     );
     if (inserted.rowCount === 0) throw new CommandError('queue-full', `the command queue of device "${serial}" is full (${this.maxQueued} waiting)`, id);
     const { waiter, answer } = this.wait({ id, tenant, serial, name: command.name, timeoutMs: options.timeoutMs, persisted: true });
-    waiter.expiryTimer = setTimeout(() => {
-      if (waiter.sent) return;
-      this.fail(waiter, new CommandError('expired', `device "${serial}" did not connect before the command expired`, id));
-      sql.query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE correlation_id = $1 AND status = 'queued'`, [id]).catch(() => undefined);
-    }, Math.max(1, options.expiresInMs));
+    waiter.expiryTimer = setTimeout(
+      () => {
+        if (waiter.sent) return;
+        this.fail(waiter, new CommandError('expired', `device "${serial}" did not connect before the command expired`, id));
+        sql
+          .query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE correlation_id = $1 AND status = 'queued'`, [id])
+          .catch(() => undefined);
+      },
+      Math.max(1, options.expiresInMs),
+    );
     waiter.expiryTimer.unref?.();
     // The device may have connected between the look and the insert.
     const now = this.reachable(tenant, serial);
@@ -260,11 +267,17 @@ export class CommandRouter {
 
   /** Hands the command to the session and starts the answer timer. */
   private async deliver(session: Session, waiter: Waiter, command: CommandSpec): Promise<void> {
-    const payload = session.transport === 'tcp' ? { id: waiter.id, name: command.name, params: params(command) ?? null } : { name: command.name, params: params(command) };
+    const payload =
+      session.transport === 'tcp' ? { id: waiter.id, name: command.name, params: params(command) ?? null } : { name: command.name, params: params(command) };
     waiter.sent = true;
     clearTimeout(waiter.expiryTimer);
     waiter.timer = setTimeout(
-      () => this.fail(waiter, new CommandError('timeout', `device "${waiter.serial}" did not answer the command "${waiter.name}" within ${waiter.timeoutMs} ms`, waiter.id), 'timeout'),
+      () =>
+        this.fail(
+          waiter,
+          new CommandError('timeout', `device "${waiter.serial}" did not answer the command "${waiter.name}" within ${waiter.timeoutMs} ms`, waiter.id),
+          'timeout',
+        ),
       Math.max(1, waiter.timeoutMs),
     );
     waiter.timer.unref?.();
@@ -294,10 +307,20 @@ export class CommandRouter {
         continue;
       }
       // Claim it, so that two flushes (two gateways on one database) never send it twice.
-      const claimed = await sql.query(`UPDATE device_commands SET status = 'sent', attempts = attempts + 1, sent_at = now() WHERE id = $1 AND status = 'queued'`, [row.id]);
+      const claimed = await sql.query(
+        `UPDATE device_commands SET status = 'sent', attempts = attempts + 1, sent_at = now() WHERE id = $1 AND status = 'queued'`,
+        [row.id],
+      );
       if (claimed.rowCount === 0) continue;
       // Queued before a restart: no one waits in memory, but the row records the answer.
-      waiter ??= this.wait({ id: row.correlation_id, tenant, serial, name: row.name, timeoutMs: this.options.defaultTimeoutMs ?? 30_000, persisted: true }).waiter;
+      waiter ??= this.wait({
+        id: row.correlation_id,
+        tenant,
+        serial,
+        name: row.name,
+        timeoutMs: this.options.defaultTimeoutMs ?? 30_000,
+        persisted: true,
+      }).waiter;
       try {
         await this.deliver(session, waiter, { name: row.name, params: row.params ?? undefined });
       } catch {
@@ -365,7 +388,10 @@ export function commandFromMessage(msg: { command?: unknown; payload?: unknown }
 }
 
 /** The device a message names: msg.device {tenant, id}, or msg.tenant and msg.serial; tenant 'default' when none. */
-export function deviceFromMessage(msg: { device?: { tenant?: unknown; id?: unknown }; tenant?: unknown; serial?: unknown }): { tenant: string; serial: string } {
+export function deviceFromMessage(msg: { device?: { tenant?: unknown; id?: unknown }; tenant?: unknown; serial?: unknown }): {
+  tenant: string;
+  serial: string;
+} {
   const serial = msg.device?.id ?? msg.serial;
   if (typeof serial !== 'string' || serial === '') throw new CommandError('invalid', 'msg.device.id (or msg.serial) must name the device by its serial');
   const tenant = msg.device?.tenant ?? msg.tenant ?? 'default';

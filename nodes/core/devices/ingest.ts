@@ -74,9 +74,11 @@ function decodeAs(format: DeviceFormat, body: unknown, serial: string, now: numb
     case 'senml': {
       const wire = detectSenmlFormat(body);
       const records =
-        wire === 'cbor' ? decodeSenmlCbor(body as Uint8Array, { now })
-        : wire === 'xml' ? decodeSenmlXml(body as string | Uint8Array, { now })
-        : decodeSenmlJson(body as string | Uint8Array | unknown[], { now });
+        wire === 'cbor'
+          ? decodeSenmlCbor(body as Uint8Array, { now })
+          : wire === 'xml'
+            ? decodeSenmlXml(body as string | Uint8Array, { now })
+            : decodeSenmlJson(body as string | Uint8Array | unknown[], { now });
       return { records: scopeToDevice(records, serial), format: `senml+${wire}` };
     }
   }

@@ -78,12 +78,14 @@ export async function checkTarget(url: string, allowPrivate: boolean): Promise<U
   } catch {
     throw new RequestRefusedError(`the central system's URL is not a URL: ${url}`);
   }
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new RequestRefusedError(`the central system's URL must be http or https, not ${target.protocol}`);
+  if (target.protocol !== 'http:' && target.protocol !== 'https:')
+    throw new RequestRefusedError(`the central system's URL must be http or https, not ${target.protocol}`);
   if (allowPrivate) return target;
   const host = target.hostname.replace(/^\[|\]$/g, '');
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true }).catch(() => [])).map((a) => a.address);
   if (addresses.length === 0) throw new RequestRefusedError(`the central system's host ${host} does not resolve`);
-  if (addresses.some(isPrivateAddress)) throw new RequestRefusedError(`the central system's host ${host} is a private or loopback address (allow private addresses on the gateway to use it)`);
+  if (addresses.some(isPrivateAddress))
+    throw new RequestRefusedError(`the central system's host ${host} is a private or loopback address (allow private addresses on the gateway to use it)`);
   return target;
 }
 

@@ -33,7 +33,10 @@ export class Drainer {
   private claiming = false;
   private stopped = true;
 
-  constructor(box: Mailbox, private readonly options: DrainerOptions) {
+  constructor(
+    box: Mailbox,
+    private readonly options: DrainerOptions,
+  ) {
     this.box = box;
   }
 
@@ -82,7 +85,10 @@ export class Drainer {
     this.acks = [];
     if (batch.length === 0) return;
     try {
-      await this.box.ack(batch.map((a) => a.id), this.options.worker);
+      await this.box.ack(
+        batch.map((a) => a.id),
+        this.options.worker,
+      );
       for (const a of batch) a.resolve();
     } catch (err) {
       for (const a of batch) a.reject(err as Error);
@@ -99,24 +105,22 @@ export class Drainer {
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
     this.claiming = true;
-    this.box
-      .claim(this.options.queue, { limit: free, leaseMs: this.options.leaseMs, worker: this.options.worker })
-      .then(
-        (messages) => {
-          this.claiming = false;
-          if (this.stopped) return; // the leases run out; another worker takes them
-          const until = Date.now() + this.options.leaseMs;
-          for (const m of messages) this.out.set(String(m.id), until);
-          for (const m of messages) this.options.deliver(m);
-          if (messages.length === free) this.pump();
-          else this.wait();
-        },
-        (err: Error) => {
-          this.claiming = false;
-          this.options.onError?.(err);
-          this.wait();
-        },
-      );
+    this.box.claim(this.options.queue, { limit: free, leaseMs: this.options.leaseMs, worker: this.options.worker }).then(
+      (messages) => {
+        this.claiming = false;
+        if (this.stopped) return; // the leases run out; another worker takes them
+        const until = Date.now() + this.options.leaseMs;
+        for (const m of messages) this.out.set(String(m.id), until);
+        for (const m of messages) this.options.deliver(m);
+        if (messages.length === free) this.pump();
+        else this.wait();
+      },
+      (err: Error) => {
+        this.claiming = false;
+        this.options.onError?.(err);
+        this.wait();
+      },
+    );
   }
 
   private wait(): void {

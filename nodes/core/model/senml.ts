@@ -68,8 +68,10 @@ function beyondLimits(r: ResolvedRecord): [string, string] | undefined {
     return [`the time ${r.t} is outside what is stored: ${RELATIVE_TIME_LIMIT} (1978-07-04) to ${MAX_TIME} (the year 10000) seconds since the epoch`, 't'];
   }
   if (r.n.length > MAX_NAME_LENGTH) return [`a name has at most ${MAX_NAME_LENGTH} characters, this one ${r.n.length}`, 'n'];
-  if (r.u !== undefined && (r.u.length > MAX_UNIT_LENGTH || r.u.includes('\u0000'))) return [`a unit has at most ${MAX_UNIT_LENGTH} characters and no U+0000`, 'u'];
-  if (r.vs !== undefined && (r.vs.length > MAX_STRING_LENGTH || r.vs.includes('\u0000'))) return [`a string value has at most ${MAX_STRING_LENGTH} characters and no U+0000`, 'vs'];
+  if (r.u !== undefined && (r.u.length > MAX_UNIT_LENGTH || r.u.includes('\u0000')))
+    return [`a unit has at most ${MAX_UNIT_LENGTH} characters and no U+0000`, 'u'];
+  if (r.vs !== undefined && (r.vs.length > MAX_STRING_LENGTH || r.vs.includes('\u0000')))
+    return [`a string value has at most ${MAX_STRING_LENGTH} characters and no U+0000`, 'vs'];
   if (r.vd !== undefined && r.vd.length > MAX_DATA_LENGTH) return [`a data value has at most ${MAX_DATA_LENGTH} base64url characters`, 'vd'];
   return undefined;
 }
@@ -148,7 +150,11 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
       // it: stamping the earlier records with the later version would misread them.
       const before = bver ?? SENML_VERSION;
       if (i > 0 && version !== before) {
-        fail(`version ${version} disagrees with version ${before} of the records before it (a record without bver is version ${SENML_VERSION}); a pack has one version`, i, 'bver');
+        fail(
+          `version ${version} disagrees with version ${before} of the records before it (a record without bver is version ${SENML_VERSION}); a pack has one version`,
+          i,
+          'bver',
+        );
       }
       bver = version;
     }
@@ -173,7 +179,8 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
     const part = str(rec.n, 'n', i) ?? '';
     const name = bnState === 0 ? part : bn + part;
     if (name === '') fail('a record needs a name or a base name', i, 'n');
-    if (bnState === 0 ? !NAME_RE.test(part) : bnState === 2 || !NAME_REST_RE.test(part)) fail(`"${name}" is not a valid SenML name (A-Z a-z 0-9 then - : . / _)`, i, 'n');
+    if (bnState === 0 ? !NAME_RE.test(part) : bnState === 2 || !NAME_REST_RE.test(part))
+      fail(`"${name}" is not a valid SenML name (A-Z a-z 0-9 then - : . / _)`, i, 'n');
 
     let t = bt + (num(rec.t, 't', i) ?? 0);
     if (t < RELATIVE_TIME_LIMIT) t += now;
@@ -190,7 +197,10 @@ export function resolve(pack: unknown, options: ResolveOptions = {}): ResolvedRe
       values++;
     }
     const vs = str(rec.vs, 'vs', i);
-    if (vs !== undefined) { r.vs = vs; values++; }
+    if (vs !== undefined) {
+      r.vs = vs;
+      values++;
+    }
     const vb = rec.vb;
     if (vb !== undefined) {
       if (typeof vb !== 'boolean') fail('expected a boolean', i, 'vb');
@@ -239,9 +249,17 @@ function unpadded(vd: string, index: number): string {
 }
 
 function isBaseOnly(rec: SenMLRecord): boolean {
-  return rec.n === undefined && rec.v === undefined && rec.vs === undefined && rec.vb === undefined &&
-    rec.vd === undefined && rec.s === undefined && rec.t === undefined && rec.u === undefined &&
-    (rec.bn !== undefined || rec.bt !== undefined || rec.bu !== undefined || rec.bv !== undefined || rec.bs !== undefined || rec.bver !== undefined);
+  return (
+    rec.n === undefined &&
+    rec.v === undefined &&
+    rec.vs === undefined &&
+    rec.vb === undefined &&
+    rec.vd === undefined &&
+    rec.s === undefined &&
+    rec.t === undefined &&
+    rec.u === undefined &&
+    (rec.bn !== undefined || rec.bt !== undefined || rec.bu !== undefined || rec.bv !== undefined || rec.bs !== undefined || rec.bver !== undefined)
+  );
 }
 
 /**

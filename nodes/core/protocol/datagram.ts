@@ -43,7 +43,9 @@ const TYPE_NAMES: Record<number, string> = {
 };
 
 const hex = (n: number) => `0x${n.toString(16).padStart(2, '0')}`;
-const KNOWN_TYPES = Object.entries(TYPE_NAMES).map(([code, name]) => `${hex(Number(code))} ${name}`).join(', ');
+const KNOWN_TYPES = Object.entries(TYPE_NAMES)
+  .map(([code, name]) => `${hex(Number(code))} ${name}`)
+  .join(', ');
 
 export function isPayloadType(n: number): n is PayloadTypeCode {
   return n in TYPE_NAMES;
@@ -86,7 +88,8 @@ export function parseDatagram(input: Uint8Array): ParsedDatagram {
   const serial = utf8(buf.subarray(2, tokenAt));
   if (serial === undefined) return refuse('serial is not valid UTF-8');
   const typeAt = tokenAt + TOKEN_BYTES;
-  if (buf.length < typeAt) return refuse(`datagram ends inside the token (${TOKEN_BYTES} bytes expected at offset ${tokenAt}, ${buf.length - tokenAt} present)`);
+  if (buf.length < typeAt)
+    return refuse(`datagram ends inside the token (${TOKEN_BYTES} bytes expected at offset ${tokenAt}, ${buf.length - tokenAt} present)`);
   if (buf.length <= typeAt) return refuse(`datagram ends before the payload type (offset ${typeAt})`);
   const type = buf[typeAt];
   if (!isPayloadType(type)) return refuse(`payload type ${hex(type)} is unknown (expected ${KNOWN_TYPES})`);

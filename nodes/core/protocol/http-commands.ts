@@ -78,7 +78,8 @@ export function parseCommandBody(body: Buffer, defaultTimeoutMs: number): { name
   }
   let timeoutMs = defaultTimeoutMs;
   if (b.timeoutMs !== undefined) {
-    if (typeof b.timeoutMs !== 'number' || !Number.isFinite(b.timeoutMs) || b.timeoutMs <= 0) return problem('invalid-request', 'timeoutMs must be a positive number');
+    if (typeof b.timeoutMs !== 'number' || !Number.isFinite(b.timeoutMs) || b.timeoutMs <= 0)
+      return problem('invalid-request', 'timeoutMs must be a positive number');
     timeoutMs = Math.min(MAX_COMMAND_TIMEOUT_MS, Math.round(b.timeoutMs));
   }
   return { name: b.name, params: b.params, timeoutMs };
@@ -95,7 +96,8 @@ export function createCommandEndpoint(options: CommandEndpointOptions): CommandE
     const key = req.headers['x-api-key'];
     if (typeof key !== 'string' || key === '') return problem('unauthorized', 'send the tenant API key in X-API-Key', {}, API_KEY_CHALLENGE);
     const verdict = await authorizeApiKey(await options.sql(), key, 'commands');
-    if (!verdict.ok) return verdict.refusal === 'unknown' ? problem('unauthorized', verdict.detail, {}, API_KEY_CHALLENGE) : problem('forbidden', verdict.detail);
+    if (!verdict.ok)
+      return verdict.refusal === 'unknown' ? problem('unauthorized', verdict.detail, {}, API_KEY_CHALLENGE) : problem('forbidden', verdict.detail);
     const body = await req.body();
     if (!Buffer.isBuffer(body)) return body;
     const command = parseCommandBody(body, options.timeoutMs);

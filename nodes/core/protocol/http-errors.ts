@@ -47,7 +47,16 @@ export function errorAnswer(err: unknown): ErrorAnswer {
       return client(problem('invalid-request', 'the body was cut short'), 'request aborted');
   }
   if (status !== undefined && status < 500) {
-    const slug = status === 404 ? 'not-found' : status === 405 ? 'method-not-allowed' : status === 413 ? 'body-too-large' : status === 415 ? 'unsupported-media-type' : 'invalid-request';
+    const slug =
+      status === 404
+        ? 'not-found'
+        : status === 405
+          ? 'method-not-allowed'
+          : status === 413
+            ? 'body-too-large'
+            : status === 415
+              ? 'unsupported-media-type'
+              : 'invalid-request';
     return client(problem(slug), `client error ${status}`);
   }
   const name = typeof e.name === 'string' && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'error';

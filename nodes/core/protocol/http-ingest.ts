@@ -149,10 +149,7 @@ export function readBody(stream: Readable, headers: IngestRequest['headers'], ma
     };
     const arm = () => {
       if (timer) clearTimeout(timer);
-      timer = setTimeout(
-        () => finish({ ok: false, response: problem('request-timeout', `no byte of the body arrived for ${idleMs} ms`, {}, CLOSE) }),
-        idleMs,
-      );
+      timer = setTimeout(() => finish({ ok: false, response: problem('request-timeout', `no byte of the body arrived for ${idleMs} ms`, {}, CLOSE) }), idleMs);
     };
     const onData = (chunk: Buffer | string) => {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
@@ -464,7 +461,12 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
     } catch (err) {
       // Not kept (a node failed it, the flow took too long): nothing was promised, send it again.
       const reason = err instanceof Error ? err.message : String(err);
-      return problem('not-stored', `the reading was not stored: ${reason}`, { id, retryAfter: NOT_STORED_RETRY_AFTER_S }, { 'retry-after': String(NOT_STORED_RETRY_AFTER_S) });
+      return problem(
+        'not-stored',
+        `the reading was not stored: ${reason}`,
+        { id, retryAfter: NOT_STORED_RETRY_AFTER_S },
+        { 'retry-after': String(NOT_STORED_RETRY_AFTER_S) },
+      );
     }
     return jsonResponse(202, { id });
   }
@@ -482,7 +484,8 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
       } catch (err) {
         return problem('invalid-body', `not JSON: ${(err as Error).message}`, { format: 'json' });
       }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return problem('invalid-body', 'expected a JSON object {"count": n}', { format: 'json' });
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+        return problem('invalid-body', 'expected a JSON object {"count": n}', { format: 'json' });
       if ('count' in parsed) raw = (parsed as { count: unknown }).count;
     }
     if (raw === undefined) return 1;

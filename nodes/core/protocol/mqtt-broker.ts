@@ -71,7 +71,18 @@ export interface DeviceReading extends CanonicalMessage {
   commandResults?: CommandResult[];
 }
 
-export const MQTT_REJECT_REASONS = ['auth', 'sessions', 'topic', 'subscribe', 'payload', 'rate-limited', 'busy', 'not-stored', 'oversized', 'protocol'] as const;
+export const MQTT_REJECT_REASONS = [
+  'auth',
+  'sessions',
+  'topic',
+  'subscribe',
+  'payload',
+  'rate-limited',
+  'busy',
+  'not-stored',
+  'oversized',
+  'protocol',
+] as const;
 export type MqttRejectReason = (typeof MQTT_REJECT_REASONS)[number];
 
 export interface MqttRejection {
@@ -319,9 +330,11 @@ export class MqttDeviceBroker {
     // One session per device: the session is keyed by the serial, whatever client id it sent.
     const observer = this.options.observer;
     packet.clientId =
-      packet.username === undefined ? `anonymous:${randomUUID()}`
-      : observer && packet.username === observer.username ? `observer:${randomUUID()}`
-      : `device:${packet.username}`;
+      packet.username === undefined
+        ? `anonymous:${randomUUID()}`
+        : observer && packet.username === observer.username
+          ? `observer:${randomUUID()}`
+          : `device:${packet.username}`;
     const conn = client.conn as MqttBridge;
     const keepaliveMs = (packet.keepalive ?? 0) * 1500;
     conn.setIdle(Math.max(this.options.limits.idleTimeoutMs, keepaliveMs));
@@ -411,7 +424,12 @@ export class MqttDeviceBroker {
     };
     const topic = parseDeviceTopic(topicText);
     if (!topic || topic.kind === 'cmd') {
-      return refuse('topic', RC.notAuthorized, `a device publishes only on its attrs and cmdexe topics, e.g. /ul/${device.tenant}/${device.serial}/attrs`, true);
+      return refuse(
+        'topic',
+        RC.notAuthorized,
+        `a device publishes only on its attrs and cmdexe topics, e.g. /ul/${device.tenant}/${device.serial}/attrs`,
+        true,
+      );
     }
     if (topic.deviceId !== device.serial || topic.tenant !== device.tenant) {
       return refuse('topic', RC.notAuthorized, `topic ${topicText} is not under this device's /${device.tenant}/${device.serial}/`, true);
@@ -505,7 +523,9 @@ export class MqttDeviceBroker {
     }
     this.report({
       reason: 'subscribe',
-      detail: state ? `a device subscribes only to its own command topic /${state.device.tenant}/${state.device.serial}/cmd (asked for ${sub.topic})` : 'not authenticated',
+      detail: state
+        ? `a device subscribes only to its own command topic /${state.device.tenant}/${state.device.serial}/cmd (asked for ${sub.topic})`
+        : 'not authenticated',
       ...(state ? { device: ref(state.device), remote: state.conn.remote } : {}),
       topic: sub.topic,
     });

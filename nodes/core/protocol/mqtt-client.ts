@@ -247,7 +247,13 @@ export class MqttBrokerClient {
     if (!client || this.closing) throw new Error('the MQTT client is not started');
     const seen = this.seen.get(`${device.tenant}\u0000${device.id}`);
     const prefix = form?.prefix ?? '';
-    const topic = deviceTopic({ tenant: device.tenant, deviceId: device.id, kind: 'cmd', prefix, leadingSlash: form?.leadingSlash ?? seen?.leadingSlash ?? true });
+    const topic = deviceTopic({
+      tenant: device.tenant,
+      deviceId: device.id,
+      kind: 'cmd',
+      prefix,
+      leadingSlash: form?.leadingSlash ?? seen?.leadingSlash ?? true,
+    });
     await client.publishAsync(topic, encodeCommand(commandFormat({ prefix }, seen?.format), device.id, command), { qos: 1 });
   }
 
@@ -309,11 +315,21 @@ export class MqttBrokerClient {
     }
     const named: DeviceRef = { tenant: topic.tenant, id: topic.deviceId };
     if (payload.length > this.options.maxFrameBytes) {
-      return this.report({ reason: 'oversized', detail: `payload of ${payload.length} bytes, over the limit of ${this.options.maxFrameBytes}`, topic: topicText, device: named });
+      return this.report({
+        reason: 'oversized',
+        detail: `payload of ${payload.length} bytes, over the limit of ${this.options.maxFrameBytes}`,
+        topic: topicText,
+        device: named,
+      });
     }
     const device = await this.lookup(topic.deviceId);
     if (!device || device.tenant !== topic.tenant) {
-      return this.report({ reason: 'unknown-device', detail: `no enabled device "${topic.deviceId}" in tenant "${topic.tenant}"`, topic: topicText, device: named });
+      return this.report({
+        reason: 'unknown-device',
+        detail: `no enabled device "${topic.deviceId}" in tenant "${topic.tenant}"`,
+        topic: topicText,
+        device: named,
+      });
     }
     while (!this.options.rate.take(device.tenant)) await this.pause(Math.max(50, this.options.rate.retryAfter(device.tenant) * 1000));
     let msg: DeviceReading;

@@ -136,9 +136,15 @@ export function deviceTopic(parts: TopicParts): string {
  * and without prefix and leading slash): what client mode subscribes to by default.
  */
 export const DEVICE_PUBLISH_FILTERS: readonly string[] = [
-  '+/+/attrs', '+/+/attrs/+', '+/+/cmdexe',
-  '+/+/+/attrs', '+/+/+/attrs/+', '+/+/+/cmdexe',
-  '+/+/+/+/attrs', '+/+/+/+/attrs/+', '+/+/+/+/cmdexe',
+  '+/+/attrs',
+  '+/+/attrs/+',
+  '+/+/cmdexe',
+  '+/+/+/attrs',
+  '+/+/+/attrs/+',
+  '+/+/+/cmdexe',
+  '+/+/+/+/attrs',
+  '+/+/+/+/attrs/+',
+  '+/+/+/+/cmdexe',
 ];
 
 /** `$share/<group>/<filter>` (MQTT 5 shared subscription; also understood by several 3.1.1 brokers). */
@@ -210,7 +216,8 @@ export function decodeCommandResults(prefix: TopicPrefix, payload: Uint8Array, s
   const json = prefix === 'json' || prefix === 'senml' || (prefix === '' && isJsonObjectText(payload));
   if (!json) {
     const r = parseUlCommandResult(payload);
-    if (r.deviceId !== serial) throw new CodecError('ultralight', `the result names device "${r.deviceId}", not the device that sent it`, undefined, 'deviceId');
+    if (r.deviceId !== serial)
+      throw new CodecError('ultralight', `the result names device "${r.deviceId}", not the device that sent it`, undefined, 'deviceId');
     return [{ name: r.command, result: r.result }];
   }
   let value: unknown;
@@ -275,8 +282,10 @@ export function encodeCommand(format: CommandFormat, serial: string, command: Co
   if (format === 'json') return Buffer.from(JSON.stringify({ [command.name]: command.params ?? '' }));
   const p = command.params;
   if (p === undefined || p === null) return Buffer.from(formatUlCommand({ deviceId: serial, command: command.name }));
-  if (typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean') return Buffer.from(formatUlCommand({ deviceId: serial, command: command.name, value: String(p) }));
-  if (Buffer.isBuffer(p) || p instanceof Uint8Array) return Buffer.from(formatUlCommand({ deviceId: serial, command: command.name, value: Buffer.from(p).toString('base64') }));
+  if (typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean')
+    return Buffer.from(formatUlCommand({ deviceId: serial, command: command.name, value: String(p) }));
+  if (Buffer.isBuffer(p) || p instanceof Uint8Array)
+    return Buffer.from(formatUlCommand({ deviceId: serial, command: command.name, value: Buffer.from(p).toString('base64') }));
   if (typeof p === 'object' && !Array.isArray(p)) {
     const params: Record<string, string> = {};
     for (const [k, v] of Object.entries(p as Record<string, unknown>)) params[k] = typeof v === 'string' ? v : JSON.stringify(v);

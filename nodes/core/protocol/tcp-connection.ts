@@ -275,7 +275,12 @@ export class TcpConnection {
     const receivedAt = Date.now();
     if (!opts.rate.take(device.tenant)) {
       const after = Math.max(1, opts.rate.retryAfter(device.tenant));
-      return this.refuse(frame, id, 'rate-limited', `rate limit: tenant "${device.tenant}" sends more messages per second than allowed; send again in ${after} s`);
+      return this.refuse(
+        frame,
+        id,
+        'rate-limited',
+        `rate limit: tenant "${device.tenant}" sends more messages per second than allowed; send again in ${after} s`,
+      );
     }
     let msg: CanonicalMessage;
     try {

@@ -95,7 +95,10 @@ export class Batcher<T> {
     if (this.writing) return;
     if (this.items.length >= this.options.maxBatch) this.startWrite();
     else if (!this.timer) {
-      this.timer = this.options.maxDelayMs === 0 ? (setImmediate(() => this.startWrite()) as unknown as NodeJS.Timeout) : setTimeout(() => this.startWrite(), this.options.maxDelayMs);
+      this.timer =
+        this.options.maxDelayMs === 0
+          ? (setImmediate(() => this.startWrite()) as unknown as NodeJS.Timeout)
+          : setTimeout(() => this.startWrite(), this.options.maxDelayMs);
     }
   }
 
@@ -117,26 +120,29 @@ export class Batcher<T> {
     const tickets = this.tickets.splice(0, batch.length);
     this.writing = true;
     this.inFlight = batch.length;
-    this.options.write(batch).then(
-      (refused) => {
-        const reasons = new Map<number, string>();
-        for (const r of refused ?? []) reasons.set(r.index, r.reason);
-        tickets.forEach((ticket, i) => {
-          const reason = reasons.get(i);
-          if (reason === undefined) settle(ticket);
-          else settle(ticket, new Error(reason));
-        });
-      },
-      (err: unknown) => {
-        const error = err instanceof Error ? err : new Error(String(err));
-        for (const ticket of tickets) settle(ticket, error);
-      },
-    ).finally(() => {
-      this.writing = false;
-      this.inFlight = 0;
-      // Group commit: what arrived while writing goes now, however little.
-      if (this.idle.length > 0 || this.items.length > 0) this.startWrite();
-    });
+    this.options
+      .write(batch)
+      .then(
+        (refused) => {
+          const reasons = new Map<number, string>();
+          for (const r of refused ?? []) reasons.set(r.index, r.reason);
+          tickets.forEach((ticket, i) => {
+            const reason = reasons.get(i);
+            if (reason === undefined) settle(ticket);
+            else settle(ticket, new Error(reason));
+          });
+        },
+        (err: unknown) => {
+          const error = err instanceof Error ? err : new Error(String(err));
+          for (const ticket of tickets) settle(ticket, error);
+        },
+      )
+      .finally(() => {
+        this.writing = false;
+        this.inFlight = 0;
+        // Group commit: what arrived while writing goes now, however little.
+        if (this.idle.length > 0 || this.items.length > 0) this.startWrite();
+      });
   }
 }
 

@@ -51,8 +51,7 @@ function jsonText(value: unknown): string | undefined {
 
 /** The parameter for value in a column of this type, or a BusinessError naming the field. */
 export function toParam(where: string, field: string, col: Column, value: unknown): unknown {
-  const bad = (expected: string) =>
-    new BusinessError('invalid', `${where}: field "${field}" must be ${expected}, got ${describe(value)}`, field);
+  const bad = (expected: string) => new BusinessError('invalid', `${where}: field "${field}" must be ${expected}, got ${describe(value)}`, field);
   if (value === null) {
     if (col.nullable) return null;
     throw new BusinessError('invalid', `${where}: field "${field}" cannot be null`, field);

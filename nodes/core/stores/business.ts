@@ -309,19 +309,17 @@ export async function createTenant(db: SqlClient, tenant: NewTenant): Promise<Bu
   const spec = ENTITIES.tenants;
   if (!isPlainObject(tenant)) throw new BusinessError('invalid', 'tenants: data must be an object');
   for (const field of Object.keys(tenant)) {
-    if (!['id', 'name', 'settings'].includes(field)) throw new BusinessError('invalid', `tenants: field "${field}" is unknown; writable: id, name, settings`, field);
+    if (!['id', 'name', 'settings'].includes(field))
+      throw new BusinessError('invalid', `tenants: field "${field}" is unknown; writable: id, name, settings`, field);
   }
   const idText = checkTenant(tenant.id);
   if (tenant.name === undefined) throw new BusinessError('invalid', 'tenants: field "name" is required', 'name');
   const name = toParam('tenants', 'name', { type: 'text', required: true }, tenant.name);
   const settings = toParam('tenants', 'settings', { type: 'object' }, tenant.settings ?? {});
-  const rows = await run(
-    db,
-    spec,
+  const rows = await run(db, spec, idText, `INSERT INTO tenants (id, name, settings) VALUES ($1, $2::text, $3::jsonb) RETURNING ${selectList(spec)}`, [
     idText,
-    `INSERT INTO tenants (id, name, settings) VALUES ($1, $2::text, $3::jsonb) RETURNING ${selectList(spec)}`,
-    [idText, name, settings],
-  );
+    name,
+    settings,
+  ]);
   return rows[0];
 }
-

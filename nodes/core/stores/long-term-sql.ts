@@ -97,7 +97,10 @@ export function preAggregate(readings: readonly Reading[]): { rows: Acc[]; folde
     if (!(typeof r.t === 'number' && r.t >= MIN_T && r.t < MAX_T)) continue;
     const us = toMicros(r.t);
     folded++;
-    for (const [size, span] of [['hour', HOUR_US], ['day', DAY_US]] as const) {
+    for (const [size, span] of [
+      ['hour', HOUR_US],
+      ['day', DAY_US],
+    ] as const) {
       const bucketUs = bucketOf(us, span);
       const key = `${reading.tenant}\u0000${r.n}\u0000${size}\u0000${bucketUs}`;
       const acc = accs.get(key);

@@ -152,7 +152,10 @@ export function openRedis(config: RedisConfig, extra: Partial<RedisOptions & Clu
       redisOptions: { ...common, ...auth, ...(tls ? { tls } : {}) },
       ...extra,
     };
-    return new (ioredis().Cluster)(config.cluster.map((h) => ({ host: h.host, port: h.port })), options);
+    return new (ioredis().Cluster)(
+      config.cluster.map((h) => ({ host: h.host, port: h.port })),
+      options,
+    );
   }
 
   if (config.sentinels?.length) {

@@ -40,9 +40,14 @@ export function acquire<R>(key: string, open: () => Promise<R>, close: (value: R
       released = true;
       if (--held.refs > 0) return;
       if (entries.get(key) === held) entries.delete(key);
-      const done = held.value.then((v) => held.close(v), () => undefined).finally(() => {
-        if (closing.get(key) === done) closing.delete(key);
-      });
+      const done = held.value
+        .then(
+          (v) => held.close(v),
+          () => undefined,
+        )
+        .finally(() => {
+          if (closing.get(key) === done) closing.delete(key);
+        });
       closing.set(key, done);
       await done;
     },

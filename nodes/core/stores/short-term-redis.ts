@@ -128,8 +128,16 @@ export function createRedisShortTerm(client: Client, limits: ShortTermLimits, ke
         const p = pipeline as unknown as Commands;
         for (const [name, np] of names) {
           const args: Args = [
-            `${base}latest:${name}`, `${base}window:${name}`, `${base}names`,
-            name, ttlMs, limits.windowSize, limits.windowSeconds, windowTtlMs, String(np.latestT), np.latestJson,
+            `${base}latest:${name}`,
+            `${base}window:${name}`,
+            `${base}names`,
+            name,
+            ttlMs,
+            limits.windowSize,
+            limits.windowSeconds,
+            windowTtlMs,
+            String(np.latestT),
+            np.latestJson,
           ];
           for (const item of np.window) args.push(String(item.t), item.json);
           void p[WRITE_COMMAND](...args);

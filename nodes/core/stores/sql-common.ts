@@ -25,7 +25,6 @@ export const MAX_T = MAX_TIME;
 export const MAX_TENANT_BYTES = 256;
 export const MAX_NAME_BYTES = MAX_NAME_LENGTH; // a SenML name is ASCII: one byte a character
 
-
 /** Seconds to whole microseconds. */
 export function toMicros(seconds: number): number {
   return Math.round(seconds * 1e6);

@@ -126,7 +126,9 @@ export const READINGS_MAPPINGS: estypes.MappingTypeMapping = {
  * store's key (migration 004): SenML may name one sensor's quantities by unit alone.
  */
 export function readingId(tenant: string, n: string, t: number, u?: string): string {
-  return createHash('sha256').update(JSON.stringify(u === undefined ? [tenant, n, t] : [tenant, n, t, u])).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify(u === undefined ? [tenant, n, t] : [tenant, n, t, u]))
+    .digest('base64url');
 }
 
 /** Epoch milliseconds of a t in seconds, rounded down, immune to t * 1000 landing a hair below. */
@@ -337,12 +339,10 @@ export function createElasticTimeSeries(client: Client, options: ElasticTimeSeri
       });
 
       if (failed.length > 0) {
-        throw new ElasticAppendError(
-          `Elasticsearch failed ${failed.length} of ${pending.length} documents: ${failed[0].reason}`,
-          written,
-          rejected,
-          [...failed.map((f) => f.p.reading), ...retry.map((p) => p.reading)],
-        );
+        throw new ElasticAppendError(`Elasticsearch failed ${failed.length} of ${pending.length} documents: ${failed[0].reason}`, written, rejected, [
+          ...failed.map((f) => f.p.reading),
+          ...retry.map((p) => p.reading),
+        ]);
       }
       if (retry.length === 0) return { written, rejected };
       if (attempt >= maxRetries) {
@@ -367,7 +367,10 @@ export function createElasticTimeSeries(client: Client, options: ElasticTimeSeri
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
       throw new RangeError(`limit must be an integer from 1 to ${MAX_LIMIT}`);
     }
-    for (const [key, value] of [['from', q.from], ['to', q.to]] as const) {
+    for (const [key, value] of [
+      ['from', q.from],
+      ['to', q.to],
+    ] as const) {
       if (value !== undefined && !isFiniteNumber(value)) throw new RangeError(`${key} must be a finite number of seconds`);
     }
 

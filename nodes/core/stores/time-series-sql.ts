@@ -375,10 +375,10 @@ export function createSqlTimeSeries(db: SqlClient, options: SqlTimeSeriesOptions
     let total = 0;
     for (;;) {
       // One short statement (and transaction) per chunk: never one huge DELETE holding its locks and WAL.
-      const { rowCount } = await db.query(
-        `DELETE FROM readings WHERE ctid = ANY (ARRAY(SELECT ctid FROM readings WHERE t < $1::timestamptz LIMIT $2))`,
-        [before, dropChunk],
-      );
+      const { rowCount } = await db.query(`DELETE FROM readings WHERE ctid = ANY (ARRAY(SELECT ctid FROM readings WHERE t < $1::timestamptz LIMIT $2))`, [
+        before,
+        dropChunk,
+      ]);
       total += rowCount;
       if (rowCount < dropChunk || closed) return total;
     }
