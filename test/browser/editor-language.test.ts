@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { root, start, stop, tempDataDir, type Platform } from '../support/platform';
+import { root, usePlatform } from '../support/platform';
 
 const CHROMIUM = '/usr/bin/chromium';
 // Without the background-networking flags Chromium keeps dialling Google's hosts, which this
@@ -109,21 +109,16 @@ async function formTexts(page: Page, type: string): Promise<FormText[]> {
 
 describe('the editor in a German browser', function () {
   this.timeout(300_000);
-  let platform: Platform | undefined;
+  const running = usePlatform();
   let browser: Browser | undefined;
-  let dataDir: string;
 
   before(async function () {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
-    dataDir = tempDataDir();
-    platform = await start({ CONFLUX_DATA_DIR: dataDir });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   });
 
   after(async () => {
     await browser?.close();
-    await stop(platform);
-    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('shows every Conflux node with its German form and help, and no bare key', async () => {
@@ -133,7 +128,7 @@ describe('the editor in a German browser', function () {
     const page = await context.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (err) => pageErrors.push(err.message));
-    await page.goto(`${platform!.base}/`);
+    await page.goto(`${running.platform.base}/`);
     await page.waitForFunction(() => (globalThis as any).document.querySelector('.red-ui-palette-node[data-palette-type="conflux-senml"]') !== null, null, {
       timeout: 120_000,
     });

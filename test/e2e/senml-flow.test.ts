@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolvedMultipleMeasurements } from '../fixtures/rfc8428-multiple';
-import { debugSidebar, press, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
+import { debugSidebar, press, root, START_TIMEOUT_MS, usePlatform } from '../support/platform';
 import { elapse } from '../support/wait';
 
 interface FlowNode {
@@ -21,16 +21,7 @@ const example = readFlow('senml-basics.json');
 
 describe('acceptance: inject → conflux-senml (default settings) → debug', function () {
   this.timeout(START_TIMEOUT_MS + 30_000);
-  const dataDir = tempDataDir();
-  let platform: Platform | undefined;
-
-  before(async () => {
-    platform = await start({ CONFLUX_DATA_DIR: dataDir });
-  });
-  after(async () => {
-    await stop(platform);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const running = usePlatform();
 
   it('the example uses the node with its default settings', () => {
     const senml = example.find((n) => n.type === 'conflux-senml');
@@ -40,7 +31,7 @@ describe('acceptance: inject → conflux-senml (default settings) → debug', fu
   });
 
   it('shows the RFC 8428 multiple-measurement example as its resolved records in the debug sidebar', async () => {
-    const base = platform!.base;
+    const base = running.platform.base;
     const deploy = await fetch(`${base}/flows`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
@@ -48,8 +39,8 @@ describe('acceptance: inject → conflux-senml (default settings) → debug', fu
     });
     assert.equal(deploy.status, 204, await deploy.text()); // the v1 admin API answers a deploy with No Content
 
-    const sidebar = await debugSidebar(platform!);
-    await press(platform!, example.find((n) => n.type === 'inject')!.id);
+    const sidebar = await debugSidebar(running.platform);
+    await press(running.platform, example.find((n) => n.type === 'inject')!.id);
     const shown = await sidebar.next();
     sidebar.close();
     assert.equal(shown.format, 'array[13]');
@@ -59,25 +50,16 @@ describe('acceptance: inject → conflux-senml (default settings) → debug', fu
 
 describe('acceptance: the getting-started flow deployed on first start', function () {
   this.timeout(START_TIMEOUT_MS + 30_000);
-  const dataDir = tempDataDir();
-  let platform: Platform | undefined;
+  const running = usePlatform();
   const flow = readFlow('default.json');
 
-  before(async () => {
-    platform = await start({ CONFLUX_DATA_DIR: dataDir });
-  });
-  after(async () => {
-    await stop(platform);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
-
   it('turns every sample into canonical records, and nothing reaches the error debug', async () => {
-    const sidebar = await debugSidebar(platform!);
+    const sidebar = await debugSidebar(running.platform);
     const converters = new Set(flow.filter((n) => /^conflux-(senml|sen1|ultralight|eapi|map)$/.test(n.type)).map((n) => n.id));
     const injects = flow.filter((n) => n.type === 'inject' && converters.has((n.wires as string[][])[0][0]));
     assert.equal(injects.length, 5);
     for (const inject of injects) {
-      await press(platform!, inject.id);
+      await press(running.platform, inject.id);
       const shown = await sidebar.next();
       const records = JSON.parse(shown.msg) as Array<Record<string, unknown>>;
       assert.ok(Array.isArray(records) && records.length > 0, `${String(inject.name)}: ${shown.msg}`);

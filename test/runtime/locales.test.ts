@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getJson, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
+import { getJson, root, START_TIMEOUT_MS, usePlatform } from '../support/platform';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string; 'node-red': { nodes: Record<string, string> } };
 /** node set name → its built .js, e.g. conflux-senml → dist/nodes/convert/senml.js */
@@ -34,20 +34,11 @@ function firstParagraphs(html: string): Map<string, string> {
 
 describe('the editor in German (a real Node-RED)', function () {
   this.timeout(START_TIMEOUT_MS + 30_000);
-  const dataDir = tempDataDir();
-  let platform: Platform | undefined;
-
-  before(async () => {
-    platform = await start({ CONFLUX_DATA_DIR: dataDir });
-  });
-  after(async () => {
-    await stop(platform);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const running = usePlatform();
 
   for (const lng of ['de', 'de-DE']) {
     it(`serves every Conflux node's German catalog (GET /nodes/messages?lng=${lng})`, async () => {
-      const { status, body } = await getJson(platform!, `/nodes/messages?lng=${lng}`);
+      const { status, body } = await getJson(running.platform, `/nodes/messages?lng=${lng}`);
       assert.equal(status, 200);
       for (const [name, js] of nodeSets) {
         const namespace = `${pkg.name}/${name}`;
@@ -59,7 +50,7 @@ describe('the editor in German (a real Node-RED)', function () {
   }
 
   it('serves every Conflux node type with its German help when the browser asks for German (GET /nodes)', async () => {
-    const res = await fetch(`${platform!.base}/nodes`, { headers: { Accept: 'text/html', 'Accept-Language': 'de-DE,de;q=0.9,en;q=0.8' } });
+    const res = await fetch(`${running.platform.base}/nodes`, { headers: { Accept: 'text/html', 'Accept-Language': 'de-DE,de;q=0.9,en;q=0.8' } });
     assert.equal(res.status, 200);
     const configs = await res.text();
     let types = 0;
@@ -77,7 +68,7 @@ describe('the editor in German (a real Node-RED)', function () {
   });
 
   it('still serves English to a browser that asks for English', async () => {
-    const res = await fetch(`${platform!.base}/nodes`, { headers: { Accept: 'text/html', 'Accept-Language': 'en-US,en;q=0.9' } });
+    const res = await fetch(`${running.platform.base}/nodes`, { headers: { Accept: 'text/html', 'Accept-Language': 'en-US,en;q=0.9' } });
     const configs = await res.text();
     const [name, js] = nodeSets[0];
     const english = firstParagraphs(built(js, 'en-US', 'html'));

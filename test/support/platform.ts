@@ -171,3 +171,26 @@ export async function press(platform: Platform, injectId: string): Promise<void>
     START_TIMEOUT_MS,
   );
 }
+
+/**
+ * Mocha hooks for the enclosing describe: the platform on a fresh data directory, started before
+ * its tests (with `vars`, read then) and stopped and removed after them.
+ */
+export function usePlatform(vars: () => Record<string, string> = () => ({})): { readonly platform: Platform; readonly dataDir: string } {
+  const dataDir = tempDataDir();
+  let platform: Platform | undefined;
+  before(async () => {
+    platform = await start({ CONFLUX_DATA_DIR: dataDir, ...vars() });
+  });
+  after(async () => {
+    await stop(platform);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  return {
+    get platform(): Platform {
+      if (!platform) throw new Error('the platform has not started');
+      return platform;
+    },
+    dataDir,
+  };
+}
