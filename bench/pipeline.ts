@@ -140,6 +140,12 @@ export async function run(): Promise<boolean> {
   const dbUrl = await freshDatabase();
   const db = await openSql({ connectionString: dbUrl, poolSize: 2 });
   await migrate(db);
+  // Said in the report: fsync and synchronous_commit decide what a commit per message costs.
+  const durability = (
+    await db.query<{ name: string; setting: string }>("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit') ORDER BY name")
+  ).rows
+    .map((r) => `${r.name}=${r.setting}`)
+    .join(', ');
   const store = createBusinessStore(db);
   for (let i = 0; i < DEVICES; i++) {
     const dev = await store.create(TENANT, 'devices', { serial: serial(i) });
@@ -293,7 +299,7 @@ export async function run(): Promise<boolean> {
     `\nOver all rounds: readings never stored: Conflux ${lost.conflux}, core ${lost.core}; counted more often than stored (delivered again): Conflux ${duplicates.conflux}, core ${duplicates.core}. A round's rate counts what was stored, over the time until the table held it.`,
   );
   console.log(
-    `\n${DEVICES} devices, ${PER_DEVICE} packs of ${RECORDS} readings each per round (${total.toLocaleString('en-US')} readings), QoS 1, up to ${WINDOW} unacknowledged per device, one aedes broker in its own process, PostgreSQL 15 of the test servers; ${ROUNDS} rounds after a warm-up, alternating, median kept.\n\n${machine()}`,
+    `\n${DEVICES} devices, ${PER_DEVICE} packs of ${RECORDS} readings each per round (${total.toLocaleString('en-US')} readings), QoS 1, up to ${WINDOW} unacknowledged per device, one aedes broker in its own process, PostgreSQL 15 of the test servers (${durability}; CONFLUX_TEST_PG_DURABLE=1 for the server defaults); ${ROUNDS} rounds after a warm-up, alternating, median kept.\n\n${machine()}`,
   );
   return ok;
 }

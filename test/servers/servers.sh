@@ -79,8 +79,12 @@ start_postgres() {
     || die "initdb failed: $(tail -n 20 "$dir.initdb.log")"
   port=$(free_port)
   # The log lives inside the data dir: the one place user postgres can surely write.
+  # Tests trade durability for speed; CONFLUX_TEST_PG_DURABLE=1 (benchmarks) keeps PostgreSQL's
+  # defaults, each commit flushed to disk, as a production server runs.
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${CONFLUX_TEST_PG_DURABLE:-}" = 1 ] && durability=""
   as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=200" \
     >/dev/null || die "PostgreSQL did not start on port $port: $(tail -n 20 "$dir/server.log" 2>/dev/null)"
   "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 || die "PostgreSQL on port $port not ready: $(tail -n 20 "$dir/server.log")"
   PG_PORT=$port
