@@ -15,18 +15,17 @@
  *
  * Everything writes to the same `readings` table of a fresh database on the test PostgreSQL server
  * (test/servers/servers.sh), emptied before each round; after each round the bench checks that
- * every acknowledged reading is in it. Both sides run in one Node-RED runtime
- * (node-red-node-test-helper), the devices in a worker thread. Rounds alternate between the cases
- * (a warm-up, then ROUNDS timed rounds, median kept); then one paced run per case gives the
- * latency at a light load.
+ * every acknowledged reading is in it. Both sides run in the real Node-RED runtime
+ * (bench/runtime.ts: no test helper, so no spies on send keeping every message), the devices in a
+ * worker thread. Rounds alternate between the cases (a warm-up, then ROUNDS timed rounds, median
+ * kept, every run listed); then one paced run per case gives the latency at a light load.
  */
 import { strict as assert } from 'node:assert';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import type { AddressInfo } from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { freeTcpPort, median, percentile } from './harness';
+import type { Counter } from './runtime';
 
 const DEVICES = 20;
 const PER_DEVICE = 500;
@@ -181,25 +180,6 @@ try {
 }
 return msg;`;
 
-interface Round {
-  target: number;
-  count: number;
-  done?: () => void;
-}
-/** Messages that reached the end of a Conflux flow, per terminal node id. */
-const ends = new Map<string, Round>();
-
-function endNode(RED: any): void {
-  RED.nodes.registerType('bench-end', function (this: any, def: any) {
-    RED.nodes.createNode(this, def);
-    this.on('input', (_msg: unknown, _send: unknown, done: () => void) => {
-      const round = ends.get(def.id);
-      if (round && ++round.count === round.target) round.done?.();
-      done();
-    });
-  });
-}
-
 /** Resolves once something listens on the port: each refused attempt is retried at once, for up to 10 s. */
 async function listening(port: number, deadline = Date.now() + 10_000): Promise<void> {
   for (;;) {
@@ -219,30 +199,11 @@ const loadavg = () =>
     .join(', ');
 
 export async function run(): Promise<boolean> {
-  const { helper } = await import('../test/support/node-red');
   const { report, machine } = await import('./harness');
   const { startServers, freshDatabase } = await import('../test/support/servers');
   const { createBusinessStore } = await import('../nodes/core/stores/business');
+  const { startRuntime, counters } = await import('./runtime');
   const pg = await import('pg');
-  const hooks = require('@node-red/util').hooks;
-  const withHooks = (mod: (RED: any) => void) => (RED: any) => {
-    RED.hooks ??= hooks;
-    return mod(RED);
-  };
-  let httpApp: http.RequestListener | undefined;
-  const NODES = [
-    require('../nodes/storage/postgres'),
-    require('../nodes/devices/gateway'),
-    require('../nodes/storage/time-series'),
-    withHooks(require('../nodes/devices/tcp-in')),
-    (RED: any) => {
-      httpApp = RED.httpNode as http.RequestListener;
-      return withHooks(require('../nodes/devices/http-in'))(RED);
-    },
-    require('@node-red/nodes/core/network/21-httpin.js'),
-    require('@node-red/nodes/core/function/10-function.js'),
-    endNode,
-  ];
 
   startServers();
   const url = await freshDatabase();
@@ -252,8 +213,8 @@ export async function run(): Promise<boolean> {
   const ports = { http: 0, tcp: await freeTcpPort(), tcpReceipt: await freeTcpPort() };
   const conflux = (id: string, type: string, props: Record<string, unknown>) => [
     { id, type, z: 'tab', gateway: 'gw', ...props, wires: [[`ts-${id}`]] },
-    { id: `ts-${id}`, type: 'conflux-time-series', z: 'tab', engine: 'sql', database: 'db', retentionDays: '0', wires: [[`end-${id}`], []] },
-    { id: `end-${id}`, type: 'bench-end', z: 'tab' },
+    { id: `ts-${id}`, type: 'conflux-time-series', z: 'tab', engine: 'sql', database: 'db', retentionDays: '0', wires: [[`count-${id}`], []] },
+    { id: `count-${id}`, type: 'bench-count', z: 'tab' },
   ];
   const flow: Record<string, unknown>[] = [
     { id: 'tab', type: 'tab' },
@@ -268,19 +229,14 @@ export async function run(): Promise<boolean> {
     { id: 'r-core', type: 'http response', z: 'tab', statusCode: '', headers: {}, wires: [] },
   ];
 
-  helper.settings({ functionGlobalContext: { pgPool: pool } });
-  await helper.startServer();
-  await helper.load(NODES, flow as never);
-  const sql = await (helper.getNode('db') as unknown as { sql(): Promise<any> }).sql();
+  const rt = await startRuntime(flow, { functionGlobalContext: { pgPool: pool } });
+  ports.http = rt.port;
+  const sql = await (rt.RED.nodes.getNode('db') as { sql(): Promise<any> }).sql();
   const store = createBusinessStore(sql);
   for (let i = 0; i < 3 * DEVICES; i++) {
     const dev = await store.create(TENANT, 'devices', { serial: serial(i) });
     await store.create(TENANT, 'device_keys', { device_id: dev.id, key: keyOf(i) });
   }
-  const server = http.createServer(httpApp!);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  ports.http = (server.address() as AddressInfo).port;
-
   await Promise.all([listening(ports.tcp), listening(ports.tcpReceipt)]);
   const worker = new Worker(__filename, { workerData: { ports } satisfies Setup });
   const replies: Array<(m: any) => void> = [];
@@ -294,20 +250,25 @@ export async function run(): Promise<boolean> {
   async function once(name: Case, pacing = 0): Promise<Outcome> {
     await pool.query('TRUNCATE readings');
     const target = DEVICES * (pacing ? PACED_PER_DEVICE : PER_DEVICE);
-    const end: Round = { target, count: 0 };
-    const reached = name === 'core' ? Promise.resolve() : new Promise<void>((resolve) => (end.done = resolve));
-    ends.set(`end-${name}`, end);
+    // The core flow answers after its INSERT, so its acknowledgement is its end; a Conflux flow
+    // ends at its count node, after the store.
+    const reached =
+      name === 'core'
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const counter: Counter = { readings: 0, messages: 0, latencies: [], last: 0, onCount: () => counter.messages === target && resolve() };
+            counters.set(`count-${name}`, counter);
+          });
     const start = nowMs();
     worker.postMessage({ name, pacing });
     const o: Outcome = await reply();
     if (o.error) throw new Error(`${name}: ${o.error}`);
     await reached; // on receipt, the flow may still be storing: wait until it has finished
     o.storedMs = nowMs() - start;
-    ends.delete(`end-${name}`);
+    counters.delete(`count-${name}`);
     const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM readings');
     if (o.acked !== target || Number(rows[0].n) !== 2 * target)
       throw new Error(`${name}: ${o.acked} of ${target} acknowledged, ${rows[0].n} rows stored (expected ${2 * target})`);
-    (helper as unknown as { _sandbox?: { resetHistory(): void } })._sandbox?.resetHistory(); // the helper's spies keep every message
     return o;
   }
 
@@ -316,9 +277,7 @@ export async function run(): Promise<boolean> {
     worker.postMessage('stop');
     await reply();
     await worker.terminate();
-    await helper.unload();
-    await helper.stopServer();
-    server.close();
+    await rt.stop();
     await pool.end();
   };
   const rates = new Map<Case, number[]>(CASES.map((c) => [c, []]));
@@ -361,6 +320,8 @@ export async function run(): Promise<boolean> {
     subjectPerSec: rate(subject),
     baselinePerSec: rate(baseline),
     ratio: rate(subject) / rate(baseline),
+    subjectRuns: rates.get(subject),
+    baselineRuns: rates.get(baseline),
   });
   const ok = report('Acknowledgement after the commit: readings/s acknowledged and stored, against core nodes + function + INSERT', 'readings', [
     pair('http', 'core'),
