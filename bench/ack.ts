@@ -24,7 +24,7 @@ import { strict as assert } from 'node:assert';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { freeTcpPort, median, percentile } from './harness';
+import { driveDevices, freeTcpPort, median, nowMs, percentile } from './harness';
 import type { Counter } from './runtime';
 
 const DEVICES = 20;
@@ -42,7 +42,6 @@ const TENANT = 'default';
 const BASE: Record<'http' | 'tcp' | 'tcp-receipt', number> = { http: 0, tcp: DEVICES, 'tcp-receipt': 2 * DEVICES };
 const serial = (i: number) => `ack-${String(i).padStart(3, '0')}`;
 const keyOf = (i: number) => `key of device ${i}`;
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 interface Setup {
   ports: { http: number; tcp: number; tcpReceipt: number };
@@ -101,29 +100,7 @@ async function deviceWorker(setup: Setup): Promise<void> {
       acked++;
     };
     const start = nowMs();
-    await Promise.all(
-      ids.map(async (i) => {
-        if (pacing > 0) {
-          const first = nowMs() + (i * 1000) / pacing / DEVICES; // devices spread over the interval
-          const pending: Promise<void>[] = [];
-          for (let seq = 0; seq < PACED_PER_DEVICE; seq++) {
-            const wait = first + (seq * 1000) / pacing - nowMs();
-            if (wait > 0) await new Promise((r) => setTimeout(r, wait)); // the pace, not a synchronisation
-            const p = one(i, seq);
-            p.catch(() => undefined); // awaited below
-            pending.push(p);
-          }
-          await Promise.all(pending);
-          return;
-        }
-        let seq = 0;
-        await Promise.all(
-          Array.from({ length: WINDOW }, async () => {
-            while (seq < PER_DEVICE) await one(i, seq++);
-          }),
-        );
-      }),
-    );
+    await driveDevices({ devices: DEVICES, perDevice: PER_DEVICE, window: WINDOW, pacing, pacedPerDevice: PACED_PER_DEVICE }, one);
     return { acked, ms: nowMs() - start, latencies };
   }
 

@@ -32,7 +32,7 @@ import { strict as assert } from 'node:assert';
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { freeTcpPort, median, percentile } from './harness';
+import { driveDevices, freeTcpPort, median, nowMs, percentile } from './harness';
 
 const DEVICES = 20;
 const PER_DEVICE = Number(process.env.BENCH_DEVICES_PER_DEVICE ?? 500);
@@ -51,7 +51,6 @@ const TENANT = 'default';
 const serial = (i: number) => `bench-${String(i).padStart(3, '0')}`;
 const BASE: Record<Transport, number> = { tcp: 0, udp: DEVICES, http: 2 * DEVICES, mqtt: 3 * DEVICES };
 const keyOf = (i: number) => `key of device ${i}`;
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 interface Setup {
   ports: { ctcp: number; btcp: number; cudp: number; budp: number; aedes: number; http: number };
@@ -102,31 +101,8 @@ async function deviceWorker(setup: Setup): Promise<void> {
   let pacing = 0;
 
   /** Runs send(i, seq) PER_DEVICE (paced: PACED_PER_DEVICE) times per device, at most `window` at once per device. */
-  async function drive(window: number, send: (i: number, seq: number) => Promise<unknown>): Promise<void> {
-    await Promise.all(
-      ids.map(async (i) => {
-        if (pacing > 0) {
-          const start = nowMs() + (i * 1000) / pacing / DEVICES; // devices spread over the interval
-          const sent: Promise<unknown>[] = [];
-          for (let seq = 0; seq < PACED_PER_DEVICE; seq++) {
-            const wait = start + (seq * 1000) / pacing - nowMs();
-            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-            const p = send(i, seq);
-            p.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
-            sent.push(p);
-          }
-          await Promise.all(sent);
-          return;
-        }
-        let seq = 0;
-        await Promise.all(
-          Array.from({ length: window }, async () => {
-            while (seq < PER_DEVICE) await send(i, seq++);
-          }),
-        );
-      }),
-    );
-  }
+  const drive = (window: number, send: (i: number, seq: number) => Promise<unknown>) =>
+    driveDevices({ devices: DEVICES, perDevice: PER_DEVICE, window, pacing, pacedPerDevice: PACED_PER_DEVICE }, send);
 
   const jobs: Record<Transport, Record<Side, () => Promise<unknown>>> = {
     tcp: {

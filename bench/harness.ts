@@ -58,6 +58,47 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 /** A loopback TCP port the kernel just handed out and released. */
+export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+export interface DeviceLoad {
+  devices: number;
+  /** Sends per device when not paced. */
+  perDevice: number;
+  /** At most this many sends per device at once (not paced). */
+  window: number;
+  /** 0: as fast as the window allows; else sends per second per device, each on time without waiting for the previous one. */
+  pacing: number;
+  /** Sends per device when paced. */
+  pacedPerDevice: number;
+}
+
+/** Runs send(i, seq) for every device i as the load says; resolves when every send has. */
+export async function driveDevices(load: DeviceLoad, send: (i: number, seq: number) => Promise<unknown>): Promise<void> {
+  await Promise.all(
+    Array.from({ length: load.devices }, async (_, i) => {
+      if (load.pacing > 0) {
+        const start = nowMs() + (i * 1000) / load.pacing / load.devices; // devices spread over the interval
+        const sent: Promise<unknown>[] = [];
+        for (let seq = 0; seq < load.pacedPerDevice; seq++) {
+          const wait = start + (seq * 1000) / load.pacing - nowMs();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait)); // the pace, not a synchronisation
+          const p = send(i, seq);
+          p.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+          sent.push(p);
+        }
+        await Promise.all(sent);
+        return;
+      }
+      let seq = 0;
+      await Promise.all(
+        Array.from({ length: load.window }, async () => {
+          while (seq < load.perDevice) await send(i, seq++);
+        }),
+      );
+    }),
+  );
+}
+
 export async function freeTcpPort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));

@@ -24,6 +24,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { nowMs } from './harness';
 
 const DEVICES = 20;
 const PER_DEVICE = Number(process.env.BENCH_PIPELINE_PER_DEVICE ?? 250);
@@ -35,7 +36,6 @@ const TENANT = 'default';
 const T0 = 1_780_000_000;
 /** For profiling one side alone: BENCH_PIPELINE_SIDES=conflux. */
 const SIDES = (process.env.BENCH_PIPELINE_SIDES ?? 'conflux,core').split(',') as Array<'conflux' | 'core'>;
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const serial = (i: number) => `pipe-${String(i).padStart(3, '0')}`;
 
 type CaseName = 'conflux' | 'rollups' | 'core';

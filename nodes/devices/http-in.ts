@@ -73,7 +73,7 @@ export = function register(RED: NodeAPI): void {
       return;
     }
 
-    const completion = trackCompletion(RED, node, intField(def.inFlightTimeout, 60, 1, 3600) * 1000, () => statusSoon());
+    const completion = trackCompletion(RED, node, intField(def.inFlightTimeout, 60, 1, 3600) * 1000, () => status.soon());
     const inFlight = {
       max: intField(def.maxInFlight, 1000, 1, 1_000_000),
       get size() {
@@ -93,7 +93,6 @@ export = function register(RED: NodeAPI): void {
       const busy = inFlight.size >= inFlight.max;
       return { fill: busy ? 'yellow' : 'green', shape: accepted > 0 ? 'dot' : 'ring', text: parts.join(', ') };
     });
-    const statusSoon = () => status.soon();
 
     const limits = gateway.limits;
     const ingest = createHttpIngest({
@@ -132,7 +131,7 @@ export = function register(RED: NodeAPI): void {
         response = problem('internal-error', 'the request could not be handled; the operator has the details');
       }
       if (response.status >= 400) refused.set(response.status, (refused.get(response.status) ?? 0) + 1);
-      statusSoon();
+      status.soon();
       reply(res, response);
     }
 

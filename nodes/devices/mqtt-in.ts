@@ -91,7 +91,7 @@ export = function register(RED: NodeAPI): void {
       max: maxInFlight,
       timeoutMs: COMPLETE_TIMEOUT_MS,
       ackOnReceipt: def.ack === 'receipt',
-      onSettled: () => statusSoon(),
+      onSettled: () => status.soon(),
     });
     /** Hands a reading to the flow once it has room; the listener acknowledges when this resolves. */
     function deliver(msg: DeviceReading): Promise<void> | void {
@@ -99,7 +99,7 @@ export = function register(RED: NodeAPI): void {
       // Results on cmdexe answer the commands of a conflux-command node (matched by name); they
       // also leave on the output as msg.commandResults, as before.
       if (msg.commandResults && msg.device) gateway!.commands.resultsByName({ tenant: msg.device.tenant, serial: msg.device.id }, msg.commandResults);
-      statusSoon();
+      status.soon();
       return handOff.deliver(msg);
     }
 
@@ -108,16 +108,13 @@ export = function register(RED: NodeAPI): void {
     let refused = 0;
     function report(text: string, detail: Record<string, unknown>): void {
       refused++;
-      statusSoon();
+      status.soon();
       reportToCatch(`conflux-mqtt-in: ${text}`, detail); // beyond its rate, still counted in the status
     }
 
     // ── Status ──
     let show: () => NodeStatus | undefined = () => undefined;
     const status = throttledStatus(node, () => show());
-    function statusSoon(): void {
-      status.soon();
-    }
     const tail = (accepted: number) => {
       const parts = [t('mqtt-in.status.readings', { n: accepted })];
       if (refused > 0) parts.push(t('conflux.status.refused', { n: refused }));
@@ -167,7 +164,7 @@ export = function register(RED: NodeAPI): void {
             device: r.device,
           });
         },
-        onSessions: () => statusSoon(),
+        onSessions: () => status.soon(),
         onCommandTopic: (session) => void gateway.commands.flush(session),
       }));
       show = () => {
@@ -232,7 +229,7 @@ export = function register(RED: NodeAPI): void {
               state = s;
               stateDetail = detail ?? '';
               if (detail && s !== 'closed') node.warn(`conflux-mqtt-in: ${url}: ${detail}`);
-              statusSoon();
+              status.soon();
             },
           }));
           c.start();

@@ -94,14 +94,14 @@ export = function register(RED: NodeAPI): void {
       ackOnReceipt: def.ack === 'receipt',
     });
     function onReadings(msg: object): Promise<void> | void {
-      statusSoon();
+      status.soon();
       return handOff.deliver(msg);
     }
 
     // Refusals to Catch, bounded.
     const report = boundedReporter(node, 10, 50);
     function onError(err: TcpEventError, ctx: TcpEventContext): void {
-      statusSoon();
+      status.soon();
       const text = `${ctx.device ? `device "${ctx.device.serial}"` : ctx.serial ? `login as "${ctx.serial}"` : 'connection'} from ${ctx.remote}: ${err.message}`;
       switch (err.code) {
         case 'socket':
@@ -159,7 +159,6 @@ export = function register(RED: NodeAPI): void {
       shown = text;
       return { fill: 'green', shape: s.sessions > 0 ? 'dot' : 'ring', text };
     });
-    const statusSoon = () => status.soon();
     // Sessions come and go without a frame: look now and then.
     const poll = setInterval(status.now, 2_000);
     poll.unref();

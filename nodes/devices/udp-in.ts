@@ -67,7 +67,6 @@ export = function register(RED: NodeAPI): void {
       if (accepted === 0 && drops.length === 0) return { fill: 'green', shape: 'ring', text: t('conflux.status.listening', { address: listening }) };
       return { fill: 'green', shape: 'dot', text: [t('conflux.status.accepted', { n: accepted }), ...drops].join(', ') };
     });
-    const statusSoon = () => status.soon();
 
     const server = new UdpServer({
       port,
@@ -77,11 +76,11 @@ export = function register(RED: NodeAPI): void {
       rate: gateway.rate,
       maxInFlight: intField(def.maxInFlight, 10_000, 1, 1_000_000),
       onReadings: (msg) => {
-        statusSoon();
+        status.soon();
         return completion.send(msg);
       },
       onRejected: (reason, remote, detail) => {
-        statusSoon();
+        status.soon();
         report(reason, remote, detail);
       },
       onError: (err) => node.error(`conflux-udp-in: socket error: ${err.message}`),

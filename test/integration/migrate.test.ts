@@ -5,6 +5,7 @@ import { checksum, migrate, MigrationError, type Migration } from '../../nodes/c
 import { MIGRATIONS } from '../../nodes/core/db/migrations';
 import { freshDatabase } from '../support/servers';
 import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
+import { BUSINESS_ENTITIES } from '../../nodes/core/stores/business-entities';
 
 const TABLES = [
   'api_keys',
@@ -328,20 +329,7 @@ async function smoke(db: SqlClient): Promise<void> {
 
   // Deleting a tenant takes its business rows with it.
   await db.query(`DELETE FROM tenants WHERE id = $1`, [T]);
-  for (const table of [
-    'users',
-    'devices',
-    'device_keys',
-    'channels',
-    'sensors',
-    'applications',
-    'user_applications',
-    'consumers',
-    'api_keys',
-    'webhook_subscriptions',
-    'ftp_targets',
-    'config',
-  ]) {
+  for (const table of BUSINESS_ENTITIES.filter((e) => e !== 'tenants')) {
     assert.equal((await db.query(`SELECT 1 FROM ${table} WHERE tenant_id = $1`, [T])).rowCount, 0, table);
   }
 }
