@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
-const outsideCore = ['node-red', '../../shared/*', '../../devices/*', '../../convert/*', '../../storage/*', '../../../launcher/*', '../../../settings'];
+const outsideCore = ['node-red', '../../shared/*', '../../devices/*', '../../convert/*', '../../storage/*', '../../events/*', '../../../launcher/*', '../../../settings'];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'examples/**', 'flows/**', 'nodes/**/*.html', '**/*.js', '!scripts/**/*.js'] },
@@ -47,7 +47,7 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['../devices/*', '../convert/*', '../storage/*', '../../launcher/*', '../../settings'],
+              group: ['../devices/*', '../convert/*', '../storage/*', '../events/*', '../../launcher/*', '../../settings'],
               message: 'nodes/shared imports no node family and no launcher code (docs/architecture.md)',
             },
           ],

@@ -11,8 +11,10 @@ import { RateLimiter } from '../core/devices/rate-limit';
 import { RequestForwarder } from '../core/devices/requests';
 import { SessionRegistry } from '../core/devices/sessions';
 import { UdpTokens } from '../core/devices/udp-tokens';
+import type { PlatformEvent } from '../core/events/event';
 import type { GatewayConfigNode, GatewayDeviceMessage, GatewayLimits, PostgresConfigNode } from '../shared/config-nodes';
 import { boolField, intField, textField } from '../shared/fields';
+import { publishEvent } from '../shared/event-hub';
 import { StatusFanout } from '../shared/status-fanout';
 
 interface GatewayDef extends NodeDef {
@@ -52,7 +54,9 @@ export = function register(RED: NodeAPI): void {
     const database = def.database ? (RED.nodes.getNode(def.database) as PostgresConfigNode | null) : null;
     const connection = new StatusFanout();
     let directory: Promise<DeviceDirectory> | undefined;
-    const sessions = new SessionRegistry(limits.maxSessions);
+    // The platform's device and command events go to the runtime's event hub (conflux-event nodes).
+    const onEvent = (event: PlatformEvent) => publishEvent(RED, event);
+    const sessions = new SessionRegistry(limits.maxSessions, { onEvent });
     const central = {
       url: textField(def.centralUrl),
       apiKey: node.credentials?.centralApiKey || undefined,
@@ -69,6 +73,7 @@ export = function register(RED: NodeAPI): void {
           .then((d) => d.credentials(serial))
           .then((c) => c?.device),
       maxQueuedPerDevice: intField(def.maxQueuedCommands, 100, 1, 100_000),
+      onEvent,
     });
     const requests = new RequestForwarder(() => central);
     Object.assign(node, {
@@ -95,7 +100,7 @@ export = function register(RED: NodeAPI): void {
       if (!database) return Promise.reject(new Error('the gateway names no conflux-postgres database'));
       directory ??= database.sql().then(async (sql) => {
         if (boolField(def.demoDevice)) {
-          const demo = await provisionDemoDevice(sql);
+          const demo = await provisionDemoDevice(sql, onEvent);
           if (demo) node.log(`created the demo device ${demo.serial}; its key, shown only this once: ${demo.key}`);
         }
         return createDeviceDirectory(sql);

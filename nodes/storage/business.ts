@@ -1,6 +1,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { createBusinessStore, type BusinessStore } from '../core/stores/business';
+import { businessEvent, emitTo } from '../core/events/platform';
 import { closeAfter, databaseOf } from '../shared/config-user';
+import { publishEvent } from '../shared/event-hub';
 import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';
 import { textField } from '../shared/fields';
@@ -81,6 +83,11 @@ export = function register(RED: NodeAPI): void {
         .then((s) => run(s, action, tenant, action === 'restart' ? 'devices' : entity, msg))
         .then(
           (result) => {
+            // Devices created, updated or deleted here are platform events (device.created…).
+            emitTo(
+              (event) => publishEvent(RED, event),
+              () => businessEvent(action, entity, tenant, result, msg.payload),
+            );
             if (action === 'list') {
               const page = result as { items: unknown[]; cursor?: string };
               msg.payload = page.items;

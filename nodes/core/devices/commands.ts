@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { SqlClient } from '../db/sql';
+import { commandAnswered, commandTimedOut, emitTo, type CommandAnswer, type EventSink } from '../events/platform';
 import type { DeviceIdentity } from './directory';
 import type { Session, SessionRegistry } from './sessions';
 
@@ -69,6 +70,8 @@ export interface CommandRouterOptions {
   maxQueuedPerDevice?: number;
   /** Answer timeout of a queued command delivered after a restart (no one waits in memory). Default 30 s. */
   defaultTimeoutMs?: number;
+  /** Receives command.answered (a result or a refusal from the device) and command.timed_out (no answer in time, or expired in the queue). */
+  onEvent?: EventSink;
 }
 
 interface Waiter {
@@ -182,6 +185,7 @@ export class CommandRouter {
     if (!waiter || waiter.tenant !== device.tenant || waiter.serial !== device.serial || !waiter.sent) return false;
     if (body.error !== undefined && body.error !== null) {
       const reason = typeof body.error === 'string' ? body.error : JSON.stringify(body.error);
+      this.answered(waiter, { ok: false, error: reason });
       this.fail(waiter, new CommandError('refused', `device "${device.serial}" refused the command "${waiter.name}": ${reason}`, waiter.id), reason);
       return true;
     }
@@ -302,8 +306,11 @@ export class CommandRouter {
       if (this.closed || this.options.sessions.get(tenant, serial) !== session) return;
       let waiter = this.waiters.get(row.correlation_id);
       if (row.expired) {
-        await sql.query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE id = $1 AND status = 'queued'`, [row.id]);
+        const marked = await sql.query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE id = $1 AND status = 'queued'`, [row.id]);
         if (waiter) this.fail(waiter, new CommandError('expired', `device "${serial}" did not connect before the command expired`, waiter.id));
+        // Queued before a restart: no one waits in memory, but the expiry is still an event.
+        else if (marked.rowCount === 1)
+          this.timedOut({ tenant, serial, id: row.correlation_id, name: row.name, persisted: true, timeoutMs: 0 }, 'expired');
         continue;
       }
       // Claim it, so that two flushes (two gateways on one database) never send it twice.
@@ -331,7 +338,13 @@ export class CommandRouter {
     }
   }
 
+  private answered(waiter: Waiter, answer: CommandAnswer): void {
+    const { tenant, serial, id: commandId, name: command } = waiter;
+    emitTo(this.options.onEvent, () => commandAnswered({ tenant, serial, commandId, command, at: Date.now(), answer }));
+  }
+
   private succeed(waiter: Waiter, result: unknown): void {
+    this.answered(waiter, { ok: true, result: result ?? null });
     this.forget(waiter);
     if (waiter.persisted) this.record(waiter.id, 'answered', result, null);
     waiter.resolve(result);
@@ -341,8 +354,16 @@ export class CommandRouter {
   private fail(waiter: Waiter, err: CommandError, stored: string | undefined = err.message, record = true): void {
     if (!this.waiters.has(waiter.id)) return;
     this.forget(waiter);
+    if (err.code === 'timeout' || err.code === 'expired') this.timedOut(waiter, err.code);
     if (record && waiter.persisted && waiter.sent && stored !== undefined) this.record(waiter.id, 'failed', null, stored);
     waiter.reject(err);
+  }
+
+  private timedOut(waiter: Pick<Waiter, 'tenant' | 'serial' | 'id' | 'name' | 'persisted' | 'timeoutMs'>, reason: 'timeout' | 'expired'): void {
+    const { tenant, serial, id: commandId, name: command, persisted: queued } = waiter;
+    emitTo(this.options.onEvent, () =>
+      commandTimedOut({ tenant, serial, commandId, command, at: Date.now(), reason, queued, ...(reason === 'timeout' ? { timeoutMs: waiter.timeoutMs } : {}) }),
+    );
   }
 
   private forget(waiter: Waiter): void {

@@ -2,8 +2,11 @@
  * The live sessions of connected devices, one registry per gateway: who is online, on which
  * transport, and how to reach them (commands, issue 4's central → device path). Bounded: at most
  * maxSessions at once. A device that connects again replaces its older session, which is closed
- * (a half-open TCP connection must not hold a device's place). Framework-free.
+ * (a half-open TCP connection must not hold a device's place). With an event sink, every session
+ * gives one device.connected when added and one device.disconnected when it ends (removed,
+ * replaced, or all closed), both named by the device and the session's start. Framework-free.
  */
+import { deviceConnected, deviceDisconnected, emitTo, type EventSink } from '../events/platform';
 import type { DeviceIdentity } from './directory';
 
 export interface Session {
@@ -26,8 +29,13 @@ export type SessionListener = (session: Session) => void;
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
   private readonly addedListeners = new Set<SessionListener>();
+  /** Live sessions' start times: a session in here has had its connected event and not yet its disconnected. */
+  private readonly started = new Map<Session, number>();
 
-  constructor(private readonly maxSessions: number) {}
+  constructor(
+    private readonly maxSessions: number,
+    private readonly options: { onEvent?: EventSink } = {},
+  ) {}
 
   get size(): number {
     return this.sessions.size;
@@ -39,7 +47,15 @@ export class SessionRegistry {
     const previous = this.sessions.get(k);
     if (!previous && this.sessions.size >= this.maxSessions) throw new SessionLimitError(`session limit reached (${this.maxSessions})`);
     this.sessions.set(k, session);
-    if (previous && previous !== session) previous.close('replaced by a newer session of this device');
+    if (previous && previous !== session) {
+      this.ended(previous, 'replaced by a newer session of this device');
+      previous.close('replaced by a newer session of this device');
+    }
+    if (!this.started.has(session)) {
+      const connectedAt = Date.now();
+      this.started.set(session, connectedAt);
+      emitTo(this.options.onEvent, () => deviceConnected({ ...facts(session), connectedAt }));
+    }
     for (const listener of [...this.addedListeners]) {
       try {
         listener(session);
@@ -58,10 +74,11 @@ export class SessionRegistry {
     return () => this.addedListeners.delete(listener);
   }
 
-  /** Removes the session if it is still the device's current one. */
-  remove(session: Session): void {
+  /** Removes the session if it is still the device's current one; `reason` goes into device.disconnected. */
+  remove(session: Session, reason = 'the connection closed'): void {
     const k = key(session.device.tenant, session.device.serial);
     if (this.sessions.get(k) === session) this.sessions.delete(k);
+    this.ended(session, reason);
   }
 
   get(tenant: string, serial: string): Session | undefined {
@@ -70,7 +87,19 @@ export class SessionRegistry {
 
   /** Closes every session (a redeploy). */
   closeAll(reason: string): void {
-    for (const s of [...this.sessions.values()]) s.close(reason);
+    for (const s of [...this.sessions.values()]) {
+      this.ended(s, reason);
+      s.close(reason);
+    }
     this.sessions.clear();
   }
+
+  private ended(session: Session, reason: string): void {
+    const connectedAt = this.started.get(session);
+    if (connectedAt === undefined) return;
+    this.started.delete(session);
+    emitTo(this.options.onEvent, () => deviceDisconnected({ ...facts(session), connectedAt, disconnectedAt: Date.now(), reason }));
+  }
 }
+
+const facts = (s: Session) => ({ tenant: s.device.tenant, serial: s.device.serial, transport: s.transport });

@@ -110,6 +110,13 @@ export function typeMatches(pattern: string, type: string): boolean {
   return pattern === type;
 }
 
+/** A pattern a subscription or a listener may hold: `*`, a type, or a type prefix ending in `.*`. */
+export function isEventPattern(pattern: unknown): pattern is string {
+  if (pattern === '*') return true;
+  if (typeof pattern !== 'string') return false;
+  return isEventType(pattern.endsWith('.*') ? pattern.slice(0, -2) : pattern);
+}
+
 export const typesMatch = (patterns: readonly string[], type: string): boolean => patterns.some((p) => typeMatches(p, type));
 
 /**

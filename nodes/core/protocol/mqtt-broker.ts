@@ -285,7 +285,7 @@ export class MqttDeviceBroker {
     this.closed ??= (async () => {
       this.closing = true;
       for (const state of [...this.live]) {
-        if (state.session) this.options.sessions.remove(state.session);
+        if (state.session) this.options.sessions.remove(state.session, 'the broker is stopping');
         state.conn.disconnect(RC.serverShuttingDown);
       }
       this.live.clear();

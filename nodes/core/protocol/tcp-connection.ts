@@ -80,6 +80,8 @@ export class TcpConnection {
   private graceTimer: NodeJS.Timeout | undefined;
   private device: DeviceIdentity | undefined;
   private session: Session | undefined;
+  /** Why the connection is closing, for device.disconnected ('' or unset: the device closed it). */
+  private closeReason = '';
 
   constructor(
     private readonly server: ConnectionHost,
@@ -419,6 +421,7 @@ export class TcpConnection {
    */
   closeWith(reason: string, how: { code?: TcpEventCode; detail?: string; frame?: Frame; silent?: boolean; graceMs?: number } = {}): void {
     if (this.state === 'closing' || this.state === 'closed') return;
+    this.closeReason = reason;
     const { code } = how;
     if (code && code !== 'auth-failed') this.server.counters.dropped++;
     if (code) this.server.report(code, how.detail ?? reason, this.context(how.frame));
@@ -440,7 +443,7 @@ export class TcpConnection {
     clearTimeout(this.authTimer);
     clearTimeout(this.graceTimer);
     this.queue.length = 0;
-    if (this.session) this.server.opts.sessions.remove(this.session);
+    if (this.session) this.server.opts.sessions.remove(this.session, this.closeReason || 'the device closed the connection');
   }
 }
 
