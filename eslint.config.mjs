@@ -4,7 +4,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
-const outsideCore = ['node-red', '../../shared/*', '../../devices/*', '../../convert/*', '../../storage/*', '../../events/*', '../../../launcher/*', '../../../settings'];
+const outsideCore = [
+  'node-red',
+  '../../shared/*',
+  '../../devices/*',
+  '../../convert/*',
+  '../../storage/*',
+  '../../events/*',
+  '../../../launcher/*',
+  '../../../settings',
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'examples/**', 'flows/**', 'nodes/**/*.html', '**/*.js', '!scripts/**/*.js'] },

@@ -83,7 +83,8 @@ export = function register(RED: NodeAPI): void {
       };
       const publish = boolField(def.publish, true);
       const description = textField(def.description);
-      if (options.type !== '' && !isEventType(options.type)) invalid(`"${options.type}" is not an event type (dotted lower-case words, e.g. vehicle.processed)`);
+      if (options.type !== '' && !isEventType(options.type))
+        invalid(`"${options.type}" is not an event type (dotted lower-case words, e.g. vehicle.processed)`);
       else if (isPlatformType(options.type)) {
         if (options.type !== 'reading.received') invalid(`"${options.type}" is a platform event type; a flow emits its own types`);
       } else if (options.type !== '') custom.register(node.id, options.type, description);
@@ -92,7 +93,8 @@ export = function register(RED: NodeAPI): void {
         const depth = (typeof msg.eventDepth === 'number' ? msg.eventDepth : 0) + 1;
         let event;
         try {
-          if (depth > MAX_DEPTH) throw new Error(`an event loop: this message went through ${MAX_DEPTH} event emitters (a platform listener feeds its own events back?)`);
+          if (depth > MAX_DEPTH)
+            throw new Error(`an event loop: this message went through ${MAX_DEPTH} event emitters (a platform listener feeds its own events back?)`);
           event = eventFromMessage(msg, options);
         } catch (err) {
           failed++;

@@ -122,12 +122,18 @@ describe('platform events from devices, commands and the business store', functi
     device.onCommand((c) => (c.name === 'reboot' ? { rebooted: true } : new Promise(() => undefined)));
     helper.getNode('cmd').receive({ device: { tenant: 'default', id: 'SN-T' }, command: 'reboot' } as never);
     const answered = await site.event('command.answered', 'SN-T');
-    assert.deepEqual({ ...(answered.data as Msg), commandId: undefined }, { device: 'SN-T', commandId: undefined, command: 'reboot', ok: true, result: { rebooted: true } });
+    assert.deepEqual(
+      { ...(answered.data as Msg), commandId: undefined },
+      { device: 'SN-T', commandId: undefined, command: 'reboot', ok: true, result: { rebooted: true } },
+    );
 
     helper.getNode('cmd').receive({ device: { tenant: 'default', id: 'SN-T' }, command: 'slow', timeout: 200 } as never);
     const timedOut = await site.event('command.timed_out', 'SN-T');
     const data = timedOut.data as Msg;
-    assert.deepEqual({ ...data, commandId: undefined }, { device: 'SN-T', commandId: undefined, command: 'slow', reason: 'timeout', queued: false, timeoutMs: 200 });
+    assert.deepEqual(
+      { ...data, commandId: undefined },
+      { device: 'SN-T', commandId: undefined, command: 'slow', reason: 'timeout', queued: false, timeoutMs: 200 },
+    );
     assert.notEqual(data.commandId, (answered.data as Msg).commandId);
   });
 

@@ -37,39 +37,39 @@ describe('conflux-event', function () {
   afterEach(() => helper.unload());
 
   it('emit: a custom event in msg.payload, with its type in msg.topic, published to platform listeners', async () => {
-    await helper.load(
-      [eventModule, catchNode],
-      [
-        tab,
-        {
-          id: 'emitter',
-          type: 'conflux-event',
-          z: 'tab',
-          mode: 'emit',
-          eventType: 'vehicle.processed',
-          subject: 'payload.vin',
-          tenant: 'acme',
-          description: 'Vehículo procesado',
-          wires: [['out']],
-        },
-        { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: 'vehicle.*', wires: [['heard']] },
-        { id: 'out', type: 'helper', z: 'tab' },
-        { id: 'heard', type: 'helper', z: 'tab' },
-      ] as never,
-    );
+    await helper.load([eventModule, catchNode], [
+      tab,
+      {
+        id: 'emitter',
+        type: 'conflux-event',
+        z: 'tab',
+        mode: 'emit',
+        eventType: 'vehicle.processed',
+        subject: 'payload.vin',
+        tenant: 'acme',
+        description: 'Vehículo procesado',
+        wires: [['out']],
+      },
+      { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: 'vehicle.*', wires: [['heard']] },
+      { id: 'out', type: 'helper', z: 'tab' },
+      { id: 'heard', type: 'helper', z: 'tab' },
+    ] as never);
     const heard = collect('heard');
     const out = nextMessage('out');
     helper.getNode('emitter').receive({ payload: { vin: 'WVW1', images: 24 }, occurredAt: '2026-03-02T08:15:00Z' } as never);
     const msg = await out;
     const event = msg.payload as PlatformEvent;
-    assert.deepEqual({ ...event, id: undefined }, {
-      id: undefined,
-      type: 'vehicle.processed',
-      tenant: 'acme',
-      occurredAt: '2026-03-02T08:15:00.000Z',
-      subject: 'WVW1',
-      data: { images: 24, vin: 'WVW1' },
-    });
+    assert.deepEqual(
+      { ...event, id: undefined },
+      {
+        id: undefined,
+        type: 'vehicle.processed',
+        tenant: 'acme',
+        occurredAt: '2026-03-02T08:15:00.000Z',
+        subject: 'WVW1',
+        data: { images: 24, vin: 'WVW1' },
+      },
+    );
     assert.match(event.id, /^evt_/);
     assert.equal(msg.topic, 'vehicle.processed');
     await until('the platform listener to hear it', () => heard.length === 1);
@@ -83,18 +83,15 @@ describe('conflux-event', function () {
   });
 
   it('emit: a bad or platform type goes to Catch with the reason; publish off keeps the event off the hub', async () => {
-    await helper.load(
-      [eventModule, catchNode],
-      [
-        tab,
-        { id: 'emitter', type: 'conflux-event', z: 'tab', mode: 'emit', eventType: '', typeFromMessage: true, publish: false, wires: [['out']] },
-        { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: '*', wires: [['heard']] },
-        catcher,
-        { id: 'out', type: 'helper', z: 'tab' },
-        { id: 'heard', type: 'helper', z: 'tab' },
-        { id: 'caught', type: 'helper', z: 'tab' },
-      ] as never,
-    );
+    await helper.load([eventModule, catchNode], [
+      tab,
+      { id: 'emitter', type: 'conflux-event', z: 'tab', mode: 'emit', eventType: '', typeFromMessage: true, publish: false, wires: [['out']] },
+      { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: '*', wires: [['heard']] },
+      catcher,
+      { id: 'out', type: 'helper', z: 'tab' },
+      { id: 'heard', type: 'helper', z: 'tab' },
+      { id: 'caught', type: 'helper', z: 'tab' },
+    ] as never);
     const heard = collect('heard');
     const caught = collect('caught');
     const emit = helper.getNode('emitter');
@@ -115,14 +112,11 @@ describe('conflux-event', function () {
   });
 
   it('platform: only the types its patterns match, of the tenants it lists', async () => {
-    await helper.load(
-      [eventModule],
-      [
-        tab,
-        { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: 'device.*, command.timed_out', tenants: 'acme', wires: [['heard']] },
-        { id: 'heard', type: 'helper', z: 'tab' },
-      ] as never,
-    );
+    await helper.load([eventModule], [
+      tab,
+      { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: 'device.*, command.timed_out', tenants: 'acme', wires: [['heard']] },
+      { id: 'heard', type: 'helper', z: 'tab' },
+    ] as never);
     const heard = collect('heard');
     const publish = (type: string, tenant = 'acme') => publishEvent(RED!, createEvent({ type, tenant, subject: 'x', data: {} }));
     publish('device.connected');
@@ -173,16 +167,13 @@ describe('conflux-event', function () {
   });
 
   it('stops a flow that feeds a listener’s events back into an emitter of the same types', async () => {
-    await helper.load(
-      [eventModule, catchNode],
-      [
-        tab,
-        { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: 'loop.*', wires: [['emitter']] },
-        { id: 'emitter', type: 'conflux-event', z: 'tab', mode: 'emit', eventType: 'loop.again', wires: [[]] },
-        catcher,
-        { id: 'caught', type: 'helper', z: 'tab' },
-      ] as never,
-    );
+    await helper.load([eventModule, catchNode], [
+      tab,
+      { id: 'listen', type: 'conflux-event', z: 'tab', mode: 'platform', patterns: 'loop.*', wires: [['emitter']] },
+      { id: 'emitter', type: 'conflux-event', z: 'tab', mode: 'emit', eventType: 'loop.again', wires: [[]] },
+      catcher,
+      { id: 'caught', type: 'helper', z: 'tab' },
+    ] as never);
     const caught = nextMessage('caught');
     helper.getNode('emitter').receive({ payload: { n: 1 } } as never);
     const report = await caught;

@@ -10,7 +10,17 @@ import { CommandError, CommandRouter } from '../../nodes/core/devices/commands';
 import { SessionRegistry, type Session } from '../../nodes/core/devices/sessions';
 import { CustomTypes, exampleEvent, fullCatalogue, MAX_CUSTOM_TYPES, PLATFORM_EVENT_TYPES, platformCatalogue } from '../../nodes/core/events/catalogue';
 import { canonicalJson, eventFromMessage, type EmitOptions } from '../../nodes/core/events/emit';
-import { createEvent, EventError, eventId, isEventPattern, parseEvent, readingEvent, typeMatches, typesMatch, type PlatformEvent } from '../../nodes/core/events/event';
+import {
+  createEvent,
+  EventError,
+  eventId,
+  isEventPattern,
+  parseEvent,
+  readingEvent,
+  typeMatches,
+  typesMatch,
+  type PlatformEvent,
+} from '../../nodes/core/events/event';
 import { businessEvent, commandAnswered, commandTimedOut, deviceChanged, deviceConnected, deviceDisconnected } from '../../nodes/core/events/platform';
 import { root } from '../support/platform';
 import { until } from '../support/wait';
@@ -43,7 +53,11 @@ describe('events: the model', () => {
       [{ data: undefined }, /data is missing/],
       [{ id: '' }, /id must be/],
     ];
-    for (const [change, reason] of bad) assert.throws(() => createEvent({ ...base, ...change } as never), (err: Error) => err instanceof EventError && reason.test(err.message));
+    for (const [change, reason] of bad)
+      assert.throws(
+        () => createEvent({ ...base, ...change } as never),
+        (err: Error) => err instanceof EventError && reason.test(err.message),
+      );
   });
 
   it('parses an event back, and refuses what is not one', () => {
@@ -84,15 +98,22 @@ describe('events: custom events from a message (emit mode)', () => {
 
   it('takes msg.payload as data, the subject, tenant and time from the message', () => {
     const e = eventFromMessage({ payload: { vin: 'WVW1', images: 12 }, subject: 'WVW1', tenant: 'acme', occurredAt: at }, options);
-    assert.deepEqual({ ...e, id: undefined }, {
-      id: undefined,
-      type: 'vehicle.processed',
-      tenant: 'acme',
-      occurredAt: '2026-03-02T08:15:00.000Z',
-      subject: 'WVW1',
-      data: { vin: 'WVW1', images: 12 },
-    });
-    assert.equal(eventFromMessage({ payload: 1, device: { tenant: 'dev-t', id: 'sn9' }, tenant: 'msg-t' }, options).tenant, 'dev-t', 'the listener’s tenant wins');
+    assert.deepEqual(
+      { ...e, id: undefined },
+      {
+        id: undefined,
+        type: 'vehicle.processed',
+        tenant: 'acme',
+        occurredAt: '2026-03-02T08:15:00.000Z',
+        subject: 'WVW1',
+        data: { vin: 'WVW1', images: 12 },
+      },
+    );
+    assert.equal(
+      eventFromMessage({ payload: 1, device: { tenant: 'dev-t', id: 'sn9' }, tenant: 'msg-t' }, options).tenant,
+      'dev-t',
+      'the listener’s tenant wins',
+    );
     assert.equal(eventFromMessage({ payload: 1, device: { tenant: 'dev-t', id: 'sn9' } }, options).subject, 'sn9', 'the device, when no subject');
     assert.equal(eventFromMessage({ payload: 1 }, options).tenant, 'default');
     assert.equal(eventFromMessage({ payload: { vin: 'X1' } }, { ...options, subjectProperty: 'payload.vin' }).subject, 'X1');
@@ -139,7 +160,12 @@ describe('events: custom events from a message (emit mode)', () => {
       [{ payload: 1, eventId: '' }, options, /msg.eventId must be/],
       [{ payload: [{ n: 'x' }] }, { ...options, type: 'reading.received' }, /reading.received is made from a canonical message/],
     ];
-    for (const [msg, opts, reason] of cases) assert.throws(() => eventFromMessage(msg, opts), (err: Error) => err instanceof EventError && reason.test(err.message), String(reason));
+    for (const [msg, opts, reason] of cases)
+      assert.throws(
+        () => eventFromMessage(msg, opts),
+        (err: Error) => err instanceof EventError && reason.test(err.message),
+        String(reason),
+      );
   });
 
   it('reading.received from a canonical message: the same id as readingEvent gives the connectors', () => {
@@ -163,7 +189,10 @@ describe('events: the platform’s builders', () => {
   it('a command’s answer and time-out are named by its correlation id', () => {
     const c = { tenant: 'acme', serial: 'sn1', commandId: 'c-1', command: 'reboot', at: 5 };
     assert.equal(commandAnswered({ ...c, answer: { ok: true, result: 1 } }).id, commandAnswered({ ...c, at: 9, answer: { ok: true, result: 1 } }).id);
-    assert.notEqual(commandAnswered({ ...c, answer: { ok: true, result: 1 } }).id, commandAnswered({ ...c, commandId: 'c-2', answer: { ok: true, result: 1 } }).id);
+    assert.notEqual(
+      commandAnswered({ ...c, answer: { ok: true, result: 1 } }).id,
+      commandAnswered({ ...c, commandId: 'c-2', answer: { ok: true, result: 1 } }).id,
+    );
     assert.equal(commandTimedOut({ ...c, reason: 'timeout', queued: false, timeoutMs: 10 }).data.timeoutMs, 10);
   });
 
@@ -286,7 +315,10 @@ describe('events: emitted by the session registry and the command router', () =>
         ['device.connected', undefined],
       ],
     );
-    assert.equal(events[1].id, deviceDisconnected({ tenant: 'acme', serial: 'sn1', transport: 'tcp', connectedAt: Date.parse(events[0].occurredAt), disconnectedAt: 0, reason: '' }).id);
+    assert.equal(
+      events[1].id,
+      deviceDisconnected({ tenant: 'acme', serial: 'sn1', transport: 'tcp', connectedAt: Date.parse(events[0].occurredAt), disconnectedAt: 0, reason: '' }).id,
+    );
     sessions.remove(a, 'the device closed the connection'); // the replaced one going away: already ended
     assert.equal(events.length, 3);
     sessions.remove(b, 'idle timeout');

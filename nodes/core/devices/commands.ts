@@ -309,8 +309,7 @@ export class CommandRouter {
         const marked = await sql.query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE id = $1 AND status = 'queued'`, [row.id]);
         if (waiter) this.fail(waiter, new CommandError('expired', `device "${serial}" did not connect before the command expired`, waiter.id));
         // Queued before a restart: no one waits in memory, but the expiry is still an event.
-        else if (marked.rowCount === 1)
-          this.timedOut({ tenant, serial, id: row.correlation_id, name: row.name, persisted: true, timeoutMs: 0 }, 'expired');
+        else if (marked.rowCount === 1) this.timedOut({ tenant, serial, id: row.correlation_id, name: row.name, persisted: true, timeoutMs: 0 }, 'expired');
         continue;
       }
       // Claim it, so that two flushes (two gateways on one database) never send it twice.

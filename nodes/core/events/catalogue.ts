@@ -129,7 +129,14 @@ const PLATFORM: Record<PlatformEventType, { description: string; example: () => 
   'subscription.disabled': {
     description: 'A webhook subscription was turned off by the platform (the receiver answered 410 Gone).',
     example: () =>
-      subscriptionDisabled({ tenant: TENANT, subscription: '12', url: 'https://example.com/hooks/conflux', reason: 'the receiver answered 410 Gone', status: 410, at: T0 }),
+      subscriptionDisabled({
+        tenant: TENANT,
+        subscription: '12',
+        url: 'https://example.com/hooks/conflux',
+        reason: 'the receiver answered 410 Gone',
+        status: 410,
+        at: T0,
+      }),
   },
 };
 

@@ -70,9 +70,11 @@ export function propertyOf(msg: Record<string, unknown>, path: string): unknown 
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.keys(v as object)
-          .sort()
-          .map((k) => [k, (v as Record<string, unknown>)[k]]))
+      ? Object.fromEntries(
+          Object.keys(v as object)
+            .sort()
+            .map((k) => [k, (v as Record<string, unknown>)[k]]),
+        )
       : v,
   );
 }
@@ -81,11 +83,13 @@ export function canonicalJson(value: unknown): string {
 export function eventFromMessage(msg: EmitMessage, options: EmitOptions, now = Date.now()): PlatformEvent {
   const type = typeOf(msg, options);
   const tenantField = msg.device?.tenant ?? msg.tenant;
-  if (tenantField !== undefined && (typeof tenantField !== 'string' || tenantField === '')) throw new EventError('msg.device.tenant / msg.tenant must be a tenant id');
+  if (tenantField !== undefined && (typeof tenantField !== 'string' || tenantField === ''))
+    throw new EventError('msg.device.tenant / msg.tenant must be a tenant id');
   const tenant = (tenantField as string | undefined) ?? options.tenant;
   if (type === 'reading.received') {
     // The platform's own event of a reading: only from a canonical message, with its own id.
-    if (!Array.isArray(msg.payload) || msg.payload.length === 0) throw new EventError('reading.received is made from a canonical message: msg.payload must be its records');
+    if (!Array.isArray(msg.payload) || msg.payload.length === 0)
+      throw new EventError('reading.received is made from a canonical message: msg.payload must be its records');
     try {
       validateResolved(msg.payload);
     } catch (err) {
