@@ -5,13 +5,18 @@
  * guard against a flow that feeds a listener's events back into an emitter.
  */
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { NodeAPI } from 'node-red';
 import { PLATFORM_EVENT_TYPES } from '../../nodes/core/events/catalogue';
 import { createEvent, type PlatformEvent } from '../../nodes/core/events/event';
 import { publishEvent } from '../../nodes/shared/event-hub';
 import { catchNode, helper, nextMessage } from '../support/node-red';
+import { root } from '../support/platform';
 import { until } from '../support/wait';
 import eventNode = require('../../nodes/events/event');
+
+const injectNode = require('@node-red/nodes/core/common/20-inject.js');
 
 type Msg = Record<string, any>;
 
@@ -178,5 +183,37 @@ describe('conflux-event', function () {
     helper.getNode('emitter').receive({ payload: { n: 1 } } as never);
     const report = await caught;
     assert.match(report.error.message, /an event loop: this message went through 8 event emitters/);
+  });
+});
+
+describe('conflux-event: the shipped example flow (flows/events-vehicle-processed.json)', function () {
+  this.timeout(10_000);
+  afterEach(() => helper.unload());
+
+  it('emits vehicle.processed with the VIN as subject, heard by its platform listener, and lists it in the catalogue', async () => {
+    const flow = (JSON.parse(fs.readFileSync(path.join(root, 'flows', 'events-vehicle-processed.json'), 'utf8')) as Msg[])
+      .filter((n) => n.type !== 'comment')
+      // The debug nodes become helper nodes with the same ids, so the test sees what the sidebar would.
+      .map((n) => (n.type === 'debug' ? { id: n.id, type: 'helper', z: n.z, name: n.name } : n));
+    await helper.load([eventModule, injectNode], flow as never);
+    const byName = (name: string) => flow.find((n) => n.name === name)!.id as string;
+    const [event, platform, catalogue] = [byName('the event'), byName('platform events'), byName('catalogue')];
+    const heard = collect(platform);
+    const emitted = nextMessage(event);
+    helper.getNode(byName('vehicle processed')).receive({} as never);
+    const first = (await emitted).payload as PlatformEvent;
+    assert.equal(first.type, 'vehicle.processed');
+    assert.equal(first.subject, 'WVWZZZ1JZXW000001');
+    assert.equal(first.occurredAt, '2026-03-02T08:15:00.000Z');
+    await until('the listener to hear it', () => heard.length === 1);
+    const again = nextMessage(event);
+    helper.getNode(byName('vehicle processed')).receive({} as never);
+    assert.equal(((await again).payload as PlatformEvent).id, first.id, 'clicked twice: the same event');
+    const listed = nextMessage(catalogue);
+    helper.getNode(byName('read')).receive({} as never);
+    const types = ((await listed).payload as Array<{ type: string; description: string }>).filter((c) => c.type === 'vehicle.processed');
+    assert.deepEqual(types, [
+      { type: 'vehicle.processed', description: 'Vehículo procesado: every image of the vehicle is processed', origin: 'flow', example: null },
+    ]);
   });
 });
