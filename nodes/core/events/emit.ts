@@ -11,7 +11,9 @@ import { createHash } from 'node:crypto';
 import type { CanonicalMessage } from '../model/message';
 import { validateResolved } from '../model/senml';
 import { isPlatformType } from './catalogue';
-import { createEvent, EventError, isEventType, readingEvent, type PlatformEvent } from './event';
+import { canonicalJson, createEvent, EventError, isEventType, readingEvent, type PlatformEvent } from './event';
+
+export { canonicalJson } from './event';
 
 export type EventIdentity = 'occurrence' | 'content';
 
@@ -64,19 +66,6 @@ export function propertyOf(msg: Record<string, unknown>, path: string): unknown 
     at = (at as Record<string, unknown>)[step];
   }
   return at;
-}
-
-/** JSON with object keys sorted: equal data, equal text, whatever order its keys were set in. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.keys(v as object)
-            .sort()
-            .map((k) => [k, (v as Record<string, unknown>)[k]]),
-        )
-      : v,
-  );
 }
 
 /** The event a message emits; throws EventError naming what is wrong (for done(err)). */

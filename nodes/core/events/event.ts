@@ -69,6 +69,19 @@ export interface NewEvent<D> {
   identity?: unknown[];
 }
 
+/** JSON with object keys sorted: equal data, equal text, whatever order its keys were set in. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v as object)
+            .sort()
+            .map((k) => [k, (v as Record<string, unknown>)[k]]),
+        )
+      : v,
+  );
+}
+
 /** Builds a checked event; throws EventError naming the bad field. */
 export function createEvent<D>(input: NewEvent<D>): PlatformEvent<D> {
   if (!isEventType(input.type)) throw new EventError(`type must be a dotted lower-case name (a-z, 0-9, _ and -), got ${JSON.stringify(input.type)}`);

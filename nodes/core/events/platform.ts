@@ -6,7 +6,7 @@
  * by its correlation id, a device row by its id (and, for an update, its new updated_at).
  * Framework-free.
  */
-import { createEvent, type PlatformEvent } from './event';
+import { canonicalJson, createEvent, type PlatformEvent } from './event';
 
 /** How a core module hands its events to whoever publishes them (the node passes publishEvent). */
 export type EventSink = (event: PlatformEvent) => void;
@@ -120,10 +120,11 @@ export function deviceChanged(
   const id = String(row.id);
   const serial = typeof row.serial === 'string' ? row.serial : id;
   const updatedAt = iso(row.updated_at);
-  const identity = change === 'updated' ? [id, updatedAt] : [id];
-  const occurredAt = change === 'created' ? (iso(row.created_at) ?? at) : change === 'updated' ? (updatedAt ?? at) : at;
   const device: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(row)) device[k] = v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? Number(v) : v;
+  // Two updates within one millisecond still differ by what they made of the row.
+  const identity = change === 'updated' ? [id, updatedAt, canonicalJson(device)] : [id];
+  const occurredAt = change === 'created' ? (iso(row.created_at) ?? at) : change === 'updated' ? (updatedAt ?? at) : at;
   return createEvent({
     type: `device.${change}`,
     tenant,
