@@ -267,6 +267,15 @@ describe('events: the catalogue', () => {
     assert.equal(custom.size, MAX_CUSTOM_TYPES);
   });
 
+  it('the editor refuses the platform types (but reading.received) as an emit node’s Type, as the runtime does', () => {
+    const html = fs.readFileSync(path.join(root, 'nodes', 'events', 'event.html'), 'utf8');
+    const source = /var PLATFORM = \/(.+)\/;/.exec(html);
+    assert.ok(source, 'nodes/events/event.html defines PLATFORM');
+    const editor = new RegExp(source[1]);
+    for (const type of PLATFORM_EVENT_TYPES) assert.equal(editor.test(type), type !== 'reading.received', type);
+    assert.ok(!editor.test('vehicle.processed'));
+  });
+
   it('docs/events.md shows each platform type with its description and exactly the example event the code builds', () => {
     const doc = fs.readFileSync(path.join(root, 'docs', 'events.md'), 'utf8');
     for (const info of platformCatalogue()) {
