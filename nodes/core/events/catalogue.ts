@@ -52,7 +52,7 @@ const DEVICE_ROW = {
 
 const PLATFORM: Record<PlatformEventType, { description: string; example: () => PlatformEvent }> = {
   'device.created': {
-    description: 'A device was registered (business store, conflux-business node, or the demo device at first start).',
+    description: 'A device was registered through the conflux-business node, or the demo device was created at first start.',
     example: () => deviceChanged('created', TENANT, DEVICE_ROW),
   },
   'device.updated': {
