@@ -107,7 +107,8 @@ export = function register(RED: NodeAPI): void {
           return outcome;
         },
         onInternalError: (err) => report(`conflux-webhook-in: ${err.message}`, { payload: err.message }),
-        onInvalidBody: (err, tenant, id) => report(`conflux-webhook-in: a body that cannot be decoded (${id}): ${err.message}`, { payload: err.message, tenant }),
+        onInvalidBody: (err, tenant, id) =>
+          report(`conflux-webhook-in: a body that cannot be decoded (${id}): ${err.message}`, { payload: err.message, tenant }),
       });
     } catch (err) {
       return fail(t('conflux.status.invalidConfig', { reason: (err as Error).message }).slice(0, 120), `invalid configuration: ${(err as Error).message}`);
@@ -129,7 +130,6 @@ export = function register(RED: NodeAPI): void {
       return { fill: lastError ? 'red' : 'green', shape: accepted > 0 ? 'dot' : 'ring', text: parts.join(', ').slice(0, 120) };
     });
 
-
     // ─── The drain: inbox → flow, acked once the flow has finished ───
     const settling = new Set<Promise<unknown>>();
     const settle = (work: Promise<unknown>) => {
@@ -148,7 +148,8 @@ export = function register(RED: NodeAPI): void {
           () => d.ack(m.id),
           (err: Error) =>
             d.nack(m.id, err).then((r) => {
-              if (r.outcome === 'dead') node.warn(`conflux-webhook-in: event ${m.messageId} moved to dead_letters after ${r.attempts} attempts: ${err.message}`);
+              if (r.outcome === 'dead')
+                node.warn(`conflux-webhook-in: event ${m.messageId} moved to dead_letters after ${r.attempts} attempts: ${err.message}`);
             }),
         ),
       );

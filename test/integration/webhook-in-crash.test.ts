@@ -27,7 +27,19 @@ function flow(delivered: string): unknown[] {
     { id: 'tab', type: 'tab', label: 'webhook crash' },
     { id: 'db', type: 'conflux-postgres', url: '' },
     // A short flow timeout: a lease (timeout + 10 s) left by the killed process runs out soon.
-    { id: 'wh', type: 'conflux-webhook-in', z: 'tab', database: 'db', path: '/hooks/crash', auth: 'api-key', codec: 'json', timeout: '3', x: 100, y: 100, wires: [['hold']] },
+    {
+      id: 'wh',
+      type: 'conflux-webhook-in',
+      z: 'tab',
+      database: 'db',
+      path: '/hooks/crash',
+      auth: 'api-key',
+      codec: 'json',
+      timeout: '3',
+      x: 100,
+      y: 100,
+      wires: [['hold']],
+    },
     {
       id: 'hold',
       type: 'function',
@@ -39,7 +51,20 @@ function flow(delivered: string): unknown[] {
       y: 100,
       wires: [['file']],
     },
-    { id: 'file', type: 'file', z: 'tab', filename: delivered, filenameType: 'str', appendNewline: true, createDir: true, overwriteFile: 'false', encoding: 'none', x: 500, y: 100, wires: [] },
+    {
+      id: 'file',
+      type: 'file',
+      z: 'tab',
+      filename: delivered,
+      filenameType: 'str',
+      appendNewline: true,
+      createDir: true,
+      overwriteFile: 'false',
+      encoding: 'none',
+      x: 500,
+      y: 100,
+      wires: [],
+    },
   ];
 }
 

@@ -69,7 +69,17 @@ async function start(options: { url: string; node?: Msg; credentials?: Msg; wire
   const flow = [
     { id: 'tab', type: 'tab' },
     { id: 'db', type: 'conflux-postgres', url: options.url },
-    { id: 'wh', type: 'conflux-webhook-in', z: 'tab', database: 'db', path: PATH, auth: 'signature', tenant: 'acme', wires: [options.wires ?? ['out']], ...options.node },
+    {
+      id: 'wh',
+      type: 'conflux-webhook-in',
+      z: 'tab',
+      database: 'db',
+      path: PATH,
+      auth: 'signature',
+      tenant: 'acme',
+      wires: [options.wires ?? ['out']],
+      ...options.node,
+    },
     { id: 'out', type: 'helper', z: 'tab' },
     { id: 'hold', type: 'test-hold', z: 'tab' },
     { id: 'failOnce', type: 'test-fail-once', z: 'tab', wires: [['out']] },
@@ -95,7 +105,11 @@ interface Answer {
 }
 
 async function post(s: Site, body: string | Buffer, headers: Record<string, string> = {}, method = 'POST'): Promise<Answer> {
-  const res = await fetch(`${s.origin}${PATH}`, { method, headers: { 'content-type': 'application/json', ...headers }, body: method === 'GET' ? undefined : typeof body === 'string' ? body : new Uint8Array(body) });
+  const res = await fetch(`${s.origin}${PATH}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: method === 'GET' ? undefined : typeof body === 'string' ? body : new Uint8Array(body),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text === '' ? {} : (JSON.parse(text) as Msg) };
 }
@@ -113,7 +127,8 @@ function assertProblem(answer: Answer, status: number, detail?: RegExp): void {
   if (detail) assert.match(answer.body.detail, detail);
 }
 
-const inbox = async (s: Site, id: string) => Number((await s.sql.query<{ n: string }>('SELECT count(*) AS n FROM inbox WHERE message_id = $1', [id])).rows[0].n);
+const inbox = async (s: Site, id: string) =>
+  Number((await s.sql.query<{ n: string }>('SELECT count(*) AS n FROM inbox WHERE message_id = $1', [id])).rows[0].n);
 const arrived = (s: Site, id: string) => s.got.filter((m) => m.webhook.id === id).length;
 
 const event = (n: number) => JSON.stringify({ id: `evt_${n}`, type: 'vehicle.processed', subject: `WVW${n}`, occurredAt: '2025-06-15T12:00:00Z', data: { n } });
@@ -185,7 +200,7 @@ describe('conflux-webhook-in', function () {
     await until('the event to reach the flow', () => arrived(s, first.body.id) === 1);
   });
 
-  it("API key: a key with the webhooks scope stores for its tenant; another scope is 403, an unknown key 401", async () => {
+  it('API key: a key with the webhooks scope stores for its tenant; another scope is 403, an unknown key 401', async () => {
     const s = await start({ url: await freshDatabase(), node: { auth: 'api-key', tenant: '' } });
     const ok = await post(s, event(4), { 'x-api-key': s.keys.webhooks, 'webhook-id': 'k1' });
     assert.equal(ok.status, 202, JSON.stringify(ok.body));

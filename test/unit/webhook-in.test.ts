@@ -98,13 +98,23 @@ describe('webhook-in core', () => {
     const now = T * 1000;
     it('passes JSON through, with the platform event it holds under the authenticated tenant', async () => {
       const json = createBodyDecoder({ codec: 'json' });
-      const event = { id: 'evt_1', type: 'vehicle.processed', tenant: 'someone-else', subject: 'WVW123', occurredAt: '2025-06-15T12:00:00Z', data: { ok: true } };
+      const event = {
+        id: 'evt_1',
+        type: 'vehicle.processed',
+        tenant: 'someone-else',
+        subject: 'WVW123',
+        occurredAt: '2025-06-15T12:00:00Z',
+        data: { ok: true },
+      };
       const out = await json.decode(Buffer.from(JSON.stringify(event)), 'application/json', 'acme', now);
       assert.equal((out.payload as { tenant: string }).tenant, 'someone-else', 'the payload is the body as sent');
       assert.equal(out.event?.tenant, 'acme');
       assert.equal(out.event?.type, 'vehicle.processed');
       assert.equal((await json.decode(Buffer.from('[1, 2]'), undefined, 'acme', now)).event, undefined);
-      await assert.rejects(json.decode(Buffer.from('{"a": '), 'application/json', 'acme', now), (e: CodecError) => e.format === 'json' && /not JSON/.test(e.message));
+      await assert.rejects(
+        json.decode(Buffer.from('{"a": '), 'application/json', 'acme', now),
+        (e: CodecError) => e.format === 'json' && /not JSON/.test(e.message),
+      );
       await assert.rejects(json.decode(Buffer.alloc(0), 'application/json', 'acme', now), /empty/);
     });
 
@@ -133,7 +143,10 @@ describe('webhook-in core', () => {
       assert.deepEqual(ul.device, { tenant: 'acme', id: 'truck-9' });
       assert.equal((ul.payload as Array<{ n: string }>)[0].n.split('/')[0], 'truck-9');
 
-      const eapi = { type: 'eapi_measurement_new', data: { timeStamp: '2022-10-11T16:21:27Z', value: 24.6, unit: '°C', unitType: 'temperature', deviceId: '951FF', sensorId: '5368' } };
+      const eapi = {
+        type: 'eapi_measurement_new',
+        data: { timeStamp: '2022-10-11T16:21:27Z', value: 24.6, unit: '°C', unitType: 'temperature', deviceId: '951FF', sensorId: '5368' },
+      };
       const e = await createBodyDecoder({ codec: 'eapi' }).decode(Buffer.from(JSON.stringify(eapi)), 'application/json', 'acme', now);
       assert.equal((e.payload as Array<{ v: number }>)[0].v, 24.6);
 

@@ -153,7 +153,8 @@ export function createBodyDecoder(config: DecodeConfig): BodyDecoder {
     let input: unknown = body;
     if (codec === 'senml') {
       const type = contentType ? parseContentType(contentType)?.type : undefined;
-      const format: SenmlFormat = config.senmlFormat && config.senmlFormat !== 'auto' ? config.senmlFormat : ((type ? SENML_BY_TYPE[type] : undefined) ?? 'auto');
+      const format: SenmlFormat =
+        config.senmlFormat && config.senmlFormat !== 'auto' ? config.senmlFormat : ((type ? SENML_BY_TYPE[type] : undefined) ?? 'auto');
       c = senmlConverter({ format });
     } else if (codec === 'map' || codec === 'eapi') input = parseJsonBody(body, codec);
     const msg: ConvertibleMessage = { payload: input, device };
