@@ -14,13 +14,12 @@
 import * as os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { Drainer } from '../core/mailbox/drainer';
-import { Mailbox, type ClaimedMessage } from '../core/mailbox/mailbox';
 import { readBody } from '../core/protocol/http-ingest';
 import { problem, type HttpResponse } from '../core/protocol/problem';
 import { AUTH_MODES, createAuthenticator, type WebhookAuthMode } from '../core/webhooks/in-auth';
 import { CODECS, createBodyDecoder, type WebhookCodec } from '../core/webhooks/in-decode';
-import { flowMessage, pruneReceipts, storeOnce } from '../core/webhooks/in-inbox';
+import { InboxDrain } from '../core/webhooks/in-drain';
+import { pruneReceipts, storeOnce } from '../core/webhooks/in-inbox';
 import { createReceiver, type Receiver } from '../core/webhooks/in-receiver';
 import { parseSenmlFormat } from '../core/convert/senml';
 import { closeAfter, databaseOf } from '../shared/config-user';
@@ -85,7 +84,9 @@ export = function register(RED: NodeAPI): void {
 
     const report = boundedReporter(node);
     let closing = false;
-    let drainer: Drainer | undefined;
+    let drainer: InboxDrain | undefined;
+    /** The last database failure, shown until the database answers again. */
+    let lastError = '';
 
     let receiver: Receiver;
     try {
@@ -103,7 +104,8 @@ export = function register(RED: NodeAPI): void {
         maxBodyBytes,
         store: async (tenant, messageId, stored) => {
           const outcome = await storeOnce(await sql(), tenant, queue, messageId, stored);
-          if (outcome === 'stored' && !closing) drainer?.start(); // claim it now rather than at the next poll
+          lastError = '';
+          if (outcome === 'stored') drainer?.wake(); // claim it now rather than at the next poll
           return outcome;
         },
         onInternalError: (err) => report(`conflux-webhook-in: ${err.message}`, { payload: err.message }),
@@ -117,10 +119,11 @@ export = function register(RED: NodeAPI): void {
     let accepted = 0;
     let duplicates = 0;
     let delivered = 0;
-    let lastError = '';
+    let routeError = '';
     const refused = new Map<number, number>();
     const completion = trackCompletion(RED, node, timeoutMs, () => status.soon());
     const status = throttledStatus(node, () => {
+      if (routeError) return { fill: 'red', shape: 'ring', text: routeError };
       const parts = [t('conflux.status.accepted', { n: accepted })];
       if (duplicates > 0) parts.push(t('webhook-in.status.duplicates', { n: duplicates }));
       parts.push(t('webhook-in.status.delivered', { n: delivered }));
@@ -131,44 +134,24 @@ export = function register(RED: NodeAPI): void {
     });
 
     // ─── The drain: inbox → flow, acked once the flow has finished ───
-    const settling = new Set<Promise<unknown>>();
-    const settle = (work: Promise<unknown>) => {
-      const p = work.catch((err: Error) => node.warn(`conflux-webhook-in: ${err.message} (the event is handed out again when its lease ends)`));
-      settling.add(p);
-      void p.finally(() => settling.delete(p));
-    };
-    function deliver(m: ClaimedMessage): void {
-      const d = drainer!;
-      if (closing) return settle(d.nack(m.id, 'the node stopped before handing the event out'));
-      delivered++;
-      status.soon();
-      const kept = completion.send(flowMessage(m) as unknown as NodeMessage);
-      settle(
-        kept.then(
-          () => d.ack(m.id),
-          (err: Error) =>
-            d.nack(m.id, err).then((r) => {
-              if (r.outcome === 'dead')
-                node.warn(`conflux-webhook-in: event ${m.messageId} moved to dead_letters after ${r.attempts} attempts: ${err.message}`);
-            }),
-        ),
-      );
-    }
     let retryStart: NodeJS.Timeout | undefined;
     function startDrain(): void {
       sql().then(
         (s) => {
           if (closing) return;
-          lastError = '';
-          drainer = new Drainer(new Mailbox(s, 'inbox'), {
+          drainer = new InboxDrain(s, {
             queue,
             worker: `${os.hostname()}:${process.pid}:${node.id}`,
             capacity: intField(def.maxInFlight, 100, 1, 10_000),
-            // Longer than the flow may take: a lease never runs out under a message still in the flow.
-            leaseMs: timeoutMs + 10_000,
-            pollMs: 1_000,
-            retry: { maxAttempts: intField(def.maxAttempts, 10, 1, 1_000), baseDelayMs: 1_000, maxDelayMs: 300_000, jitter: 0.2 },
-            deliver,
+            timeoutMs,
+            maxAttempts: intField(def.maxAttempts, 10, 1, 1_000),
+            send: (msg) => completion.send(msg as unknown as NodeMessage),
+            onDelivered: () => {
+              delivered++;
+              lastError = ''; // the database answers again
+              status.soon();
+            },
+            onDead: (id, attempts, reason) => node.warn(`conflux-webhook-in: event ${id} moved to dead_letters after ${attempts} attempts: ${reason}`),
             onError: (err) => {
               lastError = err.message.slice(0, 60);
               status.soon();
@@ -226,7 +209,7 @@ export = function register(RED: NodeAPI): void {
       routes.mount(path, (req, res) => void serve(req, res));
     } catch (err) {
       node.error(`conflux-webhook-in: ${(err as Error).message}`);
-      node.status({ fill: 'red', shape: 'ring', text: t('webhook-in.status.pathInUse', { path }) });
+      routeError = t('webhook-in.status.pathInUse', { path });
     }
     status.now();
 
@@ -239,8 +222,6 @@ export = function register(RED: NodeAPI): void {
       // What is in the flow goes back to the inbox for the next start (redeploy) to hand out again.
       completion.close('the node is stopping');
       await stopped;
-      while (settling.size > 0) await Promise.allSettled([...settling]);
-      await drainer?.stop(); // the acks the settling added
       status.close();
       node.status({});
     });

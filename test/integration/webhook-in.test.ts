@@ -88,13 +88,19 @@ async function start(options: { url: string; node?: Msg; credentials?: Msg; wire
   const got: Msg[] = [];
   helper.getNode('out').on('input', (msg: Msg) => got.push(msg));
   const sql = await (helper.getNode('db') as unknown as { sql(): Promise<SqlClient> }).sql();
-  await createTenant(sql, { id: 'acme', name: 'Acme' });
-  const store = createBusinessStore(sql);
-  const webhooks = (await store.create('acme', 'api_keys', { name: 'partner', scopes: ['webhooks'] })).key as string;
-  const devices = (await store.create('acme', 'api_keys', { name: 'devices only', scopes: ['devices'] })).key as string;
+  let keys = { webhooks: '', devices: '' };
+  // A second load on the same database (a redeploy) finds its tenant and keys there already.
+  if ((await sql.query("SELECT 1 FROM tenants WHERE id = 'acme'")).rowCount === 0) {
+    await createTenant(sql, { id: 'acme', name: 'Acme' });
+    const store = createBusinessStore(sql);
+    keys = {
+      webhooks: (await store.create('acme', 'api_keys', { name: 'partner', scopes: ['webhooks'] })).key as string,
+      devices: (await store.create('acme', 'api_keys', { name: 'devices only', scopes: ['devices'] })).key as string,
+    };
+  }
   const server = http.createServer(httpApp!);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  site = { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, sql, got, keys: { webhooks, devices } };
+  site = { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, sql, got, keys };
   return site;
 }
 
@@ -280,6 +286,31 @@ describe('conflux-webhook-in', function () {
     assert.equal(await inbox(s, 'held1'), 1, 'still in the inbox while the flow holds it');
     held.shift()!();
     await until('the ack after the flow finished', async () => (await inbox(s, 'held1')) === 0);
+  });
+
+  it('gives the events in the flow back to the inbox when the node stops, and hands them out again after a redeploy', async () => {
+    const url = await freshDatabase();
+    const s = await start({ url, wires: ['hold'] });
+    assert.equal((await post(s, event(14), signed(event(14), 'redeploy'))).status, 202);
+    await until('the flow to hold the event', () => held.length === 1);
+    await helper.unload(); // stops the flow while the event is in it
+    held.splice(0);
+    s.server.closeAllConnections();
+    await new Promise((resolve) => s.server.close(resolve));
+    site = undefined;
+    const check = new Client({ connectionString: url });
+    await check.connect();
+    try {
+      const { rows } = await check.query<{ claimed_by: string | null; attempts: number }>('SELECT claimed_by, attempts FROM inbox WHERE message_id = $1', [
+        'redeploy',
+      ]);
+      assert.deepEqual(rows, [{ claimed_by: null, attempts: 1 }], 'back in the inbox, not leased');
+    } finally {
+      await check.end();
+    }
+    const again = await start({ url, wires: ['out'] });
+    await until('the event to come again after the redeploy', () => arrived(again, 'redeploy') === 1);
+    assert.equal(again.got[0].webhook.attempts, 2);
   });
 
   it('hands an event a node failed out again, with attempts 2', async () => {
