@@ -11,7 +11,9 @@ import fc from 'fast-check';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { Client } from 'pg';
 import { Webhook } from 'standardwebhooks';
+import { encodeSenmlCbor } from '../../nodes/core/codecs/senml-cbor';
 import type { SqlClient } from '../../nodes/core/db/sql';
+import { pruneReceipts } from '../../nodes/core/webhooks/in-inbox';
 import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
 import { catchNode, helper } from '../support/node-red';
 import { freshDatabase } from '../support/servers';
@@ -239,6 +241,29 @@ describe('conflux-webhook-in', function () {
     assert.equal(arrived(s, 'msg_dup'), 1);
   });
 
+  it('takes binary SenML CBOR with basic auth, decoded to records', async () => {
+    const s = await start({ url: await freshDatabase(), node: { auth: 'basic', codec: 'senml' }, credentials: { user: 'partner', password: 's3cret' } });
+    const records = [{ n: 'pump/temp', u: 'Cel', v: 21.5, t: 1_750_000_000 }];
+    const answer = await post(s, Buffer.from(encodeSenmlCbor(records)), {
+      authorization: `Basic ${Buffer.from('partner:s3cret').toString('base64')}`,
+      'content-type': 'application/senml+cbor',
+    });
+    assert.equal(answer.status, 202, JSON.stringify(answer.body));
+    await until('the records', () => arrived(s, answer.body.id) === 1);
+    assert.deepEqual([s.got[0].payload, s.got[0].source.format], [records, 'senml+cbor']);
+  });
+
+  it('forgets webhook ids after the de-duplication window: a repeat is then a new event', async () => {
+    const s = await start({ url: await freshDatabase() });
+    assert.equal((await post(s, event(15), signed(event(15), 'old-id'))).status, 202);
+    await until('the event to be acked', async () => arrived(s, 'old-id') === 1 && (await inbox(s, 'old-id')) === 0);
+    await s.sql.query("UPDATE webhook_receipts SET received_at = now() - interval '8 days' WHERE message_id = 'old-id'");
+    assert.equal(await pruneReceipts(s.sql, `webhook:${PATH}`, 7 * 86_400_000), 1);
+    assert.equal(await pruneReceipts(s.sql, `webhook:${PATH}`, 7 * 86_400_000), 0);
+    assert.equal((await post(s, event(15), signed(event(15), 'old-id'))).status, 202);
+    await until('the event again', () => arrived(s, 'old-id') === 2);
+  });
+
   it('answers 413 for a body over the limit, declared or chunked, and 415 for a type the codec does not take', async () => {
     const s = await start({ url: await freshDatabase(), node: { maxBodyKiB: '1' } });
     const big = JSON.stringify({ x: 'y'.repeat(1100) });
@@ -321,29 +346,32 @@ describe('conflux-webhook-in', function () {
     await until('the ack', async () => (await inbox(s, 'flaky')) === 0);
   });
 
-  it('answers 503 while the database is down, acknowledging nothing, and accepts again once it is back', async () => {
-    const url = await freshDatabase();
-    const s = await start({ url });
-    const name = new URL(url).pathname.slice(1);
-    const admin = new Client({ connectionString: url.replace(`/${name}`, '/postgres') });
-    await admin.connect();
-    try {
-      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
-      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-      const body = event(13);
-      const down = await post(s, body, signed(body, 'during-outage'));
-      assertProblem(down, 503, /send it again later/);
-      assert.equal(down.headers.get('retry-after'), '5');
-      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
-      assert.equal(arrived(s, 'during-outage'), 0);
-      const back = await post(s, body, signed(body, 'during-outage'));
-      assert.deepEqual([back.status, back.body.status], [202, 'stored'], 'the refused event was not half-kept');
-      await until('the event after the outage', () => arrived(s, 'during-outage') === 1);
-    } finally {
-      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => undefined);
-      await admin.end();
-    }
-  });
+  for (const mode of ['signature', 'api-key'] as const) {
+    it(`answers 503 while the database is down, acknowledging nothing, and accepts again once it is back (${mode})`, async () => {
+      const url = await freshDatabase();
+      const s = await start({ url, node: { auth: mode } });
+      const auth = (body: string, id: string) => (mode === 'signature' ? signed(body, id) : { 'x-api-key': s.keys.webhooks, 'webhook-id': id });
+      const name = new URL(url).pathname.slice(1);
+      const admin = new Client({ connectionString: url.replace(`/${name}`, '/postgres') });
+      await admin.connect();
+      try {
+        await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+        await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+        const body = event(13);
+        const down = await post(s, body, auth(body, 'during-outage'));
+        assertProblem(down, 503, mode === 'signature' ? /send it again later/ : /database is unavailable/);
+        assert.equal(down.headers.get('retry-after'), '5');
+        await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+        assert.equal(arrived(s, 'during-outage'), 0);
+        const back = await post(s, body, auth(body, 'during-outage'));
+        assert.deepEqual([back.status, back.body.status], [202, 'stored'], 'the refused event was not half-kept');
+        await until('the event after the outage', () => arrived(s, 'during-outage') === 1);
+      } finally {
+        await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => undefined);
+        await admin.end();
+      }
+    });
+  }
 
   it('fuzz: any request is answered 2xx, or 4xx as problem+json, never 5xx; the endpoint then still works', async () => {
     const s = await start({ url: await freshDatabase(), node: { auth: 'basic', maxBodyKiB: '2' }, credentials: { user: 'partner', password: 's3cret' } });
