@@ -17,7 +17,11 @@ import type { DecodedBody } from './in-decode';
 
 /** What one accepted webhook keeps in its inbox row. */
 export interface StoredWebhook {
-  payload: unknown;
+  /**
+   * The payload as JSON text: a jsonb column would reorder an object's keys and drop repeated
+   * ones, and the flow should see the sender's JSON as it was sent.
+   */
+  payload: string;
   format: string;
   receivedAt: number;
   device?: DeviceRef;
@@ -59,7 +63,7 @@ export function bodyId(body: Buffer): string {
 }
 
 export function storedWebhook(decoded: DecodedBody, receivedAt: number, headers: Record<string, string>, timestamp?: number): StoredWebhook {
-  const stored: StoredWebhook = { payload: decoded.payload ?? null, format: decoded.format, receivedAt, headers };
+  const stored: StoredWebhook = { payload: JSON.stringify(decoded.payload ?? null), format: decoded.format, receivedAt, headers };
   if (decoded.device) stored.device = decoded.device;
   if (decoded.event) stored.event = decoded.event;
   if (decoded.sen1 !== undefined) stored.sen1 = decoded.sen1;
@@ -113,7 +117,7 @@ export interface WebhookMessage {
 export function flowMessage(m: ClaimedMessage): WebhookMessage {
   const s = (m.payload ?? {}) as Partial<StoredWebhook>;
   const msg: WebhookMessage = {
-    payload: s.payload ?? null,
+    payload: typeof s.payload === 'string' ? (JSON.parse(s.payload) as unknown) : null,
     tenant: m.tenantId,
     source: { transport: 'webhook', format: s.format ?? 'json', receivedAt: s.receivedAt ?? m.createdAt.getTime() },
     headers: s.headers ?? {},
