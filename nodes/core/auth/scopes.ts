@@ -10,6 +10,8 @@ export const ACTION_SCOPES = {
   telemetry: ['devices', 'devices:write', 'write', '*'],
   /** Send commands to the tenant's devices. */
   commands: ['commands', 'devices:write', 'write', '*'],
+  /** Push a third party's events into the tenant's inbox (conflux-webhook-in). */
+  webhooks: ['webhooks', 'webhooks:write', 'write', '*'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ApiKeyAction = keyof typeof ACTION_SCOPES;
