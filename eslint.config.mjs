@@ -11,6 +11,8 @@ const outsideCore = [
   '../../convert/*',
   '../../storage/*',
   '../../events/*',
+  '../../webhooks/*',
+  '../../amqp/*',
   '../../../launcher/*',
   '../../../settings',
 ];
@@ -56,7 +58,7 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['../devices/*', '../convert/*', '../storage/*', '../events/*', '../../launcher/*', '../../settings'],
+              group: ['../devices/*', '../convert/*', '../storage/*', '../events/*', '../webhooks/*', '../amqp/*', '../../launcher/*', '../../settings'],
               message: 'nodes/shared imports no node family and no launcher code (docs/architecture.md)',
             },
           ],
