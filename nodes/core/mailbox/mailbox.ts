@@ -9,8 +9,10 @@
  *             other claimer holds, sets a lease (lease_until, claimed_by) and counts the attempt
  *   ack       deletes the rows the worker still holds; a row whose lease expired and that another
  *             worker claimed since is left to that worker
- *   nack      gives the row back with an exponential delay, or after maxAttempts moves it to
- *             dead_letters, in one transaction
+ *   nack      gives the row back with an exponential delay (or the caller's, e.g. a
+ *             Retry-After), or after maxAttempts moves it to dead_letters, in one transaction
+ *   defer     gives rows back after a delay without counting the attempt (the deliverer did not
+ *             try: its endpoint was busy or its circuit open)
  *
  * Delivery is at least once: a worker that dies holding a batch leaves it leased until the
  * lease expires; then another worker claims it again, so a peer sees the messages of that batch
@@ -22,7 +24,7 @@
 import type { SqlClient } from '../db/sql';
 import { backoffDelay, validateRetryPolicy, type RetryPolicy } from './backoff';
 
-export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './backoff';
+export { backoffDelay, DEFAULT_RETRY, scheduledRetry, type RetryPolicy } from './backoff';
 
 export type BoxName = 'inbox' | 'outbox';
 const BOXES: ReadonlySet<string> = new Set<BoxName>(['inbox', 'outbox']);
@@ -65,6 +67,11 @@ export interface ClaimedMessage {
   createdAt: Date;
   /** The error of the previous failed attempt, if any. */
   lastError: string | null;
+}
+
+export interface NackOptions {
+  /** Retry after exactly this long instead of the policy's backoff (a peer's Retry-After). */
+  delayMs?: number;
 }
 
 export type NackResult =
@@ -115,6 +122,7 @@ export class Mailbox {
     lock: string;
     retry: string;
     dead: string;
+    defer: string;
   };
 
   constructor(
@@ -150,6 +158,9 @@ export class Mailbox {
       dead: `WITH gone AS (DELETE FROM ${box} WHERE id = $1 RETURNING *)
         INSERT INTO dead_letters (box, original_id, tenant_id, queue, message_id, payload, headers, attempts, last_error, created_at)
         SELECT '${box}', id, tenant_id, queue, message_id, payload, headers, attempts, $2, created_at FROM gone`,
+      defer: `UPDATE ${box}
+        SET available_at = now() + ${ms('$3')}, lease_until = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
+        WHERE id = ANY($1::bigint[]) AND claimed_by = $2`,
     };
   }
 
@@ -207,9 +218,10 @@ export class Mailbox {
    * Reports a failed delivery of a message `worker` holds: it becomes claimable again after the
    * backoff delay, or, once it has been tried maxAttempts times, moves to dead_letters.
    */
-  async nack(id: RowId, worker: string, error: unknown, policy: RetryPolicy): Promise<NackResult> {
+  async nack(id: RowId, worker: string, error: unknown, policy: RetryPolicy, options: NackOptions = {}): Promise<NackResult> {
     nonEmpty('worker', worker);
     validateRetryPolicy(policy);
+    const override = options.delayMs === undefined ? undefined : Math.round(msParam('delayMs', options.delayMs, 0));
     const lastError = errorText(error);
     return this.db.transaction(async (tx): Promise<NackResult> => {
       const { rows } = await tx.query<{ attempts: number }>(this.sql.lock, [String(id), worker]);
@@ -219,10 +231,22 @@ export class Mailbox {
         await tx.query(this.sql.dead, [String(id), lastError]);
         return { outcome: 'dead', attempts };
       }
-      const delayMs = backoffDelay(attempts, policy);
+      const delayMs = override ?? backoffDelay(attempts, policy);
       const updated = await tx.query<{ available_at: Date }>(this.sql.retry, [String(id), delayMs, lastError]);
       return { outcome: 'retry', attempts, delayMs, availableAt: updated.rows[0].available_at };
     });
+  }
+
+  /**
+   * Gives back messages `worker` holds without counting the claim as an attempt: claimable again
+   * after delayMs. Returns how many it gave back.
+   */
+  async defer(ids: readonly RowId[], worker: string, delayMs: number): Promise<number> {
+    nonEmpty('worker', worker);
+    msParam('delayMs', delayMs, 0);
+    if (ids.length === 0) return 0;
+    const result = await this.db.query(this.sql.defer, [ids.map(String), worker, Math.round(delayMs)]);
+    return result.rowCount;
   }
 
   /** Messages in the queue (claimable, leased or waiting out a backoff), optionally of one tenant. */
