@@ -61,7 +61,9 @@ export function classifyAddress(address: string): AddressClass | undefined {
 }
 
 function refuse(address: string, cls: AddressClass, host?: string): ForbiddenTargetError {
-  return new ForbiddenTargetError(`${host && host !== address ? `${host} resolves to ` : ''}${address}, a ${cls} address: refused (the webhooks config allows private destinations only when told to)`);
+  return new ForbiddenTargetError(
+    `${host && host !== address ? `${host} resolves to ` : ''}${address}, a ${cls} address: refused (the webhooks config allows private destinations only when told to)`,
+  );
 }
 
 /** Checks a URL before any request: http or https only, and an IP-literal host must be allowed. */

@@ -130,7 +130,13 @@ export class WebhookSender {
     await this.writer.close();
     await this.drainer.stop();
     const waiting = [...this.endpoints.values()].flatMap((e) => e.waiting.splice(0));
-    if (waiting.length) await this.drainer.defer(waiting.map((m) => m.id), 0).catch(() => undefined);
+    if (waiting.length)
+      await this.drainer
+        .defer(
+          waiting.map((m) => m.id),
+          0,
+        )
+        .catch(() => undefined);
     await this.flushDefers();
     await this.subscriptions.close();
     this.client.close();
@@ -201,7 +207,14 @@ export class WebhookSender {
     // schedule: then each further claim counts, and the message reaches dead letters in time.
     if (admission.verdict === 'open' && now - m.createdAt.getTime() > this.span) {
       endpoint.gate.inFlight++;
-      return void this.finish(m, sub, stored, endpoint, { headers: {}, response: '', durationMs: 0, error: new Error('circuit open: the endpoint keeps failing') }, 'neutral');
+      return void this.finish(
+        m,
+        sub,
+        stored,
+        endpoint,
+        { headers: {}, response: '', durationMs: 0, error: new Error('circuit open: the endpoint keeps failing') },
+        'neutral',
+      );
     }
     const wait = admission.verdict === 'open' ? Math.max(100, admission.waitMs) : this.options.busyDelayMs;
     this.deferLater(m, wait);
@@ -247,16 +260,19 @@ export class WebhookSender {
     this.stats.inFlight--;
     const status = result.status;
     const verdict =
-      result.error instanceof ForbiddenTargetError
-        ? 'neutral'
-        : status === undefined || status >= 500 || status === 429 || status === 408
-          ? 'failed'
-          : 'ok';
+      result.error instanceof ForbiddenTargetError ? 'neutral' : status === undefined || status >= 500 || status === 429 || status === 408 ? 'failed' : 'ok';
     await this.finish(m, sub, stored, endpoint, result, verdict);
   }
 
   /** Settles one admitted message, frees its gate slot and lets the next waiting one in. */
-  private async finish(m: ClaimedMessage, sub: Subscription, stored: Stored, endpoint: Endpoint, result: PostResult, verdict: 'ok' | 'failed' | 'neutral'): Promise<void> {
+  private async finish(
+    m: ClaimedMessage,
+    sub: Subscription,
+    stored: Stored,
+    endpoint: Endpoint,
+    result: PostResult,
+    verdict: 'ok' | 'failed' | 'neutral',
+  ): Promise<void> {
     endpoint.gate.settle(verdict, Date.now());
     this.next(endpoint);
     const status = result.status;
@@ -264,7 +280,9 @@ export class WebhookSender {
       this.stats.delivered++;
       await this.settle(Promise.all([this.log(m, stored, result, 'delivered'), this.drainer.ack(m.id)]));
     } else if (status === 410) {
-      const disabled = await this.subscriptions.disable(m.tenantId, sub.id, `410 Gone on event ${stored.eventId}`).catch((err: Error) => (this.error(err), false));
+      const disabled = await this.subscriptions
+        .disable(m.tenantId, sub.id, `410 Gone on event ${stored.eventId}`)
+        .catch((err: Error) => (this.error(err), false));
       await this.settle(Promise.all([this.log(m, stored, result, 'disabled'), this.drainer.ack(m.id)]));
       if (disabled) this.publish('subscription.disabled', m, sub, { reason: 'gone', status, eventId: stored.eventId }, [sub.id, 'gone', stored.eventId]);
     } else {
