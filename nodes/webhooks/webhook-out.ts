@@ -74,8 +74,9 @@ export = function register(RED: NodeAPI): void {
           leaseMs: Math.max(60_000, 2 * (s.connectTimeoutMs + s.responseTimeoutMs)),
           pollMs: 1_000,
           cacheMs: CACHE_MS,
-          maxWaiting: 4 * s.concurrency,
-          busyDelayMs: 500,
+          maxWaiting: Math.max(1, Math.floor(s.capacity / 2)),
+          holdMs: 5_000,
+          busyDelayMs: 100,
         },
         {
           publish: (event) => publishEvent(RED, event),

@@ -175,6 +175,16 @@ describe('webhooks out: circuit breaker and endpoint gate', () => {
     assert.deepEqual(g.admit(10), { verdict: 'open', waitMs: 42 });
     assert.deepEqual(g.admit(52), { verdict: 'go' });
   });
+
+  it('estimates how long a line takes from the average duration, or from a request that has not come back', () => {
+    const g = new EndpointGate({ concurrency: 2, failureThreshold: 5, openMs: 50 });
+    assert.equal(g.drainMs(9, 0), 5, 'nothing known: 1 ms each');
+    g.admit(0);
+    g.settle('ok', 10, 10);
+    assert.equal(g.drainMs(9, 10), 50, '10 × 10 ms over 2 at once');
+    g.admit(10);
+    assert.equal(g.drainMs(9, 1_010), 5_000, 'the request in flight for 1 s says more than the average');
+  });
 });
 
 describe('webhooks out: input', () => {

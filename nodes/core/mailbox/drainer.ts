@@ -80,6 +80,14 @@ export class Drainer {
     });
   }
 
+  /**
+   * The caller deleted the message itself (in a statement of its own, e.g. together with a log
+   * row): only frees its slot.
+   */
+  settled(id: RowId): void {
+    this.release(id);
+  }
+
   /** Delivery failed: retry after the backoff (or options.delayMs), or dead-letter it. */
   async nack(id: RowId, error: unknown, options?: NackOptions): Promise<NackResult> {
     this.release(id);

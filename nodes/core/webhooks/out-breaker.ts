@@ -7,7 +7,9 @@
  *   EndpointGate     at most `concurrency` requests in flight per endpoint, plus the breaker
  *
  * The caller asks `admit(now)` before each request: 'go' (then `settle` it), or 'busy' / 'open'
- * with how long to wait; those messages go back to the outbox without counting an attempt.
+ * with how long to wait. A busy endpoint's messages wait in a local line while `drainMs` says it
+ * will get through them soon; past that, and while the circuit is open, they go back to the
+ * outbox without counting an attempt.
  * Framework-free and clock-injected for the unit tests.
  */
 
@@ -78,6 +80,10 @@ export type Admission = { verdict: 'go' } | { verdict: 'busy' | 'open'; waitMs: 
 export class EndpointGate {
   readonly breaker: CircuitBreaker;
   inFlight = 0;
+  /** Start times of the requests in flight, earliest first. */
+  private readonly starts: number[] = [];
+  /** Moving average of the request durations, ms. */
+  private averageMs: number | undefined;
 
   constructor(private readonly options: GateOptions) {
     this.breaker = new CircuitBreaker(options);
@@ -87,15 +93,32 @@ export class EndpointGate {
     if (this.inFlight >= this.options.concurrency) return { verdict: 'busy', waitMs: 0 };
     if (!this.breaker.allow(now)) return { verdict: 'open', waitMs: this.breaker.waitMs(now) };
     this.inFlight++;
+    this.starts.push(now);
     return { verdict: 'go' };
   }
 
-  /** The end of an admitted request: ok (the endpoint answered sanely), failed (down, 5xx, 429, timeout) or neutral. */
-  settle(outcome: 'ok' | 'failed' | 'neutral', now: number): void {
+  /**
+   * The end of an admitted request: ok (the endpoint answered sanely), failed (down, 5xx, 429,
+   * timeout) or neutral (our own refusal). durationMs feeds the drain estimate.
+   */
+  settle(outcome: 'ok' | 'failed' | 'neutral', now: number, durationMs?: number): void {
     this.inFlight = Math.max(0, this.inFlight - 1);
+    this.starts.shift();
+    if (durationMs !== undefined) this.averageMs = this.averageMs === undefined ? durationMs : 0.8 * this.averageMs + 0.2 * durationMs;
     if (outcome === 'ok') this.breaker.success();
     else if (outcome === 'failed') this.breaker.failure(now);
     else this.breaker.neutral();
+  }
+
+  /**
+   * About how long until `queued` more requests would have gone through at the endpoint's pace:
+   * each takes the average duration, or as long as the oldest in flight has taken so far if that
+   * is longer (a receiver that stopped answering shows before any duration is known).
+   */
+  drainMs(queued: number, now: number): number {
+    const oldest = this.starts.length ? now - this.starts[0] : 0;
+    const each = Math.max(1, this.averageMs ?? 0, oldest);
+    return ((queued + 1) * each) / this.options.concurrency;
   }
 }
 

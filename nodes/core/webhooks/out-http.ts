@@ -45,14 +45,28 @@ export class WebhookClient {
     this.lookup = guardedLookup(options.allowPrivate);
   }
 
+  /** Per URL: the request options, or why it is refused (an IP-literal host, a scheme). */
+  private readonly targets = new WeakMap<URL, http.RequestOptions | Error>();
+
+  private target(url: URL): http.RequestOptions | Error {
+    let target = this.targets.get(url);
+    if (!target) {
+      try {
+        checkTarget(url, this.options.allowPrivate);
+        target = { protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || undefined, path: `${url.pathname}${url.search}` };
+      } catch (err) {
+        target = err as Error;
+      }
+      this.targets.set(url, target);
+    }
+    return target;
+  }
+
   post(request: PostRequest): Promise<PostResult> {
     const started = performance.now();
     const done = (partial: Omit<PostResult, 'durationMs'>): PostResult => ({ ...partial, durationMs: Math.round(performance.now() - started) });
-    try {
-      checkTarget(request.url, this.options.allowPrivate);
-    } catch (err) {
-      return Promise.resolve(done({ headers: {}, response: '', error: err as Error }));
-    }
+    const target = this.target(request.url);
+    if (target instanceof Error) return Promise.resolve(done({ headers: {}, response: '', error: target }));
     const secure = request.url.protocol === 'https:';
     const body = Buffer.from(request.body);
     return new Promise<PostResult>((resolve) => {
@@ -64,7 +78,8 @@ export class WebhookClient {
         if (timer) clearTimeout(timer);
         resolve(done(result));
       };
-      const req = (secure ? https : http).request(request.url, {
+      const req = (secure ? https : http).request({
+        ...target,
         method: 'POST',
         agent: secure ? this.agents.https : this.agents.http,
         lookup: this.lookup,

@@ -26,7 +26,7 @@ import { ForbiddenTargetError } from './out-address';
 import { EndpointGate, endpointKey, type GateOptions } from './out-breaker';
 import { WebhookClient, type PostOptions, type PostResult } from './out-http';
 import { parseRetryAfter } from './out-retry';
-import { SubscriptionStore, type AttemptOutcome, type Subscription } from './out-store';
+import { SubscriptionStore, type Attempt, type AttemptOutcome, type Subscription } from './out-store';
 
 export const WEBHOOK_QUEUE = 'webhooks';
 
@@ -40,9 +40,13 @@ export interface SenderOptions extends PostOptions, GateOptions {
   pollMs: number;
   /** How long the subscriptions of a tenant are cached. */
   cacheMs: number;
-  /** Messages waiting in memory per endpoint when its gate is full; past that they go back to the box. */
+  /** Most messages waiting in memory for one endpoint whose gate is full. */
   maxWaiting: number;
-  /** How long a message given back for a full gate stays out. */
+  /**
+   * A message waits in memory for a busy endpoint only if the endpoint should get through its
+   * line within this long; else it goes back to the box until then (at least busyDelayMs).
+   */
+  holdMs: number;
   busyDelayMs: number;
 }
 
@@ -65,7 +69,7 @@ interface Stored {
 
 interface Endpoint {
   gate: EndpointGate;
-  waiting: ClaimedMessage[];
+  waiting: { m: ClaimedMessage; since: number }[];
 }
 
 export interface SenderStats {
@@ -87,6 +91,7 @@ export class WebhookSender {
   private readonly signers = new Map<string, Webhook>();
   private readonly defers = new Map<number, ClaimedMessage['id'][]>();
   private deferTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   private readonly span: number;
   readonly stats: SenderStats = { inFlight: 0, waiting: 0, delivered: 0, failed: 0, dead: 0, lastError: '' };
 
@@ -96,7 +101,7 @@ export class WebhookSender {
     private readonly hooks: SenderHooks,
   ) {
     this.box = new Mailbox(db, 'outbox');
-    this.subscriptions = new SubscriptionStore(db, options.cacheMs);
+    this.subscriptions = new SubscriptionStore(db, options.cacheMs, options.worker);
     this.client = new WebhookClient(options);
     this.span = (options.retry.schedule ?? []).reduce((a, b) => a + b, 0);
     this.writer = new Batcher({
@@ -124,16 +129,20 @@ export class WebhookSender {
 
   start(): void {
     this.drainer.start();
+    // A message must not wait in memory until its lease ends (another claim would take it again).
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(1_000, this.options.leaseMs / 4));
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
     await this.writer.close();
     await this.drainer.stop();
     const waiting = [...this.endpoints.values()].flatMap((e) => e.waiting.splice(0));
+    this.stats.waiting = 0;
     if (waiting.length)
       await this.drainer
         .defer(
-          waiting.map((m) => m.id),
+          waiting.map((w) => w.m.id),
           0,
         )
         .catch(() => undefined);
@@ -181,12 +190,8 @@ export class WebhookSender {
     void this.subscriptions.byId(m.tenantId, Number(stored.subscription)).then(
       (sub) => {
         if (!sub || !sub.enabled) return this.settle(this.drainer.ack(m.id)); // switched off or deleted: nothing to send
-        let url: URL;
-        try {
-          url = new URL(sub.url);
-        } catch (err) {
-          return void this.fail(m, sub, stored, { headers: {}, response: '', durationMs: 0, error: err as Error });
-        }
+        const url = sub.target;
+        if (!url) return void this.fail(m, sub, stored, { headers: {}, response: '', durationMs: 0, error: new Error(`not a URL: ${sub.url}`) });
         const endpoint = this.endpoint(url);
         this.tryOrWait(m, sub, stored, url, endpoint);
       },
@@ -198,8 +203,9 @@ export class WebhookSender {
     const now = Date.now();
     const admission = endpoint.gate.admit(now);
     if (admission.verdict === 'go') return void this.send(m, sub, stored, url, endpoint);
-    if (admission.verdict === 'busy' && endpoint.waiting.length < this.options.maxWaiting) {
-      endpoint.waiting.push(m);
+    const drain = endpoint.gate.drainMs(endpoint.waiting.length, now);
+    if (admission.verdict === 'busy' && endpoint.waiting.length < this.options.maxWaiting && drain <= this.options.holdMs) {
+      endpoint.waiting.push({ m, since: now });
       this.stats.waiting++;
       return;
     }
@@ -216,8 +222,21 @@ export class WebhookSender {
         'neutral',
       );
     }
-    const wait = admission.verdict === 'open' ? Math.max(100, admission.waitMs) : this.options.busyDelayMs;
+    const wait = admission.verdict === 'open' ? Math.max(100, admission.waitMs) : Math.min(60_000, Math.max(this.options.busyDelayMs, drain));
     this.deferLater(m, wait);
+  }
+
+  /** Gives back what waited too long in memory, and everything waiting for an open circuit. */
+  private sweep(now = Date.now()): void {
+    for (const endpoint of this.endpoints.values()) {
+      const open = endpoint.gate.breaker.state(now) === 'open';
+      const kept = endpoint.waiting.filter((w) => !open && now - w.since < this.options.leaseMs / 2);
+      if (kept.length === endpoint.waiting.length) continue;
+      const delay = open ? Math.max(100, endpoint.gate.breaker.waitMs(now)) : this.options.busyDelayMs;
+      for (const w of endpoint.waiting) if (!kept.includes(w)) this.deferLater(w.m, delay);
+      this.stats.waiting -= endpoint.waiting.length - kept.length;
+      endpoint.waiting = kept;
+    }
   }
 
   private deferLater(m: ClaimedMessage, delayMs: number, err?: Error): void {
@@ -273,12 +292,13 @@ export class WebhookSender {
     result: PostResult,
     verdict: 'ok' | 'failed' | 'neutral',
   ): Promise<void> {
-    endpoint.gate.settle(verdict, Date.now());
+    endpoint.gate.settle(verdict, Date.now(), result.durationMs);
     this.next(endpoint);
     const status = result.status;
     if (status !== undefined && status >= 200 && status < 300) {
       this.stats.delivered++;
-      await this.settle(Promise.all([this.log(m, stored, result, 'delivered'), this.drainer.ack(m.id)]));
+      this.drainer.settled(m.id);
+      await this.settle(this.subscriptions.delivered(m.id, this.attempt(m, stored, result, 'delivered')));
     } else if (status === 410) {
       const disabled = await this.subscriptions
         .disable(m.tenantId, sub.id, `410 Gone on event ${stored.eventId}`)
@@ -315,14 +335,19 @@ export class WebhookSender {
   }
 
   private next(endpoint: Endpoint): void {
-    const m = endpoint.waiting.shift();
-    if (!m) return;
+    if (endpoint.waiting.length === 0) return;
+    if (endpoint.gate.breaker.state(Date.now()) === 'open') return this.sweep();
+    const w = endpoint.waiting.shift()!;
     this.stats.waiting--;
-    this.admit(m); // reads the (cached) subscription again: it may have been switched off meanwhile
+    this.admit(w.m); // reads the (cached) subscription again: it may have been switched off meanwhile
   }
 
   private log(m: ClaimedMessage, stored: Stored, result: PostResult, outcome: AttemptOutcome): Promise<void> {
-    return this.subscriptions.record({
+    return this.subscriptions.record(this.attempt(m, stored, result, outcome));
+  }
+
+  private attempt(m: ClaimedMessage, stored: Stored, result: PostResult, outcome: AttemptOutcome): Attempt {
+    return {
       tenant: m.tenantId,
       subscriptionId: Number(stored.subscription),
       eventId: stored.eventId,
@@ -333,7 +358,7 @@ export class WebhookSender {
       durationMs: result.durationMs,
       response: result.response === '' ? null : result.response,
       error: result.error ? errorText(result.error) : null,
-    });
+    };
   }
 
   private async settle(work: Promise<unknown>): Promise<void> {

@@ -5,6 +5,7 @@
  * 410 switch-off; and the attempt log, written in batches. Framework-free.
  */
 import type { SqlClient } from '../db/sql';
+import type { RowId } from '../mailbox/mailbox';
 import { Batcher } from '../stores/batcher';
 
 export interface Subscription {
@@ -17,6 +18,8 @@ export interface Subscription {
   secret: string | null;
   headers: Record<string, string>;
   enabled: boolean;
+  /** The parsed url; undefined when it does not parse. */
+  target: URL | undefined;
 }
 
 export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'disabled';
@@ -61,18 +64,23 @@ function toSubscription(r: Row): Subscription {
     secret: r.secret,
     headers,
     enabled: r.enabled,
+    target: URL.canParse(r.url) ? new URL(r.url) : undefined,
   };
 }
 
 export class SubscriptionStore {
   private readonly cache = new Map<string, { at: number; subs: Promise<Subscription[]> }>();
   private readonly log: Batcher<Attempt>;
+  private readonly done: Batcher<{ rowId: RowId; attempt: Attempt }>;
 
   constructor(
     private readonly db: SqlClient,
     private readonly ttlMs: number,
+    /** The outbox worker whose delivered messages `delivered` deletes. */
+    private readonly worker: string,
   ) {
     this.log = new Batcher<Attempt>({ maxBatch: 1_000, maxDelayMs: 5, maxPending: 100_000, write: (items) => this.writeLog(items) });
+    this.done = new Batcher({ maxBatch: 1_000, maxDelayMs: 5, maxPending: 100_000, write: (items) => this.writeDone(items) });
   }
 
   /** Every subscription of the tenant (enabled or not), at most ttlMs old. */
@@ -106,21 +114,44 @@ export class SubscriptionStore {
     return this.log.add([attempt]);
   }
 
-  close(): Promise<void> {
-    return this.log.close();
+  /**
+   * A delivered message: deletes it from the outbox (if this worker still holds it) and logs the
+   * attempt, many at once in one statement (one round trip instead of an ack and a log write).
+   */
+  delivered(rowId: RowId, attempt: Attempt): Promise<void> {
+    return this.done.add([{ rowId, attempt }]);
+  }
+
+  async close(): Promise<void> {
+    await this.done.close();
+    await this.log.close();
+  }
+
+  private async writeDone(items: { rowId: RowId; attempt: Attempt }[]): Promise<void> {
+    const { sql, params } = this.logStatement(items.map((i) => i.attempt));
+    await this.db.query(`WITH acked AS (DELETE FROM outbox WHERE id = ANY($11::bigint[]) AND claimed_by = $12) ${sql}`, [
+      ...params,
+      items.map((i) => String(i.rowId)),
+      this.worker,
+    ]);
   }
 
   private async writeLog(items: Attempt[]): Promise<void> {
+    const { sql, params } = this.logStatement(items);
+    await this.db.query(sql, params);
+  }
+
+  // The join drops attempts of a subscription deleted meanwhile (its foreign key would fail the batch).
+  private logStatement(items: Attempt[]): { sql: string; params: unknown[] } {
     const col = <K extends keyof Attempt>(k: K) => items.map((a) => a[k]);
-    // The join drops attempts of a subscription deleted meanwhile (its foreign key would fail the batch).
-    await this.db.query(
-      `INSERT INTO webhook_deliveries (tenant_id, subscription_id, event_id, event_type, attempt, status, outcome, duration_ms, response, error)
+    return {
+      sql: `INSERT INTO webhook_deliveries (tenant_id, subscription_id, event_id, event_type, attempt, status, outcome, duration_ms, response, error)
        SELECT a.t, a.s, a.e, a.ty, a.n, a.st, a.o, a.d, a.r, a.er
        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::int[], $9::text[], $10::text[])
          WITH ORDINALITY AS a(t, s, e, ty, n, st, o, d, r, er, i)
        JOIN webhook_subscriptions w ON w.tenant_id = a.t AND w.id = a.s
        ORDER BY a.i`,
-      [
+      params: [
         col('tenant'),
         col('subscriptionId').map(String),
         col('eventId'),
@@ -132,6 +163,6 @@ export class SubscriptionStore {
         col('response'),
         col('error'),
       ],
-    );
+    };
   }
 }
