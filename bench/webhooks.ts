@@ -177,7 +177,18 @@ export async function run(): Promise<boolean> {
     { id: 'db', type: 'conflux-postgres', url, poolSize: '10' },
     { id: 'hooks', type: 'conflux-webhooks', database: 'db', allowPrivate: true, concurrency: String(CONCURRENCY) },
     { id: 'n-out', type: 'conflux-webhook-out', z: 'tab', webhooks: 'hooks', wires: [[]] },
-    { id: 'n-split', type: 'split', z: 'tab', splt: '\\n', spltType: 'str', arraySplt: 1, arraySpltType: 'len', stream: false, addname: '', wires: [['n-sign']] },
+    {
+      id: 'n-split',
+      type: 'split',
+      z: 'tab',
+      splt: '\\n',
+      spltType: 'str',
+      arraySplt: 1,
+      arraySpltType: 'len',
+      stream: false,
+      addname: '',
+      wires: [['n-sign']],
+    },
     { id: 'n-sign', type: 'function', z: 'tab', func: SIGN_FUNCTION, outputs: 1, wires: [['n-post']] },
     { id: 'n-post', type: 'http request', z: 'tab', method: 'POST', ret: 'txt', paytoqs: 'ignore', url: '', persist: true, senderr: false, wires: [[]] },
   ];
@@ -218,7 +229,9 @@ export async function run(): Promise<boolean> {
         send(i);
       }
     } else for (let i = 0; i < events; i++) send(i);
-    const timeout = new Promise<FromWorker>((resolve) => setTimeout(() => resolve({ error: `round timed out after ${ROUND_TIMEOUT_MS} ms` }), ROUND_TIMEOUT_MS).unref());
+    const timeout = new Promise<FromWorker>((resolve) =>
+      setTimeout(() => resolve({ error: `round timed out after ${ROUND_TIMEOUT_MS} ms` }), ROUND_TIMEOUT_MS).unref(),
+    );
     const result = await Promise.race([done, timeout]);
     pendingDone = undefined;
     if ('error' in result) throw new Error(`${side}, ${endpoints} endpoints: ${result.error}`);
@@ -296,7 +309,9 @@ export async function run(): Promise<boolean> {
   for (const side of SIDES) console.log(`| ${side === 'conflux' ? 'conflux-webhook-out' : 'core flow'}, paced | ${pct(paced.get(side)!)} |`);
   for (const c of CASES)
     for (const side of SIDES)
-      console.log(`| ${side === 'conflux' ? 'conflux-webhook-out' : 'core flow'}, burst, ${c.endpoints} endpoint(s) | ${pct(lat.get(key(side, c.endpoints))!)} |`);
+      console.log(
+        `| ${side === 'conflux' ? 'conflux-webhook-out' : 'core flow'}, burst, ${c.endpoints} endpoint(s) | ${pct(lat.get(key(side, c.endpoints))!)} |`,
+      );
   console.log(`\n${machine()}; load average (1, 5, 15 min) ${loadBefore} before, ${loadAfter} after; run at ${new Date().toISOString().slice(0, 19)}Z`);
   return ok;
 }
