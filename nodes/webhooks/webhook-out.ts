@@ -74,7 +74,7 @@ export = function register(RED: NodeAPI): void {
           leaseMs: Math.max(60_000, 2 * (s.connectTimeoutMs + s.responseTimeoutMs)),
           pollMs: 1_000,
           cacheMs: CACHE_MS,
-          maxWaiting: Math.max(1, Math.floor(s.capacity / 2)),
+          maxWaiting: Math.max(1, Math.floor(s.capacity * 0.9)), // a tenth of the capacity stays free for the other endpoints
           holdMs: 5_000,
           busyDelayMs: 100,
         },

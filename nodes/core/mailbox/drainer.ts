@@ -41,6 +41,21 @@ export class Drainer {
     this.box = box;
   }
 
+  /** Slots free for more messages. */
+  get room(): number {
+    return this.stopped ? 0 : this.options.capacity - this.out.size;
+  }
+
+  /**
+   * Messages the caller claimed itself (Mailbox#enqueueClaimed with this worker and leaseMs):
+   * they take slots and are delivered like claimed ones.
+   */
+  adopt(messages: readonly ClaimedMessage[]): void {
+    const until = Date.now() + this.options.leaseMs;
+    for (const m of messages) this.out.set(String(m.id), until);
+    for (const m of messages) this.options.deliver(m);
+  }
+
   /** Messages delivered and not yet settled. */
   get inFlight(): number {
     return this.out.size;

@@ -4,7 +4,8 @@
  * Framework-free: the conflux-mailbox node wraps it.
  *
  *   enqueue   one INSERT … ON CONFLICT DO NOTHING for the whole batch: a message id already in
- *             the box (per tenant and queue) is not added twice
+ *             the box (per tenant and queue) is not added twice; enqueueClaimed inserts them
+ *             already claimed by the caller, who delivers them at once
  *   claim     one UPDATE over a `FOR UPDATE SKIP LOCKED` sub-select: each claimer takes rows no
  *             other claimer holds, sets a lease (lease_until, claimed_by) and counts the attempt
  *   ack       deletes the rows the worker still holds; a row whose lease expired and that another
@@ -114,9 +115,36 @@ export function errorText(error: unknown): string {
   return text.length > MAX_ERROR_LENGTH ? text.slice(0, MAX_ERROR_LENGTH) : text;
 }
 
+function columns(messages: readonly NewMessage[]): { ids: string[]; payloads: string[]; headers: string[] } {
+  const ids: string[] = [];
+  const payloads: string[] = [];
+  const headers: string[] = [];
+  for (const [i, m] of messages.entries()) {
+    ids.push(nonEmpty(`messages[${i}].messageId`, m.messageId));
+    if (m.payload === undefined) throw new TypeError(`messages[${i}].payload is undefined`);
+    payloads.push(JSON.stringify(m.payload));
+    headers.push(JSON.stringify(m.headers ?? {}));
+  }
+  return { ids, payloads, headers };
+}
+
+const toClaimed = (r: Row): ClaimedMessage => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  queue: r.queue,
+  messageId: r.message_id,
+  payload: r.payload,
+  headers: r.headers,
+  attempts: r.attempts,
+  leaseUntil: r.lease_until,
+  createdAt: r.created_at,
+  lastError: r.last_error,
+});
+
 export class Mailbox {
   private readonly sql: {
     enqueue: string;
+    enqueueClaimed: string;
     claim: string;
     ack: string;
     lock: string;
@@ -138,6 +166,13 @@ export class Mailbox {
         FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(message_id, payload, headers, n)
         ORDER BY m.n
         ON CONFLICT (tenant_id, queue, message_id) DO NOTHING`,
+      // The same, born claimed by the enqueuing worker (attempt 1 under way): no separate claim.
+      enqueueClaimed: `INSERT INTO ${box} (tenant_id, queue, message_id, payload, headers, available_at, attempts, lease_until, claimed_by)
+        SELECT $1, $2, m.message_id, m.payload::jsonb, m.headers::jsonb, now(), 1, now() + ${ms('$6')}, $7
+        FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(message_id, payload, headers, n)
+        ORDER BY m.n
+        ON CONFLICT (tenant_id, queue, message_id) DO NOTHING
+        RETURNING id, tenant_id, queue, message_id, payload, headers, attempts, lease_until, created_at, last_error`,
       claim: `WITH claimed AS (
           UPDATE ${box}
           SET lease_until = now() + ${ms('$3')}, claimed_by = $4, attempts = attempts + 1
@@ -170,17 +205,26 @@ export class Mailbox {
     nonEmpty('queue', queue);
     const delayMs = msParam('delayMs', options.delayMs ?? 0, 0);
     if (messages.length === 0) return 0;
-    const ids: string[] = [];
-    const payloads: string[] = [];
-    const headers: string[] = [];
-    for (const [i, m] of messages.entries()) {
-      ids.push(nonEmpty(`messages[${i}].messageId`, m.messageId));
-      if (m.payload === undefined) throw new TypeError(`messages[${i}].payload is undefined`);
-      payloads.push(JSON.stringify(m.payload));
-      headers.push(JSON.stringify(m.headers ?? {}));
-    }
+    const { ids, payloads, headers } = columns(messages);
     const result = await this.db.query(this.sql.enqueue, [tenant, queue, ids, payloads, headers, delayMs]);
     return result.rowCount;
+  }
+
+  /**
+   * Adds the messages not yet in the box already claimed by `worker` for leaseMs, as if it had
+   * claimed them at once (attempts 1), and returns those it added: a worker with room delivers
+   * what it just stored without a round trip to claim it. Durable the same: if the worker dies,
+   * the lease ends and another claims them.
+   */
+  async enqueueClaimed(tenant: string, queue: string, messages: readonly NewMessage[], claim: { worker: string; leaseMs: number }): Promise<ClaimedMessage[]> {
+    nonEmpty('tenant', tenant);
+    nonEmpty('queue', queue);
+    nonEmpty('worker', claim.worker);
+    msParam('leaseMs', claim.leaseMs, 1);
+    if (messages.length === 0) return [];
+    const { ids, payloads, headers } = columns(messages);
+    const { rows } = await this.db.query<Row>(this.sql.enqueueClaimed, [tenant, queue, ids, payloads, headers, claim.leaseMs, claim.worker]);
+    return rows.map(toClaimed);
   }
 
   /** Takes up to `limit` claimable messages of the queue (all tenants), oldest first, leased to `worker`. */
@@ -192,18 +236,7 @@ export class Mailbox {
     }
     msParam('leaseMs', options.leaseMs, 1);
     const { rows } = await this.db.query<Row>(this.sql.claim, [queue, options.limit, options.leaseMs, options.worker]);
-    return rows.map((r) => ({
-      id: r.id,
-      tenantId: r.tenant_id,
-      queue: r.queue,
-      messageId: r.message_id,
-      payload: r.payload,
-      headers: r.headers,
-      attempts: r.attempts,
-      leaseUntil: r.lease_until,
-      createdAt: r.created_at,
-      lastError: r.last_error,
-    }));
+    return rows.map(toClaimed);
   }
 
   /** Deletes the delivered messages `worker` still holds; returns how many it deleted. */

@@ -119,7 +119,7 @@ export class WebhookClient {
         res.on('error', () => finish(answer()));
       });
       req.end(body);
-    });
+    }).catch((err: Error) => done({ headers: {}, response: '', error: err })); // e.g. a header http.request refuses
   }
 
   close(): void {

@@ -92,6 +92,7 @@ export class WebhookSender {
   private readonly defers = new Map<number, ClaimedMessage['id'][]>();
   private deferTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private idle: (() => void) | undefined;
   private readonly span: number;
   readonly stats: SenderStats = { inFlight: 0, waiting: 0, delivered: 0, failed: 0, dead: 0, lastError: '' };
 
@@ -110,8 +111,17 @@ export class WebhookSender {
       maxPending: 100_000,
       write: async (items) => {
         const byTenant = new Map<string, typeof items>();
-        for (const item of items) byTenant.set(item.tenant, [...(byTenant.get(item.tenant) ?? []), item]);
-        for (const [tenant, group] of byTenant) await this.box.enqueue(tenant, WEBHOOK_QUEUE, group);
+        for (const item of items) {
+          const group = byTenant.get(item.tenant);
+          if (group) group.push(item);
+          else byTenant.set(item.tenant, [item]);
+        }
+        for (const [tenant, group] of byTenant) {
+          // With room, the rows are stored already claimed by this worker and sent at once.
+          if (this.drainer.room >= group.length)
+            this.drainer.adopt(await this.box.enqueueClaimed(tenant, WEBHOOK_QUEUE, group, { worker: options.worker, leaseMs: options.leaseMs }));
+          else await this.box.enqueue(tenant, WEBHOOK_QUEUE, group);
+        }
         this.drainer.wake();
       },
     });
@@ -137,6 +147,15 @@ export class WebhookSender {
     clearInterval(this.sweepTimer);
     await this.writer.close();
     await this.drainer.stop();
+    // Requests under way settle first (bounded: they time out), so their outcome is kept.
+    if (this.stats.inFlight > 0)
+      await new Promise<void>((resolve) => {
+        const give = setTimeout(resolve, this.options.connectTimeoutMs + this.options.responseTimeoutMs);
+        this.idle = () => {
+          clearTimeout(give);
+          resolve();
+        };
+      });
     const waiting = [...this.endpoints.values()].flatMap((e) => e.waiting.splice(0));
     this.stats.waiting = 0;
     if (waiting.length)
@@ -212,15 +231,7 @@ export class WebhookSender {
     // An open circuit holds messages back without counting attempts, but not past the whole
     // schedule: then each further claim counts, and the message reaches dead letters in time.
     if (admission.verdict === 'open' && now - m.createdAt.getTime() > this.span) {
-      endpoint.gate.inFlight++;
-      return void this.finish(
-        m,
-        sub,
-        stored,
-        endpoint,
-        { headers: {}, response: '', durationMs: 0, error: new Error('circuit open: the endpoint keeps failing') },
-        'neutral',
-      );
+      return void this.fail(m, sub, stored, { headers: {}, response: '', durationMs: 0, error: new Error('circuit open: the endpoint keeps failing') });
     }
     const wait = admission.verdict === 'open' ? Math.max(100, admission.waitMs) : Math.min(60_000, Math.max(this.options.busyDelayMs, drain));
     this.deferLater(m, wait);
@@ -230,19 +241,21 @@ export class WebhookSender {
   private sweep(now = Date.now()): void {
     for (const endpoint of this.endpoints.values()) {
       const open = endpoint.gate.breaker.state(now) === 'open';
-      const kept = endpoint.waiting.filter((w) => !open && now - w.since < this.options.leaseMs / 2);
-      if (kept.length === endpoint.waiting.length) continue;
+      const gone = new Set(endpoint.waiting.filter((w) => open || now - w.since >= this.options.leaseMs / 2));
+      if (gone.size === 0) continue;
       const delay = open ? Math.max(100, endpoint.gate.breaker.waitMs(now)) : this.options.busyDelayMs;
-      for (const w of endpoint.waiting) if (!kept.includes(w)) this.deferLater(w.m, delay);
-      this.stats.waiting -= endpoint.waiting.length - kept.length;
-      endpoint.waiting = kept;
+      for (const w of gone) this.deferLater(w.m, delay);
+      this.stats.waiting -= gone.size;
+      endpoint.waiting = endpoint.waiting.filter((w) => !gone.has(w));
     }
   }
 
   private deferLater(m: ClaimedMessage, delayMs: number, err?: Error): void {
     if (err) this.error(err);
     const bucket = Math.ceil(delayMs / 100) * 100; // one UPDATE per bucket and flush
-    this.defers.set(bucket, [...(this.defers.get(bucket) ?? []), m.id]);
+    const ids = this.defers.get(bucket);
+    if (ids) ids.push(m.id);
+    else this.defers.set(bucket, [m.id]);
     this.deferTimer ??= setTimeout(() => void this.flushDefers(), 10);
   }
 
@@ -269,14 +282,18 @@ export class WebhookSender {
   }
 
   private async send(m: ClaimedMessage, sub: Subscription, stored: Stored, url: URL, endpoint: Endpoint): Promise<void> {
-    this.stats.inFlight++;
-    let result: PostResult;
+    let headers: Record<string, string>;
     try {
-      result = await this.client.post({ url, body: stored.body, headers: this.headers(sub, stored) });
+      headers = this.headers(sub, stored);
     } catch (err) {
-      result = { headers: {}, response: '', durationMs: 0, error: err as Error };
+      // Our side (a secret the library cannot use): not the endpoint's failure.
+      const error = new Error(`cannot sign: ${(err as Error).message}`);
+      return this.finish(m, sub, stored, endpoint, { headers: {}, response: '', durationMs: 0, error }, 'neutral');
     }
+    this.stats.inFlight++;
+    const result = await this.client.post({ url, body: stored.body, headers });
     this.stats.inFlight--;
+    if (this.stats.inFlight === 0) this.idle?.();
     const status = result.status;
     const verdict =
       result.error instanceof ForbiddenTargetError ? 'neutral' : status === undefined || status >= 500 || status === 429 || status === 408 ? 'failed' : 'ok';
