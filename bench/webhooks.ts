@@ -29,9 +29,9 @@ import { median, percentile } from './harness';
 const ROUNDS = 5;
 /** Endpoints per case, and events per round (deliveries = events × endpoints). */
 const CASES = [
-  { endpoints: 1, events: 3_000 },
-  { endpoints: 10, events: 400 },
-  { endpoints: 100, events: 40 },
+  { endpoints: 1, events: 8_000 },
+  { endpoints: 10, events: 1_000 },
+  { endpoints: 100, events: 100 },
 ] as const;
 const SIDES = ['conflux', 'core'] as const;
 type Side = (typeof SIDES)[number];
