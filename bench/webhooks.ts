@@ -106,7 +106,7 @@ async function receiverWorker(setup: ReceiverSetup): Promise<void> {
           }
         });
       });
-      server.keepAliveTimeout = 30_000;
+      server.keepAliveTimeout = 600_000; // longer than any pause between rounds: no close racing a reused connection
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       return server;
     }),

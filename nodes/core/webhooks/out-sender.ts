@@ -117,10 +117,12 @@ export class WebhookSender {
           else byTenant.set(item.tenant, [item]);
         }
         for (const [tenant, group] of byTenant) {
-          // With room, the rows are stored already claimed by this worker and sent at once.
-          if (this.drainer.room >= group.length)
-            this.drainer.adopt(await this.box.enqueueClaimed(tenant, WEBHOOK_QUEUE, group, { worker: options.worker, leaseMs: options.leaseMs }));
-          else await this.box.enqueue(tenant, WEBHOOK_QUEUE, group);
+          // As many as the drainer has room for are stored already claimed by this worker and
+          // sent at once; the rest wait in the box for a claim.
+          const now = group.slice(0, Math.max(0, this.drainer.room));
+          if (now.length > 0)
+            this.drainer.adopt(await this.box.enqueueClaimed(tenant, WEBHOOK_QUEUE, now, { worker: options.worker, leaseMs: options.leaseMs }));
+          if (now.length < group.length) await this.box.enqueue(tenant, WEBHOOK_QUEUE, group.slice(now.length));
         }
         this.drainer.wake();
       },
