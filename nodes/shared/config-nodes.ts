@@ -9,6 +9,7 @@ import type { RequestForwarder } from '../core/devices/requests';
 import type { RateLimiter } from '../core/devices/rate-limit';
 import type { Session, SessionRegistry } from '../core/devices/sessions';
 import type { UdpTokens } from '../core/devices/udp-tokens';
+import type { RetryPolicy } from '../core/mailbox/backoff';
 import type { ShortTermStore } from '../core/stores/types';
 import type { StatusFanout } from './status-fanout';
 
@@ -98,4 +99,23 @@ export interface GatewayDeviceMessage {
   body: Record<string, unknown> & { id: string };
   session: Session;
   transport: string;
+}
+
+export interface WebhooksSettings {
+  allowPrivate: boolean;
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+  concurrency: number;
+  failureThreshold: number;
+  openMs: number;
+  retry: RetryPolicy;
+  capacity: number;
+}
+
+export interface WebhooksConfigNode extends Node {
+  /** The conflux-postgres node's id. */
+  readonly database: string;
+  readonly settings: WebhooksSettings;
+  /** Set when the configuration is unusable (a bad schedule). */
+  readonly problem?: string;
 }

@@ -33,7 +33,7 @@ async function rejectsWith(promise: Promise<unknown>, code: BusinessErrorCode, f
   return caught;
 }
 
-const SECRET_FIELDS = ['salt', 'stored_key', 'server_key', 'hash', 'secret'];
+const SECRET_FIELDS = ['salt', 'stored_key', 'server_key', 'hash', 'secret', 'password'];
 
 function assertNoSecrets(row: BusinessRow): void {
   for (const f of SECRET_FIELDS) assert.ok(!(f in row), `row carries ${f}`);

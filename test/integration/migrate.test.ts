@@ -27,6 +27,7 @@ const TABLES = [
   'tenants',
   'user_applications',
   'users',
+  'webhook_deliveries',
   'webhook_receipts',
   'webhook_subscriptions',
 ];

@@ -5,7 +5,7 @@
  * into one DELETE. A message never settled (lost downstream) frees its slot when its lease
  * ends; the mailbox then hands it out again. Framework-free.
  */
-import { Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy, type RowId } from './mailbox';
+import { Mailbox, type ClaimedMessage, type NackOptions, type NackResult, type RetryPolicy, type RowId } from './mailbox';
 
 export interface DrainerOptions {
   queue: string;
@@ -31,6 +31,7 @@ export class Drainer {
   private ackTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private claiming = false;
+  private woken = false;
   private stopped = true;
 
   constructor(
@@ -38,6 +39,21 @@ export class Drainer {
     private readonly options: DrainerOptions,
   ) {
     this.box = box;
+  }
+
+  /** Slots free for more messages. */
+  get room(): number {
+    return this.stopped ? 0 : this.options.capacity - this.out.size;
+  }
+
+  /**
+   * Messages the caller claimed itself (Mailbox#enqueueClaimed with this worker and leaseMs):
+   * they take slots and are delivered like claimed ones.
+   */
+  adopt(messages: readonly ClaimedMessage[]): void {
+    const until = Date.now() + this.options.leaseMs;
+    for (const m of messages) this.out.set(String(m.id), until);
+    for (const m of messages) this.options.deliver(m);
   }
 
   /** Messages delivered and not yet settled. */
@@ -48,6 +64,17 @@ export class Drainer {
   start(): void {
     this.stopped = false;
     this.pump();
+  }
+
+  /** New messages were enqueued: look now instead of after pollMs (or right after the claim under way). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.claiming) this.woken = true;
+    else if (this.pollTimer) {
+      clearTimeout(this.pollTimer);
+      this.pollTimer = undefined;
+      this.pump();
+    }
   }
 
   /** Stops claiming, writes the pending acks. Unsettled messages go back when their lease ends. */
@@ -68,10 +95,28 @@ export class Drainer {
     });
   }
 
-  /** Delivery failed: retry after the backoff, or dead-letter it. */
-  async nack(id: RowId, error: unknown): Promise<NackResult> {
+  /**
+   * The caller deleted the message itself (in a statement of its own, e.g. together with a log
+   * row): only frees its slot.
+   */
+  settled(id: RowId): void {
     this.release(id);
-    return this.box.nack(id, this.options.worker, error, this.options.retry);
+  }
+
+  /** Delivery failed: retry after the backoff (or options.delayMs), or dead-letter it. */
+  async nack(id: RowId, error: unknown, options?: NackOptions): Promise<NackResult> {
+    this.release(id);
+    return this.box.nack(id, this.options.worker, error, this.options.retry, options);
+  }
+
+  /** Not tried (the deliverer had no room for it): back to the box after delayMs, no attempt counted. */
+  async defer(ids: readonly RowId[], delayMs: number): Promise<number> {
+    for (const id of ids) this.out.delete(String(id));
+    try {
+      return await this.box.defer(ids, this.options.worker, delayMs);
+    } finally {
+      if (!this.stopped) this.pump();
+    }
   }
 
   private release(id: RowId): void {
@@ -105,6 +150,7 @@ export class Drainer {
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
     this.claiming = true;
+    this.woken = false;
     this.box.claim(this.options.queue, { limit: free, leaseMs: this.options.leaseMs, worker: this.options.worker }).then(
       (messages) => {
         this.claiming = false;
@@ -112,7 +158,7 @@ export class Drainer {
         const until = Date.now() + this.options.leaseMs;
         for (const m of messages) this.out.set(String(m.id), until);
         for (const m of messages) this.options.deliver(m);
-        if (messages.length === free) this.pump();
+        if (messages.length === free || this.woken) this.pump();
         else this.wait();
       },
       (err: Error) => {

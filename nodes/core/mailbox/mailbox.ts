@@ -4,13 +4,16 @@
  * Framework-free: the conflux-mailbox node wraps it.
  *
  *   enqueue   one INSERT … ON CONFLICT DO NOTHING for the whole batch: a message id already in
- *             the box (per tenant and queue) is not added twice
+ *             the box (per tenant and queue) is not added twice; enqueueClaimed inserts them
+ *             already claimed by the caller, who delivers them at once
  *   claim     one UPDATE over a `FOR UPDATE SKIP LOCKED` sub-select: each claimer takes rows no
  *             other claimer holds, sets a lease (lease_until, claimed_by) and counts the attempt
  *   ack       deletes the rows the worker still holds; a row whose lease expired and that another
  *             worker claimed since is left to that worker
- *   nack      gives the row back with an exponential delay, or after maxAttempts moves it to
- *             dead_letters, in one transaction
+ *   nack      gives the row back with an exponential delay (or the caller's, e.g. a
+ *             Retry-After), or after maxAttempts moves it to dead_letters, in one transaction
+ *   defer     gives rows back after a delay without counting the attempt (the deliverer did not
+ *             try: its endpoint was busy or its circuit open)
  *
  * Delivery is at least once: a worker that dies holding a batch leaves it leased until the
  * lease expires; then another worker claims it again, so a peer sees the messages of that batch
@@ -22,7 +25,7 @@
 import type { SqlClient } from '../db/sql';
 import { backoffDelay, validateRetryPolicy, type RetryPolicy } from './backoff';
 
-export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './backoff';
+export { backoffDelay, DEFAULT_RETRY, scheduledRetry, type RetryPolicy } from './backoff';
 
 export type BoxName = 'inbox' | 'outbox';
 const BOXES: ReadonlySet<string> = new Set<BoxName>(['inbox', 'outbox']);
@@ -67,6 +70,11 @@ export interface ClaimedMessage {
   lastError: string | null;
 }
 
+export interface NackOptions {
+  /** Retry after exactly this long instead of the policy's backoff (a peer's Retry-After). */
+  delayMs?: number;
+}
+
 export type NackResult =
   /** Back in the queue, claimable again at availableAt. */
   | { outcome: 'retry'; attempts: number; delayMs: number; availableAt: Date }
@@ -107,14 +115,42 @@ export function errorText(error: unknown): string {
   return text.length > MAX_ERROR_LENGTH ? text.slice(0, MAX_ERROR_LENGTH) : text;
 }
 
+function columns(messages: readonly NewMessage[]): { ids: string[]; payloads: string[]; headers: string[] } {
+  const ids: string[] = [];
+  const payloads: string[] = [];
+  const headers: string[] = [];
+  for (const [i, m] of messages.entries()) {
+    ids.push(nonEmpty(`messages[${i}].messageId`, m.messageId));
+    if (m.payload === undefined) throw new TypeError(`messages[${i}].payload is undefined`);
+    payloads.push(JSON.stringify(m.payload));
+    headers.push(JSON.stringify(m.headers ?? {}));
+  }
+  return { ids, payloads, headers };
+}
+
+const toClaimed = (r: Row): ClaimedMessage => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  queue: r.queue,
+  messageId: r.message_id,
+  payload: r.payload,
+  headers: r.headers,
+  attempts: r.attempts,
+  leaseUntil: r.lease_until,
+  createdAt: r.created_at,
+  lastError: r.last_error,
+});
+
 export class Mailbox {
   private readonly sql: {
     enqueue: string;
+    enqueueClaimed: string;
     claim: string;
     ack: string;
     lock: string;
     retry: string;
     dead: string;
+    defer: string;
   };
 
   constructor(
@@ -130,6 +166,13 @@ export class Mailbox {
         FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(message_id, payload, headers, n)
         ORDER BY m.n
         ON CONFLICT (tenant_id, queue, message_id) DO NOTHING`,
+      // The same, born claimed by the enqueuing worker (attempt 1 under way): no separate claim.
+      enqueueClaimed: `INSERT INTO ${box} (tenant_id, queue, message_id, payload, headers, available_at, attempts, lease_until, claimed_by)
+        SELECT $1, $2, m.message_id, m.payload::jsonb, m.headers::jsonb, now(), 1, now() + ${ms('$6')}, $7
+        FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(message_id, payload, headers, n)
+        ORDER BY m.n
+        ON CONFLICT (tenant_id, queue, message_id) DO NOTHING
+        RETURNING id, tenant_id, queue, message_id, payload, headers, attempts, lease_until, created_at, last_error`,
       claim: `WITH claimed AS (
           UPDATE ${box}
           SET lease_until = now() + ${ms('$3')}, claimed_by = $4, attempts = attempts + 1
@@ -150,6 +193,9 @@ export class Mailbox {
       dead: `WITH gone AS (DELETE FROM ${box} WHERE id = $1 RETURNING *)
         INSERT INTO dead_letters (box, original_id, tenant_id, queue, message_id, payload, headers, attempts, last_error, created_at)
         SELECT '${box}', id, tenant_id, queue, message_id, payload, headers, attempts, $2, created_at FROM gone`,
+      defer: `UPDATE ${box}
+        SET available_at = now() + ${ms('$3')}, lease_until = NULL, claimed_by = NULL, attempts = greatest(attempts - 1, 0)
+        WHERE id = ANY($1::bigint[]) AND claimed_by = $2`,
     };
   }
 
@@ -159,17 +205,26 @@ export class Mailbox {
     nonEmpty('queue', queue);
     const delayMs = msParam('delayMs', options.delayMs ?? 0, 0);
     if (messages.length === 0) return 0;
-    const ids: string[] = [];
-    const payloads: string[] = [];
-    const headers: string[] = [];
-    for (const [i, m] of messages.entries()) {
-      ids.push(nonEmpty(`messages[${i}].messageId`, m.messageId));
-      if (m.payload === undefined) throw new TypeError(`messages[${i}].payload is undefined`);
-      payloads.push(JSON.stringify(m.payload));
-      headers.push(JSON.stringify(m.headers ?? {}));
-    }
+    const { ids, payloads, headers } = columns(messages);
     const result = await this.db.query(this.sql.enqueue, [tenant, queue, ids, payloads, headers, delayMs]);
     return result.rowCount;
+  }
+
+  /**
+   * Adds the messages not yet in the box already claimed by `worker` for leaseMs, as if it had
+   * claimed them at once (attempts 1), and returns those it added: a worker with room delivers
+   * what it just stored without a round trip to claim it. Durable the same: if the worker dies,
+   * the lease ends and another claims them.
+   */
+  async enqueueClaimed(tenant: string, queue: string, messages: readonly NewMessage[], claim: { worker: string; leaseMs: number }): Promise<ClaimedMessage[]> {
+    nonEmpty('tenant', tenant);
+    nonEmpty('queue', queue);
+    nonEmpty('worker', claim.worker);
+    msParam('leaseMs', claim.leaseMs, 1);
+    if (messages.length === 0) return [];
+    const { ids, payloads, headers } = columns(messages);
+    const { rows } = await this.db.query<Row>(this.sql.enqueueClaimed, [tenant, queue, ids, payloads, headers, claim.leaseMs, claim.worker]);
+    return rows.map(toClaimed);
   }
 
   /** Takes up to `limit` claimable messages of the queue (all tenants), oldest first, leased to `worker`. */
@@ -181,18 +236,7 @@ export class Mailbox {
     }
     msParam('leaseMs', options.leaseMs, 1);
     const { rows } = await this.db.query<Row>(this.sql.claim, [queue, options.limit, options.leaseMs, options.worker]);
-    return rows.map((r) => ({
-      id: r.id,
-      tenantId: r.tenant_id,
-      queue: r.queue,
-      messageId: r.message_id,
-      payload: r.payload,
-      headers: r.headers,
-      attempts: r.attempts,
-      leaseUntil: r.lease_until,
-      createdAt: r.created_at,
-      lastError: r.last_error,
-    }));
+    return rows.map(toClaimed);
   }
 
   /** Deletes the delivered messages `worker` still holds; returns how many it deleted. */
@@ -207,9 +251,10 @@ export class Mailbox {
    * Reports a failed delivery of a message `worker` holds: it becomes claimable again after the
    * backoff delay, or, once it has been tried maxAttempts times, moves to dead_letters.
    */
-  async nack(id: RowId, worker: string, error: unknown, policy: RetryPolicy): Promise<NackResult> {
+  async nack(id: RowId, worker: string, error: unknown, policy: RetryPolicy, options: NackOptions = {}): Promise<NackResult> {
     nonEmpty('worker', worker);
     validateRetryPolicy(policy);
+    const override = options.delayMs === undefined ? undefined : Math.round(msParam('delayMs', options.delayMs, 0));
     const lastError = errorText(error);
     return this.db.transaction(async (tx): Promise<NackResult> => {
       const { rows } = await tx.query<{ attempts: number }>(this.sql.lock, [String(id), worker]);
@@ -219,10 +264,22 @@ export class Mailbox {
         await tx.query(this.sql.dead, [String(id), lastError]);
         return { outcome: 'dead', attempts };
       }
-      const delayMs = backoffDelay(attempts, policy);
+      const delayMs = override ?? backoffDelay(attempts, policy);
       const updated = await tx.query<{ available_at: Date }>(this.sql.retry, [String(id), delayMs, lastError]);
       return { outcome: 'retry', attempts, delayMs, availableAt: updated.rows[0].available_at };
     });
+  }
+
+  /**
+   * Gives back messages `worker` holds without counting the claim as an attempt: claimable again
+   * after delayMs. Returns how many it gave back.
+   */
+  async defer(ids: readonly RowId[], worker: string, delayMs: number): Promise<number> {
+    nonEmpty('worker', worker);
+    msParam('delayMs', delayMs, 0);
+    if (ids.length === 0) return 0;
+    const result = await this.db.query(this.sql.defer, [ids.map(String), worker, Math.round(delayMs)]);
+    return result.rowCount;
   }
 
   /** Messages in the queue (claimable, leased or waiting out a backoff), optionally of one tenant. */

@@ -1,5 +1,5 @@
 /**
- * The business entities of migration 001, each described once: its table, the column that
+ * The business entities of migrations 001 and 005, each described once: its table, the column that
  * addresses a row, the tenant column, and every column with its type, nullability and who may
  * write it. The store's whitelists, SQL and coercion all derive from these descriptions;
  * test/integration/business-schema.test.ts checks them against the migrated database, so a
@@ -19,6 +19,7 @@ export const BUSINESS_ENTITIES = [
   'consumers',
   'api_keys',
   'webhook_subscriptions',
+  'webhook_deliveries',
   'ftp_targets',
 ] as const;
 export type BusinessEntity = (typeof BUSINESS_ENTITIES)[number];
@@ -209,17 +210,46 @@ export const ENTITIES: Record<BusinessEntity, Entity> = {
     last_used_at: ro('timestamptz', opt),
     revoked_at: w('timestamptz', opt),
   }),
-  webhook_subscriptions: entity('webhook_subscriptions', {
-    id,
-    url: w('text', req),
-    events: w('text[]'),
-    username: w('text', opt),
-    secret_ref: w('text', opt),
-    headers: w('object'),
-    enabled: w('bool'),
-    created_at: createdAt,
-    updated_at: updatedAt,
-  }),
+  // password and secret are written, never returned (has_password, has_secret instead); the
+  // webhook sender reads them itself, since it must send the one and sign with the other.
+  webhook_subscriptions: entity(
+    'webhook_subscriptions',
+    {
+      id,
+      user_id: w('id', opt),
+      url: w('text', req),
+      events: w('text[]'),
+      username: w('text', opt),
+      password: w('text', { nullable: true, hidden: true }),
+      secret: w('text', { nullable: true, hidden: true }),
+      secret_ref: w('text', opt),
+      headers: w('object'),
+      enabled: w('bool'),
+      disabled_at: w('timestamptz', opt),
+      disabled_reason: w('text', opt),
+      created_at: createdAt,
+      updated_at: updatedAt,
+    },
+    { computed: { has_password: '(password IS NOT NULL)', has_secret: '(secret IS NOT NULL)' } },
+  ),
+  // The delivery log, written by conflux-webhook-out: read, list and delete only.
+  webhook_deliveries: entity(
+    'webhook_deliveries',
+    {
+      id,
+      subscription_id: ro('id'),
+      event_id: ro('text'),
+      event_type: ro('text'),
+      attempt: ro('int'),
+      status: ro('int', opt),
+      outcome: ro('text'),
+      duration_ms: ro('int'),
+      response: ro('text', opt),
+      error: ro('text', opt),
+      attempted_at: ro('timestamptz'),
+    },
+    { creatable: false },
+  ),
   ftp_targets: entity('ftp_targets', {
     id,
     name: w('text', req),

@@ -40,6 +40,7 @@ const CHECK_MESSAGES: Record<string, [string, string]> = {
   user_applications_check: ['secret_key_id', 'a secret needs the secret_key_id that encrypted it'],
   tenants_id_check: ['id', 'a tenant id has 1 to 64 characters'],
   webhook_subscriptions_url_check: ['url', 'url must start with http:// or https://'],
+  webhook_subscriptions_secret_check: ['secret', 'secret must be whsec_ followed by base64'],
   ftp_targets_protocol_check: ['protocol', "protocol must be 'ftp', 'ftps' or 'ftpes'"],
 };
 

@@ -7,6 +7,7 @@ import * as m001 from './001_initial';
 import * as m002 from './002_readings_keys';
 import * as m003 from './003_device_commands';
 import * as m004 from './004_readings_natural_key';
+import * as m005 from './005_webhooks';
 import * as m006 from './006_webhook_receipts';
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -14,5 +15,6 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: 'readings_keys', sql: m002.sql },
   { version: 3, name: 'device_commands', sql: m003.sql },
   { version: 4, name: 'readings_natural_key', sql: m004.sql },
+  { version: 5, name: 'webhooks', sql: m005.sql },
   { version: 6, name: 'webhook_receipts', sql: m006.sql },
 ];

@@ -1,0 +1,168 @@
+/**
+ * What the webhook sender reads and writes in the business store (migration 005): a tenant's
+ * subscriptions, with the password and signing secret the business entity never returns, cached
+ * for `ttlMs` so a busy flow does not query per event (a change shows within that time); the
+ * 410 switch-off; and the attempt log, written in batches. Framework-free.
+ */
+import type { SqlClient } from '../db/sql';
+import type { RowId } from '../mailbox/mailbox';
+import { Batcher } from '../stores/batcher';
+
+export interface Subscription {
+  id: number;
+  tenant: string;
+  url: string;
+  events: string[];
+  username: string | null;
+  password: string | null;
+  secret: string | null;
+  headers: Record<string, string>;
+  enabled: boolean;
+  /** The parsed url; undefined when it does not parse. */
+  target: URL | undefined;
+}
+
+export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'disabled';
+
+export interface Attempt {
+  tenant: string;
+  subscriptionId: number;
+  eventId: string;
+  eventType: string;
+  attempt: number;
+  status: number | null;
+  outcome: AttemptOutcome;
+  durationMs: number;
+  response: string | null;
+  error: string | null;
+}
+
+interface Row {
+  id: number | string;
+  tenant_id: string;
+  url: string;
+  events: string[];
+  username: string | null;
+  password: string | null;
+  secret: string | null;
+  headers: Record<string, unknown>;
+  enabled: boolean;
+}
+
+const SELECT = `SELECT id, tenant_id, url, events, username, password, secret, headers, enabled FROM webhook_subscriptions WHERE tenant_id = $1 ORDER BY id`;
+
+function toSubscription(r: Row): Subscription {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.headers ?? {})) if (v !== null && v !== undefined) headers[k] = String(v);
+  return {
+    id: Number(r.id),
+    tenant: r.tenant_id,
+    url: r.url,
+    events: r.events ?? [],
+    username: r.username,
+    password: r.password,
+    secret: r.secret,
+    headers,
+    enabled: r.enabled,
+    target: URL.canParse(r.url) ? new URL(r.url) : undefined,
+  };
+}
+
+export class SubscriptionStore {
+  private readonly cache = new Map<string, { at: number; subs: Promise<Subscription[]> }>();
+  private readonly log: Batcher<Attempt>;
+  private readonly done: Batcher<{ rowId: RowId; attempt: Attempt }>;
+
+  constructor(
+    private readonly db: SqlClient,
+    private readonly ttlMs: number,
+    /** The outbox worker whose delivered messages `delivered` deletes. */
+    private readonly worker: string,
+  ) {
+    this.log = new Batcher<Attempt>({ maxBatch: 1_000, maxDelayMs: 5, maxPending: 100_000, write: (items) => this.writeLog(items) });
+    this.done = new Batcher({ maxBatch: 1_000, maxDelayMs: 5, maxPending: 100_000, write: (items) => this.writeDone(items) });
+  }
+
+  /** Every subscription of the tenant (enabled or not), at most ttlMs old. */
+  all(tenant: string, now = Date.now()): Promise<Subscription[]> {
+    const hit = this.cache.get(tenant);
+    if (hit && now - hit.at < this.ttlMs) return hit.subs;
+    const subs = this.db.query<Row>(SELECT, [tenant]).then((r) => r.rows.map(toSubscription));
+    this.cache.set(tenant, { at: now, subs });
+    subs.catch(() => this.cache.delete(tenant)); // a failed load is not cached
+    return subs;
+  }
+
+  async byId(tenant: string, id: number): Promise<Subscription | undefined> {
+    return (await this.all(tenant)).find((s) => s.id === id);
+  }
+
+  /** Switches a subscription off (the receiver answered 410 Gone); true if this call did it. */
+  async disable(tenant: string, id: number, reason: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE webhook_subscriptions SET enabled = false, disabled_at = now(), disabled_reason = $3, updated_at = now()
+       WHERE tenant_id = $1 AND id = $2 AND enabled`,
+      [tenant, id, reason],
+    );
+    const cached = this.cache.get(tenant);
+    if (cached) void cached.subs.then((subs) => subs.forEach((s) => s.id === id && (s.enabled = false))).catch(() => undefined);
+    return rowCount > 0;
+  }
+
+  /** Resolves once the attempt is in the log (written with others in one INSERT). */
+  record(attempt: Attempt): Promise<void> {
+    return this.log.add([attempt]);
+  }
+
+  /**
+   * A delivered message: deletes it from the outbox (if this worker still holds it) and logs the
+   * attempt, many at once in one statement (one round trip instead of an ack and a log write).
+   */
+  delivered(rowId: RowId, attempt: Attempt): Promise<void> {
+    return this.done.add([{ rowId, attempt }]);
+  }
+
+  async close(): Promise<void> {
+    await this.done.close();
+    await this.log.close();
+  }
+
+  private async writeDone(items: { rowId: RowId; attempt: Attempt }[]): Promise<void> {
+    const { sql, params } = this.logStatement(items.map((i) => i.attempt));
+    await this.db.query(`WITH acked AS (DELETE FROM outbox WHERE id = ANY($11::bigint[]) AND claimed_by = $12) ${sql}`, [
+      ...params,
+      items.map((i) => String(i.rowId)),
+      this.worker,
+    ]);
+  }
+
+  private async writeLog(items: Attempt[]): Promise<void> {
+    const { sql, params } = this.logStatement(items);
+    await this.db.query(sql, params);
+  }
+
+  // The join drops attempts of a subscription deleted meanwhile (its foreign key would fail the batch).
+  private logStatement(items: Attempt[]): { sql: string; params: unknown[] } {
+    const col = <K extends keyof Attempt>(k: K) => items.map((a) => a[k]);
+    return {
+      sql: `INSERT INTO webhook_deliveries (tenant_id, subscription_id, event_id, event_type, attempt, status, outcome, duration_ms, response, error)
+       SELECT a.t, a.s, a.e, a.ty, a.n, a.st, a.o, a.d, a.r, a.er
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::int[], $9::text[], $10::text[])
+         WITH ORDINALITY AS a(t, s, e, ty, n, st, o, d, r, er, i)
+       JOIN webhook_subscriptions w ON w.tenant_id = a.t AND w.id = a.s
+       ORDER BY a.i`,
+      params: [
+        col('tenant'),
+        col('subscriptionId').map(String),
+        col('eventId'),
+        col('eventType'),
+        col('attempt'),
+        col('status'),
+        col('outcome'),
+        col('durationMs'),
+        col('response'),
+        col('error'),
+      ],
+    };
+  }
+}
