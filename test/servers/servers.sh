@@ -45,9 +45,14 @@ pg_bin() {
   return 1
 }
 
-# A port the kernel just handed out and released: free unless someone races us for it.
+# A port the kernel just handed out and released: free unless someone races us for it. Never one
+# of 35672-35682, where every rabbitmqctl on the machine runs its own Erlang distribution.
 free_port() {
-  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+  local p
+  while :; do
+    p=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+    { [ "$p" -ge 35672 ] && [ "$p" -le 35682 ]; } || { echo "$p"; return 0; }
+  done
 }
 
 # PostgreSQL refuses to run as root: run its tools as user postgres when we are root.
@@ -132,14 +137,19 @@ rabbit_wait() { # dir port dist_port epmd_port
   done
   ( rabbit_env "$@"; "$RABBIT_BIN/rabbitmqctl" -q await_startup --timeout 60 >/dev/null ) \
     || die "RabbitMQ on port $port did not finish starting: $(tail -n 30 "$dir/log/stdout" 2>/dev/null)"
+  # The node started this way writes no pid file; `rabbitmqctl stop PIDFILE` needs one to wait on.
+  ( rabbit_env "$@"; "$RABBIT_BIN/rabbitmqctl" -q eval 'list_to_integer(os:getpid()).' ) >"$dir/rabbit.pid.new" \
+    && mv "$dir/rabbit.pid.new" "$dir/rabbit.pid" || die "cannot read the pid of RabbitMQ on port $port"
 }
 
 rabbit_stop() { # dir port dist_port epmd_port
-  local dir=$1
-  # `stop <pid file>` returns once the Erlang VM has exited, so the port is free for a restart.
-  ( rabbit_env "$@"; "$RABBIT_BIN/rabbitmqctl" -q stop "$dir/rabbit.pid" >/dev/null 2>&1 ) || {
-    [ -f "$dir/rabbit.pid" ] && kill "$(cat "$dir/rabbit.pid")" 2>/dev/null || true
-  }
+  local dir=$1 pid i
+  pid=$(cat "$dir/rabbit.pid" 2>/dev/null || true)
+  [ -n "$pid" ] || return 0
+  ( rabbit_env "$@"; timeout 60 "$RABBIT_BIN/rabbitmqctl" -q stop >/dev/null 2>&1 ) || kill "$pid" 2>/dev/null || true
+  # Returns once the Erlang VM has exited: its port, node name and data are free for a restart.
+  for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; [ "$i" = 300 ] && kill -9 "$pid"; sleep 0.1; done
+  rm -f "$dir/rabbit.pid"
 }
 
 start_rabbitmq() { # dir: launches; rabbit_wait finishes

@@ -10,7 +10,7 @@
  * servers are used and nothing is started (then stopRabbitMQ/startRabbitMQ, which restart our own
  * node, are refused). A server that cannot start fails the run: tests never skip.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -89,20 +89,26 @@ export function amqpUrl(): string {
   return startServers().amqpUrl;
 }
 
-function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): void {
+/** Runs the script's rabbitmq-stop or -start asynchronously: the clients in this process see the outage as it happens. */
+function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): Promise<void> {
   const envFile = startServers().envFile;
-  if (!envFile) throw new Error(`${command}: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here; only our own node can be restarted`);
-  execFileSync('bash', [script(), command, envFile], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 });
+  if (!envFile) return Promise.reject(new Error(`${command}: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here; only our own node can be restarted`));
+  return new Promise((resolve, reject) => {
+    const child = execFile('bash', [script(), command, envFile], { timeout: 120_000 }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`servers.sh ${command} failed: ${err.message} ${stderr}`)) : resolve(),
+    );
+    child.stdin?.end();
+  });
 }
 
-/** Stops the test RabbitMQ node (returns once its VM has exited); its queues and persistent messages stay on disk. */
-export function stopRabbitMQ(): void {
-  rabbitmq('rabbitmq-stop');
+/** Stops the test RabbitMQ node (resolves once its VM has exited); its queues and persistent messages stay on disk. */
+export function stopRabbitMQ(): Promise<void> {
+  return rabbitmq('rabbitmq-stop');
 }
 
-/** Starts the same node again on the same port and data (returns once it is up). */
-export function startRabbitMQ(): void {
-  rabbitmq('rabbitmq-start');
+/** Starts the same node again on the same port and data (resolves once it is up). */
+export function startRabbitMQ(): Promise<void> {
+  return rabbitmq('rabbitmq-start');
 }
 
 /**
