@@ -6,6 +6,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   ack: async () => (await import('./ack')).run(),
   pipeline: async () => (await import('./pipeline')).run(),
   memory: async () => (await import('./memory')).run(),
+  amqp: async () => (await import('./amqp')).run(),
 };
 
 async function main(): Promise<void> {

@@ -10,7 +10,7 @@
 import * as os from 'node:os';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { prepareOutgoing, type Prepared, type ReadingMode } from '../core/amqp/messages';
-import { OutboxPublisher } from '../core/amqp/outbox-publisher';
+import { FAST_PATH_HOLD_MS, OutboxPublisher } from '../core/amqp/outbox-publisher';
 import { checkCustomer, DEFAULT_TOPOLOGY, type Topology } from '../core/amqp/topology';
 import { Mailbox } from '../core/mailbox/mailbox';
 import { Batcher } from '../core/stores/batcher';
@@ -70,7 +70,8 @@ export = function register(RED: NodeAPI): void {
       deadTtlMs: hoursField(def.deadTtlHours, 336),
     };
     const outboxQueue = `amqp:${node.id}`;
-    const box = db.sql().then((sql) => new Mailbox(sql, 'outbox'));
+    const sql = db.sql();
+    const box = sql.then((s) => new Mailbox(s, 'outbox'));
 
     let accepted = 0;
     let lastError = '';
@@ -93,12 +94,13 @@ export = function register(RED: NodeAPI): void {
       node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no AMQP connection').slice(0, 100) });
     } else {
       const amqp = config.amqp;
-      void box.then(
-        (b) => {
+      void Promise.all([box, sql]).then(
+        ([b, s]) => {
           if (closing) return;
           publisher = new OutboxPublisher({
             connection: amqp,
             box: b,
+            sql: s,
             queue: outboxQueue,
             worker: `${os.hostname()}:${process.pid}:${node.id}`,
             topology,
@@ -128,19 +130,24 @@ export = function register(RED: NodeAPI): void {
     const statusTimer = setInterval(() => status.soon(), 1_000); // the connection's state changes without a message
 
     const writer = new Batcher<Entry>({
-      maxBatch: 500,
+      maxBatch: 2_000,
       maxDelayMs: 5,
       maxPending: 50_000,
       write: async (entries) => {
         const b = await box;
         const byTenant = new Map<string, Entry[]>();
         for (const e of entries) byTenant.set(e.tenant, [...(byTenant.get(e.tenant) ?? []), e]);
+        // Connected: held back from the Drainer and published at once (the fast path); else for the Drainer.
+        const fast = publisher?.fast === true;
         for (const [tenant, group] of byTenant)
           await b.enqueue(
             tenant,
             outboxQueue,
             group.map((e) => ({ messageId: e.prepared.messageId, payload: e.prepared.message })),
+            fast ? { delayMs: FAST_PATH_HOLD_MS } : {},
           );
+        if (fast) publisher?.publishNow(entries.map((e) => ({ tenant: e.tenant, messageId: e.prepared.messageId, message: e.prepared.message })));
+        else publisher?.nudge();
       },
     });
 
