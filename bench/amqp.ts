@@ -63,7 +63,16 @@ export async function run(): Promise<boolean> {
     { id: 'tab', type: 'tab' },
     { id: 'db', type: 'conflux-postgres', url: dbUrl },
     { id: 'mq', type: 'conflux-amqp', urls: url },
-    { id: 'out', type: 'conflux-amqp-out', z: 'tab', amqp: 'mq', database: 'db', customer: customers.conflux, ...(process.env.BENCH_AMQP_INFLIGHT ? { maxInFlight: process.env.BENCH_AMQP_INFLIGHT } : {}), wires: [['count']] },
+    {
+      id: 'out',
+      type: 'conflux-amqp-out',
+      z: 'tab',
+      amqp: 'mq',
+      database: 'db',
+      customer: customers.conflux,
+      ...(process.env.BENCH_AMQP_INFLIGHT ? { maxInFlight: process.env.BENCH_AMQP_INFLIGHT } : {}),
+      wires: [['count']],
+    },
     { id: 'count', type: 'bench-count', z: 'tab' },
   ]);
   const counter = { readings: 0, messages: 0, latencies: [] as number[], last: 0 };
@@ -72,7 +81,10 @@ export async function run(): Promise<boolean> {
   const out = rt.RED.nodes.getNode('out') as { receive(msg: unknown): void };
 
   let round = 0;
-  const reading = (i: number) => ({ payload: [{ n: 'bench-dev/1/temperature', t: T0 + round * 1_000_000 + i, u: 'Cel', v: 20 + (i % 100) / 10 }], device: { tenant: 'default', id: 'bench-dev' } });
+  const reading = (i: number) => ({
+    payload: [{ n: 'bench-dev/1/temperature', t: T0 + round * 1_000_000 + i, u: 'Cel', v: 20 + (i % 100) / 10 }],
+    device: { tenant: 'default', id: 'bench-dev' },
+  });
   /** The eapi body of a reading, as a flow's function node would build it. */
   const body = (i: number) => Buffer.from(JSON.stringify(encodeEapi(reading(i).payload)[0]));
   const depth = async (q: string) => (await admin.checkQueue(q)).messageCount;
@@ -150,7 +162,10 @@ export async function run(): Promise<boolean> {
     subjectRuns: rates.get(subject),
     baselineRuns: rates.get(baseline),
   });
-  const ok = report('AMQP publishing with publisher confirms: messages/s confirmed by RabbitMQ', 'messages', [pair('conflux', 'serial', 5), pair('conflux', 'bare', 0.5)]);
+  const ok = report('AMQP publishing with publisher confirms: messages/s confirmed by RabbitMQ', 'messages', [
+    pair('conflux', 'serial', 5),
+    pair('conflux', 'bare', 0.5),
+  ]);
   console.log(
     `\n${N.toLocaleString('en-US')} messages per round (${N_SERIAL.toLocaleString('en-US')} for the one-wait-per-message side), persistent, one eapi_measurement_new JSON body each, into a durable customer queue; ${ROUNDS} rounds after a warm-up, alternating, median kept. RabbitMQ 3.10 (Debian) on loopback; the outbox on the test PostgreSQL 15 (fsync off).`,
   );

@@ -63,7 +63,11 @@ export = function register(RED: NodeAPI): void {
       if (handOff.size > 0) parts.push(t('conflux.status.inFlight', { n: handOff.size }));
       if (retried > 0) parts.push(t('amqp-in.status.retried', { n: retried }));
       if (dead > 0) parts.push(t('amqp-in.status.dead', { n: dead }));
-      const where = up ? queue : config.amqp?.state === 'connected' ? `${t(`amqp-in.state.${state}`)}${detail ? ` (${detail})` : ''}` : t(`amqp-in.state.${config.amqp?.state ?? 'closed'}`);
+      const where = up
+        ? queue
+        : config.amqp?.state === 'connected'
+          ? `${t(`amqp-in.state.${state}`)}${detail ? ` (${detail})` : ''}`
+          : t(`amqp-in.state.${config.amqp?.state ?? 'closed'}`);
       return { fill: up ? 'green' : 'yellow', shape: up ? 'dot' : 'ring', text: `${where}: ${parts.join(', ')}`.slice(0, 120) };
     });
     const report = boundedReporter(node);

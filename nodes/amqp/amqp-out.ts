@@ -190,4 +190,4 @@ export = function register(RED: NodeAPI): void {
     });
   }
   RED.nodes.registerType('conflux-amqp-out', AmqpOutNode);
-}
+};

@@ -31,7 +31,10 @@ describe('AMQP: SIGKILL while consuming', function () {
     await declareCustomer(ch, DEFAULT_TOPOLOGY, customer);
     const ids = Array.from({ length: TOTAL }, (_, i) => `m${String(i).padStart(4, '0')}`);
     for (const [i, id] of ids.entries()) {
-      const body = { type: 'eapi_measurement_new', data: { deviceId: 'd1', sensorId: 1, value: i, unit: '°C', unitType: 'temperature', timeStamp: '2026-01-01T00:00:00+00:00' } };
+      const body = {
+        type: 'eapi_measurement_new',
+        data: { deviceId: 'd1', sensorId: 1, value: i, unit: '°C', unitType: 'temperature', timeStamp: '2026-01-01T00:00:00+00:00' },
+      };
       ch.publish(DEFAULT_TOPOLOGY.exchange, `${customer}.eapi_measurement_new`, Buffer.from(JSON.stringify(body)), { messageId: id, persistent: true });
     }
     await ch.waitForConfirms();

@@ -31,7 +31,9 @@ const T = 1_764_000_000;
 const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
 /** One eapi measurement reading of device d, sensor s, at T + i. */
-const measurement = (i: number, device = 'dev1', sensor = 5368): ResolvedRecord[] => [{ n: `${device}/${sensor}/temperature`, t: T + i, u: 'Cel', v: 20 + (i % 100) / 10 }];
+const measurement = (i: number, device = 'dev1', sensor = 5368): ResolvedRecord[] => [
+  { n: `${device}/${sensor}/temperature`, t: T + i, u: 'Cel', v: 20 + (i % 100) / 10 },
+];
 
 /** Collects what reaches a helper node. */
 function collect(id: string): Msg[] {
@@ -130,7 +132,10 @@ describe('AMQP customer queues (RabbitMQ, outbox on PostgreSQL)', function () {
     await until('five messages through the queue', () => got.length === 5);
     assert.equal(sent[0].messageIds.length, 5);
     const keys = got.map((m) => m.amqp.routingKey).sort();
-    assert.deepEqual(keys, ['deviation_enter', 'deviation_leave', 'geodata_new', 'measurement_new', 'occurrence_new'].map((t) => `${customer}.eapi_${t}`));
+    assert.deepEqual(
+      keys,
+      ['deviation_enter', 'deviation_leave', 'geodata_new', 'measurement_new', 'occurrence_new'].map((t) => `${customer}.eapi_${t}`),
+    );
     const back = got.flatMap((m) => m.payload as ResolvedRecord[]);
     const key = (r: ResolvedRecord) => JSON.stringify([r.n, r.t, r.v, r.vs, r.vb, r.u]);
     assert.deepEqual(back.map(key).sort(), records.map(key).sort());
@@ -170,7 +175,7 @@ describe('AMQP customer queues (RabbitMQ, outbox on PostgreSQL)', function () {
     };
     await feed(TOTAL / 3);
     const stopping = stopRabbitMQ(); // while the first third is still being published
-    let depthDown = 0;
+    let depthDown: number | undefined;
     let starting: Promise<void> | undefined;
     try {
       await feed(TOTAL / 2);
@@ -182,7 +187,7 @@ describe('AMQP customer queues (RabbitMQ, outbox on PostgreSQL)', function () {
       await stopping.catch(() => undefined);
       starting = startRabbitMQ(); // whatever happened above: the later tests need the broker
     }
-    assert.ok(depthDown >= TOTAL / 4, `messages wait in the outbox while RabbitMQ is down (${depthDown})`);
+    assert.ok(depthDown !== undefined && depthDown >= TOTAL / 4, `messages wait in the outbox while RabbitMQ is down (${depthDown})`);
     await feed(TOTAL); // and while it starts
     await starting;
     await until(`all ${TOTAL} accepted`, () => sent.length === TOTAL);

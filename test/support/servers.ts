@@ -92,7 +92,8 @@ export function amqpUrl(): string {
 /** Runs the script's rabbitmq-stop or -start asynchronously: the clients in this process see the outage as it happens. */
 function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): Promise<void> {
   const envFile = startServers().envFile;
-  if (!envFile) return Promise.reject(new Error(`${command}: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here; only our own node can be restarted`));
+  if (!envFile)
+    return Promise.reject(new Error(`${command}: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here; only our own node can be restarted`));
   return new Promise((resolve, reject) => {
     const child = execFile('bash', [script(), command, envFile], { timeout: 120_000 }, (err, _stdout, stderr) =>
       err ? reject(new Error(`servers.sh ${command} failed: ${err.message} ${stderr}`)) : resolve(),

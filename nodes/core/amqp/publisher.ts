@@ -97,11 +97,12 @@ export class ConfirmPublisher {
     if (this.dead) throw this.dead;
     // The same id twice in flight (a re-claim racing the first delivery): wait for the first.
     const earlier = this.pending.get(m.messageId);
-    if (earlier) await new Promise<void>((resolve) => {
-      const { resolve: r0, reject: j0 } = earlier;
-      earlier.resolve = () => (r0(), resolve());
-      earlier.reject = (e) => (j0(e), resolve());
-    });
+    if (earlier)
+      await new Promise<void>((resolve) => {
+        const { resolve: r0, reject: j0 } = earlier;
+        earlier.resolve = () => (r0(), resolve());
+        earlier.reject = (e) => (j0(e), resolve());
+      });
     return new Promise<void>((resolve, reject) => {
       const entry: Pending = { resolve, reject };
       this.pending.set(m.messageId, entry);
