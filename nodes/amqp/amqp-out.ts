@@ -44,6 +44,8 @@ interface Entry {
 }
 
 const HOUR_MS = 3_600_000;
+/** Outbox writers working at once (each one INSERT at a time). */
+const WRITERS = 3;
 /** Hours (fractions allowed: a test watches a TTL of seconds expire), as ms; at most a year. */
 const hoursField = (value: unknown, fallback: number): number => {
   const n = Number(textField(value));
@@ -73,6 +75,7 @@ export = function register(RED: NodeAPI): void {
     const sql = db.sql();
     const box = sql.then((s) => new Mailbox(s, 'outbox'));
 
+    let closing = false;
     let accepted = 0;
     let lastError = '';
     const status = throttledStatus(node, () => {
@@ -129,27 +132,38 @@ export = function register(RED: NodeAPI): void {
     }
     const statusTimer = setInterval(() => status.soon(), 1_000); // the connection's state changes without a message
 
-    const writer = new Batcher<Entry>({
-      maxBatch: 2_000,
-      maxDelayMs: 5,
-      maxPending: 50_000,
-      write: async (entries) => {
-        const b = await box;
-        const byTenant = new Map<string, Entry[]>();
-        for (const e of entries) byTenant.set(e.tenant, [...(byTenant.get(e.tenant) ?? []), e]);
-        // Connected: held back from the Drainer and published at once (the fast path); else for the Drainer.
-        const fast = publisher?.fast === true;
-        for (const [tenant, group] of byTenant)
-          await b.enqueue(
-            tenant,
-            outboxQueue,
-            group.map((e) => ({ messageId: e.prepared.messageId, payload: e.prepared.message })),
-            fast ? { delayMs: FAST_PATH_HOLD_MS } : {},
-          );
-        if (fast) publisher?.publishNow(entries.map((e) => ({ tenant: e.tenant, messageId: e.prepared.messageId, message: e.prepared.message })));
-        else publisher?.nudge();
-      },
-    });
+    // A few writers taking turns: one INSERT waits on the database while the next batch fills and goes.
+    const writers = Array.from(
+      { length: WRITERS },
+      () =>
+        new Batcher<Entry>({
+          maxBatch: 2_000,
+          maxDelayMs: 5,
+          maxPending: Math.ceil(50_000 / WRITERS),
+          write: (entries) => writeBatch(entries),
+        }),
+    );
+    let turn = 0;
+    async function writeBatch(entries: Entry[]): Promise<void> {
+      const b = await box;
+      const byTenant = new Map<string, Entry[]>();
+      for (const e of entries) {
+        const group = byTenant.get(e.tenant);
+        if (group) group.push(e);
+        else byTenant.set(e.tenant, [e]);
+      }
+      // Connected: held back from the Drainer and published at once (the fast path); else for the Drainer.
+      const fast = publisher?.fast === true;
+      for (const [tenant, group] of byTenant)
+        await b.enqueue(
+          tenant,
+          outboxQueue,
+          group.map((e) => ({ messageId: e.prepared.messageId, payload: e.prepared.message })),
+          fast ? { delayMs: FAST_PATH_HOLD_MS } : {},
+        );
+      if (fast) publisher?.publishNow(entries.map((e) => ({ tenant: e.tenant, messageId: e.prepared.messageId, message: e.prepared.message })));
+      else publisher?.nudge();
+    }
 
     node.on('input', (input, send, done) => {
       const msg = input as OutMessage;
@@ -161,7 +175,7 @@ export = function register(RED: NodeAPI): void {
       } catch (err) {
         return done(err as Error);
       }
-      writer.add(entries).then(() => {
+      writers[turn++ % WRITERS].add(entries).then(() => {
         accepted += entries.length;
         status.soon();
         msg.messageIds = entries.map((e) => e.prepared.messageId); // the ids consumers will see
@@ -170,12 +184,11 @@ export = function register(RED: NodeAPI): void {
       }, done);
     });
 
-    let closing = false;
     closeAfter(node, db, async () => {
       closing = true;
       clearInterval(statusTimer);
       status.close();
-      await writer.close();
+      await Promise.all(writers.map((w) => w.close()));
       await publisher?.stop();
     });
     // Registered as a user of the connection so that it closes only after the publisher stopped;

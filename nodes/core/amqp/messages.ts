@@ -11,7 +11,7 @@
  * In: the body is decoded with a chosen codec (eapi, SenML JSON, or JSON passed through).
  */
 import { createHash } from 'node:crypto';
-import { decodeEapi, encodeEapi } from '../codecs/eapi';
+import { decodeEapi, formatEapiTime, recordsToEapi } from '../codecs/eapi';
 import { decodeSenmlJson } from '../codecs/senml-json';
 import { parseEvent, readingEvent, type PlatformEvent } from '../events/event';
 import type { CanonicalMessage } from '../model/message';
@@ -64,10 +64,12 @@ export function prepareOutgoing(msg: InputMessage, customer: string, mode: Readi
   if (!Array.isArray(msg.payload)) throw new Error('msg.payload is neither canonical records nor a platform event');
   const records = msg.payload as ResolvedRecord[];
   if (mode === 'event') return [fromEvent(customer, readingEvent(msg as CanonicalMessage, fallbackTenant))];
-  return encodeEapi(records).map((obj) => {
-    const body = JSON.stringify(obj);
-    const type = obj.type as string;
-    const data = obj.data as { timeStamp: string };
+  // recordsToEapi validates every message it returns (as formatEapi would again): format only.
+  return recordsToEapi(records).map((m) => {
+    const { timeStamp, ...rest } = m.data;
+    const data = { ...rest, timeStamp: formatEapiTime(timeStamp) };
+    const type = m.type;
+    const body = JSON.stringify({ type, data });
     return {
       messageId: `eapi_${createHash('sha256').update(customer).update('\n').update(body).digest('base64url').slice(0, 32)}`,
       message: { customer, routingKey: routingKey(customer, { eapiType: type }), type, body, timestamp: Date.parse(data.timeStamp) },
