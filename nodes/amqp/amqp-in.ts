@@ -52,6 +52,17 @@ export = function register(RED: NodeAPI): void {
     let retried = 0;
     let dead = 0;
 
+    // Checked before the hand-off: it hooks into the runtime and must be released on close.
+    if (!config.amqp) {
+      node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no AMQP connection').slice(0, 100) });
+      return;
+    }
+    if (!queue) {
+      node.status({ fill: 'red', shape: 'ring', text: 'amqp-in.status.noQueue' });
+      node.error('conflux-amqp-in: no queue named');
+      return;
+    }
+    const amqpConnection = config.amqp;
     const handOff = createHandOff(RED, node, {
       max: prefetch,
       timeoutMs: intField(def.timeoutSeconds, 60, 1, 86_400) * 1000,
@@ -71,16 +82,6 @@ export = function register(RED: NodeAPI): void {
       return { fill: up ? 'green' : 'yellow', shape: up ? 'dot' : 'ring', text: `${where}: ${parts.join(', ')}`.slice(0, 120) };
     });
     const report = boundedReporter(node);
-
-    if (!config.amqp) {
-      node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no AMQP connection').slice(0, 100) });
-      return;
-    }
-    if (!queue) {
-      node.status({ fill: 'red', shape: 'ring', text: 'amqp-in.status.noQueue' });
-      node.error('conflux-amqp-in: no queue named');
-      return;
-    }
 
     async function handle(m: ConsumeMessage): Promise<void> {
       let decoded;
@@ -114,7 +115,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     const consumer = new AmqpConsumer({
-      connection: config.amqp,
+      connection: amqpConnection,
       queue,
       prefetch,
       maxRetries: intField(def.maxRetries, 3, 0, 1_000),
