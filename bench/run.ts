@@ -7,6 +7,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   pipeline: async () => (await import('./pipeline')).run(),
   memory: async () => (await import('./memory')).run(),
   webhooks: async () => (await import('./webhooks')).run(),
+  amqp: async () => (await import('./amqp')).run(),
 };
 
 async function main(): Promise<void> {

@@ -1,6 +1,7 @@
 /** What the storage config nodes offer the nodes that use them. */
 import type { Client } from '@elastic/elasticsearch';
 import type { Node } from 'node-red';
+import type { AmqpConnection } from '../core/amqp/connection';
 import type { Copier } from '../core/db/copy';
 import type { SqlClient } from '../core/db/sql';
 import type { CommandRouter } from '../core/devices/commands';
@@ -118,4 +119,17 @@ export interface WebhooksConfigNode extends Node {
   readonly settings: WebhooksSettings;
   /** Set when the configuration is unusable (a bad schedule). */
   readonly problem?: string;
+}
+
+export interface AmqpCredentials {
+  user?: string;
+  password?: string;
+}
+
+/** conflux-amqp: one self-healing connection (nodes/core/amqp/connection.ts) shared by its users. */
+export interface AmqpConfigNode extends Node<AmqpCredentials> {
+  /** Absent when the configuration is invalid: `problem` says why. */
+  readonly amqp?: AmqpConnection;
+  readonly problem?: string;
+  readonly connection: StatusFanout;
 }

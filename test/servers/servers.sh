@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Real Redis and PostgreSQL for the integration tests (and the mosquitto binary, which the MQTT
+# Real Redis, PostgreSQL and RabbitMQ for the integration tests (and the mosquitto binary, which the MQTT
 # tests start themselves, and Debian's Chromium for the browser tests), on free loopback ports with throwaway
 # data directories. Installs what is missing from Debian's packages. Never skips: if a server
 # cannot start, it says why (with the server's log) and exits non-zero.
 #
-#   servers.sh start ENV_FILE   start both, write ENV_FILE (KEY=value lines, see below)
-#   servers.sh stop  ENV_FILE   stop what ENV_FILE names and remove its directories
+#   servers.sh start ENV_FILE          start them all, write ENV_FILE (KEY=value lines, see below)
+#   servers.sh stop  ENV_FILE          stop what ENV_FILE names and remove its directories
+#   servers.sh rabbitmq-stop  ENV_FILE stop the RabbitMQ node of ENV_FILE, keeping its data
+#   servers.sh rabbitmq-start ENV_FILE start that same node again (queues and persistent messages kept)
 #
-# ENV_FILE: CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL, CONFLUX_TEST_POSTGRES_PID,
-# CONFLUX_TEST_REDIS_PID, CONFLUX_TEST_POSTGRES_DIR, CONFLUX_TEST_REDIS_DIR,
-# CONFLUX_TEST_SERVERS_DIR, CONFLUX_TEST_PG_BIN.
+# ENV_FILE: CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL, CONFLUX_TEST_AMQP_URL,
+# CONFLUX_TEST_POSTGRES_PID, CONFLUX_TEST_REDIS_PID, CONFLUX_TEST_POSTGRES_DIR,
+# CONFLUX_TEST_REDIS_DIR, CONFLUX_TEST_RABBITMQ_DIR, CONFLUX_TEST_RABBITMQ_PORT,
+# CONFLUX_TEST_RABBITMQ_DIST_PORT, CONFLUX_TEST_RABBITMQ_EPMD_PORT, CONFLUX_TEST_SERVERS_DIR,
+# CONFLUX_TEST_PG_BIN.
 set -euo pipefail
 
 die() { echo "servers.sh: $*" >&2; exit 1; }
@@ -41,9 +45,14 @@ pg_bin() {
   return 1
 }
 
-# A port the kernel just handed out and released: free unless someone races us for it.
+# A port the kernel just handed out and released: free unless someone races us for it. Never one
+# of 35672-35682, where every rabbitmqctl on the machine runs its own Erlang distribution.
 free_port() {
-  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+  local p
+  while :; do
+    p=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+    { [ "$p" -ge 35672 ] && [ "$p" -le 35682 ]; } || { echo "$p"; return 0; }
+  done
 }
 
 # PostgreSQL refuses to run as root: run its tools as user postgres when we are root.
@@ -92,6 +101,77 @@ start_postgres() {
   PG_BIN=$bin
 }
 
+# ---- RabbitMQ ------------------------------------------------------------------------------
+# One node per run, all its state in the throwaway dir: its own node name (rabbit-<port>, so
+# parallel runs never meet), AMQP port, distribution port and epmd (ERL_EPMD_PORT: `epmd -kill`
+# at the end touches only ours), loopback only. HOME is its dir, so the Erlang cookie the node
+# and rabbitmqctl share is ours too. The AMQP listener is set in the config file only: the
+# RABBITMQ_NODE_PORT variable also reaches rabbitmqctl, whose node then cannot start.
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+rabbit_env() { # dir port dist_port epmd_port
+  export HOME=$1
+  export RABBITMQ_NODENAME="rabbit-$2@localhost"
+  export RABBITMQ_DIST_PORT=$3
+  export ERL_EPMD_PORT=$4 ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_MNESIA_BASE=$1/mnesia RABBITMQ_LOG_BASE=$1/log
+  export RABBITMQ_CONFIG_FILE=$1/rabbitmq.conf RABBITMQ_ADVANCED_CONFIG_FILE=$1/advanced.config
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$1/enabled_plugins RABBITMQ_CONF_ENV_FILE=$1/rabbitmq-env.conf
+  export RABBITMQ_PID_FILE=$1/rabbit.pid
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# Launches the node and returns at once (it takes about 6 s: the other servers start meanwhile).
+rabbit_launch() { # dir port dist_port epmd_port
+  local dir=$1
+  ( rabbit_env "$@"; cd "$dir"; exec setsid "$RABBIT_BIN/rabbitmq-server" </dev/null >>"$dir/log/stdout" 2>&1 ) &
+}
+
+# Waits for the node launched above: its port open, then `rabbitmqctl await_startup`.
+rabbit_wait() { # dir port dist_port epmd_port
+  local dir=$1 port=$2 i
+  for i in $(seq 1 600); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    [ "$i" = 600 ] && die "RabbitMQ on port $port not listening after 60 s: $(tail -n 30 "$dir/log/stdout" 2>/dev/null) $(grep -h '\[error\]' "$dir"/log/*.log 2>/dev/null | head -n 5)"
+    sleep 0.1
+  done
+  ( rabbit_env "$@"; "$RABBIT_BIN/rabbitmqctl" -q await_startup --timeout 60 >/dev/null ) \
+    || die "RabbitMQ on port $port did not finish starting: $(tail -n 30 "$dir/log/stdout" 2>/dev/null)"
+  # The node started this way writes no pid file; `rabbitmqctl stop PIDFILE` needs one to wait on.
+  ( rabbit_env "$@"; "$RABBIT_BIN/rabbitmqctl" -q eval 'list_to_integer(os:getpid()).' ) >"$dir/rabbit.pid.new" \
+    && mv "$dir/rabbit.pid.new" "$dir/rabbit.pid" || die "cannot read the pid of RabbitMQ on port $port"
+}
+
+rabbit_stop() { # dir port dist_port epmd_port
+  local dir=$1 pid i
+  pid=$(cat "$dir/rabbit.pid" 2>/dev/null || true)
+  [ -n "$pid" ] || return 0
+  ( rabbit_env "$@"; timeout 60 "$RABBIT_BIN/rabbitmqctl" -q stop >/dev/null 2>&1 ) || kill "$pid" 2>/dev/null || true
+  # Returns once the Erlang VM has exited: its port, node name and data are free for a restart.
+  for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; [ "$i" = 300 ] && kill -9 "$pid"; sleep 0.1; done
+  rm -f "$dir/rabbit.pid"
+}
+
+start_rabbitmq() { # dir: launches; rabbit_wait finishes
+  local dir=$1
+  [ -x "$RABBIT_BIN/rabbitmq-server" ] && [ -x "$RABBIT_BIN/rabbitmqctl" ] || apt_install rabbitmq-server
+  [ -x "$RABBIT_BIN/rabbitmq-server" ] || die "no $RABBIT_BIN/rabbitmq-server after installing rabbitmq-server"
+  mkdir -p "$dir/mnesia" "$dir/log"
+  RABBIT_PORT=$(free_port)
+  RABBIT_DIST_PORT=$(free_port)
+  RABBIT_EPMD_PORT=$(free_port)
+  # guest/guest from loopback only (the default); no plugins; our listener only.
+  printf 'listeners.tcp.1 = 127.0.0.1:%s\nloopback_users.guest = true\n' "$RABBIT_PORT" >"$dir/rabbitmq.conf"
+  echo '[].' >"$dir/enabled_plugins"
+  : >"$dir/rabbitmq-env.conf"
+  rabbit_launch "$dir" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$RABBIT_EPMD_PORT"
+}
+
+# The node of an env file, for rabbitmq-stop / rabbitmq-start / stop.
+rabbit_args() {
+  echo "$CONFLUX_TEST_RABBITMQ_DIR" "$CONFLUX_TEST_RABBITMQ_PORT" "$CONFLUX_TEST_RABBITMQ_DIST_PORT" "$CONFLUX_TEST_RABBITMQ_EPMD_PORT"
+}
+
 stop_all() {
   local env=$1
   [ -f "$env" ] || { log "no env file $env: nothing to stop"; return 0; }
@@ -100,6 +180,11 @@ stop_all() {
   if [ -n "${CONFLUX_TEST_POSTGRES_DIR:-}" ] && [ -f "$CONFLUX_TEST_POSTGRES_DIR/postmaster.pid" ]; then
     as_pg "$CONFLUX_TEST_PG_BIN/pg_ctl" -D "$CONFLUX_TEST_POSTGRES_DIR" -m immediate -w stop >/dev/null 2>&1 \
       || kill "${CONFLUX_TEST_POSTGRES_PID:-}" 2>/dev/null || true
+  fi
+  if [ -n "${CONFLUX_TEST_RABBITMQ_DIR:-}" ] && [ -d "$CONFLUX_TEST_RABBITMQ_DIR" ]; then
+    # shellcheck disable=SC2046
+    rabbit_stop $(rabbit_args)
+    ( rabbit_env $(rabbit_args); epmd -kill >/dev/null 2>&1 ) || true
   fi
   if [ -n "${CONFLUX_TEST_REDIS_PID:-}" ]; then
     kill "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || true
@@ -111,7 +196,7 @@ stop_all() {
 
 cmd=${1:-}
 env_file=${2:-}
-[ -n "$env_file" ] || die "usage: servers.sh start|stop ENV_FILE"
+[ -n "$env_file" ] || die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start ENV_FILE"
 case "$cmd" in
   start)
     base=$(mktemp -d "${TMPDIR:-/tmp}/conflux-servers.XXXXXX")
@@ -120,6 +205,14 @@ case "$cmd" in
     echo "CONFLUX_TEST_SERVERS_DIR=$base" >"$env_file"
     trap 'rc=$?; [ "$rc" = 0 ] || { stop_all "$env_file"; exit "$rc"; }' EXIT
     t0=$(date +%s%N)
+    # RabbitMQ is the slowest to start: launched first, waited for last.
+    start_rabbitmq "$base/rabbitmq"
+    {
+      echo "CONFLUX_TEST_RABBITMQ_DIR=$base/rabbitmq"
+      echo "CONFLUX_TEST_RABBITMQ_PORT=$RABBIT_PORT"
+      echo "CONFLUX_TEST_RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT"
+      echo "CONFLUX_TEST_RABBITMQ_EPMD_PORT=$RABBIT_EPMD_PORT"
+    } >>"$env_file"
     start_postgres "$base/postgres"
     {
       echo "CONFLUX_TEST_PG_BIN=$PG_BIN"
@@ -139,9 +232,18 @@ case "$cmd" in
     # Debian's Chromium for the browser tests (playwright-core drives it).
     [ -x /usr/bin/chromium ] || apt_install chromium
     [ -x /usr/bin/chromium ] || die "no /usr/bin/chromium after installing chromium"
+    rabbit_wait "$base/rabbitmq" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$RABBIT_EPMD_PORT"
+    echo "CONFLUX_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBIT_PORT" >>"$env_file"
     trap - EXIT
-    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, RabbitMQ on $RABBIT_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     ;;
   stop) stop_all "$env_file" ;;
-  *) die "usage: servers.sh start|stop ENV_FILE" ;;
+  rabbitmq-stop | rabbitmq-start)
+    # shellcheck disable=SC1090
+    . "$env_file"
+    [ -n "${CONFLUX_TEST_RABBITMQ_DIR:-}" ] || die "$env_file names no RabbitMQ"
+    # shellcheck disable=SC2046
+    if [ "$cmd" = rabbitmq-stop ]; then rabbit_stop $(rabbit_args); else rabbit_launch $(rabbit_args) && rabbit_wait $(rabbit_args); fi
+    ;;
+  *) die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start ENV_FILE" ;;
 esac

@@ -1,15 +1,16 @@
 /**
- * Real PostgreSQL and Redis for the integration tests, as a mocha root-hook plugin:
+ * Real PostgreSQL, Redis and RabbitMQ for the integration tests, as a mocha root-hook plugin:
  *
  *   mocha --require dist/test/support/servers.js dist/test/**\/*.test.js
  *
  * starts both once (test/servers/servers.sh) before the first test when any loaded spec lives
  * under test/integration/, and stops them after the last. A spec that asks for a URL without
  * the plugin starts them on first use and they stop when the process exits. If
- * CONFLUX_TEST_POSTGRES_URL and CONFLUX_TEST_REDIS_URL are both set, those servers are used
- * and nothing is started. A server that cannot start fails the run: tests never skip.
+ * CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL and CONFLUX_TEST_AMQP_URL are all set, those
+ * servers are used and nothing is started (then stopRabbitMQ/startRabbitMQ, which restart our own
+ * node, are refused). A server that cannot start fails the run: tests never skip.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -19,6 +20,7 @@ import { Client } from 'pg';
 interface Servers {
   postgresUrl: string;
   redisUrl: string;
+  amqpUrl: string;
   /** Set when we started them and must stop them. */
   envFile?: string;
 }
@@ -46,8 +48,8 @@ function readEnv(file: string): Record<string, string> {
 /** Starts the servers (once); throws with the script's reason if one cannot start. */
 export function startServers(): Servers {
   if (servers) return servers;
-  const { CONFLUX_TEST_POSTGRES_URL: pgUrl, CONFLUX_TEST_REDIS_URL: redis } = process.env;
-  if (pgUrl && redis) return (servers = { postgresUrl: pgUrl, redisUrl: redis });
+  const { CONFLUX_TEST_POSTGRES_URL: pgUrl, CONFLUX_TEST_REDIS_URL: redis, CONFLUX_TEST_AMQP_URL: amqp } = process.env;
+  if (pgUrl && redis && amqp) return (servers = { postgresUrl: pgUrl, redisUrl: redis, amqpUrl: amqp });
   const envFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-test-')), 'servers.env');
   try {
     // stdio: the script's progress and errors go to the test output; apt-get may take a while.
@@ -57,7 +59,7 @@ export function startServers(): Servers {
     throw new Error(`test servers did not start (test/servers/servers.sh start): ${(err as Error).message}`, { cause: err });
   }
   const env = readEnv(envFile);
-  servers = { postgresUrl: env.CONFLUX_TEST_POSTGRES_URL, redisUrl: env.CONFLUX_TEST_REDIS_URL, envFile };
+  servers = { postgresUrl: env.CONFLUX_TEST_POSTGRES_URL, redisUrl: env.CONFLUX_TEST_REDIS_URL, amqpUrl: env.CONFLUX_TEST_AMQP_URL, envFile };
   process.once('exit', stopServers);
   return servers;
 }
@@ -80,6 +82,56 @@ export function postgresUrl(): string {
 
 export function redisUrl(): string {
   return startServers().redisUrl;
+}
+
+/** amqp://guest:guest@127.0.0.1:<port> of the test RabbitMQ (vhost /). */
+export function amqpUrl(): string {
+  return startServers().amqpUrl;
+}
+
+/** Runs the script's rabbitmq-stop or -start asynchronously: the clients in this process see the outage as it happens. */
+function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): Promise<void> {
+  const envFile = startServers().envFile;
+  if (!envFile)
+    return Promise.reject(new Error(`${command}: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here; only our own node can be restarted`));
+  return new Promise((resolve, reject) => {
+    const child = execFile('bash', [script(), command, envFile], { timeout: 120_000 }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`servers.sh ${command} failed: ${err.message} ${stderr}`)) : resolve(),
+    );
+    child.stdin?.end();
+  });
+}
+
+/** Stops the test RabbitMQ node (resolves once its VM has exited); its queues and persistent messages stay on disk. */
+export function stopRabbitMQ(): Promise<void> {
+  return rabbitmq('rabbitmq-stop');
+}
+
+/** Starts the same node again on the same port and data (resolves once it is up). */
+export function startRabbitMQ(): Promise<void> {
+  return rabbitmq('rabbitmq-start');
+}
+
+/**
+ * `rabbitmqctl <args>` against the test node, e.g. ['list_queues', 'name', 'messages']: its
+ * output, tab-separated rows without the header (-q --no-table-headers).
+ */
+export function rabbitmqctl(...args: string[]): string {
+  const envFile = startServers().envFile;
+  if (!envFile) throw new Error('rabbitmqctl: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here');
+  const env = readEnv(envFile);
+  const dir = env.CONFLUX_TEST_RABBITMQ_DIR;
+  return execFileSync('/usr/lib/rabbitmq/bin/rabbitmqctl', ['-q', ...args, ...(args[0]?.startsWith('list_') ? ['--no-table-headers'] : [])], {
+    env: {
+      ...process.env,
+      HOME: dir,
+      RABBITMQ_NODENAME: `rabbit-${env.CONFLUX_TEST_RABBITMQ_PORT}@localhost`,
+      ERL_EPMD_PORT: env.CONFLUX_TEST_RABBITMQ_EPMD_PORT,
+      ERL_EPMD_ADDRESS: '127.0.0.1',
+    },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
 }
 
 /** Creates an empty database on the test server and returns its URL: one per test keeps them independent. */

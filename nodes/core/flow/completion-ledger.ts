@@ -133,7 +133,9 @@ export class CompletionLedger {
 
 /** A one-line reason from whatever a node passed to done(err). */
 function reasonOf(error: unknown): string {
-  const text = error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
+  // An Error from a function node comes from another realm (its vm context): not instanceof Error here.
+  const message = typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : undefined;
+  const text = typeof message === 'string' ? message : typeof error === 'string' ? error : JSON.stringify(error);
   const line = (text ?? 'failed').split('\n')[0];
   return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }
