@@ -106,6 +106,9 @@ describe('crash: SIGKILL after conflux-webhook-in answered 2xx, before the flow 
       }).then(async (res) => ({ status: res.status, body: await res.text() }));
 
     platform = await start({ ...vars, CRASH_HOLD: '1' });
+    // The banner comes before the flows have started: wait until the route answers (a request
+    // without a key is refused and stores nothing).
+    await until('the webhook-in route to be mounted', async () => (await fetch(url, { method: 'POST', body: '{}' })).status !== 404, 60_000);
     const acked: string[] = [];
     const refused: string[] = [];
     let sent = 0;

@@ -153,14 +153,15 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     rx.handler = answer(410, { 'content-type': 'text/plain' }, 'we closed this endpoint');
     const sub = await subscribe({ url: rx.url });
     const out = start();
-    await out.enqueue(event(1));
+    const e1 = event(1);
+    await out.enqueue(e1);
     await until('subscription.disabled', () => published.some((e) => e.type === 'subscription.disabled'));
     const row = await store.read('default', 'webhook_subscriptions', sub.id as number);
     assert.equal(row.enabled, false);
     assert.match(String(row.disabled_reason), /410/);
     const disabled = published.find((e) => e.type === 'subscription.disabled')!;
     assert.equal(disabled.subject, String(sub.id));
-    assert.deepEqual((disabled.data as { subscriptionId: unknown }).subscriptionId, sub.id);
+    assert.deepEqual(disabled.data, { subscription: String(sub.id), url: rx.url, reason: `410 Gone on event ${e1.id}`, status: 410 });
     const log = await attempts(sub.id);
     assert.deepEqual(
       log.map((a) => [a.status, a.outcome, a.response]),
@@ -212,7 +213,15 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     );
     await until('delivery.failed', () => published.some((p) => p.type === 'delivery.failed'));
     const failed = published.find((p) => p.type === 'delivery.failed')!;
-    assert.deepEqual(failed.data, { subscriptionId: sub.id, url: rx.url, eventId: e.id, eventType: e.type, attempts: 3, status: 302, error: 'HTTP 302' });
+    assert.deepEqual(failed.data, {
+      channel: 'webhook',
+      subscription: String(sub.id),
+      eventId: e.id,
+      eventType: e.type,
+      attempts: 3,
+      lastError: 'HTTP 302',
+      lastStatus: 302,
+    });
   });
 
   it('dead letters after the last try of a failing endpoint, every attempt logged with the first bytes of the answer', async () => {

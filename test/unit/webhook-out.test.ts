@@ -5,6 +5,8 @@ import { backoffDelay, scheduledRetry } from '../../nodes/core/mailbox/backoff';
 import { checkTarget, classifyAddress, ForbiddenTargetError, guardedLookup } from '../../nodes/core/webhooks/out-address';
 import { CircuitBreaker, EndpointGate } from '../../nodes/core/webhooks/out-breaker';
 import { eventOf } from '../../nodes/core/webhooks/out-input';
+import { WebhookSigner } from '../../nodes/core/webhooks/out-sign';
+import { Webhook } from 'standardwebhooks';
 import { parseRetryAfter, parseSchedule, STANDARD_SCHEDULE_MS, webhookRetryPolicy } from '../../nodes/core/webhooks/out-retry';
 
 describe('webhooks out: retry schedule', () => {
@@ -197,5 +199,24 @@ describe('webhooks out: input', () => {
     assert.equal(reading.tenant, 'acme');
     assert.equal(reading.subject, 'dev1');
     assert.throws(() => eventOf({ payload: { type: 'x' } }, 'default'), /id must be a string/);
+  });
+});
+
+describe('webhooks out: signature', () => {
+  it('signs as the reference standardwebhooks library does, and the library verifies it', () => {
+    const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    const reference = new Webhook(secret);
+    const signer = new WebhookSigner(secret);
+    for (const body of ['{}', '{"type":"device.connected","data":{"ü":"€"}}', JSON.stringify({ data: 'x'.repeat(5000) })]) {
+      const at = new Date();
+      const signature = signer.sign('evt_abc', at, body);
+      assert.equal(signature, reference.sign('evt_abc', at, body));
+      const headers = { 'webhook-id': 'evt_abc', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': signature };
+      assert.doesNotThrow(() => reference.verify(body, headers));
+    }
+  });
+
+  it('refuses a secret that is not base64', () => {
+    assert.throws(() => new WebhookSigner('whsec_not base64!'), /base64/);
   });
 });

@@ -13,7 +13,8 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}(?:$|[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  // A function node's objects come from its own vm context, with that realm's Object.prototype.
+  return proto === null || Object.getPrototypeOf(proto) === null;
 }
 
 export function describe(value: unknown): string {

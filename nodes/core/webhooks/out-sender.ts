@@ -16,15 +16,16 @@
  * The body is the event as JSON, serialised once at enqueue and stored as text, so every retry
  * sends the same bytes under the same webhook-id. Framework-free.
  */
-import { Webhook } from 'standardwebhooks';
 import type { SqlClient } from '../db/sql';
-import { createEvent, typesMatch, type PlatformEvent } from '../events/event';
+import { typesMatch, type PlatformEvent } from '../events/event';
+import { deliveryFailed, subscriptionDisabled } from '../events/platform';
 import { Drainer } from '../mailbox/drainer';
 import { errorText, Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy } from '../mailbox/mailbox';
 import { Batcher } from '../stores/batcher';
 import { ForbiddenTargetError } from './out-address';
 import { EndpointGate, endpointKey, type GateOptions } from './out-breaker';
 import { WebhookClient, type PostOptions, type PostResult } from './out-http';
+import { WebhookSigner } from './out-sign';
 import { parseRetryAfter } from './out-retry';
 import { SubscriptionStore, type Attempt, type AttemptOutcome, type Subscription } from './out-store';
 
@@ -88,7 +89,7 @@ export class WebhookSender {
   private readonly client: WebhookClient;
   private readonly writer: Batcher<{ tenant: string; messageId: string; payload: Stored }>;
   private readonly endpoints = new Map<string, Endpoint>();
-  private readonly signers = new Map<string, Webhook>();
+  private readonly signers = new Map<string, WebhookSigner>();
   private readonly defers = new Map<number, ClaimedMessage['id'][]>();
   private deferTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -276,7 +277,7 @@ export class WebhookSender {
     headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000));
     if (sub.secret) {
       let signer = this.signers.get(sub.secret);
-      if (!signer) this.signers.set(sub.secret, (signer = new Webhook(sub.secret)));
+      if (!signer) this.signers.set(sub.secret, (signer = new WebhookSigner(sub.secret)));
       headers['webhook-signature'] = signer.sign(stored.eventId, now, stored.body);
     }
     if (sub.username !== null) headers.authorization = `Basic ${Buffer.from(`${sub.username}:${sub.password ?? ''}`).toString('base64')}`;
@@ -323,7 +324,18 @@ export class WebhookSender {
         .disable(m.tenantId, sub.id, `410 Gone on event ${stored.eventId}`)
         .catch((err: Error) => (this.error(err), false));
       await this.settle(Promise.all([this.log(m, stored, result, 'disabled'), this.drainer.ack(m.id)]));
-      if (disabled) this.publish('subscription.disabled', m, sub, { reason: 'gone', status, eventId: stored.eventId }, [sub.id, 'gone', stored.eventId]);
+      if (disabled) {
+        this.hooks.publish(
+          subscriptionDisabled({
+            tenant: m.tenantId,
+            subscription: String(sub.id),
+            url: sub.url,
+            reason: `410 Gone on event ${stored.eventId}`,
+            status,
+            at: Date.now(),
+          }),
+        );
+      }
     } else {
       await this.fail(m, sub, stored, result);
     }
@@ -343,12 +355,18 @@ export class WebhookSender {
     await this.settle(this.log(m, stored, result, outcome.outcome === 'dead' ? 'dead' : 'retry'));
     if (outcome.outcome === 'dead') {
       this.stats.dead++;
-      this.publish(
-        'delivery.failed',
-        m,
-        sub,
-        { eventId: stored.eventId, eventType: stored.eventType, attempts: outcome.attempts, status: result.status ?? null, error: reason },
-        [sub.id, stored.eventId],
+      this.hooks.publish(
+        deliveryFailed({
+          tenant: m.tenantId,
+          channel: 'webhook',
+          subscription: String(sub.id),
+          eventId: stored.eventId,
+          eventType: stored.eventType,
+          attempts: outcome.attempts,
+          lastError: reason,
+          lastStatus: result.status,
+          at: Date.now(),
+        }),
       );
     }
   }
@@ -385,9 +403,5 @@ export class WebhookSender {
       () => undefined,
       (err: Error) => this.error(err),
     );
-  }
-
-  private publish(type: string, m: ClaimedMessage, sub: Subscription, data: Record<string, unknown>, identity: unknown[]): void {
-    this.hooks.publish(createEvent({ type, tenant: m.tenantId, subject: String(sub.id), data: { subscriptionId: sub.id, url: sub.url, ...data }, identity }));
   }
 }
