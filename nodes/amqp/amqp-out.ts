@@ -12,6 +12,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { prepareOutgoing, type Prepared, type ReadingMode } from '../core/amqp/messages';
 import { FAST_PATH_HOLD_MS, OutboxPublisher } from '../core/amqp/outbox-publisher';
 import { checkCustomer, DEFAULT_TOPOLOGY, type Topology } from '../core/amqp/topology';
+import { groupBy } from '../core/group-by';
 import { Mailbox } from '../core/mailbox/mailbox';
 import { Batcher } from '../core/stores/batcher';
 import type { AmqpConfigNode } from '../shared/config-nodes';
@@ -146,15 +147,9 @@ export = function register(RED: NodeAPI): void {
     let turn = 0;
     async function writeBatch(entries: Entry[]): Promise<void> {
       const b = await box;
-      const byTenant = new Map<string, Entry[]>();
-      for (const e of entries) {
-        const group = byTenant.get(e.tenant);
-        if (group) group.push(e);
-        else byTenant.set(e.tenant, [e]);
-      }
       // Connected: held back from the Drainer and published at once (the fast path); else for the Drainer.
       const fast = publisher?.fast === true;
-      for (const [tenant, group] of byTenant)
+      for (const [tenant, group] of groupBy(entries, (e) => e.tenant))
         await b.enqueue(
           tenant,
           outboxQueue,

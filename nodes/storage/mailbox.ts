@@ -10,6 +10,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { Drainer } from '../core/mailbox/drainer';
 import { Mailbox, type BoxName, type ClaimedMessage, type RowId } from '../core/mailbox/mailbox';
 import { fromStored, toStored, type StoredMessage } from '../core/mailbox/stored-message';
+import { groupBy } from '../core/group-by';
 import { Batcher } from '../core/stores/batcher';
 import { closeAfter, databaseOf } from '../shared/config-user';
 import { translator } from '../shared/i18n';
@@ -137,12 +138,7 @@ export = function register(RED: NodeAPI): void {
         maxPending: 50_000,
         write: async (entries) => {
           const b = await box;
-          const groups = new Map<string, Entry[]>();
-          for (const e of entries) {
-            const key = JSON.stringify([e.tenant, e.queue]);
-            groups.set(key, [...(groups.get(key) ?? []), e]);
-          }
-          for (const group of groups.values()) {
+          for (const group of groupBy(entries, (e) => JSON.stringify([e.tenant, e.queue])).values()) {
             await b.enqueue(
               group[0].tenant,
               group[0].queue,

@@ -7,8 +7,8 @@
  */
 import * as os from 'node:os';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import type { PlatformEvent } from '../core/events/event';
-import { eventOf } from '../core/webhooks/out-input';
+import { carriedEvent, readingEvent, type PlatformEvent } from '../core/events/event';
+import type { CanonicalMessage } from '../core/model/message';
 import { WebhookSender } from '../core/webhooks/out-sender';
 import type { WebhooksConfigNode } from '../shared/config-nodes';
 import { closeAfter, configOf, databaseOf } from '../shared/config-user';
@@ -103,7 +103,8 @@ export = function register(RED: NodeAPI): void {
       const msg = input as WebhookMessage;
       let event: PlatformEvent;
       try {
-        event = eventOf(msg, defaultTenant);
+        // A canonical reading goes out as reading.received.
+        event = carriedEvent(msg) ?? readingEvent(msg as unknown as CanonicalMessage, defaultTenant);
       } catch (err) {
         return done(err as Error);
       }

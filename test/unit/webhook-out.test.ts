@@ -4,7 +4,7 @@ import type * as dns from 'node:dns';
 import { backoffDelay, scheduledRetry } from '../../nodes/core/mailbox/backoff';
 import { checkTarget, classifyAddress, ForbiddenTargetError, guardedLookup } from '../../nodes/core/webhooks/out-address';
 import { CircuitBreaker, EndpointGate } from '../../nodes/core/webhooks/out-breaker';
-import { eventOf } from '../../nodes/core/webhooks/out-input';
+import { carriedEvent } from '../../nodes/core/events/event';
 import { WebhookSigner } from '../../nodes/core/webhooks/out-sign';
 import { Webhook } from 'standardwebhooks';
 import { parseRetryAfter, parseSchedule, STANDARD_SCHEDULE_MS, webhookRetryPolicy } from '../../nodes/core/webhooks/out-retry';
@@ -189,16 +189,14 @@ describe('webhooks out: circuit breaker and endpoint gate', () => {
   });
 });
 
-describe('webhooks out: input', () => {
-  it('takes an event from msg.payload or msg.event, and turns a canonical reading into reading.received', () => {
+describe('events carried by a flow message (webhooks and AMQP out)', () => {
+  it('takes an event from msg.payload or msg.event; canonical records carry none; anything else is refused with the reason', () => {
     const event = { id: 'evt_1', type: 'vehicle.processed', tenant: 'acme', occurredAt: '2026-12-03T10:00:00.000Z', subject: 'VIN1', data: { ok: true } };
-    assert.deepEqual(eventOf({ payload: event }, 'default'), event);
-    assert.deepEqual(eventOf({ payload: 'x', event }, 'default'), event);
-    const reading = eventOf({ payload: [{ n: 'dev1/t/temp', t: 1_764_756_000, v: 21.5 }], device: { tenant: 'acme', id: 'dev1' } } as never, 'default');
-    assert.equal(reading.type, 'reading.received');
-    assert.equal(reading.tenant, 'acme');
-    assert.equal(reading.subject, 'dev1');
-    assert.throws(() => eventOf({ payload: { type: 'x' } }, 'default'), /id must be a string/);
+    assert.deepEqual(carriedEvent({ payload: event }), event);
+    assert.deepEqual(carriedEvent({ payload: 'x', event }), event);
+    assert.equal(carriedEvent({ payload: [{ n: 'dev1/t/temp', t: 1_764_756_000, v: 21.5 }] }), undefined);
+    assert.throws(() => carriedEvent({ payload: { type: 'x' } }), /id must be a string/);
+    assert.throws(() => carriedEvent({ payload: 'text' }), /neither canonical records nor a platform event/);
   });
 });
 

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { decodeEapi, formatEapiTime, recordsToEapi } from '../codecs/eapi';
 import { decodeSenmlJson } from '../codecs/senml-json';
-import { parseEvent, readingEvent, type PlatformEvent } from '../events/event';
+import { carriedEvent, readingEvent, type PlatformEvent } from '../events/event';
 import type { CanonicalMessage } from '../model/message';
 import type { ResolvedRecord } from '../model/senml';
 import { routingKey } from './topology';
@@ -42,8 +42,6 @@ interface InputMessage {
   source?: unknown;
 }
 
-const isEventLike = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x) && 'type' in x && 'id' in x && 'data' in x;
-
 function fromEvent(customer: string, event: PlatformEvent): Prepared {
   return {
     messageId: event.id,
@@ -59,9 +57,8 @@ function fromEvent(customer: string, event: PlatformEvent): Prepared {
 
 /** The AMQP messages of one Node-RED message; throws with the reason when it is neither a reading nor an event. */
 export function prepareOutgoing(msg: InputMessage, customer: string, mode: ReadingMode, fallbackTenant = 'default'): Prepared[] {
-  if (msg.event !== undefined) return [fromEvent(customer, parseEvent(msg.event))];
-  if (isEventLike(msg.payload)) return [fromEvent(customer, parseEvent(msg.payload))];
-  if (!Array.isArray(msg.payload)) throw new Error('msg.payload is neither canonical records nor a platform event');
+  const event = carriedEvent(msg);
+  if (event) return [fromEvent(customer, event)];
   const records = msg.payload as ResolvedRecord[];
   if (mode === 'event') return [fromEvent(customer, readingEvent(msg as CanonicalMessage, fallbackTenant))];
   // recordsToEapi validates every message it returns (as formatEapi would again): format only.

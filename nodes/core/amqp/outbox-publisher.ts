@@ -182,12 +182,9 @@ export class OutboxPublisher {
       );
   }
 
-  /**
-   * New rows are in the outbox: claim now rather than at the next poll. (Drainer.start() on a
-   * running drainer only pumps; a drainer of a lost connection is no longer ours to start.)
-   */
+  /** New rows are in the outbox: claim now rather than at the next poll. */
   nudge(): void {
-    if (this.drainer && this.publisher?.alive) this.drainer.start();
+    if (this.publisher?.alive) this.drainer?.wake();
   }
 
   async stop(): Promise<void> {

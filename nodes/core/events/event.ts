@@ -153,3 +153,15 @@ export function readingEvent(
     data: { device: msg.device?.id, records: msg.payload, source: msg.source },
   });
 }
+
+/**
+ * The event a flow message carries, for the connectors that send events: msg.event, or
+ * msg.payload when it is not canonical records (then it must be an event). Undefined for a
+ * canonical reading, which each connector sends its own way (e.g. as readingEvent()).
+ */
+export function carriedEvent(msg: { payload?: unknown; event?: unknown }): PlatformEvent | undefined {
+  if (msg.event !== undefined) return parseEvent(msg.event);
+  if (Array.isArray(msg.payload)) return undefined;
+  if (typeof msg.payload !== 'object' || msg.payload === null) throw new EventError('msg.payload is neither canonical records nor a platform event');
+  return parseEvent(msg.payload);
+}

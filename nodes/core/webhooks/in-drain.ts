@@ -66,7 +66,7 @@ export class InboxDrain {
 
   /** Something was stored: claim now rather than at the next poll. */
   wake(): void {
-    if (!this.stopping) this.drainer.start(); // start() claims at once and is idempotent
+    this.drainer.wake();
   }
 
   /**

@@ -21,6 +21,7 @@ import { typesMatch, type PlatformEvent } from '../events/event';
 import { deliveryFailed, subscriptionDisabled } from '../events/platform';
 import { Drainer } from '../mailbox/drainer';
 import { errorText, Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy } from '../mailbox/mailbox';
+import { groupBy } from '../group-by';
 import { Batcher } from '../stores/batcher';
 import { ForbiddenTargetError } from './out-address';
 import { EndpointGate, endpointKey, type GateOptions } from './out-breaker';
@@ -111,13 +112,7 @@ export class WebhookSender {
       maxDelayMs: 0,
       maxPending: 100_000,
       write: async (items) => {
-        const byTenant = new Map<string, typeof items>();
-        for (const item of items) {
-          const group = byTenant.get(item.tenant);
-          if (group) group.push(item);
-          else byTenant.set(item.tenant, [item]);
-        }
-        for (const [tenant, group] of byTenant) {
+        for (const [tenant, group] of groupBy(items, (item) => item.tenant)) {
           // As many as the drainer has room for are stored already claimed by this worker and
           // sent at once; the rest wait in the box for a claim.
           const now = group.slice(0, Math.max(0, this.drainer.room));
