@@ -19,8 +19,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
 import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
-import { commandFromMessage, deviceFromMessage } from '../core/devices/commands';
-import type { Command } from '../core/protocol/mqtt-topics';
+import { sendCommandNow } from '../core/devices/commands';
 import { gatewayOf } from '../shared/config-user';
 import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';
@@ -241,31 +240,10 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    // ── Commands to devices ──
+    // ── Commands to devices: through the external broker, or the device's session on ours ──
     node.on('input', (input, _send, done) => {
-      const msg = input as CommandMessage;
-      let command: Command;
-      let tenant: string;
-      let serial: string;
-      try {
-        command = commandFromMessage(msg);
-        ({ tenant, serial } = deviceFromMessage(msg));
-      } catch (err) {
-        return done(err as Error);
-      }
-      if (client) {
-        client.publishCommand({ tenant, id: serial }, command).then(
-          () => done(),
-          (err: Error) => done(err),
-        );
-        return;
-      }
-      const session = gateway.sessions.get(tenant, serial);
-      if (!session) return done(new Error(`device ${tenant}/${serial} is not connected`));
-      session.send('command', command).then(
-        () => done(),
-        (err: Error) => done(err),
-      );
+      const publish = client ? client.publishCommand.bind(client) : undefined;
+      sendCommandNow(input as CommandMessage, gateway.sessions, publish).then(() => done(), done);
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {

@@ -418,3 +418,21 @@ export function deviceFromMessage(msg: { device?: { tenant?: unknown; id?: unkno
   if (typeof tenant !== 'string' || tenant === '') throw new CommandError('invalid', 'msg.device.tenant (or msg.tenant) must be a tenant id');
   return { tenant, serial };
 }
+
+/**
+ * Sends the command a flow message asks for straight to its device, with no queue and no answer
+ * awaited: through `publish` when devices are reached over an external broker, else over the
+ * device's live session.
+ */
+export async function sendCommandNow(
+  msg: Parameters<typeof commandFromMessage>[0] & Parameters<typeof deviceFromMessage>[0],
+  sessions: SessionRegistry,
+  publish?: (device: { tenant: string; id: string }, command: CommandSpec) => Promise<void>,
+): Promise<void> {
+  const command = commandFromMessage(msg);
+  const { tenant, serial } = deviceFromMessage(msg);
+  if (publish) return publish({ tenant, id: serial }, command);
+  const session = sessions.get(tenant, serial);
+  if (!session) throw new Error(`device ${tenant}/${serial} is not connected`);
+  await session.send('command', command);
+}
