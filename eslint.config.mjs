@@ -13,6 +13,8 @@ const outsideCore = [
   '../../events/*',
   '../../webhooks/*',
   '../../amqp/*',
+  '../../api/*',
+  '../../pull/*',
   '../../../launcher/*',
   '../../../settings',
 ];
@@ -58,7 +60,18 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['../devices/*', '../convert/*', '../storage/*', '../events/*', '../webhooks/*', '../amqp/*', '../../launcher/*', '../../settings'],
+              group: [
+                '../devices/*',
+                '../convert/*',
+                '../storage/*',
+                '../events/*',
+                '../webhooks/*',
+                '../amqp/*',
+                '../api/*',
+                '../pull/*',
+                '../../launcher/*',
+                '../../settings',
+              ],
               message: 'nodes/shared imports no node family and no launcher code (docs/architecture.md)',
             },
           ],

@@ -12,6 +12,12 @@ export const ACTION_SCOPES = {
   commands: ['commands', 'devices:write', 'write', '*'],
   /** Push a third party's events into the tenant's inbox (conflux-webhook-in). */
   webhooks: ['webhooks', 'webhooks:write', 'write', '*'],
+  /** Read the tenant's devices, data and event catalogue through the REST API. */
+  read: ['read', 'write', '*'],
+  /** Manage the key's own webhook subscriptions and FTP targets through the REST API. */
+  manage: ['manage', 'write', '*'],
+  /** Create, list and revoke the tenant's API keys through the REST API. */
+  keys: ['keys', '*'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ApiKeyAction = keyof typeof ACTION_SCOPES;
