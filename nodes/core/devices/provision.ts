@@ -1,7 +1,8 @@
 /**
- * The demo device of a fresh installation: with no device at all in the database, creates one
- * (tenant 'default') with a random key, and returns the key — the caller shows it once; only
- * its SCRAM derived keys are stored. Lets `npm start` be tried with the reference client at once.
+ * The demo device and the demo API key of a fresh installation, so that `npm start` can be tried
+ * at once with the reference client and with curl. Each is created only while the database holds
+ * none of its kind, in tenant 'default'; the caller shows the key once (only its hash or SCRAM
+ * derived keys are stored).
  */
 import { randomBytes } from 'node:crypto';
 import type { SqlClient } from '../db/sql';
@@ -19,4 +20,14 @@ export async function provisionDemoDevice(db: SqlClient, onEvent?: EventSink): P
   await store.create('default', 'device_keys', { device_id: device.id, key });
   emitTo(onEvent, () => deviceChanged('created', 'default', device));
   return { serial: DEMO_SERIAL, key };
+}
+
+export const DEMO_API_KEY_NAME = 'demo key (created on first start)';
+
+/** With no API key at all in the database, creates one for tenant 'default' (every scope) and returns it. */
+export async function provisionDemoApiKey(db: SqlClient): Promise<string | undefined> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys');
+  if (rows[0].n > 0) return undefined;
+  const row = await createBusinessStore(db).create('default', 'api_keys', { name: DEMO_API_KEY_NAME, scopes: [] });
+  return String(row.key);
 }
