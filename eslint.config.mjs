@@ -4,20 +4,25 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
-const outsideCore = [
-  'node-red',
-  '../../shared/*',
-  '../../devices/*',
-  '../../convert/*',
-  '../../storage/*',
-  '../../events/*',
-  '../../webhooks/*',
-  '../../amqp/*',
-  '../../api/*',
-  '../../pull/*',
-  '../../../launcher/*',
-  '../../../settings',
-];
+/** What nodes/core may not import, as seen from a file `depth` folders below nodes/core. */
+const families = ['shared', 'devices', 'convert', 'storage', 'events', 'webhooks', 'amqp', 'api', 'pull'];
+const outsideCore = (depth) => {
+  const up = '../'.repeat(depth + 1);
+  return ['node-red', ...families.map((f) => `${up}${f}/*`), `${up}../launcher/*`, `${up}../settings`];
+};
+const coreRule = (depth) => ({
+  files: [`nodes/core/${'*/'.repeat(depth)}*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          { group: outsideCore(depth), message: 'nodes/core is framework-free: it imports only Node, npm packages and nodes/core (docs/architecture.md)' },
+        ],
+      },
+    ],
+  },
+});
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'examples/**', 'flows/**', 'nodes/**/*.html', '**/*.js', '!scripts/**/*.js'] },
@@ -41,17 +46,9 @@ export default tseslint.config(
     files: ['test/**/*.ts', 'bench/**/*.ts', 'tools/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
-  {
-    files: ['nodes/core/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [{ group: outsideCore, message: 'nodes/core is framework-free: it imports only Node, npm packages and nodes/core (docs/architecture.md)' }],
-        },
-      ],
-    },
-  },
+  coreRule(0),
+  coreRule(1),
+  coreRule(2),
   {
     files: ['nodes/shared/**/*.ts'],
     rules: {
