@@ -195,8 +195,9 @@ export async function readPage(store: TimeSeriesStore, q: ReadingQuery): Promise
       if (block) {
         const stop = take(block);
         if (stop) return { items, cursor: encodePosition(q.kind, stop) };
-        // Full, or scanned enough: stop between blocks; the next page starts after this one.
-        if (items.length === q.limit || (scanned >= budget && done !== start)) return { items, cursor: encodePosition(q.kind, done!) };
+        // Scanned enough: stop between blocks; the next page starts after this one. (A full page
+        // reads on to the next item of its kind, so that it says "no more" when there is none.)
+        if (scanned >= budget && done !== start) return { items, cursor: encodePosition(q.kind, done!) };
       }
       block = { t: r.t, key, records: [r] };
     }
