@@ -65,7 +65,10 @@ for (const engine of ENGINES) {
         msgs.push({ type: 'eapi_geodata_new', data: { ...common(newSink, T0 + i * 600), latitude: 47.19999075 + i, longitude: 9.50875282, accuracy: 2316 } });
       }
       msgs.push({ type: 'eapi_geodata_new', data: { ...common(newSink, T0 + 3000), latitude: 1, longitude: 2 } });
-      msgs.push({ type: 'eapi_occurrence_new', data: { ...common(newSink, T0 + 30), typeName: 'LoggerStatusChange', previousState: 'Start', newState: 'LogDelayed' } });
+      msgs.push({
+        type: 'eapi_occurrence_new',
+        data: { ...common(newSink, T0 + 30), typeName: 'LoggerStatusChange', previousState: 'Start', newState: 'LogDelayed' },
+      });
       msgs.push({ type: 'eapi_occurrence_new', data: { ...common(newSink, T0 + 90), typeName: 'LoggerStatusChange', newState: 'LogTransit' } });
       // Two deviations of one sensor at one time: one block, two items (a page may split them).
       msgs.push({
@@ -73,7 +76,10 @@ for (const engine of ENGINES) {
         data: { ...common(newSink, T0 + 120), historyType: 'enter', deviationType: 'limit', reason: 'upper_limit_alarm', limitzone: 'H1' },
       });
       msgs.push({ type: 'eapi_deviation_enter', data: { ...common(newSink, T0 + 120), historyType: 'enter', deviationType: 'battery', reason: 'low' } });
-      msgs.push({ type: 'eapi_deviation_leave', data: { ...common(newSink, T0 + 180), historyType: 'leave', deviationType: 'limit', reason: 'upper_limit_alarm' } });
+      msgs.push({
+        type: 'eapi_deviation_leave',
+        data: { ...common(newSink, T0 + 180), historyType: 'leave', deviationType: 'limit', reason: 'upper_limit_alarm' },
+      });
       const records: ResolvedRecord[] = msgs.flatMap(eapiToRecords);
       records.push({ n: `GLOBEX-1/${globexSink}/temperature`, t: T0, v: 1, u: 'Cel' });
       const readings: Reading[] = records.map((record) => ({ tenant: record.n.startsWith('GLOBEX') ? 'globex' : 'acme', record }));
@@ -95,7 +101,10 @@ for (const engine of ENGINES) {
             ['951FF00000340', 'SN-0', 'SN-1', 'SN-2', 'SN-3'],
           );
           assert.equal(pages, 3);
-          assert.deepEqual(items[0].sensorIds, [oldSink, otherSink, newSink, newSink + 1].sort((a, b) => a - b));
+          assert.deepEqual(
+            items[0].sensorIds,
+            [oldSink, otherSink, newSink, newSink + 1].sort((a, b) => a - b),
+          );
           assert.equal('attributes' in items[0], version === 2);
         }
         const { items } = await allPages(stores, 'listDevices', { identity: globex }, 10);
@@ -175,7 +184,13 @@ for (const engine of ENGINES) {
           Array.from({ length: 10 }, (_, i) => 20 + (10 + i) / 10),
         );
         await fails(stores, 'listSensorMeasurements', { identity: acme, params: sensor(), query: { from: 'yesterday' } }, 'invalid-request', 'from');
-        await fails(stores, 'listSensorMeasurements', { identity: acme, params: sensor(), query: { from: String(T0 + 10), to: String(T0) } }, 'invalid-request', 'to');
+        await fails(
+          stores,
+          'listSensorMeasurements',
+          { identity: acme, params: sensor(), query: { from: String(T0 + 10), to: String(T0) } },
+          'invalid-request',
+          'to',
+        );
       });
 
       it('reads a device’s measurements across its sensors, and nothing of the other kinds', async () => {
@@ -231,7 +246,13 @@ for (const engine of ENGINES) {
         assert.ok(capped.body!.cursor);
         await fails(stores, 'listSensorGeodata', { ...c, query: { cursor: capped.body!.cursor as string } }, 'invalid-request', 'cursor');
         await fails(stores, 'listSensorMeasurements', { ...c, query: { cursor: 'garbage!' } }, 'invalid-request', 'cursor');
-        await fails(stores, 'listDeviceRollups', { identity: acme, params: { serial: '951FF00000340' }, query: { cursor: 'xyz' } }, 'invalid-request', 'cursor');
+        await fails(
+          stores,
+          'listDeviceRollups',
+          { identity: acme, params: { serial: '951FF00000340' }, query: { cursor: 'xyz' } },
+          'invalid-request',
+          'cursor',
+        );
       });
 
       it('answers 503 when the API has no such tier', async () => {
@@ -279,7 +300,13 @@ for (const engine of ENGINES) {
         const daily = await call(stores, 'listDeviceRollups', { identity: acme, params: { serial: '951FF00000340' }, query: { interval: 'day' } });
         const rh = (daily.body!.items as Record<string, unknown>[]).find((r) => r.quantity === 'relative_humidity');
         assert.deepEqual([rh?.interval, rh?.count, rh?.sum], ['day', 50, 50 * 40 + (49 * 50) / 2]);
-        await fails(stores, 'listDeviceRollups', { identity: acme, params: { serial: '951FF00000340' }, query: { interval: 'week' } }, 'invalid-request', 'interval');
+        await fails(
+          stores,
+          'listDeviceRollups',
+          { identity: acme, params: { serial: '951FF00000340' }, query: { interval: 'week' } },
+          'invalid-request',
+          'interval',
+        );
       });
 
       it('lists the event catalogue', async () => {

@@ -90,7 +90,13 @@ describe('REST API management resources on PostgreSQL', function () {
       await fails(stores, 'createWebhook', { identity: alice, body: { url: 'ftp://x.example', events: ['*'] } }, 'invalid-request', 'url');
       await fails(stores, 'createWebhook', { identity: alice, body: { url: 'https://u:p@x.example', events: ['*'] } }, 'invalid-request', 'url');
       await fails(stores, 'createWebhook', { identity: alice, body: { url: 'https://x.example', events: ['Not A Type'] } }, 'invalid-request', 'events');
-      await fails(stores, 'createWebhook', { identity: alice, body: { url: 'https://x.example', events: ['*'], secret: 'plain' } }, 'invalid-request', 'secret');
+      await fails(
+        stores,
+        'createWebhook',
+        { identity: alice, body: { url: 'https://x.example', events: ['*'], secret: 'plain' } },
+        'invalid-request',
+        'secret',
+      );
       await fails(stores, 'createWebhook', { identity: alice, body: { url: 'https://x.example', events: ['*'], colour: 'red' } }, 'invalid-request', 'colour');
       await fails(stores, 'getWebhook', { identity: alice, params: { id: '0' } }, 'invalid-request', 'id');
     });
@@ -175,7 +181,13 @@ describe('REST API management resources on PostgreSQL', function () {
       assert.equal(made.body!.url, 'ftps://files.example.com:990/');
       const id = String(made.body!.id);
       await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'archive', host: 'h', username: 'u' } }, 'conflict');
-      await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', host: 'h', username: 'u', protocol: 'sftp' } }, 'invalid-request', 'protocol');
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', protocol: 'sftp' } },
+        'invalid-request',
+        'protocol',
+      );
       await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', username: 'u' } }, 'invalid-request', 'host');
       const changed = await call(stores, 'updateFtpTarget', { identity: alice, params: { id }, body: { secretref: null, directory: '/in' } });
       assert.deepEqual([changed.body!.hasSecret, changed.body!.directory], [false, '/in']);

@@ -8,7 +8,15 @@ import * as assert from 'node:assert/strict';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import type { ApiKeyIdentity } from '../../nodes/core/auth/api-key-store';
-import { ApiError, type ApiContext, type ApiErrorKind, type ApiOperation, type ApiStores, type ApiVersion, type JsonSchema } from '../../nodes/core/api/operation';
+import {
+  ApiError,
+  type ApiContext,
+  type ApiErrorKind,
+  type ApiOperation,
+  type ApiStores,
+  type ApiVersion,
+  type JsonSchema,
+} from '../../nodes/core/api/operation';
 import { STANDARD_OPERATIONS } from '../../nodes/core/api/resources';
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });

@@ -54,10 +54,15 @@ const KEY_V1 = obj(
   undefined,
   'An API key (without its secret).',
 );
-const KEY_V2 = extend(KEY_V1, { active: bool('v2: neither revoked nor expired.'), userId: nullable(int('v2: the user the key belongs to.')) }, ['active', 'userId']);
+const KEY_V2 = extend(KEY_V1, { active: bool('v2: neither revoked nor expired.'), userId: nullable(int('v2: the user the key belongs to.')) }, [
+  'active',
+  'userId',
+]);
 const keySchema = (v: ApiVersion) => (v === 1 ? KEY_V1 : KEY_V2);
 const createdSchema = (v: ApiVersion): JsonSchema =>
-  extend(keySchema(v), { key: str('The key itself. Shown only in this answer: store it now.', { pattern: '^cfx_[A-Za-z0-9_-]{8}_[A-Za-z0-9_-]{43}$' }) }, ['key']);
+  extend(keySchema(v), { key: str('The key itself. Shown only in this answer: store it now.', { pattern: '^cfx_[A-Za-z0-9_-]{8}_[A-Za-z0-9_-]{43}$' }) }, [
+    'key',
+  ]);
 
 const requestSchema: JsonSchema = {
   type: 'object',

@@ -47,7 +47,13 @@ export const ok = (description: string, schema: JsonSchema) => ({ description, s
 
 // ─── Parameters ───────────────────────────────────────────────────────────────────────────
 
-export const SERIAL_PARAM: ApiParameter = { name: 'serial', in: 'path', required: true, description: "The device's serial number.", schema: { type: 'string', minLength: 1 } };
+export const SERIAL_PARAM: ApiParameter = {
+  name: 'serial',
+  in: 'path',
+  required: true,
+  description: "The device's serial number.",
+  schema: { type: 'string', minLength: 1 },
+};
 export const SENSOR_PARAM: ApiParameter = {
   name: 'sensorId',
   in: 'path',
@@ -91,7 +97,8 @@ export function timeParam(ctx: ApiContext, name: 'from' | 'to'): number | undefi
   const text = ctx.query[name]?.trim();
   if (text === undefined || text === '') return undefined;
   const t = /^\d+(\.\d+)?$/.test(text) ? Number(text) : parseIsoTime(text);
-  if (!Number.isFinite(t)) throw invalid(name, `${name} must be an ISO 8601 time (e.g. 2022-10-11T16:21:27+00:00) or seconds since the epoch, got ${JSON.stringify(text)}`);
+  if (!Number.isFinite(t))
+    throw invalid(name, `${name} must be an ISO 8601 time (e.g. 2022-10-11T16:21:27+00:00) or seconds since the epoch, got ${JSON.stringify(text)}`);
   return t;
 }
 
@@ -106,7 +113,8 @@ export function timeRange(ctx: ApiContext): { from?: number; to?: number } {
 /** A positive integer id from a path parameter, as decimal text. */
 export function idParam(ctx: ApiContext, name: string): string {
   const text = ctx.params[name] ?? '';
-  if (!/^[0-9]{1,19}$/.test(text) || BigInt(text) < 1n || BigInt(text) > 2n ** 63n - 1n) throw invalid(name, `${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  if (!/^[0-9]{1,19}$/.test(text) || BigInt(text) < 1n || BigInt(text) > 2n ** 63n - 1n)
+    throw invalid(name, `${name} must be a positive integer, got ${JSON.stringify(text)}`);
   return text;
 }
 

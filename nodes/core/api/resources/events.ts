@@ -44,7 +44,13 @@ export const EVENT_OPERATIONS: ApiOperation[] = [
       }
       const items = [...types]
         .sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
-        .map((t) => ({ type: t.type, description: t.description, origin: t.origin, example: t.example ?? null, ...(ctx.version >= 2 ? { subscribable: true } : {}) }));
+        .map((t) => ({
+          type: t.type,
+          description: t.description,
+          origin: t.origin,
+          example: t.example ?? null,
+          ...(ctx.version >= 2 ? { subscribable: true } : {}),
+        }));
       return { body: { items } };
     },
   },

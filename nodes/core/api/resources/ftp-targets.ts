@@ -10,7 +10,28 @@
  */
 import type { BusinessRow } from '../../stores/business';
 import type { ApiContext, ApiOperation, ApiVersion, JsonSchema } from '../operation';
-import { bodyObject, bool, business, cursorParam, extend, ID_PARAM, idOf, idParam, int, invalid, iso, obj, ok, onlyKnown, page, PAGE_PARAMS, pageSize, str, time, viaStore } from './common';
+import {
+  bodyObject,
+  bool,
+  business,
+  cursorParam,
+  extend,
+  ID_PARAM,
+  idOf,
+  idParam,
+  int,
+  invalid,
+  iso,
+  obj,
+  ok,
+  onlyKnown,
+  page,
+  PAGE_PARAMS,
+  pageSize,
+  str,
+  time,
+  viaStore,
+} from './common';
 
 const PROTOCOLS = ['ftp', 'ftps', 'ftpes'];
 

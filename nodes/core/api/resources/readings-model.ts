@@ -180,11 +180,9 @@ export async function readPage(store: TimeSeriesStore, q: ReadingQuery): Promise
   };
 
   for (;;) {
-    const result = await store
-      .query({ tenant: q.tenant, prefix: q.prefix, from, to: q.to, limit: storeLimit, cursor: storeCursor })
-      .catch((err: unknown) => {
-        throw err instanceof RangeError ? new ApiError('invalid-request', err.message, 'cursor') : err;
-      });
+    const result = await store.query({ tenant: q.tenant, prefix: q.prefix, from, to: q.to, limit: storeLimit, cursor: storeCursor }).catch((err: unknown) => {
+      throw err instanceof RangeError ? new ApiError('invalid-request', err.message, 'cursor') : err;
+    });
     for (const r of result.items) {
       scanned++;
       const key = blockOf(r.n);

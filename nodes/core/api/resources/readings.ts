@@ -117,7 +117,10 @@ function operations(kind: ReadingKind): ApiOperation[] {
       description,
       tags: ['data'],
       parameters: [SERIAL_PARAM, ...params],
-      responses: (v) => ({ 200: ok(`A page of ${kind}.`, page(itemSchema(kind, v))), 404: { description: 'No device with this serial number in your organisation.' } }),
+      responses: (v) => ({
+        200: ok(`A page of ${kind}.`, page(itemSchema(kind, v))),
+        404: { description: 'No device with this serial number in your organisation.' },
+      }),
       async handle(ctx) {
         const device = await deviceBySerial(ctx);
         return answer(ctx, kind, `${device.serial as string}/`);

@@ -133,7 +133,8 @@ function writable(ctx: ApiContext, create: boolean): Record<string, unknown> {
     if (bad !== undefined) throw invalid('events', `${JSON.stringify(bad)} is not an event type pattern (*, a type, or prefix.*)`);
   }
   for (const f of ['username', 'password', 'secret']) {
-    if (body[f] !== undefined && body[f] !== null && (typeof body[f] !== 'string' || body[f] === '')) throw invalid(f, `${f} must be a non-empty string or null`);
+    if (body[f] !== undefined && body[f] !== null && (typeof body[f] !== 'string' || body[f] === ''))
+      throw invalid(f, `${f} must be a non-empty string or null`);
   }
   if (typeof body.secret === 'string' && !/^whsec_[A-Za-z0-9+/=]+$/.test(body.secret)) throw invalid('secret', 'secret must be whsec_ followed by base64');
   if (body.headers !== undefined) {
