@@ -61,6 +61,11 @@ export interface ApiContext {
   /** The parsed JSON body with property names lower-cased at every depth (seed 004 §2.4). */
   body: unknown;
   stores: ApiStores;
+  /**
+   * The most items one page may hold (conflux-api's page limit): the handlers' ceiling for
+   * `limit`, and their default when it is lower. Absent: the stores' own maximum.
+   */
+  pageLimit?: number;
   /** The request's correlation id (also in the `x-correlation-id` header and in 500 answers). */
   correlationId: string;
 }
