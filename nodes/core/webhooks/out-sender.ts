@@ -32,6 +32,11 @@ import { SubscriptionStore, type Attempt, type AttemptOutcome, type Subscription
 
 export const WEBHOOK_QUEUE = 'webhooks';
 
+/** The outbox message that delivers event to one subscription (queue WEBHOOK_QUEUE). */
+export function deliveryMessage(subscription: number, event: PlatformEvent, body = JSON.stringify(event)): { messageId: string; payload: Stored } {
+  return { messageId: `${subscription}:${event.id}`, payload: { subscription, eventId: event.id, eventType: event.type, body } };
+}
+
 export interface SenderOptions extends PostOptions, GateOptions {
   retry: RetryPolicy;
   /** Unique per process and node. */
@@ -173,13 +178,7 @@ export class WebhookSender {
     const subs = (await this.subscriptions.all(event.tenant)).filter((s) => s.enabled && typesMatch(s.events, event.type));
     if (subs.length === 0) return [];
     const body = JSON.stringify(event);
-    await this.writer.add(
-      subs.map((s) => ({
-        tenant: event.tenant,
-        messageId: `${s.id}:${event.id}`,
-        payload: { subscription: s.id, eventId: event.id, eventType: event.type, body },
-      })),
-    );
+    await this.writer.add(subs.map((s) => ({ tenant: event.tenant, ...deliveryMessage(s.id, event, body) })));
     return subs.map((s) => s.id);
   }
 

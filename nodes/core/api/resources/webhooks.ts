@@ -23,12 +23,10 @@
  * is `webhook.test`. A disabled subscription cannot be tested (409).
  */
 import { randomUUID } from 'node:crypto';
-// Spelled through ../../../core/: the layering rule's '../../events/*' pattern is meant for node
-// families one level below nodes/, and would refuse this core-to-core import by its depth.
-import { createEvent, isEventPattern } from '../../../core/events/event';
+import { createEvent, isEventPattern } from '../../events/event';
 import { Mailbox } from '../../mailbox/mailbox';
 import type { BusinessRow } from '../../stores/business';
-import { WEBHOOK_QUEUE } from '../../../core/webhooks/out-sender';
+import { deliveryMessage, WEBHOOK_QUEUE } from '../../webhooks/out-sender';
 import { ApiError, type ApiContext, type ApiOperation, type ApiVersion, type JsonSchema } from '../operation';
 import {
   bodyObject,
@@ -277,7 +275,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
         identity: [id, randomUUID()],
       });
       await new Mailbox(ctx.stores.db, 'outbox').enqueue(ctx.identity.tenant, WEBHOOK_QUEUE, [
-        { messageId: `${id}:${event.id}`, payload: { subscription: id, eventId: event.id, eventType: event.type, body: JSON.stringify(event) } },
+        deliveryMessage(id, event),
       ]);
       return { status: 202, body: { eventId: event.id, eventType: event.type } };
     },
