@@ -76,7 +76,9 @@ export = function register(RED: NodeAPI): void {
         else node.error(`conflux-schedule: ${err.message}`, firing ? messageOf(firing) : {});
       },
       onMissed: (fireTime, what) =>
-        node.log(`${describeSpec(spec)} missed the firing of ${new Date(fireTime).toISOString()} while stopped: ${what === 'run-once' ? 'running it now' : 'skipped'}`),
+        node.log(
+          `${describeSpec(spec)} missed the firing of ${new Date(fireTime).toISOString()} while stopped: ${what === 'run-once' ? 'running it now' : 'skipped'}`,
+        ),
     });
 
     function messageOf(firing: Firing): Record<string, unknown> {
@@ -97,7 +99,9 @@ export = function register(RED: NodeAPI): void {
 
     const status = throttledStatus(node, () => {
       const now = Date.now();
-      const parts = [scheduler.next === undefined ? t('schedule.status.noNext') : t('schedule.status.next', { time: formatFireTime(scheduler.next, zone, now) })];
+      const parts = [
+        scheduler.next === undefined ? t('schedule.status.noNext') : t('schedule.status.next', { time: formatFireTime(scheduler.next, zone, now) }),
+      ];
       if (scheduler.running) parts.push(t('schedule.status.running'));
       if (scheduler.skipped > 0) parts.push(t('schedule.status.skipped', { n: scheduler.skipped }));
       if (scheduler.failed > 0) parts.push(t('conflux.status.failed', { n: scheduler.failed }));
@@ -114,7 +118,14 @@ export = function register(RED: NodeAPI): void {
       node.status({});
     };
     if (db) closeAfter(node, db, stop);
-    else node.on('close', (_removed: boolean, done: () => void) => void stop().catch((err: Error) => node.warn(err.message)).finally(done));
+    else
+      node.on(
+        'close',
+        (_removed: boolean, done: () => void) =>
+          void stop()
+            .catch((err: Error) => node.warn(err.message))
+            .finally(done),
+      );
   }
   RED.nodes.registerType('conflux-schedule', ScheduleNode);
 };

@@ -106,7 +106,10 @@ describe('schedule core', () => {
     });
 
     it('refuses a bad expression, an unknown zone and an interval out of bounds, naming the problem', () => {
-      assert.throws(() => createTiming({ kind: 'cron', expression: '* * *' }), (err: Error) => err instanceof ScheduleError && /five, six, or seven/.test(err.message));
+      assert.throws(
+        () => createTiming({ kind: 'cron', expression: '* * *' }),
+        (err: Error) => err instanceof ScheduleError && /five, six, or seven/.test(err.message),
+      );
       assert.throws(() => createTiming({ kind: 'cron', expression: '61 * * * * *' }), ScheduleError);
       assert.throws(() => createTiming({ kind: 'cron', expression: '' }), /empty/);
       assert.throws(() => createTiming({ kind: 'cron', expression: '* * * * *', timezone: 'Mars/Olympus' }), /unknown time zone "Mars\/Olympus"/);

@@ -37,7 +37,7 @@ export const systemClock: Clock = {
 /** A timer never waits longer than this before looking at the clock again (a suspended machine, a clock set). */
 export const MAX_TIMER_MS = 60_000;
 /** A run's claim outlives its timeout by this much, so the claim never lapses before the timeout ends the run. */
-export const LEASE_MARGIN_MS = 5_000;
+export const LEASE_MARGIN_MS = 1_000;
 
 export interface SchedulerOptions {
   key: string;
