@@ -22,6 +22,7 @@ const TABLES = [
   'outbox',
   'readings',
   'rollups',
+  'schedule_runs',
   'schema_migrations',
   'sensors',
   'tenants',
