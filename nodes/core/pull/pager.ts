@@ -48,10 +48,8 @@ function withParams(url: string, params: Record<string, string | number | undefi
 export function itemsOf(body: unknown, path: string): unknown[] {
   const items = valueAt(body, path);
   if (Array.isArray(items)) return items;
-  if (items === undefined || items === null) {
-    // An empty answer (204, null, no items property) is an empty page.
-    if (body === null || (path !== '' && typeof body === 'object')) return [];
-  }
+  // An empty answer (204) or null items is an empty page; a missing property is a wrong path.
+  if (body === null || items === null) return [];
   throw new PullError(`the answer has no array of items at ${path === '' ? 'its top level' : JSON.stringify(path)}`);
 }
 
