@@ -23,7 +23,19 @@ import { throttledStatus } from '../shared/status-fanout';
 
 type Fields = 'database' | 'tenant' | 'sourceKey' | 'url' | 'auth' | 'user' | 'apiKeyName' | 'apiKeyIn' | 'tokenUrl' | 'clientId' | 'scope' | 'audience';
 type More = 'clientAuth' | 'paging' | 'itemsPath' | 'pageSize' | 'sizeParam' | 'pageParam' | 'firstPage' | 'offsetParam' | 'cursorParam' | 'cursorPath';
-type Rest = 'maxPages' | 'watermark' | 'watermarkPath' | 'watermarkParam' | 'idPath' | 'codec' | 'senmlFormat' | 'deviceId' | 'expression' | 'timeout' | 'attempts' | 'flowTimeout';
+type Rest =
+  | 'maxPages'
+  | 'watermark'
+  | 'watermarkPath'
+  | 'watermarkParam'
+  | 'idPath'
+  | 'codec'
+  | 'senmlFormat'
+  | 'deviceId'
+  | 'expression'
+  | 'timeout'
+  | 'attempts'
+  | 'flowTimeout';
 type HttpPullDef = NodeDef & Partial<Record<Fields | More | Rest, string>>;
 
 interface HttpPullCredentials {
@@ -33,7 +45,8 @@ interface HttpPullCredentials {
   clientSecret?: string;
 }
 
-const oneOf = <T extends string>(all: readonly T[], value: string | undefined, fallback: T): T => ((all as readonly string[]).includes(value ?? '') ? (value as T) : fallback);
+const oneOf = <T extends string>(all: readonly T[], value: string | undefined, fallback: T): T =>
+  (all as readonly string[]).includes(value ?? '') ? (value as T) : fallback;
 
 export = function register(RED: NodeAPI): void {
   const t = translator(RED, __filename);
@@ -51,7 +64,8 @@ export = function register(RED: NodeAPI): void {
     let decoder: BatchDecoder;
     let key: string;
     try {
-      const env = (name: string) => (RED.util as unknown as { getSetting?(n: Node, name: string): unknown }).getSetting?.(node, name)?.toString() ?? process.env[name];
+      const env = (name: string) =>
+        (RED.util as unknown as { getSetting?(n: Node, name: string): unknown }).getSetting?.(node, name)?.toString() ?? process.env[name];
       const expand = (text: string | undefined) => expandVariables(textField(text), env);
       const url = expand(def.url);
       if (!/^https?:\/\//i.test(url)) throw new Error('the URL must start with http:// or https://');

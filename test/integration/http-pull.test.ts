@@ -41,7 +41,6 @@ describe('conflux-http-pull: a paginated source into conflux-time-series (Postgr
   let sql: SqlClient;
   let delivered: Msg[];
   let caught: Msg[];
-  let ran: Array<Error | undefined>;
 
   before(async () => {
     source = await new PullSource({ oauthLifetimeS: 3600 }).start();
@@ -107,8 +106,10 @@ describe('conflux-http-pull: a paginated source into conflux-time-series (Postgr
       pull.receive({ _msgid: id, payload: 'tick' });
     });
   }
-  const stored = async () => (await sql.query<{ name: string }>("SELECT name FROM readings WHERE tenant_id = 'default' ORDER BY name")).rows.map((r) => r.name.split('/')[1]);
-  const watermark = async () => (await sql.query<{ watermark: unknown; boundary: string[] }>("SELECT watermark, boundary FROM pull_sources WHERE key = 'partner-items'")).rows[0];
+  const stored = async () =>
+    (await sql.query<{ name: string }>("SELECT name FROM readings WHERE tenant_id = 'default' ORDER BY name")).rows.map((r) => r.name.split('/')[1]);
+  const watermark = async () =>
+    (await sql.query<{ watermark: unknown; boundary: string[] }>("SELECT watermark, boundary FROM pull_sources WHERE key = 'partner-items'")).rows[0];
   const deliveredIds = () => delivered.flatMap((m) => (m.payload as Array<{ n: string }>).map((r) => r.n.split('/')[1]));
 
   it('stores every item once over several runs, the page bound and a 429 on the way', async () => {
@@ -119,10 +120,20 @@ describe('conflux-http-pull: a paginated source into conflux-time-series (Postgr
     assert.equal(delivered.length, 3, 'three pages (the bound)');
     assert.deepEqual((await watermark()).watermark, makeItems(14, 1, 2)[0].ts);
     assert.equal(await run(), undefined);
-    assert.deepEqual(deliveredIds(), makeItems(0, 22).map((i) => i.id), 'each item once, in order');
-    assert.deepEqual(await stored(), makeItems(0, 22).map((i) => i.id));
+    assert.deepEqual(
+      deliveredIds(),
+      makeItems(0, 22).map((i) => i.id),
+      'each item once, in order',
+    );
+    assert.deepEqual(
+      await stored(),
+      makeItems(0, 22).map((i) => i.id),
+    );
     assert.equal(source.tokensIssued, 1);
-    assert.ok(source.requests.some((r) => r.url.includes('since=')), 'the watermark was sent');
+    assert.ok(
+      source.requests.some((r) => r.url.includes('since=')),
+      'the watermark was sent',
+    );
     delivered.length = 0;
 
     // New items: two with the timestamp of the watermark (21's), and later ones.
@@ -158,7 +169,11 @@ describe('conflux-http-pull: a paginated source into conflux-time-series (Postgr
     gate = 'pass';
     delivered.length = 0;
     assert.equal(await run(), undefined);
-    assert.deepEqual(deliveredIds(), makeItems(200, 2).map((i) => i.id), 'the next run pulled the failed page again');
+    assert.deepEqual(
+      deliveredIds(),
+      makeItems(200, 2).map((i) => i.id),
+      'the next run pulled the failed page again',
+    );
     const names = await stored();
     assert.equal(new Set(names).size, names.length);
   });

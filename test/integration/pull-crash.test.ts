@@ -49,7 +49,21 @@ describe('crash: a paginated pull across SIGKILL and restart of Conflux', functi
       JSON.stringify([
         { id: 'tab', type: 'tab', label: 'pull crash' },
         { id: 'db', type: 'conflux-postgres', url },
-        { id: 'tick', type: 'inject', z: 'tab', repeat: '0.05', once: true, onceDelay: '0.1', topic: '', payload: '', payloadType: 'date', props: [{ p: 'payload' }], x: 100, y: 100, wires: [['puller']] },
+        {
+          id: 'tick',
+          type: 'inject',
+          z: 'tab',
+          repeat: '0.05',
+          once: true,
+          onceDelay: '0.1',
+          topic: '',
+          payload: '',
+          payloadType: 'date',
+          props: [{ p: 'payload' }],
+          x: 100,
+          y: 100,
+          wires: [['puller']],
+        },
         {
           id: 'puller',
           type: 'conflux-http-pull',
@@ -126,10 +140,12 @@ describe('crash: a paginated pull across SIGKILL and restart of Conflux', functi
     const db = new Client({ connectionString: url });
     await db.connect();
     try {
-      const storedIds = async () => (await db.query<{ id: string }>("SELECT split_part(name, '/', 2) AS id FROM readings WHERE tenant_id = 'default'")).rows.map((r) => r.id);
+      const storedIds = async () =>
+        (await db.query<{ id: string }>("SELECT split_part(name, '/', 2) AS id FROM readings WHERE tenant_id = 'default'")).rows.map((r) => r.id);
+      let count = 0;
       await until(
-        async () => `every item to be stored (${(await storedIds()).length} of ${source.items.length})\n${output.slice(-3000)}`,
-        async () => (await storedIds()).length >= source.items.length,
+        () => `every item to be stored (${count} of ${source.items.length})\n${output.slice(-3000)}`,
+        async () => (count = (await storedIds()).length) >= source.items.length,
         120_000,
       );
       // The pull has taken everything: wait for a run that finds nothing new (the watermark at the newest item).

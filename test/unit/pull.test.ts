@@ -18,7 +18,12 @@ const plain: ClientConfig = { auth: { mode: 'none' }, timeoutMs: 5_000, maxAttem
 
 async function allPages(source: PullSource, path: string, paging: Partial<PagingConfig>, config: ClientConfig = plain) {
   const client = createClient(config);
-  const { pages, more } = paginate(client, `${source.origin}${path}`, { style: 'none', itemsPath: 'data', maxPages: 100, ...paging }, new AbortController().signal);
+  const { pages, more } = paginate(
+    client,
+    `${source.origin}${path}`,
+    { style: 'none', itemsPath: 'data', maxPages: 100, ...paging },
+    new AbortController().signal,
+  );
   const ids: string[] = [];
   let n = 0;
   for await (const page of pages) {
@@ -46,7 +51,10 @@ describe('pull: Link headers (RFC 8288)', () => {
 describe('pull: the URL with ${ENV}', () => {
   it('replaces every variable and names one that is not set', () => {
     const env: Record<string, string> = { HOST: 'api.example.com', VERSION: 'v2' };
-    assert.equal(expandVariables('https://${HOST}/${VERSION}/items', (n) => env[n]), 'https://api.example.com/v2/items');
+    assert.equal(
+      expandVariables('https://${HOST}/${VERSION}/items', (n) => env[n]),
+      'https://api.example.com/v2/items',
+    );
     assert.throws(() => expandVariables('https://${NOPE}/', (n) => env[n]), /\$\{NOPE\} is not set/);
   });
 });
@@ -63,7 +71,13 @@ describe('pull: the watermark', () => {
   });
 
   it('advances to the newest item and keeps the ids taken at that timestamp', () => {
-    const a = admit(ts, [item('a', '2026-01-01T00:00:00Z'), item('b', '2026-01-01T00:00:01Z'), item('c', '2026-01-01T00:00:01Z')], EMPTY_WATERMARK, EMPTY_WATERMARK, new Set());
+    const a = admit(
+      ts,
+      [item('a', '2026-01-01T00:00:00Z'), item('b', '2026-01-01T00:00:01Z'), item('c', '2026-01-01T00:00:01Z')],
+      EMPTY_WATERMARK,
+      EMPTY_WATERMARK,
+      new Set(),
+    );
     assert.equal(a.fresh.length, 3);
     assert.deepEqual(a.next, { value: '2026-01-01T00:00:01Z', boundary: ['b', 'c'] });
   });
@@ -82,7 +96,7 @@ describe('pull: the watermark', () => {
     assert.deepEqual(b.next, { value: '2026-01-01T00:00:02Z', boundary: ['e'] });
   });
 
-  it('drops items below the run\'s starting watermark and repeats within the run', () => {
+  it("drops items below the run's starting watermark and repeats within the run", () => {
     const start: WatermarkState = { value: '2026-01-01T00:00:05Z', boundary: [] };
     const seen = new Set<string>();
     const a = admit(ts, [item('old', '2026-01-01T00:00:04Z'), item('x', '2026-01-01T00:00:06Z')], start, start, seen);
@@ -91,7 +105,7 @@ describe('pull: the watermark', () => {
     assert.equal(a.duplicates + b.duplicates, 2);
   });
 
-  it('an opaque cursor comes from the page body, with the batch\'s ids as the boundary', () => {
+  it("an opaque cursor comes from the page body, with the batch's ids as the boundary", () => {
     const cfg: WatermarkConfig = { kind: 'cursor', idPath: 'id', valuePath: 'sync_token' };
     const a = admit(cfg, [{ id: 1 }, { id: 2 }], EMPTY_WATERMARK, EMPTY_WATERMARK, new Set(), { sync_token: 'abc' });
     assert.deepEqual(a.next, { value: 'abc', boundary: ['1', '2'] });
@@ -173,7 +187,10 @@ describe('pull: retries, 429 and OAuth2', function () {
     const source = await new PullSource().start();
     try {
       const client = createClient(plain);
-      await assert.rejects(client.get(`${source.origin}/nothing`, new AbortController().signal), (err: PullError) => err.status === 404 && source.requests.length === 1);
+      await assert.rejects(
+        client.get(`${source.origin}/nothing`, new AbortController().signal),
+        (err: PullError) => err.status === 404 && source.requests.length === 1,
+      );
     } finally {
       await source.stop();
     }
@@ -187,7 +204,10 @@ describe('pull: retries, 429 and OAuth2', function () {
     let tries = 0;
     try {
       const client = createClient({ ...plain, timeoutMs: 200, maxAttempts: 2, onRetry: () => tries++ });
-      await assert.rejects(client.get(`http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, new AbortController().signal), /gave up after 2 tries: no answer within 200 ms/);
+      await assert.rejects(
+        client.get(`http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, new AbortController().signal),
+        /gave up after 2 tries: no answer within 200 ms/,
+      );
       assert.equal(tries, 1);
     } finally {
       for (const s of sockets) s.destroy();

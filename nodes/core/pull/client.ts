@@ -147,7 +147,9 @@ export function createClient(config: ClientConfig): PullClient {
     } catch (err) {
       if (signal.aborted) throw signal.reason as Error;
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      return { retry: `${(err as Error).name === 'TimeoutError' ? `no answer within ${config.timeoutMs} ms` : (cause?.code ?? cause?.message ?? (err as Error).message)}` };
+      return {
+        retry: `${(err as Error).name === 'TimeoutError' ? `no answer within ${config.timeoutMs} ms` : (cause?.code ?? cause?.message ?? (err as Error).message)}`,
+      };
     }
     if (res.status === 401 && tokens) {
       await res.body?.cancel();
@@ -183,7 +185,10 @@ export function createClient(config: ClientConfig): PullClient {
       }
       if (attempt >= config.maxAttempts) throw new PullError(`gave up after ${attempt} tries: ${outcome.retry}`, outcome.status);
       if (outcome.after !== undefined && outcome.after > maxRetryAfter) {
-        throw new PullError(`${outcome.retry.slice(0, 3)}: the source asks to wait ${Math.ceil(outcome.after / 1000)} s, more than the ${maxRetryAfter / 1000} s allowed`, outcome.status);
+        throw new PullError(
+          `${outcome.retry.slice(0, 3)}: the source asks to wait ${Math.ceil(outcome.after / 1000)} s, more than the ${maxRetryAfter / 1000} s allowed`,
+          outcome.status,
+        );
       }
       const delay = Math.max(backoffDelay(attempt, policy), outcome.after ?? 0);
       config.onRetry?.(outcome.retry, delay);

@@ -83,7 +83,8 @@ export class TokenSource {
       // reported below
     }
     if (!res.ok) {
-      const reason = typeof body.error === 'string' ? `${body.error}${typeof body.error_description === 'string' ? `: ${body.error_description}` : ''}` : text.slice(0, 200);
+      const reason =
+        typeof body.error === 'string' ? `${body.error}${typeof body.error_description === 'string' ? `: ${body.error_description}` : ''}` : text.slice(0, 200);
       throw new OAuth2Error(`token endpoint answered ${res.status}: ${reason}`);
     }
     if (typeof body.access_token !== 'string' || body.access_token === '') throw new OAuth2Error('the token endpoint answered without an access_token');

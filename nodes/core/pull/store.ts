@@ -24,7 +24,13 @@ export async function loadWatermark(db: SqlClient, tenant: string, key: string):
 }
 
 /** Stores `next` if the row is still at `from`'s version; false when it moved meanwhile. */
-export async function commitWatermark(db: SqlClient, tenant: string, key: string, from: StoredWatermark, next: WatermarkState): Promise<StoredWatermark | undefined> {
+export async function commitWatermark(
+  db: SqlClient,
+  tenant: string,
+  key: string,
+  from: StoredWatermark,
+  next: WatermarkState,
+): Promise<StoredWatermark | undefined> {
   const params = [tenant, key, JSON.stringify(next.value), JSON.stringify(next.boundary)];
   const result =
     from.version === 0
