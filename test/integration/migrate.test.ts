@@ -20,6 +20,7 @@ const TABLES = [
   'ftp_targets',
   'inbox',
   'outbox',
+  'pull_sources',
   'readings',
   'rollups',
   'schedule_runs',

@@ -1,5 +1,5 @@
 /**
- * The business entities of migrations 001 and 005, each described once: its table, the column that
+ * The business entities of migrations 001, 005 and 009, each described once: its table, the column that
  * addresses a row, the tenant column, and every column with its type, nullability and who may
  * write it. The store's whitelists, SQL and coercion all derive from these descriptions;
  * test/integration/business-schema.test.ts checks them against the migrated database, so a
@@ -21,6 +21,7 @@ export const BUSINESS_ENTITIES = [
   'webhook_subscriptions',
   'webhook_deliveries',
   'ftp_targets',
+  'pull_sources',
 ] as const;
 export type BusinessEntity = (typeof BUSINESS_ENTITIES)[number];
 
@@ -263,6 +264,13 @@ export const ENTITIES: Record<BusinessEntity, Entity> = {
     enabled: w('bool'),
     created_at: createdAt,
   }),
+  // The watermarks of conflux-http-pull (migration 009): read and list; delete resets a source
+  // (its next pull starts from the beginning). Written only by the pull, after the flow stored a batch.
+  pull_sources: entity(
+    'pull_sources',
+    { key: ro('text'), watermark: ro('json', opt), boundary: ro('json'), version: ro('int'), updated_at: updatedAt },
+    { key: 'key', creatable: false },
+  ),
 };
 
 export interface EntityDescription {
