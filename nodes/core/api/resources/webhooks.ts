@@ -274,9 +274,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
         data: { subscription: id, message: 'A test event, sent through the REST API.' },
         identity: [id, randomUUID()],
       });
-      await new Mailbox(ctx.stores.db, 'outbox').enqueue(ctx.identity.tenant, WEBHOOK_QUEUE, [
-        deliveryMessage(id, event),
-      ]);
+      await new Mailbox(ctx.stores.db, 'outbox').enqueue(ctx.identity.tenant, WEBHOOK_QUEUE, [deliveryMessage(Number(id), event)]);
       return { status: 202, body: { eventId: event.id, eventType: event.type } };
     },
   },
