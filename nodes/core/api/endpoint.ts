@@ -55,7 +55,7 @@ function schemaField(text: string | undefined, what: string): JsonSchema | undef
   try {
     apiAjv().compile(schema as JsonSchema);
   } catch (err) {
-    throw new Error(`the ${what} schema is not a valid JSON schema: ${(err as Error).message}`);
+    throw new Error(`the ${what} schema is not a valid JSON schema: ${(err as Error).message}`, { cause: err });
   }
   return schema as JsonSchema;
 }
@@ -70,7 +70,14 @@ export function parseEndpoint(f: EndpointFields): EndpointSpec {
     throw new Error('the path is /-separated parts of letters, digits and . _ ~ -, or {name} parameters');
   }
   if (parts[0].toLowerCase() === 'openapi.json') throw new Error('/openapi.json is the API document');
-  const versions = [...new Set((f.versions ?? '2').split(/[\s,]+/).filter(Boolean).map(Number))] as ApiVersion[];
+  const versions = [
+    ...new Set(
+      (f.versions ?? '2')
+        .split(/[\s,]+/)
+        .filter(Boolean)
+        .map(Number),
+    ),
+  ] as ApiVersion[];
   if (versions.length === 0 || versions.some((v) => v !== 1 && v !== 2)) throw new Error('the versions are 1, 2 or both');
   const action = (f.action || 'read') as ApiKeyAction;
   if (!(action in ACTION_SCOPES)) throw new Error(`the key action must be one of ${Object.keys(ACTION_SCOPES).join(', ')}`);
@@ -148,10 +155,21 @@ export function responseCollector(): { res: { _res: Record<string, unknown> }; a
           return reject(new Error("the flow's answer is not JSON"));
         }
     }
-    if (body !== undefined && (body === null || typeof body !== 'object' || Array.isArray(body))) return reject(new Error("the flow's answer is not a JSON object"));
+    if (body !== undefined && (body === null || typeof body !== 'object' || Array.isArray(body)))
+      return reject(new Error("the flow's answer is not a JSON object"));
     if (status >= 400) {
-      if (status === 404) return reject(new ApiError('not-found', typeof (body as { detail?: unknown })?.detail === 'string' ? (body as { detail: string }).detail : 'no such resource'));
-      if (status === 400) return reject(new ApiError('invalid-request', String((body as { detail?: unknown })?.detail ?? 'the request is invalid'), (body as { parameter?: string })?.parameter));
+      if (status === 404)
+        return reject(
+          new ApiError('not-found', typeof (body as { detail?: unknown })?.detail === 'string' ? (body as { detail: string }).detail : 'no such resource'),
+        );
+      if (status === 400)
+        return reject(
+          new ApiError(
+            'invalid-request',
+            String((body as { detail?: unknown })?.detail ?? 'the request is invalid'),
+            (body as { parameter?: string })?.parameter,
+          ),
+        );
       if (status === 409) return reject(new ApiError('conflict', String((body as { detail?: unknown })?.detail ?? 'conflict')));
       return reject(new Error(`the flow answered ${status}`));
     }

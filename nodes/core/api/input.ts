@@ -124,7 +124,8 @@ export function checkParameters(parameters: readonly ApiParameter[], values: { q
     const bad = (why: string) => new InputError(`the ${where} ${p.name} ${why}`, p.name);
     if (s.type === 'integer' || s.type === 'number') {
       const n = Number(value);
-      if (!(s.type === 'integer' ? /^-?\d{1,15}$/.test(value) : value.trim() !== '' && Number.isFinite(n))) throw bad(`must be ${s.type === 'integer' ? 'an integer' : 'a number'}`);
+      if (!(s.type === 'integer' ? /^-?\d{1,15}$/.test(value) : value.trim() !== '' && Number.isFinite(n)))
+        throw bad(`must be ${s.type === 'integer' ? 'an integer' : 'a number'}`);
       if (s.minimum !== undefined && n < s.minimum) throw bad(`must be at least ${s.minimum}`);
       if (s.maximum !== undefined && n > s.maximum) throw bad(`must be at most ${s.maximum}`);
     } else if (s.type === 'boolean' && value !== 'true' && value !== 'false') throw bad('must be true or false');

@@ -47,10 +47,10 @@ const ERRORS: Record<number, string> = {
   400: 'A parameter or body property is missing or bad (named in `parameter`).',
   401: 'No API key, or an unknown, revoked or expired one.',
   403: "The key's scopes do not allow this operation.",
-  404: 'No such resource (or another tenant\'s).',
+  404: "No such resource (or another tenant's).",
   406: 'The Accept header excludes application/json.',
   410: "The key's quota of requests or bytes for this period is used up; `reset` says when it is renewed.",
-  500: 'An internal error; `correlationId` identifies it in the operator\'s log.',
+  500: "An internal error; `correlationId` identifies it in the operator's log.",
   503: 'Maintenance (with Retry-After), or a store this API was not given.',
 };
 
@@ -87,7 +87,11 @@ export function buildOpenApi(served: readonly ServedOperation[], versions: reado
       responses[status] =
         Number(status) === 204
           ? { description: spec.description, ...(rate ? { headers: rate } : {}) }
-          : { description: spec.description, ...(rate ? { headers: rate } : {}), content: { 'application/json': { schema: withVersion(spec.schema, version) } } };
+          : {
+              description: spec.description,
+              ...(rate ? { headers: rate } : {}),
+              content: { 'application/json': { schema: withVersion(spec.schema, version) } },
+            };
     }
     for (const [status, description] of Object.entries(ERRORS)) {
       if (status === '410' && !options.quotas) continue;
@@ -112,7 +116,12 @@ export function buildOpenApi(served: readonly ServedOperation[], versions: reado
         summary: 'This document',
         tags: ['meta'],
         security: [],
-        responses: { 200: { description: 'The OpenAPI document (without a version member: it has info.version).', content: { 'application/json': { schema: { type: 'object' } } } } },
+        responses: {
+          200: {
+            description: 'The OpenAPI document (without a version member: it has info.version).',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+        },
       },
     };
   }

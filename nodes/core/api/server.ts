@@ -43,6 +43,8 @@ export interface ApiServerOptions {
   stores(): Promise<ApiStores>;
   /** A 500's error with its correlation id, for the operator's log. */
   onInternalError(err: unknown, correlationId: string, request: string): void;
+  /** The base path as clients see it (under Node-RED's httpNodeRoot): the OpenAPI document's server. */
+  serverUrl?: string;
   title?: string;
   now?: () => number;
 }
@@ -90,7 +92,8 @@ export class ApiServer {
             r.served.version === version &&
             ((r.served.op.method === op.method && samePattern(r.segments, segments)) || r.served.op.operationId === op.operationId),
         );
-        if (clash) throw new Error(`${op.method.toUpperCase()} /v${version}${op.path} (${op.operationId}) clashes with ${clash.served.op.operationId} of another node`);
+        if (clash)
+          throw new Error(`${op.method.toUpperCase()} /v${version}${op.path} (${op.operationId}) clashes with ${clash.served.op.operationId} of another node`);
         added.push({ served: { op, version, parameters: this.effectiveParameters(op) }, segments, owner });
       }
     }
@@ -117,7 +120,13 @@ export class ApiServer {
       doc = buildOpenApi(
         this.routes.map((r) => r.served),
         versions,
-        { base: this.options.base, keyHeaders: this.options.keyHeaders, bearer: this.options.bearer, quotas: this.quota !== undefined, title: this.options.title },
+        {
+          base: this.options.serverUrl ?? this.options.base,
+          keyHeaders: this.options.keyHeaders,
+          bearer: this.options.bearer,
+          quotas: this.quota !== undefined,
+          title: this.options.title,
+        },
       );
       this.docs.set(key, doc);
     }
@@ -148,12 +157,24 @@ export class ApiServer {
     const m = /^\/v(\d+)(\/.*)?$/.exec(lower.startsWith(base) ? rawPath.slice(base.length) : '');
     const version = m ? (Number(m[1]) as ApiVersion) : undefined;
     if (!m || !version || !API_VERSIONS.includes(version)) {
-      return { response: this.problem(2, 'not-found', m ? `there is no version ${m[1]} of this API (${API_VERSIONS.map((v) => `v${v}`).join(', ')})` : 'nothing is served at this path') };
+      return {
+        response: this.problem(
+          2,
+          'not-found',
+          m ? `there is no version ${m[1]} of this API (${API_VERSIONS.map((v) => `v${v}`).join(', ')})` : 'nothing is served at this path',
+        ),
+      };
     }
     const rest = m[2] ?? '/';
     const method = req.method.toLowerCase();
     if (rest.toLowerCase() === '/openapi.json' && (method === 'get' || method === 'head')) {
-      return { response: { status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-cache' }, body: JSON.stringify(this.openapi(version === 1 ? [1] : API_VERSIONS)) } };
+      return {
+        response: {
+          status: 200,
+          headers: { 'content-type': 'application/json', 'cache-control': 'no-cache' },
+          body: JSON.stringify(this.openapi(version === 1 ? [1] : API_VERSIONS)),
+        },
+      };
     }
     const found = this.match(version, rest);
     if (found === undefined) return { response: this.problem(version, 'not-found', 'nothing is served at this path') };
@@ -164,7 +185,9 @@ export class ApiServer {
     }
     if (this.options.maintenance !== undefined) {
       const s = this.options.maintenance;
-      return { response: this.problem(version, 'maintenance', `the API is down for maintenance; try again in ${s} s`, { retryAfter: s }, { 'retry-after': String(s) }) };
+      return {
+        response: this.problem(version, 'maintenance', `the API is down for maintenance; try again in ${s} s`, { retryAfter: s }, { 'retry-after': String(s) }),
+      };
     }
     if (!acceptsJson(headerOf(req.headers, 'accept'))) {
       return { response: this.problem(version, 'not-acceptable', 'this API answers application/json (errors application/problem+json) only', {}) };
@@ -172,7 +195,15 @@ export class ApiServer {
     const { op, parameters } = route.route.served;
     const identity = await this.authenticate(req.headers);
     if (!identity) {
-      return { response: this.problem(version, 'unauthorized', 'the API key is missing, unknown, revoked or expired', {}, this.options.bearer ? { 'www-authenticate': 'Bearer realm="conflux-api"' } : {}) };
+      return {
+        response: this.problem(
+          version,
+          'unauthorized',
+          'the API key is missing, unknown, revoked or expired',
+          {},
+          this.options.bearer ? { 'www-authenticate': 'Bearer realm="conflux-api"' } : {},
+        ),
+      };
     }
     const refused = scopeRefusal(identity.scopes, op.action);
     if (refused) return { response: this.problem(version, 'forbidden', refused) };
@@ -189,7 +220,13 @@ export class ApiServer {
         const wait = Math.max(1, Math.ceil((state.resetAt - now) / 1000));
         const reset = new Date(state.resetAt).toISOString();
         return {
-          response: this.problem(version, 'quota-exceeded', `the API key's quota of ${state.exceeded} for this period is used up until ${reset}`, { reset, retryAfter: wait }, { ...rate, 'retry-after': String(wait) }),
+          response: this.problem(
+            version,
+            'quota-exceeded',
+            `the API key's quota of ${state.exceeded} for this period is used up until ${reset}`,
+            { reset, retryAfter: wait },
+            { ...rate, 'retry-after': String(wait) },
+          ),
         };
       }
       charged = identity;
@@ -219,7 +256,11 @@ export class ApiServer {
       const status = result.status ?? 200;
       const headers = { ...(result.headers ?? {}) };
       if (status === 204 || result.body === undefined) return withRate({ status, headers, body: '' });
-      return withRate({ status, headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ ...result.body, version: versionString(version) }) });
+      return withRate({
+        status,
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...result.body, version: versionString(version) }),
+      });
     } catch (err) {
       if (err instanceof ApiError) {
         const slug: ProblemSlug = err.kind;
@@ -234,7 +275,13 @@ export class ApiServer {
     return this.problem(version, 'internal-error', `an internal error occurred; the operator finds it in the log under ${correlationId}`, { correlationId });
   }
 
-  private problem(version: ApiVersion, slug: ProblemSlug, detail: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): HttpResponse {
+  private problem(
+    version: ApiVersion,
+    slug: ProblemSlug,
+    detail: string,
+    extra: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
+  ): HttpResponse {
     const { status, headers: h, body } = problem(slug, detail, { ...extra, version: versionString(version) }, headers);
     return { status, headers: h, body };
   }

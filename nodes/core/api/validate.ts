@@ -17,8 +17,13 @@ export function apiAjv(): Ajv2020 {
 
 /** `a.b[0]`-style name of the property an ajv error is about. */
 export function propertyOf(error: ErrorObject): string {
-  const parts = error.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-  const missing = (error.params as { missingProperty?: string; additionalProperty?: string }).missingProperty ?? (error.params as { additionalProperty?: string }).additionalProperty;
+  const parts = error.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const missing =
+    (error.params as { missingProperty?: string; additionalProperty?: string }).missingProperty ??
+    (error.params as { additionalProperty?: string }).additionalProperty;
   if (missing !== undefined) parts.push(missing);
   return parts.reduce((name, p) => (/^\d+$/.test(p) ? `${name}[${p}]` : name ? `${name}.${p}` : p), '');
 }
@@ -38,7 +43,8 @@ export class BodyValidator {
     if (validate(body)) return;
     const error = validate.errors![0];
     const property = propertyOf(error) || 'body';
-    const why = error.keyword === 'required' ? 'is required' : error.keyword === 'additionalProperties' ? 'is not allowed here' : error.message ?? 'is invalid';
+    const why =
+      error.keyword === 'required' ? 'is required' : error.keyword === 'additionalProperties' ? 'is not allowed here' : (error.message ?? 'is invalid');
     throw new InputError(`the body's property ${property} ${why}`, property);
   }
 }

@@ -28,7 +28,9 @@ const listEventTypes: ApiOperation = {
     { name: 'origin', in: 'query', description: 'Only platform or flow (custom) types.', schema: { type: 'string', enum: ['platform', 'flow'] } },
     { name: 'limit', in: 'query', description: 'At most this many types.', schema: { type: 'integer' } },
   ],
-  responses: () => ({ 200: { description: 'The event types', schema: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: EVENT_TYPE } } } } }),
+  responses: () => ({
+    200: { description: 'The event types', schema: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: EVENT_TYPE } } } },
+  }),
   handle: async (ctx) => {
     const origin = ctx.query.origin;
     const items = ctx.stores
