@@ -54,6 +54,13 @@ const ERRORS: Record<number, string> = {
   503: 'Maintenance (with Retry-After), or a store this API was not given.',
 };
 
+/** The errors of operations that take a body or change something. */
+const BODY_ERRORS: Record<number, string> = {
+  409: 'The request conflicts with the current state.',
+  413: 'The body is larger than the API accepts.',
+  415: 'A body that is not application/json.',
+};
+
 const RATE_HEADERS = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'] as const;
 
 /** schema with `version` (a constant of this version) required: merged into a plain object schema, else through allOf. */
@@ -93,7 +100,8 @@ export function buildOpenApi(served: readonly ServedOperation[], versions: reado
               content: { 'application/json': { schema: withVersion(spec.schema, version) } },
             };
     }
-    for (const [status, description] of Object.entries(ERRORS)) {
+    const errors = op.requestBody || op.method !== 'get' ? { ...ERRORS, ...BODY_ERRORS } : ERRORS;
+    for (const [status, description] of Object.entries(errors)) {
       if (status === '410' && !options.quotas) continue;
       const withHeaders = status === '410' || status === '503' ? { ...rate, 'Retry-After': { $ref: '#/components/headers/Retry-After' } } : rate;
       responses[status] ??= problemResponse(description, withHeaders);
