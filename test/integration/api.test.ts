@@ -20,7 +20,6 @@ import apiNode = require('../../nodes/api/api');
 import restApiNode = require('../../nodes/api/rest-api');
 import apiEndpointNode = require('../../nodes/api/api-endpoint');
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const httpNodes = require('@node-red/nodes/core/network/21-httpin.js') as (RED: NodeAPI) => void;
 
 type Msg = Record<string, any>;

@@ -33,15 +33,15 @@ export function headerOf(headers: Headers, name: string): string | undefined {
  */
 export function lowerCaseKeys(value: unknown, path = '', depth = 0): unknown {
   if (depth > MAX_BODY_DEPTH) throw new InputError(`the body is nested deeper than ${MAX_BODY_DEPTH} levels`);
-  if (Array.isArray(value)) return value.map((v, i) => lowerCaseKeys(v, `${path}/${i}`, depth + 1));
+  if (Array.isArray(value)) return value.map((v, i) => lowerCaseKeys(v, `${path}[${i}]`, depth + 1));
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     const lower = k.toLowerCase();
-    if (Object.prototype.hasOwnProperty.call(out, lower)) {
-      throw new InputError(`the body has two properties named "${lower}" (names are case-insensitive)`, `${path}/${lower}`.slice(1));
-    }
-    out[lower] = lowerCaseKeys(v, `${path}/${lower}`, depth + 1);
+    const name = path ? `${path}.${lower}` : lower;
+    if (Object.prototype.hasOwnProperty.call(out, lower))
+      throw new InputError(`the body has two properties named "${name}" (names are case-insensitive)`, name);
+    out[lower] = lowerCaseKeys(v, name, depth + 1);
   }
   return out;
 }

@@ -41,6 +41,8 @@ export interface ApiServerOptions {
   maintenance?: number;
   db(): Promise<SqlClient>;
   stores(): Promise<ApiStores>;
+  /** Who presents a key; default: the api_keys table (auth/api-key-store.ts). */
+  authenticate?(key: string): Promise<ApiKeyIdentity | undefined>;
   /** A 500's error with its correlation id, for the operator's log. */
   onInternalError(err: unknown, correlationId: string, request: string): void;
   /** The base path as clients see it (under Node-RED's httpNodeRoot): the OpenAPI document's server. */
@@ -154,7 +156,7 @@ export class ApiServer {
     const [rawPath, search = ''] = splitUrl(req.url);
     const base = this.options.base.toLowerCase();
     const lower = rawPath.toLowerCase();
-    const m = /^\/v(\d+)(\/.*)?$/.exec(lower.startsWith(base) ? rawPath.slice(base.length) : '');
+    const m = /^\/v(\d+)(\/.*)?$/i.exec(lower.startsWith(base) ? rawPath.slice(base.length) : '');
     const version = m ? (Number(m[1]) as ApiVersion) : undefined;
     if (!m || !version || !API_VERSIONS.includes(version)) {
       return {
@@ -289,7 +291,7 @@ export class ApiServer {
   private async authenticate(headers: Headers): Promise<ApiKeyIdentity | undefined> {
     const key = apiKeyOf(headers, this.options.keyHeaders, this.options.bearer);
     if (!key) return undefined;
-    return authenticateApiKey(await this.options.db(), key);
+    return this.options.authenticate ? this.options.authenticate(key) : authenticateApiKey(await this.options.db(), key);
   }
 
   /** The routes of this version whose pattern matches the path (any method), with their parameters; undefined when none. */
@@ -312,6 +314,9 @@ export class ApiServer {
       }
       if (ok) out.push({ route, params });
     }
+    // `/devices/search` before `/devices/{serial}`: the more literal segments, the better the match.
+    const literals = (r: Route) => r.segments.filter((seg) => !seg.startsWith('{')).length;
+    out.sort((a, b) => literals(b.route) - literals(a.route));
     return out.length > 0 ? out : undefined;
   }
 
