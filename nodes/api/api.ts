@@ -49,14 +49,14 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     const set = (k: string, v: unknown) => ((node as unknown as Record<string, unknown>)[k] = v);
     const base = cleanPath(def.base, '/api');
-    const database = def.database ? (RED.nodes.getNode(def.database) as PostgresConfigNode | null) : null;
+    const database = configNode<PostgresConfigNode>(def.database, 'conflux-postgres');
     if (base === undefined) set('problem', 'the base path is /-separated parts of letters, digits and . _ ~ -');
     else if (!database) set('problem', 'no conflux-postgres configured');
     set('base', base ?? '/api');
     const maintenance = boolField(def.maintenance);
     set('maintenance', maintenance);
-    const cache = def.cache ? (RED.nodes.getNode(def.cache) as RedisConfigNode | null) : null;
-    const elastic = def.elasticsearch ? (RED.nodes.getNode(def.elasticsearch) as ElasticConfigNode | null) : null;
+    const cache = configNode<RedisConfigNode>(def.cache, 'conflux-redis');
+    const elastic = configNode<ElasticConfigNode>(def.elasticsearch, 'conflux-elasticsearch');
     const maxBodyBytes = intField(def.maxBodyKiB, 256, 1, 64 * 1024) * 1024;
     const pageMax = intField(def.pageMax, 1000, 1, 100_000);
 
@@ -150,6 +150,21 @@ export = function register(RED: NodeAPI): void {
         .catch((err: Error) => node.warn(`conflux-api: counting the last bytes: ${err.message}`))
         .finally(done);
     });
+  }
+
+  /**
+   * The config node id names; when none is chosen, the first of that type in the flows: the API
+   * then reads the stores the storage tiers write to (in the shipped flow, with no server set, the
+   * embedded PGlite and the in-process cache).
+   */
+  function configNode<T>(id: string | undefined, type: string): T | null {
+    let chosen = id;
+    if (!chosen) {
+      RED.nodes.eachNode((n: { id: string; type: string }) => {
+        if (!chosen && n.type === type) chosen = n.id;
+      });
+    }
+    return chosen ? (RED.nodes.getNode(chosen) as T | null) : null;
   }
 
   /** The API's URL path as a client sees it: under Node-RED's httpNodeRoot. */
