@@ -76,7 +76,8 @@ async function start(apiConfig: Msg = {}): Promise<Site> {
     {
       id: 'api',
       type: 'conflux-api',
-      database: 'db',
+      // No database chosen: the API reads the flows' conflux-postgres, as the storage tiers do.
+      maxBodyKiB: '1',
       quotaRequests: String(QUOTA.requests),
       quotaPeriod: String(QUOTA.periodSeconds),
       pageDefault: '5',
@@ -254,6 +255,14 @@ describe('conflux-api (REST API over real HTTP and PostgreSQL)', function () {
     assert.equal((await s.client.get('/v2/events/types', { key, headers: { accept: 'text/html, application/*;q=0.5' } })).status, 200);
   });
 
+  it('413 for a body over the limit, 415 for a body that is not JSON', async () => {
+    const key = await newKey(s);
+    const big = await s.client.post('/v2/orders/o-3', { name: 'x'.repeat(2048) }, { key });
+    assertProblem(big, 413);
+    assert.equal(big.body.version, '2.1');
+    assertProblem(await s.client.post('/v2/orders/o-3', 'name=x', { key, headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 415);
+  });
+
   it('500 carries a correlation id and no stack; the log has the error under that id', async () => {
     const key = await newKey(s);
     const answer = await s.client.post('/v2/orders/broken', { name: 'x' }, { key });
@@ -280,7 +289,7 @@ describe('conflux-api in maintenance mode', function () {
   });
 
   it('answers 503 with Retry-After to every operation; the OpenAPI document is still served', async () => {
-    s = await start({ maintenance: true, retryAfter: '120' });
+    s = await start({ database: 'db', maintenance: true, retryAfter: '120' });
     const key = await newKey(s);
     for (const answer of [await s.client.get('/v2/events/types', { key }), await s.client.post('/v1/orders/o-2', { name: 'x' }, { key })]) {
       assertProblem(answer, 503, /maintenance/);

@@ -213,7 +213,7 @@ export class ApiServer {
     let rate: Record<string, string> = {};
     let charged: ApiKeyIdentity | undefined;
     const read = BODY_METHODS.has(method) || op.requestBody ? await req.body() : Buffer.alloc(0);
-    if (!Buffer.isBuffer(read)) return { response: read };
+    if (!Buffer.isBuffer(read)) return { response: withVersionMember(read, version) };
     if (this.quota) {
       const state = await this.quota.charge(identity, read.length);
       const now = this.now();
@@ -337,6 +337,12 @@ interface Answer {
   response: HttpResponse;
   /** The key whose byte quota the answer counts against. */
   charged?: ApiKeyIdentity;
+}
+
+/** A problem made elsewhere (the body reader's 413, 408) with the version member every body has. */
+function withVersionMember(response: HttpResponse, version: ApiVersion): HttpResponse {
+  const document = JSON.parse(String(response.body)) as Record<string, unknown>;
+  return { ...response, body: JSON.stringify({ ...document, version: versionString(version) }) };
 }
 
 function splitUrl(url: string): [string, string?] {
