@@ -5,7 +5,9 @@
  * which checks every answer against the OpenAPI document the API serves.
  */
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { apiKeyPrefix } from '../../nodes/core/auth/api-key';
@@ -16,11 +18,13 @@ import { helper } from '../support/node-red';
 import { freshDatabase } from '../support/servers';
 import { until } from '../support/wait';
 import postgresNode = require('../../nodes/storage/postgres');
+import redisNode = require('../../nodes/storage/redis');
 import apiNode = require('../../nodes/api/api');
 import restApiNode = require('../../nodes/api/rest-api');
 import apiEndpointNode = require('../../nodes/api/api-endpoint');
 
 const httpNodes = require('@node-red/nodes/core/network/21-httpin.js') as (RED: NodeAPI) => void;
+const changeNode = require('@node-red/nodes/core/function/15-change.js') as (RED: NodeAPI) => void;
 
 type Msg = Record<string, any>;
 
@@ -297,5 +301,35 @@ describe('conflux-api in maintenance mode', function () {
       assert.equal(answer.body.retryAfter, 120);
     }
     assert.ok(s.client.validated >= 2);
+  });
+});
+
+describe('the example flow (flows/rest-api.json)', function () {
+  this.timeout(60_000);
+  before(() => helper.startServer());
+  after(() => helper.stopServer());
+
+  it('serves the standard resources and its greeting endpoint, documented and checked against the document', async () => {
+    const url = await freshDatabase();
+    const file = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'flows', 'rest-api.json'), 'utf8');
+    const flow = JSON.parse(file.replace('${CONFLUX_POSTGRES_URL}', url).replace('${CONFLUX_REDIS_URL}', '')) as Msg[];
+    await helper.load([postgresNode, redisNode, api, restApiNode, apiEndpointNode, httpNodes, changeNode], flow as never);
+    const db = flow.find((n) => n.type === 'conflux-postgres')!.id as string;
+    const sql = await (helper.getNode(db) as unknown as { sql(): Promise<SqlClient> }).sql();
+    await createTenant(sql, { id: 'acme', name: 'Acme' });
+    const key = (await createBusinessStore(sql).create('acme', 'api_keys', { name: 'example' })).key as string;
+    const server = http.createServer(httpApp!);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = await ApiClient.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, '/example-api');
+      const hello = await client.get('/v2/greetings/Ada?LANG=de', { key });
+      assert.deepEqual([hello.status, hello.body], [200, { greeting: 'Hallo Ada', tenant: 'acme', version: '2.1' }]);
+      assert.equal((await client.get('/v1/events/types', { key, bearer: true })).body.version, '1.0');
+      assert.equal(hello.headers.get('ratelimit-limit'), '10000');
+    } finally {
+      await helper.unload();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
