@@ -59,5 +59,18 @@ for (const engine of ENGINES) {
       const { rows } = await db.query<{ bytes: number }>('SELECT bytes FROM api_usage WHERE key_id = 3');
       assert.equal(Number(rows[0].bytes), 1000);
     });
+
+    it('concurrent requests of one key share upserts and each gets its own place in the quota', async () => {
+      const c = counter();
+      const key = { tenant: 'acme', id: 4 };
+      const states = await Promise.all(Array.from({ length: 12 }, () => c.charge(key, 0)));
+      assert.equal(states.filter((s) => s.allowed).length, 5);
+      assert.deepEqual(
+        states.filter((s) => s.allowed).map((s) => s.remaining),
+        [4, 3, 2, 1, 0],
+      );
+      const { rows } = await db.query<{ requests: number }>('SELECT requests FROM api_usage WHERE key_id = 4');
+      assert.equal(Number(rows[0].requests), 12);
+    });
   });
 }

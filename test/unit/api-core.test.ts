@@ -240,5 +240,27 @@ describe('REST API core', () => {
       assert.equal(errors.at(-1)![1], boom.body.correlationId);
       assert.equal((await server.handle(request('GET', '/api/v2/devices/x', { 'eapi-elclv2': 'bad' }))).status, 401);
     });
+
+    it("reuses a known key's identity for identityCacheMs, never an unknown key's", async () => {
+      let now = 0;
+      const asked: string[] = [];
+      const server = new ApiServer(
+        options({
+          now: () => now,
+          identityCacheMs: 5_000,
+          authenticate: async (key) => {
+            asked.push(key);
+            return key === 'good' ? { tenant: 'acme', id: 1, user_id: null, scopes: ['webhooks'] } : undefined;
+          },
+        }),
+      );
+      server.add('rest', STANDARD_OPERATIONS);
+      const status = async (key: string) => (await server.handle(request('GET', '/api/v2/events/types', { 'eapi-elclv2': key }))).status;
+      assert.deepEqual([await status('good'), await status('good'), await status('bad'), await status('bad')], [403, 403, 401, 401]);
+      assert.deepEqual(asked, ['good', 'bad', 'bad']);
+      now = 5_001;
+      await status('good');
+      assert.deepEqual(asked, ['good', 'bad', 'bad', 'good']);
+    });
   });
 });

@@ -4,7 +4,8 @@
  * the row per key and fixed window (aligned on the epoch, so every instance agrees on it without
  * talking to the others). The bytes of a response are known only after it is built: they are
  * kept in memory and added by the key's next request's upsert, or by a flush within a second, so
- * a request still costs one statement. Framework-free.
+ * a request still costs one statement at most: the requests of a key that arrive while its upsert
+ * is under way share the next one. Framework-free.
  */
 import type { SqlClient } from '../db/sql';
 
@@ -34,6 +35,12 @@ export interface QuotaKey {
   id: number | bigint;
 }
 
+interface Waiter {
+  requestBytes: number;
+  resolve(state: QuotaState): void;
+  reject(err: Error): void;
+}
+
 /** Old windows are deleted after this many periods (and at least a day). */
 const KEEP_PERIODS = 2;
 
@@ -60,6 +67,9 @@ export function rateLimitHeaders(policy: QuotaPolicy, state: QuotaState, now: nu
 export class QuotaCounter {
   /** Bytes served but not yet counted, per `${key}:${window}`. */
   private readonly pending = new Map<string, { key: QuotaKey; window: number; bytes: number }>();
+  /** Requests waiting for their key's upsert, per slot; and the slots whose upsert is under way. */
+  private readonly waiting = new Map<string, { key: QuotaKey; window: number; waiters: Waiter[] }>();
+  private readonly sending = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private lastPrune = 0;
 
@@ -72,32 +82,61 @@ export class QuotaCounter {
   ) {}
 
   /** Counts one request of key (with the bytes of its body) and says whether it may be served. */
-  async charge(key: QuotaKey, requestBytes: number): Promise<QuotaState> {
-    const now = this.now();
-    const window = windowStart(this.policy, now);
+  charge(key: QuotaKey, requestBytes: number): Promise<QuotaState> {
+    const window = windowStart(this.policy, this.now());
     const slot = `${key.id}:${window}`;
+    let batch = this.waiting.get(slot);
+    if (!batch) {
+      batch = { key, window, waiters: [] };
+      this.waiting.set(slot, batch);
+    }
+    const promise = new Promise<QuotaState>((resolve, reject) => batch.waiters.push({ requestBytes, resolve, reject }));
+    if (!this.sending.has(slot)) this.send(slot);
+    return promise;
+  }
+
+  /**
+   * One upsert for every request of a key that arrived while its previous upsert was under way:
+   * a busy key's requests would otherwise queue one by one on its row's lock.
+   */
+  private send(slot: string): void {
+    const batch = this.waiting.get(slot);
+    if (!batch) return;
+    this.waiting.delete(slot);
+    this.sending.add(slot);
     const carried = this.pending.get(slot)?.bytes ?? 0;
     this.pending.delete(slot);
-    let row: { requests: number | bigint | string; bytes: number | bigint | string };
-    try {
-      const db = await this.db();
-      ({
-        rows: [row],
-      } = await db.query<typeof row>(
-        `INSERT INTO api_usage AS u (key_id, window_start, tenant_id, requests, bytes) VALUES ($1, to_timestamp($2::double precision / 1000), $3, 1, $4)
-         ON CONFLICT (key_id, window_start) DO UPDATE SET requests = u.requests + 1, bytes = u.bytes + EXCLUDED.bytes
-         RETURNING requests, bytes`,
-        [key.id, window, key.tenant, carried + requestBytes],
-      ));
-    } catch (err) {
-      if (carried > 0) this.addBytes(key, carried, window);
-      throw err;
-    }
-    this.maybePrune(now);
-    const requests = Number(row.requests);
-    // The bytes of this request's answer are not in yet: a key is refused once it has used its bytes up.
-    const bytesBefore = Number(row.bytes) - requestBytes;
-    const resetAt = window + this.policy.periodSeconds * 1000;
+    const n = batch.waiters.length;
+    const bodies = batch.waiters.reduce((sum, w) => sum + w.requestBytes, 0);
+    this.db()
+      .then((db) =>
+        db.query<{ requests: number | bigint | string; bytes: number | bigint | string }>(
+          `INSERT INTO api_usage AS u (key_id, window_start, tenant_id, requests, bytes) VALUES ($1, to_timestamp($2::double precision / 1000), $3, $4, $5)
+           ON CONFLICT (key_id, window_start) DO UPDATE SET requests = u.requests + EXCLUDED.requests, bytes = u.bytes + EXCLUDED.bytes
+           RETURNING requests, bytes`,
+          [batch.key.id, batch.window, batch.key.tenant, n, carried + bodies],
+        ),
+      )
+      .then(
+        ({ rows: [row] }) => {
+          const first = Number(row.requests) - n;
+          // The bytes of these requests' answers are not in yet: a key is refused once it has used its bytes up.
+          const bytesBefore = Number(row.bytes) - bodies;
+          batch.waiters.forEach((w, i) => w.resolve(this.state(first + i + 1, bytesBefore, batch.window)));
+        },
+        (err: Error) => {
+          if (carried > 0) this.addBytes(batch.key, carried, batch.window);
+          for (const w of batch.waiters) w.reject(err);
+        },
+      )
+      .finally(() => {
+        this.sending.delete(slot);
+        this.send(slot);
+      });
+    this.maybePrune(this.now());
+  }
+
+  private state(requests: number, bytesBefore: number, window: number): QuotaState {
     const overRequests = this.policy.requests > 0 && requests > this.policy.requests;
     const overBytes = this.policy.bytes > 0 && bytesBefore >= this.policy.bytes;
     return {
@@ -105,7 +144,7 @@ export class QuotaCounter {
       exceeded: overRequests ? 'requests' : overBytes ? 'bytes' : undefined,
       limit: this.policy.requests,
       remaining: this.policy.requests > 0 ? Math.max(0, this.policy.requests - requests) : 0,
-      resetAt,
+      resetAt: window + this.policy.periodSeconds * 1000,
     };
   }
 

@@ -41,6 +41,11 @@ export interface ApiServerOptions {
   maintenance?: number;
   db(): Promise<SqlClient>;
   stores(): Promise<ApiStores>;
+  /**
+   * How long a key's identity is reused without asking the database (ms; 0: every request asks).
+   * A key revoked or expired meanwhile stops working within this time; unknown keys are never cached.
+   */
+  identityCacheMs?: number;
   /** Who presents a key; default: the api_keys table (auth/api-key-store.ts). */
   authenticate?(key: string): Promise<ApiKeyIdentity | undefined>;
   /** A 500's error with its correlation id, for the operator's log. */
@@ -68,6 +73,7 @@ interface Route {
 }
 
 const BODY_METHODS = new Set(['post', 'put', 'patch']);
+const MAX_CACHED_IDENTITIES = 10_000;
 
 export class ApiServer {
   private readonly routes: Route[] = [];
@@ -75,6 +81,7 @@ export class ApiServer {
   private readonly validator = new BodyValidator();
   private readonly quota: QuotaCounter | undefined;
   private readonly now: () => number;
+  private readonly identities = new Map<string, { identity: ApiKeyIdentity; until: number }>();
 
   constructor(private readonly options: ApiServerOptions) {
     this.now = options.now ?? Date.now;
@@ -291,7 +298,16 @@ export class ApiServer {
   private async authenticate(headers: Headers): Promise<ApiKeyIdentity | undefined> {
     const key = apiKeyOf(headers, this.options.keyHeaders, this.options.bearer);
     if (!key) return undefined;
-    return this.options.authenticate ? this.options.authenticate(key) : authenticateApiKey(await this.options.db(), key);
+    const ttl = this.options.identityCacheMs ?? 0;
+    const now = this.now();
+    const cached = ttl > 0 ? this.identities.get(key) : undefined;
+    if (cached && cached.until > now) return cached.identity;
+    const identity = this.options.authenticate ? await this.options.authenticate(key) : await authenticateApiKey(await this.options.db(), key);
+    if (identity && ttl > 0) {
+      if (this.identities.size >= MAX_CACHED_IDENTITIES) this.identities.delete(this.identities.keys().next().value as string);
+      this.identities.set(key, { identity, until: now + ttl });
+    } else this.identities.delete(key);
+    return identity;
   }
 
   /** The routes of this version whose pattern matches the path (any method), with their parameters; undefined when none. */
