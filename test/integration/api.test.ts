@@ -106,6 +106,9 @@ async function start(apiConfig: Msg = {}): Promise<Site> {
     },
     { id: 'flow', type: 'test-orders', z: 'tab', wires: [['respond']] },
     { id: 'respond', type: 'http response', z: 'tab' },
+    // A flow that never answers, and an endpoint on a path the standard resources have.
+    { id: 'silent', type: 'conflux-api-endpoint', z: 'tab', api: 'api', method: 'get', path: '/silent', timeout: '1', wires: [[]] },
+    { id: 'clash', type: 'conflux-api-endpoint', z: 'tab', api: 'api', method: 'get', path: '/events/types', wires: [[]] },
   ];
   await helper.load(NODES, flow as never);
   const sql = await (helper.getNode('db') as unknown as { sql(): Promise<SqlClient> }).sql();
@@ -127,6 +130,15 @@ async function stop(site: Site | undefined): Promise<void> {
 /** A new key of tenant (each test its own, so each has its own quota). */
 async function newKey(s: Site, fields: Msg = {}, tenant = 'acme'): Promise<string> {
   return (await createBusinessStore(s.sql).create(tenant, 'api_keys', { name: 'test', ...fields })).key as string;
+}
+
+/** The last status a node showed (the helper spies on every node's status, on the prototype). */
+function statusOf(id: string): { fill?: string; text: string } {
+  const node = helper.getNode(id);
+  const spy = (node as unknown as { status: { args: Array<[{ fill?: string; text: string }]>; thisValues: unknown[] } }).status;
+  const i = spy.thisValues.lastIndexOf(node);
+  assert.ok(i >= 0, `node ${id} showed no status`);
+  return spy.args[i][0];
 }
 
 function assertProblem(answer: ApiAnswer, status: number, detail?: RegExp): void {
@@ -257,6 +269,14 @@ describe('conflux-api (REST API over real HTTP and PostgreSQL)', function () {
     const html = await s.client.get('/v2/events/types', { key, headers: { accept: 'text/html' } });
     assertProblem(html, 406);
     assert.equal((await s.client.get('/v2/events/types', { key, headers: { accept: 'text/html, application/*;q=0.5' } })).status, 200);
+  });
+
+  it("503 when the endpoint's flow does not answer in time; an endpoint on a path already served shows why on its status", async () => {
+    const key = await newKey(s);
+    assertProblem(await s.client.get('/v2/silent', { key }), 503, /did not answer within 1 s/);
+    const status = statusOf('clash');
+    assert.equal(status.fill, 'red');
+    assert.match(status.text, /clashes with listEventTypes/);
   });
 
   it('413 for a body over the limit, 415 for a body that is not JSON', async () => {
