@@ -9,6 +9,7 @@ import { BUSINESS_ENTITIES } from '../../nodes/core/stores/business-entities';
 
 const TABLES = [
   'api_keys',
+  'api_usage',
   'applications',
   'channels',
   'config',

@@ -3,13 +3,13 @@
  * types of deployed conflux-event nodes), with a description and an example of its data, so an
  * integrator can pick what to subscribe webhooks to.
  *
- *   GET /event-types
+ *   GET /event-types   ?origin=platform|flow, ?limit
  *
  * v2 adds `subscribable`: whether a webhook pattern can name the type (every listed type can;
  * `webhook.test` is not listed, since only a test sends it).
  */
 import { ApiError, type ApiOperation, type ApiVersion, type JsonSchema } from '../operation';
-import { bool, extend, obj, ok, str } from './common';
+import { bool, extend, invalid, LIMIT_PARAM, obj, ok, pageSize, str } from './common';
 
 const TYPE_V1 = obj(
   {
@@ -34,6 +34,15 @@ export const EVENT_OPERATIONS: ApiOperation[] = [
     summary: 'The event catalogue',
     description: 'Every event type of this installation, in type order.',
     tags: ['events'],
+    parameters: [
+      {
+        name: 'origin',
+        in: 'query',
+        description: "Only the platform's types or only the flows' (custom) types.",
+        schema: { type: 'string', enum: ['platform', 'flow'] },
+      },
+      LIMIT_PARAM,
+    ],
     responses: (v) => ({ 200: ok('The event types.', catalogueSchema(v)) }),
     async handle(ctx) {
       let types;
@@ -42,7 +51,10 @@ export const EVENT_OPERATIONS: ApiOperation[] = [
       } catch (err) {
         throw new ApiError('unavailable', `the event catalogue is not available: ${(err as Error).message}`);
       }
-      const items = [...types]
+      const origin = ctx.query.origin;
+      if (origin !== undefined && origin !== 'platform' && origin !== 'flow') throw invalid('origin', 'origin must be platform or flow');
+      const items = types
+        .filter((t) => origin === undefined || t.origin === origin)
         .sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
         .map((t) => ({
           type: t.type,
@@ -50,7 +62,8 @@ export const EVENT_OPERATIONS: ApiOperation[] = [
           origin: t.origin,
           example: t.example ?? null,
           ...(ctx.version >= 2 ? { subscribable: true } : {}),
-        }));
+        }))
+        .slice(0, pageSize(ctx));
       return { body: { items } };
     },
   },

@@ -9,6 +9,7 @@ import * as m003 from './003_device_commands';
 import * as m004 from './004_readings_natural_key';
 import * as m005 from './005_webhooks';
 import * as m006 from './006_webhook_receipts';
+import * as m007 from './007_api_usage';
 import * as m008 from './008_schedules';
 import * as m009 from './009_pull_sources';
 
@@ -19,7 +20,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'readings_natural_key', sql: m004.sql },
   { version: 5, name: 'webhooks', sql: m005.sql },
   { version: 6, name: 'webhook_receipts', sql: m006.sql },
-  // 007 (the REST API's quotas) comes from its own branch.
+  { version: 7, name: 'api_usage', sql: m007.sql },
   { version: 8, name: 'schedules', sql: m008.sql },
   { version: 9, name: 'pull_sources', sql: m009.sql },
 ];
