@@ -8,6 +8,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   memory: async () => (await import('./memory')).run(),
   webhooks: async () => (await import('./webhooks')).run(),
   amqp: async () => (await import('./amqp')).run(),
+  api: async () => (await import('./api')).run(),
 };
 
 async function main(): Promise<void> {

@@ -9,6 +9,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ApiServer } from '../core/api/server';
+import { provisionDemoApiKey } from '../core/devices/provision';
 import type { ApiOperation, ApiStores } from '../core/api/operation';
 import { fullCatalogue } from '../core/events/catalogue';
 import { readBody } from '../core/protocol/http-ingest';
@@ -37,6 +38,8 @@ interface ApiDef extends NodeDef {
   pageDefault?: string;
   pageMax?: string;
   maxBodyKiB?: string;
+  /** Create a key for tenant 'default' (logged once) when the database holds no API key. */
+  demoKey?: boolean | string;
 }
 
 /** Paths deeper than this under `<base>/v<n>` are not mounted (no operation is that deep). */
@@ -76,6 +79,14 @@ export = function register(RED: NodeAPI): void {
       stores.catch(() => (stores = undefined)); // the database may come up later
       return stores;
     }
+
+    // The first start's key, so that the API can be tried at once (as the gateway's demo device).
+    if (database && boolField(def.demoKey))
+      database
+        .sql()
+        .then(provisionDemoApiKey)
+        .then((key) => key && node.log(`created an API key for tenant "default"; shown only this once: ${key}`))
+        .catch((err: Error) => node.warn(`conflux-api: the demo key: ${err.message}`));
 
     const server = new ApiServer({
       base: base ?? '/api',

@@ -14,6 +14,8 @@ import { ApiServer, type ApiServerOptions } from '../../nodes/core/api/server';
 import { BodyValidator } from '../../nodes/core/api/validate';
 import { versionString } from '../../nodes/core/api/versions';
 
+const CATALOGUE = STANDARD_OPERATIONS.find((op) => op.operationId === 'listEventTypes')!;
+
 const thrown = (fn: () => unknown): InputError => {
   try {
     fn();
@@ -107,12 +109,12 @@ describe('REST API core', () => {
       const doc = buildOpenApi(served, [1, 2], { base: '/api', keyHeaders: ['EAPI-ELCLV2'], bearer: true, quotas: true }) as any;
       await SwaggerParser.validate(structuredClone(doc));
       assert.ok(doc.paths['/v1/orders/{id}'].post && doc.paths['/v2/orders/{id}'].post && doc.paths['/v2/openapi.json'].get);
-      assert.equal(doc.paths['/v2/events/types'].get.responses['410'].content['application/problem+json'].schema.$ref, '#/components/schemas/Problem');
+      assert.equal(doc.paths['/v2/event-types'].get.responses['410'].content['application/problem+json'].schema.$ref, '#/components/schemas/Problem');
       assert.deepEqual(Object.keys(doc.components.securitySchemes), ['apiKeyHeader', 'bearer']);
       const v1only = buildOpenApi(served, [1], { base: '/api', keyHeaders: ['EAPI-ELCLV2'], bearer: false, quotas: false }) as any;
       await SwaggerParser.validate(structuredClone(v1only));
       assert.ok(Object.keys(v1only.paths).every((p) => p.startsWith('/v1/')));
-      assert.equal(v1only.paths['/v1/events/types'].get.responses['410'], undefined, 'no quota, no 410');
+      assert.equal(v1only.paths['/v1/event-types'].get.responses['410'], undefined, 'no quota, no 410');
     });
   });
 
@@ -169,11 +171,11 @@ describe('REST API core', () => {
       const notFound = await server.handle(request('GET', '/api/v2/nope'));
       assert.equal(notFound.status, 404);
       assert.equal(parse(notFound).version, versionString(2));
-      assert.equal((await server.handle(request('GET', '/api/v3/events/types'))).status, 404);
-      const method = await server.handle(request('POST', '/api/v1/events/types'));
+      assert.equal((await server.handle(request('GET', '/api/v3/event-types'))).status, 404);
+      const method = await server.handle(request('POST', '/api/v1/event-types'));
       assert.deepEqual([method.status, method.headers.allow, parse(method).version], [405, 'GET', '1.0']);
-      assert.equal((await server.handle(request('GET', '/api/v2/events/types', { accept: 'text/csv' }))).status, 406);
-      const noKey = await server.handle(request('GET', '/API/V2/Events/Types'));
+      assert.equal((await server.handle(request('GET', '/api/v2/event-types', { accept: 'text/csv' }))).status, 406);
+      const noKey = await server.handle(request('GET', '/API/V2/Event-Types'));
       assert.equal(noKey.status, 401);
       assert.match(noKey.headers['x-correlation-id'], /^[0-9a-f-]{36}$/);
       const doc = await server.handle(request('GET', '/api/v2/openapi.json'));
@@ -184,16 +186,16 @@ describe('REST API core', () => {
     it('maintenance: 503 with Retry-After, switched on and off at run time', async () => {
       const server = new ApiServer(options({ maintenance: 30 }));
       server.add('rest', STANDARD_OPERATIONS);
-      const down = await server.handle(request('GET', '/api/v2/events/types'));
+      const down = await server.handle(request('GET', '/api/v2/event-types'));
       assert.deepEqual([down.status, down.headers['retry-after'], parse(down).retryAfter], [503, '30', 30]);
       server.setMaintenance(undefined);
-      assert.equal((await server.handle(request('GET', '/api/v2/events/types'))).status, 401);
+      assert.equal((await server.handle(request('GET', '/api/v2/event-types'))).status, 401);
     });
 
     it('refuses an operation that clashes with one another node serves, and serves it once that node is gone', () => {
       const server = new ApiServer(options());
       server.add('rest', STANDARD_OPERATIONS);
-      const clash: ApiOperation = { ...STANDARD_OPERATIONS[0], operationId: 'mine', path: '/Events/Types' };
+      const clash: ApiOperation = { ...CATALOGUE, operationId: 'mine', path: '/Event-Types' };
       assert.throws(() => server.add('endpoint', [clash]), /clashes with listEventTypes/);
       server.remove('rest');
       server.add('endpoint', [clash]);
@@ -209,7 +211,7 @@ describe('REST API core', () => {
         }),
       );
       const op = (operationId: string, path: string, handle: ApiOperation['handle']): ApiOperation => ({
-        ...STANDARD_OPERATIONS[0],
+        ...CATALOGUE,
         operationId,
         path,
         parameters: [{ name: 'limit', in: 'query', description: '', schema: { type: 'integer' } }],
@@ -255,7 +257,7 @@ describe('REST API core', () => {
         }),
       );
       server.add('rest', STANDARD_OPERATIONS);
-      const status = async (key: string) => (await server.handle(request('GET', '/api/v2/events/types', { 'eapi-elclv2': key }))).status;
+      const status = async (key: string) => (await server.handle(request('GET', '/api/v2/event-types', { 'eapi-elclv2': key }))).status;
       assert.deepEqual([await status('good'), await status('good'), await status('bad'), await status('bad')], [403, 403, 401, 401]);
       assert.deepEqual(asked, ['good', 'bad', 'bad']);
       now = 5_001;
