@@ -66,21 +66,24 @@ async function loadWorker(): Promise<void> {
     const one = () =>
       new Promise<void>((resolve) => {
         const t0 = performance.now();
-        const req = http.get({ host: '127.0.0.1', port: load.port, path: load.path, headers: { accept: 'application/json', ...load.headers }, agent }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            if (res.statusCode === 200) {
-              result.count++;
-              result.latencies.push(performance.now() - t0);
-              if (!result.firstBody) result.firstBody = Buffer.concat(chunks).toString('utf8');
-            } else {
-              result.errors++;
-              if (!result.firstBody) result.firstBody = `${res.statusCode} ${Buffer.concat(chunks).toString('utf8')}`;
-            }
-            resolve();
-          });
-        });
+        const req = http.get(
+          { host: '127.0.0.1', port: load.port, path: load.path, headers: { accept: 'application/json', ...load.headers }, agent },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              if (res.statusCode === 200) {
+                result.count++;
+                result.latencies.push(performance.now() - t0);
+                if (!result.firstBody) result.firstBody = Buffer.concat(chunks).toString('utf8');
+              } else {
+                result.errors++;
+                if (!result.firstBody) result.firstBody = `${res.statusCode} ${Buffer.concat(chunks).toString('utf8')}`;
+              }
+              resolve();
+            });
+          },
+        );
         req.on('error', () => {
           result.errors++;
           resolve();
@@ -247,7 +250,9 @@ export async function run(): Promise<boolean> {
   console.log(
     `\np99 latency (median of the rounds' p99): Conflux ${p99.conflux.toFixed(1)} ms, core ${p99.core.toFixed(1)} ms — ${p99.conflux < p99.core ? 'lower' : 'NOT lower'}; every round's p99: Conflux ${p99s.conflux.map((x) => x.toFixed(1)).join(', ')}; core ${p99s.core.map((x) => x.toFixed(1)).join(', ')}`,
   );
-  console.log(`\n${machine()}; load average (1, 5, 15 min) ${load1.map((x) => x.toFixed(2)).join(', ')} before, ${load2.map((x) => x.toFixed(2)).join(', ')} after; run at ${new Date().toISOString()}`);
+  console.log(
+    `\n${machine()}; load average (1, 5, 15 min) ${load1.map((x) => x.toFixed(2)).join(', ')} before, ${load2.map((x) => x.toFixed(2)).join(', ')} after; run at ${new Date().toISOString()}`,
+  );
   return ok && p99.conflux < p99.core;
 }
 

@@ -166,17 +166,13 @@ export function parseEapiTime(text: string): number {
   return parseIsoTime(text, true);
 }
 
-const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
-
 /** The seed's form, `2022-10-11T16:21:27+00:00`, with milliseconds only when there are some. */
 export function formatEapiTime(t: number): string {
   const ms = Math.round(t * 1000);
   if (!(Math.abs(ms) < 8.64e15)) fail('time outside the representable range', 'timeStamp');
-  const d = new Date(ms);
-  const y = d.getUTCFullYear();
-  if (y < 0 || y > 9999) fail('time outside years 0000-9999', 'timeStamp');
-  const frac = ms % 1000 === 0 ? '' : `.${pad(((ms % 1000) + 1000) % 1000, 3)}`;
-  return `${pad(y, 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}${frac}+00:00`;
+  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:mm:ss.sssZ for the years 0000-9999
+  if (iso.length !== 24) fail('time outside years 0000-9999', 'timeStamp');
+  return `${iso.slice(0, ms % 1000 === 0 ? 19 : 23)}+00:00`;
 }
 
 // A long integer sensorId in JSON text would lose digits in JSON.parse: quote it first. Inside a

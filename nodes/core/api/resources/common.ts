@@ -197,3 +197,17 @@ export async function sensorById(ctx: ApiContext): Promise<{ sensor: BusinessRow
   const device = await viaStore(() => store.read(ctx.identity.tenant, 'devices', sensor.device_id as number));
   return { sensor, device };
 }
+
+/**
+ * `<serial>/<sensorId>/`, where a sensor sink's readings are named; 404 for an id that is no sink
+ * of the tenant. One query: the data-set, latest and rollup reads of a sensor start with it.
+ */
+export async function sensorPrefix(ctx: ApiContext): Promise<string> {
+  const id = BigInt(idParam(ctx, 'sensorId')).toString(); // 007 is sensor 7, whose readings say 7
+  const { rows } = await ctx.stores.db.query<{ serial: string }>(
+    'SELECT d.serial FROM sensors s JOIN devices d ON d.tenant_id = s.tenant_id AND d.id = s.device_id WHERE s.tenant_id = $1 AND s.id = $2',
+    [ctx.identity.tenant, id],
+  );
+  if (rows.length === 0) throw new ApiError('not-found', `no sensor with id ${id}`);
+  return `${rows[0].serial}/${id}/`;
+}

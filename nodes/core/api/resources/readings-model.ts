@@ -45,33 +45,46 @@ export type Item = Record<string, unknown>;
 
 const isGeo = (r: ResolvedRecord, q: string) => r.v !== undefined && (r.u === 'lat' || r.u === 'lon' || (q === 'accuracy' && r.u === 'm'));
 
+/** The last sensor id segment and its value: the blocks of a page are mostly of one sensor. */
+let lastSid: { segment: string; id: number | string } | undefined;
+function memoSensorId(segment: string): number | string {
+  if (lastSid?.segment !== segment) lastSid = { segment, id: sensorIdOf(segment) };
+  return lastSid.id;
+}
+
 /** The items of kind in one block (records of one device and sensor at one time, in name order). */
 export function itemsOf(kind: ReadingKind, records: readonly ResolvedRecord[], v2: boolean): Item[] {
   if (records.length === 0) return [];
   const [deviceId, sid] = records[0].n.split('/');
-  const common = { sensorId: sensorIdOf(sid), deviceId, timeStamp: formatEapiTime(records[0].t) };
-  const byName = new Map(records.map((r) => [r.n, r]));
+  const sensorId = memoSensorId(sid);
+  const timeStamp = formatEapiTime(records[0].t);
+  const common = { sensorId, deviceId, timeStamp };
+  // Measurements stand alone; the other kinds join a record with its companions by name.
+  const byName = kind === 'measurements' ? undefined : new Map(records.map((r) => [r.n, r]));
   const out: Item[] = [];
   for (const r of records) {
     const parts = r.n.split('/');
     if (parts.length < 3) continue;
     const q = parts[2];
     if (kind === 'measurements' && parts.length === 3 && r.v !== undefined && !isGeo(r, q)) {
-      const item: Item = { ...common, value: r.v, unit: r.u === undefined ? '' : (EAPI_UNITS[r.u] ?? r.u), unitType: q };
-      if (v2) Object.assign(item, { name: r.n, ...(r.u !== undefined ? { senmlUnit: r.u } : {}) });
+      const item: Item = { sensorId, deviceId, timeStamp, value: r.v, unit: r.u === undefined ? '' : (EAPI_UNITS[r.u] ?? r.u), unitType: q };
+      if (v2) {
+        item.name = r.n;
+        if (r.u !== undefined) item.senmlUnit = r.u;
+      }
       out.push(item);
     } else if (kind === 'occurrences' && parts.length === 3 && r.vs !== undefined) {
-      const previous = byName.get(`${r.n}/previous`)?.vs;
+      const previous = byName!.get(`${r.n}/previous`)?.vs;
       const item: Item = { ...common, typeName: q, newState: r.vs, ...(previous !== undefined ? { previousState: previous } : {}) };
       if (v2) item.name = r.n;
       out.push(item);
     } else if (kind === 'deviations' && parts.length === 4 && q === 'deviation' && r.vb !== undefined && DEVIATION_TYPES.has(parts[3])) {
-      const limitzone = byName.get(`${r.n}/limitzone`)?.vs;
+      const limitzone = byName!.get(`${r.n}/limitzone`)?.vs;
       const item: Item = {
         ...common,
         historyType: r.vb ? 'enter' : 'leave',
         deviationType: parts[3],
-        reason: byName.get(`${r.n}/reason`)?.vs ?? '',
+        reason: byName!.get(`${r.n}/reason`)?.vs ?? '',
         ...(limitzone !== undefined ? { limitzone } : {}),
       };
       if (v2) item.name = r.n;
@@ -80,9 +93,9 @@ export function itemsOf(kind: ReadingKind, records: readonly ResolvedRecord[], v
   }
   if (kind === 'geodata') {
     const base = `${deviceId}/${sid}`;
-    const lat = byName.get(`${base}/latitude`);
-    const lon = byName.get(`${base}/longitude`);
-    const acc = byName.get(`${base}/accuracy`);
+    const lat = byName!.get(`${base}/latitude`);
+    const lon = byName!.get(`${base}/longitude`);
+    const acc = byName!.get(`${base}/accuracy`);
     if (lat?.u === 'lat' && lon?.u === 'lon' && lat.v !== undefined && lon.v !== undefined) {
       const item: Item = { ...common, latitude: lat.v, longitude: lon.v, ...(acc?.u === 'm' && acc.v !== undefined ? { accuracy: acc.v } : {}) };
       if (v2) item.name = base;

@@ -22,13 +22,14 @@ import {
   PAGE_PARAMS,
   pageSize,
   SENSOR_PARAM,
-  sensorById,
+  sensorPrefix,
   SERIAL_PARAM,
   str,
   time,
   timeRange,
   TO_PARAM,
 } from './common';
+import { measurementsPage } from './measurements-sql';
 import { readPage, READING_KINDS, type ReadingKind } from './readings-model';
 
 const COMMON = {
@@ -96,6 +97,11 @@ async function answer(ctx: ApiContext, kind: ReadingKind, prefix: string) {
   if (!store) throw new ApiError('unavailable', 'this API has no time-series store');
   const limit = pageSize(ctx);
   const { from, to } = timeRange(ctx);
+  // On the SQL tier the database builds the measurements' JSON itself (measurements-sql.ts).
+  if (kind === 'measurements' && store.kind !== 'elasticsearch')
+    return {
+      json: await measurementsPage(ctx.stores.db, { tenant: ctx.identity.tenant, prefix, from, to, limit, cursor: cursorParam(ctx), v2: ctx.version >= 2 }),
+    };
   const result = await readPage(store, { tenant: ctx.identity.tenant, kind, prefix, from, to, limit, cursor: cursorParam(ctx), v2: ctx.version >= 2 });
   return { body: { items: result.items, ...(result.cursor ? { cursor: result.cursor } : {}) } };
 }
@@ -138,8 +144,7 @@ function operations(kind: ReadingKind): ApiOperation[] {
       parameters: [SENSOR_PARAM, ...params],
       responses: (v) => ({ 200: ok(`A page of ${kind}.`, page(itemSchema(kind, v))), 404: { description: 'No sensor with this id in your organisation.' } }),
       async handle(ctx) {
-        const { sensor, device } = await sensorById(ctx);
-        return answer(ctx, kind, `${device.serial as string}/${String(sensor.id)}/`);
+        return answer(ctx, kind, await sensorPrefix(ctx));
       },
     },
   ];

@@ -33,7 +33,7 @@ import {
   PAGE_PARAMS,
   pageSize,
   SENSOR_PARAM,
-  sensorById,
+  sensorPrefix,
   SERIAL_PARAM,
   str,
   time,
@@ -188,8 +188,7 @@ export const TIER_OPERATIONS: ApiOperation[] = [
     parameters: [SENSOR_PARAM, LIMIT_PARAM],
     responses: (v) => ({ 200: ok('The latest values.', latestPage(v)), 404: SENSOR_404, 503: NO_TIER }),
     async handle(ctx) {
-      const { sensor, device } = await sensorById(ctx);
-      return latest(ctx, `${device.serial as string}/${String(sensor.id)}/`);
+      return latest(ctx, await sensorPrefix(ctx));
     },
   },
   {
@@ -219,8 +218,7 @@ export const TIER_OPERATIONS: ApiOperation[] = [
     parameters: [SENSOR_PARAM, INTERVAL_PARAM, FROM_PARAM, TO_PARAM, ...PAGE_PARAMS],
     responses: (v) => ({ 200: ok('A page of rollups.', page(v === 1 ? ROLLUP_V1 : ROLLUP_V2)), 404: SENSOR_404, 503: NO_TIER }),
     async handle(ctx) {
-      const { sensor, device } = await sensorById(ctx);
-      return rollups(ctx, `${device.serial as string}/${String(sensor.id)}/`);
+      return rollups(ctx, await sensorPrefix(ctx));
     },
   },
 ];

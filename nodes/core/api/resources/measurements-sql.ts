@@ -1,0 +1,109 @@
+/**
+ * Measurements from the SQL time-series tier (PostgreSQL, PGlite) in one statement that also
+ * builds the page's JSON: the database turns each row into its item (seed 004's names, the unit
+ * token, the time as `2022-10-11T16:21:27+00:00`), so Node neither parses 1,000 rows into
+ * objects nor serialises them again. The answer is the same as readings-model.ts's, which reads
+ * any tier (and Elasticsearch): checked item for item by test/integration/api-measurements-sql.test.ts.
+ *
+ * A measurement is a record `<dev>/<sensor>/<unitType>` with a numeric value and no position unit,
+ * so item order is record order (t, name, unit) and the cursor is the last item's record key.
+ * It has its own tag: a cursor of the other reader is refused with a 400, as one of another kind.
+ */
+import type { SqlClient } from '../../db/sql';
+import { isoMicros, likePrefix, micros, toMicros } from '../../stores/sql-common';
+import { ApiError } from '../operation';
+import { sensorIdOf } from './readings-model';
+
+const TAG = 'ms1';
+
+/**
+ * One item as JSON text, concatenated (cheaper than json_build_object). The serial, and the sensor
+ * id when the query names one sensor, are parameters (every row has them); a device's query works
+ * the sensor id out per row. The time is rounded to the millisecond as formatEapiTime does and written from the
+ * timestamp's ISO text (DateStyle ISO, the default of PostgreSQL and PGlite), the fraction only
+ * when there is one, padded to 3 digits.
+ */
+function item(v2: boolean, sensorJson: string | undefined, deviceJson: string): string {
+  const sid = `split_part(name, '/', 2)`;
+  const sensorId =
+    sensorJson ??
+    `CASE WHEN ${sid} ~ '^[+-]?[0-9]{1,30}$' THEN
+      CASE WHEN abs(${sid}::numeric) <= 9007199254740991 THEN ${sid}::numeric::int8::text
+           WHEN ${sid}::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 THEN to_json(${sid}::numeric::text)::text
+           ELSE to_json(${sid})::text END
+    ELSE to_json(${sid})::text END`;
+  // iso: the inner query's column, the time rounded to the millisecond as ISO text.
+  const time = `overlay(iso placing 'T' from 11 for 1) || CASE length(iso) WHEN 19 THEN '' WHEN 21 THEN '00' WHEN 22 THEN '0' ELSE '' END || '+00:00'`;
+  // ° escaped: the page stays ASCII, which Node reads from the database and writes to the socket
+  // without re-encoding (one '°' would make the whole string two bytes a character).
+  const unit = `CASE u WHEN 'Cel' THEN '"\\u00b0C"' WHEN 'degF' THEN '"\\u00b0F"' WHEN '%RH' THEN '"%"' WHEN 'K' THEN '"K"' ELSE to_json(coalesce(u, ''))::text END`;
+  let json =
+    `'{"sensorId":' || ${sensorId} || ',"deviceId":' || ${deviceJson}` +
+    ` || ',"timeStamp":"' || ${time} || '","value":' || v::text || ',"unit":' || ${unit} || ',"unitType":' || to_json(split_part(name, '/', 3))::text`;
+  if (v2) json += ` || ',"name":' || to_json(name)::text || CASE WHEN u IS NULL THEN '' ELSE ',"senmlUnit":' || to_json(u)::text END`;
+  return `${json} || '}'`;
+}
+
+export interface MeasurementQuery {
+  tenant: string;
+  /** `<serial>/` or `<serial>/<sensorId>/`. */
+  prefix: string;
+  from?: number;
+  to?: number;
+  limit: number;
+  cursor?: string;
+  v2: boolean;
+}
+
+function decodeCursor(cursor: string): [number, string, string] {
+  let v: unknown;
+  try {
+    v = cursor.length <= 2000 && /^[A-Za-z0-9_-]+$/.test(cursor) ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) : undefined;
+  } catch {
+    v = undefined;
+  }
+  if (!Array.isArray(v) || v.length !== 4 || v[0] !== TAG || !Number.isSafeInteger(v[1]) || typeof v[2] !== 'string' || typeof v[3] !== 'string') {
+    throw new ApiError('invalid-request', 'cursor is not one a measurements query returned', 'cursor');
+  }
+  return [v[1], v[2], v[3]];
+}
+
+/** One page: the JSON text of `{"items":[...], "cursor"?}`. */
+export async function measurementsPage(db: SqlClient, q: MeasurementQuery): Promise<string> {
+  const params: unknown[] = [q.tenant, q.prefix, likePrefix(q.prefix)];
+  const p = (value: unknown) => `$${params.push(value)}`;
+  const where = [
+    'tenant_id = $1',
+    'name >= $2',
+    'name LIKE $3',
+    'v IS NOT NULL',
+    `name ~ '^[^/]+/[^/]+/[^/]+$'`,
+    `coalesce(u, '') NOT IN ('lat', 'lon')`,
+    `NOT (u = 'm' AND split_part(name, '/', 3) = 'accuracy')`,
+  ];
+  if (q.from !== undefined) where.push(`t >= ${p(isoMicros(toMicros(q.from)))}::timestamptz`);
+  if (q.to !== undefined) where.push(`t < ${p(isoMicros(toMicros(q.to)))}::timestamptz`);
+  if (q.cursor !== undefined) {
+    const [us, name, unit] = decodeCursor(q.cursor);
+    where.push(`(t, name, coalesce(u, '')) > (${p(isoMicros(us))}::timestamptz, ${p(name)}, ${p(unit)})`);
+  }
+  const limit = p(q.limit);
+  // Every name starts with the prefix: its serial (and sensor) are the same on every row.
+  const [serial, sensor] = q.prefix.split('/');
+  const deviceJson = `${p(JSON.stringify(serial))}::text`;
+  const sensorJson = sensor ? `${p(JSON.stringify(sensorIdOf(sensor)))}::text` : undefined;
+  const { rows } = await db.query<{ items: string | null; n: number; us: string | null; name: string | null; unit: string | null }>(
+    // The row past the page only says whether more follow: its item is not built.
+    `SELECT string_agg(${item(q.v2, sensorJson, deviceJson)}, ',' ORDER BY i) FILTER (WHERE i <= ${limit}) AS items, count(*)::int AS n,
+            max(${micros('t')}) FILTER (WHERE i = ${limit}) AS us, max(name) FILTER (WHERE i = ${limit}) AS name,
+            max(coalesce(u, '')) FILTER (WHERE i = ${limit}) AS unit
+     FROM (SELECT t, name, v, u, row_number() OVER (ORDER BY t, name, coalesce(u, '')) AS i,
+                  (date_trunc('milliseconds', t + interval '500 microseconds') AT TIME ZONE 'UTC')::text AS iso
+           FROM (SELECT t, name, v, u FROM readings WHERE ${where.join(' AND ')} ORDER BY t, name, coalesce(u, '') LIMIT ${limit}::int + 1) page) numbered`,
+    params,
+  );
+  const row = rows[0];
+  const more = row.n > q.limit;
+  const cursor = more ? Buffer.from(JSON.stringify([TAG, Number(row.us), row.name, row.unit])).toString('base64url') : undefined;
+  return `{"items":[${row.items ?? ''}]${cursor ? `,"cursor":"${cursor}"` : ''}}`;
+}
