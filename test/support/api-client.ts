@@ -7,7 +7,7 @@
  * problem document. Any mismatch fails the request with every reason.
  *
  *   const api = await ApiClient.connect('http://127.0.0.1:1880', '/api');
- *   const answer = await api.get('/v2/events/types', { key });
+ *   const answer = await api.get('/v2/event-types', { key });
  */
 import { strict as assert } from 'node:assert';
 import SwaggerParser from '@apidevtools/swagger-parser';
