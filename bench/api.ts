@@ -9,7 +9,8 @@
  *            pg.Pool from global context, as node-red-contrib-postgresql would run it, maps the
  *            rows to the seed's field names) → `http response`.
  *
- * Both answer the same 1,000 measurements in seed 004's field names. The load comes from a worker
+ * Both answer the same 1,000 measurements with the same fields: v1's, seed 004's names (v2 adds
+ * the SenML name and unit to each item, which the core flow would not send). The load comes from a worker
  * thread (so that sending costs neither side): CONNECTIONS keep-alive connections, each sending
  * its next request when the last answer has arrived, for ROUND_MS per round. Rounds alternate (a
  * warm-up, then ROUNDS timed rounds; the median kept, every run listed).
@@ -125,7 +126,7 @@ pool.query(
   ["${TENANT}", prefix, prefix + "\\uffff", from, to, limit]
 ).then((res) => {
   msg.payload = {
-    version: "2.0",
+    version: "1.0",
     measurements: res.rows.map((r) => {
       const parts = r.name.split("/");
       return { deviceId: parts[0], sensorId: Number(parts[1]), unitType: parts[2], value: r.v, unit: r.u === "Cel" ? "°C" : r.u, timeStamp: new Date(r.t * 1000).toISOString().replace("Z", "+00:00") };
@@ -192,7 +193,7 @@ export async function run(): Promise<boolean> {
   const sensor = sensorIds[Math.floor(SENSORS / 2)];
   const query = `deviceId=${DEVICE}&from=${DAY_START}&to=${DAY_START + DAY}&limit=${POINTS}`;
   const loads: Record<Side, Load> = {
-    conflux: { port: rt.port, path: `/api/v2/sensors/${sensor}/measurements?${query}`, headers: { 'EAPI-ELCLV2': key } },
+    conflux: { port: rt.port, path: `/api/v1/sensors/${sensor}/measurements?${query}`, headers: { 'EAPI-ELCLV2': key } },
     core: { port: rt.port, path: `/core/sensors/${sensor}/measurements?${query}`, headers: { 'EAPI-ELCLV2': STATIC_KEY } },
   };
 
@@ -236,7 +237,7 @@ export async function run(): Promise<boolean> {
   const core = median(rates.core);
   const ok = report('REST API: a measurements query (one sensor, one day, 1,000 points), requests/s', 'requests', [
     {
-      name: `conflux-rest-api, v2 measurements by sensor (API key, quota, ${CONNECTIONS} keep-alive connections)`,
+      name: `conflux-rest-api, v1 measurements by sensor (API key, quota, ${CONNECTIONS} keep-alive connections)`,
       baselineName: `http in → function (static key, one SELECT, pg.Pool of ${POOL}) → http response`,
       subjectPerSec: conflux,
       baselinePerSec: core,

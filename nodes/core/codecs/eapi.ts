@@ -168,7 +168,11 @@ export function parseEapiTime(text: string): number {
 
 /** The seed's form, `2022-10-11T16:21:27+00:00`, with milliseconds only when there are some. */
 export function formatEapiTime(t: number): string {
-  const ms = Math.round(t * 1000);
+  return formatEapiMillis(Math.round(t * 1000));
+}
+
+/** formatEapiTime of whole milliseconds since the epoch. */
+export function formatEapiMillis(ms: number): string {
   if (!(Math.abs(ms) < 8.64e15)) fail('time outside the representable range', 'timeStamp');
   const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:mm:ss.sssZ for the years 0000-9999
   if (iso.length !== 24) fail('time outside years 0000-9999', 'timeStamp');
