@@ -10,6 +10,7 @@ import { measurementsPage } from '../../nodes/core/api/resources/measurements-sq
 import { readPage } from '../../nodes/core/api/resources/readings-model';
 import { ApiError } from '../../nodes/core/api/operation';
 import { createSqlTimeSeries } from '../../nodes/core/stores/time-series-sql';
+import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
 import type { TimeSeriesStore } from '../../nodes/core/stores/types';
 import type { ResolvedRecord } from '../../nodes/core/model/senml';
 import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
@@ -35,11 +36,21 @@ function records(): ResolvedRecord[] {
   return out;
 }
 
-async function viaSql(db: SqlClient, q: Parameters<typeof measurementsPage>[1]): Promise<unknown[]> {
+type Query = Omit<Parameters<typeof measurementsPage>[1], 'of'> & { prefix: string };
+
+/** The prefix's device or sensor, as the API's routes name them. */
+const ofPrefix = (prefix: string) => {
+  const [serial, sensorId] = prefix.split('/');
+  return sensorId ? { sensorId } : { serial };
+};
+
+async function viaSql(db: SqlClient, { prefix, ...q }: Query): Promise<unknown[]> {
   const items: unknown[] = [];
   let cursor: string | undefined;
   for (let pages = 0; pages < 1000; pages++) {
-    const page = JSON.parse(await measurementsPage(db, { ...q, cursor })) as { items: unknown[]; cursor?: string };
+    const json = await measurementsPage(db, { ...q, of: ofPrefix(prefix), cursor });
+    assert.ok(json !== undefined, `${prefix} is found`);
+    const page = JSON.parse(json) as { items: unknown[]; cursor?: string };
     assert.ok(page.items.length <= q.limit);
     items.push(...page.items);
     if (!page.cursor) return items;
@@ -48,7 +59,7 @@ async function viaSql(db: SqlClient, q: Parameters<typeof measurementsPage>[1]):
   throw new Error('no end of pages');
 }
 
-async function viaModel(store: TimeSeriesStore, q: Parameters<typeof measurementsPage>[1]): Promise<unknown[]> {
+async function viaModel(store: TimeSeriesStore, q: Query): Promise<unknown[]> {
   const items: unknown[] = [];
   let cursor: string | undefined;
   for (;;) {
@@ -68,6 +79,20 @@ for (const engine of ENGINES) {
       this.timeout(OPEN_TIMEOUT_MS);
       db = await engine.open();
       await migrate(db);
+      await createTenant(db, { id: 'acme', name: 'Acme' });
+      // The devices, and sinks whose ids are the sensor segments of the readings' names.
+      const business = createBusinessStore(db);
+      const device = await business.create('acme', 'devices', { serial: 'SN-1' });
+      await business.create('acme', 'devices', { serial: 'SN-2' });
+      const channel = await business.create('acme', 'channels', { device_id: device.id, number: 1 });
+      for (const [position, id] of ['5368', '12345678901234567'].entries())
+        await db.query('INSERT INTO sensors (id, tenant_id, device_id, channel_id, position) VALUES ($1, $2, $3, $4, $5)', [
+          id,
+          'acme',
+          device.id,
+          channel.id,
+          position,
+        ]);
       store = createSqlTimeSeries(db);
       await store.append(records().map((record) => ({ tenant: 'acme', record })));
     });
@@ -93,7 +118,9 @@ for (const engine of ENGINES) {
     });
 
     it('keeps seed 004’s forms: sensor ids, unit tokens, times', async () => {
-      const page = JSON.parse(await measurementsPage(db, { tenant: 'acme', prefix: 'SN-1/', limit: 1000, v2: true })) as { items: Record<string, unknown>[] };
+      const page = JSON.parse((await measurementsPage(db, { tenant: 'acme', of: { serial: 'SN-1' }, limit: 1000, v2: true }))!) as {
+        items: Record<string, unknown>[];
+      };
       const tokens = new Map(page.items.map((i) => [i.senmlUnit ?? '(none)', i.unit]));
       assert.deepEqual(Object.fromEntries(tokens), { Cel: '°C', K: 'K', degF: '°F', '%RH': '%', '%': '%', '(none)': '', W: 'W' });
       const ids = new Set(page.items.map((i) => i.sensorId));
@@ -107,9 +134,17 @@ for (const engine of ENGINES) {
 
     it('refuses a cursor of another query with a 400 naming it', async () => {
       await assert.rejects(
-        measurementsPage(db, { tenant: 'acme', prefix: 'SN-1/', limit: 5, v2: false, cursor: 'bm90LWEtY3Vyc29y' }),
+        measurementsPage(db, { tenant: 'acme', of: { serial: 'SN-1' }, limit: 5, v2: false, cursor: 'bm90LWEtY3Vyc29y' }),
         (err: unknown) => err instanceof ApiError && err.param === 'cursor',
       );
+    });
+
+    it('finds no device or sink of another tenant, nor an unknown one', async () => {
+      await createTenant(db, { id: 'other', name: 'Other' });
+      for (const of of [{ serial: 'SN-1' }, { sensorId: '5368' }])
+        assert.equal(await measurementsPage(db, { tenant: 'other', of, limit: 5, v2: false }), undefined);
+      for (const of of [{ serial: 'SN-9' }, { sensorId: '9999' }])
+        assert.equal(await measurementsPage(db, { tenant: 'acme', of, limit: 5, v2: false }), undefined);
     });
   });
 }

@@ -178,10 +178,16 @@ export async function viaStore<T>(fn: () => Promise<T>, fields: Record<string, s
   }
 }
 
-/** The tenant's device with this serial; 404 otherwise (another tenant's too). */
-export async function deviceBySerial(ctx: ApiContext): Promise<BusinessRow> {
+/** The serial number of the path; 400 when empty. */
+export function serialParam(ctx: ApiContext): string {
   const serial = ctx.params.serial ?? '';
   if (serial === '') throw invalid('serial', 'serial is required');
+  return serial;
+}
+
+/** The tenant's device with this serial; 404 otherwise (another tenant's too). */
+export async function deviceBySerial(ctx: ApiContext): Promise<BusinessRow> {
+  const serial = serialParam(ctx);
   const { items } = await business(ctx).list(ctx.identity.tenant, 'devices', { filter: { serial }, limit: 1 });
   if (items.length === 0) throw new ApiError('not-found', `no device with serial number ${JSON.stringify(serial)}`);
   return items[0];

@@ -11,7 +11,7 @@
  */
 import type { SqlClient } from '../../db/sql';
 import { formatEapiMillis } from '../../codecs/eapi';
-import { isoMicros, likePrefix, micros, toMicros } from '../../stores/sql-common';
+import { isoMicros, micros, toMicros } from '../../stores/sql-common';
 import { ApiError } from '../operation';
 import { sensorIdOf } from './readings-model';
 
@@ -25,7 +25,30 @@ const MARKED_TIME = /"timeStamp":"@(-?\d+)"/g;
  * The page with its times written out. The pattern cannot match inside a JSON string: there every
  * `"` is escaped, so `"timeStamp":"@` only occurs as the property the database wrote.
  */
-const withTimes = (json: string) => json.replace(MARKED_TIME, (_, ms: string) => `"timeStamp":"${formatEapiMillis(Number(ms))}"`);
+function withTimes(json: string): string {
+  // A page's times mostly share their day: its text is made once (formatEapiMillis's form, which
+  // the tests compare against), the time of day by arithmetic.
+  let day = NaN;
+  let dayText = '';
+  return json.replace(MARKED_TIME, (_, text: string) => {
+    const ms = Number(text);
+    const start = Math.floor(ms / DAY_MS) * DAY_MS;
+    if (start !== day) {
+      day = start;
+      dayText = formatEapiMillis(start).slice(0, 11);
+    }
+    let rest = ms - start;
+    const h = Math.floor(rest / 3_600_000);
+    rest -= h * 3_600_000;
+    const m = Math.floor(rest / 60_000);
+    rest -= m * 60_000;
+    const sec = Math.floor(rest / 1000);
+    const frac = rest - sec * 1000;
+    return `"timeStamp":"${dayText}${two(h)}:${two(m)}:${two(sec)}${frac === 0 ? '' : `.${String(frac).padStart(3, '0')}`}+00:00"`;
+  });
+}
+const DAY_MS = 86_400_000;
+const two = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 /**
  * One item as JSON text, concatenated (cheaper than json_build_object). The serial, and the sensor
@@ -56,8 +79,8 @@ function item(v2: boolean, sensorJson: string | undefined, deviceJson: string): 
 
 export interface MeasurementQuery {
   tenant: string;
-  /** `<serial>/` or `<serial>/<sensorId>/`. */
-  prefix: string;
+  /** A device's readings (`<serial>/`), or one sensor sink's by its id (found in the same statement). */
+  of: { serial: string } | { sensorId: string };
   from?: number;
   to?: number;
   limit: number;
@@ -78,14 +101,29 @@ function decodeCursor(cursor: string): [number, string, string] {
   return [v[1], v[2], v[3]];
 }
 
-/** One page: the JSON text of `{"items":[...], "cursor"?}`. */
-export async function measurementsPage(db: SqlClient, q: MeasurementQuery): Promise<string> {
-  const params: unknown[] = [q.tenant, q.prefix, likePrefix(q.prefix)];
+/**
+ * One page: the JSON text of `{"items":[...], "cursor"?}`; undefined when q.of names no device or
+ * sensor sink of the tenant. One statement: it finds the device (and sink) too, so a request costs
+ * one round trip to the database.
+ */
+export async function measurementsPage(db: SqlClient, q: MeasurementQuery): Promise<string | undefined> {
+  const params: unknown[] = [q.tenant];
   const p = (value: unknown) => `$${params.push(value)}`;
+  let source: string;
+  let sensorJson: string | undefined;
+  if ('sensorId' in q.of) {
+    const id = p(q.of.sensorId);
+    source = `SELECT d.serial, d.serial || '/' || ${id} || '/' AS prefix FROM sensors s JOIN devices d ON d.tenant_id = s.tenant_id AND d.id = s.device_id
+              WHERE s.tenant_id = $1 AND s.id = ${id}::int8`;
+    sensorJson = `${p(JSON.stringify(sensorIdOf(q.of.sensorId)))}::text`;
+  } else {
+    source = `SELECT serial, serial || '/' AS prefix FROM devices WHERE tenant_id = $1 AND serial = ${p(q.of.serial)}`;
+  }
+  // Names from the prefix up to the prefix with its last '/' as '0', the next byte: the index range.
   const where = [
     'tenant_id = $1',
-    'name >= $2',
-    'name LIKE $3',
+    'name >= (SELECT prefix FROM src)',
+    `name < (SELECT left(prefix, -1) || '0' FROM src)`,
     'v IS NOT NULL',
     `name ~ '^[^/]+/[^/]+/[^/]+$'`,
     `coalesce(u, '') NOT IN ('lat', 'lon')`,
@@ -99,12 +137,11 @@ export async function measurementsPage(db: SqlClient, q: MeasurementQuery): Prom
   }
   const limit = p(q.limit);
   // Every name starts with the prefix: its serial (and sensor) are the same on every row.
-  const [serial, sensor] = q.prefix.split('/');
-  const deviceJson = `${p(JSON.stringify(serial))}::text`;
-  const sensorJson = sensor ? `${p(JSON.stringify(sensorIdOf(sensor)))}::text` : undefined;
-  const { rows } = await db.query<{ items: string | null; n: number; us: string | null; name: string | null; unit: string | null }>(
+  const deviceJson = '(SELECT to_json(serial)::text FROM src)';
+  const { rows } = await db.query<{ found: boolean; items: string | null; n: number; us: string | null; name: string | null; unit: string | null }>(
     // The row past the page only says whether more follow: its item is not built.
-    `SELECT string_agg(${item(q.v2, sensorJson, deviceJson)}, ',' ORDER BY i) FILTER (WHERE i <= ${limit}) AS items, count(*)::int AS n,
+    `WITH src AS (${source})
+     SELECT EXISTS (SELECT 1 FROM src) AS found, string_agg(${item(q.v2, sensorJson, deviceJson)}, ',' ORDER BY i) FILTER (WHERE i <= ${limit}) AS items, count(*)::int AS n,
             max(${micros('t')}) FILTER (WHERE i = ${limit}) AS us, max(name) FILTER (WHERE i = ${limit}) AS name,
             max(coalesce(u, '')) FILTER (WHERE i = ${limit}) AS unit
      FROM (SELECT t, name, v, u, row_number() OVER (ORDER BY t, name, coalesce(u, '')) AS i
@@ -112,6 +149,7 @@ export async function measurementsPage(db: SqlClient, q: MeasurementQuery): Prom
     params,
   );
   const row = rows[0];
+  if (!row.found) return undefined;
   const more = row.n > q.limit;
   const cursor = more ? Buffer.from(JSON.stringify([TAG, Number(row.us), row.name, row.unit])).toString('base64url') : undefined;
   return `{"items":[${withTimes(row.items ?? '')}]${cursor ? `,"cursor":"${cursor}"` : ''}}`;

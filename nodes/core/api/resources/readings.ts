@@ -23,6 +23,8 @@ import {
   pageSize,
   SENSOR_PARAM,
   sensorPrefix,
+  serialParam,
+  idParam,
   SERIAL_PARAM,
   str,
   time,
@@ -92,17 +94,27 @@ function itemSchema(kind: ReadingKind, v: ApiVersion): JsonSchema {
 
 const TITLES: Record<ReadingKind, string> = { measurements: 'Measurements', geodata: 'Geodata', occurrences: 'Occurrences', deviations: 'Deviations' };
 
-async function answer(ctx: ApiContext, kind: ReadingKind, prefix: string) {
+/** A page of kind for a device (by serial) or a sensor sink (by id); 404 for neither of the tenant. */
+async function answer(ctx: ApiContext, kind: ReadingKind, of: 'device' | 'sensor') {
   const store = ctx.stores.timeSeries;
   if (!store) throw new ApiError('unavailable', 'this API has no time-series store');
   const limit = pageSize(ctx);
   const { from, to } = timeRange(ctx);
-  // On the SQL tier the database builds the measurements' JSON itself (measurements-sql.ts).
-  if (kind === 'measurements' && store.kind !== 'elasticsearch')
-    return {
-      json: await measurementsPage(ctx.stores.db, { tenant: ctx.identity.tenant, prefix, from, to, limit, cursor: cursorParam(ctx), v2: ctx.version >= 2 }),
-    };
-  const result = await readPage(store, { tenant: ctx.identity.tenant, kind, prefix, from, to, limit, cursor: cursorParam(ctx), v2: ctx.version >= 2 });
+  const v2 = ctx.version >= 2;
+  const cursor = cursorParam(ctx);
+  // On the SQL tier the database finds the device or sink and writes the measurements' JSON itself.
+  if (kind === 'measurements' && store.kind !== 'elasticsearch') {
+    const which = of === 'device' ? { serial: serialParam(ctx) } : { sensorId: BigInt(idParam(ctx, 'sensorId')).toString() };
+    const json = await measurementsPage(ctx.stores.db, { tenant: ctx.identity.tenant, of: which, from, to, limit, cursor, v2 });
+    if (json === undefined)
+      throw new ApiError(
+        'not-found',
+        'serial' in which ? `no device with serial number ${JSON.stringify(which.serial)}` : `no sensor with id ${which.sensorId}`,
+      );
+    return { json };
+  }
+  const prefix = of === 'device' ? `${(await deviceBySerial(ctx)).serial as string}/` : await sensorPrefix(ctx);
+  const result = await readPage(store, { tenant: ctx.identity.tenant, kind, prefix, from, to, limit, cursor, v2 });
   return { body: { items: result.items, ...(result.cursor ? { cursor: result.cursor } : {}) } };
 }
 
@@ -127,10 +139,7 @@ function operations(kind: ReadingKind): ApiOperation[] {
         200: ok(`A page of ${kind}.`, page(itemSchema(kind, v))),
         404: { description: 'No device with this serial number in your organisation.' },
       }),
-      async handle(ctx) {
-        const device = await deviceBySerial(ctx);
-        return answer(ctx, kind, `${device.serial as string}/`);
-      },
+      handle: (ctx) => answer(ctx, kind, 'device'),
     },
     {
       operationId: `listSensor${cap}`,
@@ -143,9 +152,7 @@ function operations(kind: ReadingKind): ApiOperation[] {
       tags: ['data'],
       parameters: [SENSOR_PARAM, ...params],
       responses: (v) => ({ 200: ok(`A page of ${kind}.`, page(itemSchema(kind, v))), 404: { description: 'No sensor with this id in your organisation.' } }),
-      async handle(ctx) {
-        return answer(ctx, kind, await sensorPrefix(ctx));
-      },
+      handle: (ctx) => answer(ctx, kind, 'sensor'),
     },
   ];
 }
