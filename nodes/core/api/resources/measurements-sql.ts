@@ -2,8 +2,9 @@
  * Measurements from the SQL time-series tier (PostgreSQL, PGlite) in one statement that also
  * builds the page's JSON: the database turns each row into its item (seed 004's names, the unit
  * token) and Node only writes the times out (`2022-10-11T16:21:27+00:00`), so it neither parses
- * 1,000 rows into objects nor serialises them again. The answer is the same as readings-model.ts's, which reads
- * any tier (and Elasticsearch): checked item for item by test/integration/api-measurements-sql.test.ts.
+ * 1,000 rows into objects nor serialises them again. The answer is the same as readings-model.ts's,
+ * which reads any tier (and Elasticsearch): checked item for item by
+ * test/integration/api-measurements-sql.test.ts.
  *
  * A measurement is a record `<dev>/<sensor>/<unitType>` with a numeric value and no position unit,
  * so item order is record order (t, name, unit) and the cursor is the last item's record key.
