@@ -16,7 +16,6 @@ import {
   bodyObject,
   bool,
   business,
-  cursorParam,
   extend,
   ID_PARAM,
   idOf,
@@ -24,13 +23,14 @@ import {
   int,
   invalid,
   iso,
+  listRows,
   nullable,
   obj,
   ok,
   onlyKnown,
   page,
   PAGE_PARAMS,
-  pageSize,
+  pageBody,
   str,
   strings,
   time,
@@ -122,9 +122,11 @@ export const API_KEY_OPERATIONS: ApiOperation[] = [
     parameters: [...PAGE_PARAMS],
     responses: (v) => ({ 200: ok('A page of API keys.', page(keySchema(v))) }),
     async handle(ctx) {
-      const limit = pageSize(ctx, 1000);
-      const r = await viaStore(() => business(ctx).list(ctx.identity.tenant, 'api_keys', { limit, cursor: cursorParam(ctx) }));
-      return { body: { items: r.items.map((k) => keyBody(ctx.version, k)), ...(r.cursor ? { cursor: r.cursor } : {}) } };
+      const r = await listRows(ctx, 'api_keys');
+      return pageBody(
+        r.items.map((k) => keyBody(ctx.version, k)),
+        r.cursor,
+      );
     },
   },
   {

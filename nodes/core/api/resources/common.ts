@@ -185,6 +185,18 @@ export function serialParam(ctx: ApiContext): string {
   return serial;
 }
 
+/** The most rows one business-store list returns. */
+export const BUSINESS_MAX = 1000;
+
+/** One page of a business entity of the caller's tenant (limit and cursor from the query). */
+export async function listRows(ctx: ApiContext, entity: string, filter?: Record<string, string | null>): Promise<{ items: BusinessRow[]; cursor?: string }> {
+  const limit = pageSize(ctx, BUSINESS_MAX);
+  return viaStore(() => business(ctx).list(ctx.identity.tenant, entity, { ...(filter ? { filter } : {}), limit, cursor: cursorParam(ctx) }));
+}
+
+/** A page's answer: its items, and the cursor when there may be more. */
+export const pageBody = (items: unknown[], cursor: string | undefined) => ({ body: { items, ...(cursor ? { cursor } : {}) } });
+
 /** The tenant's device with this serial; 404 otherwise (another tenant's too). */
 export async function deviceBySerial(ctx: ApiContext): Promise<BusinessRow> {
   const serial = serialParam(ctx);

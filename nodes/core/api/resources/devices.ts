@@ -14,19 +14,21 @@ import type { BusinessRow } from '../../stores/business';
 import type { ApiContext, ApiOperation, ApiVersion, JsonSchema } from '../operation';
 import {
   arr,
+  bool,
   business,
-  cursorParam,
+  BUSINESS_MAX,
   deviceBySerial,
   extend,
   idOf,
   int,
   iso,
+  listRows,
   nullable,
   obj,
   ok,
   page,
   PAGE_PARAMS,
-  pageSize,
+  pageBody,
   SENSOR_PARAM,
   sensorById,
   SERIAL_PARAM,
@@ -34,10 +36,7 @@ import {
   strings,
   time,
   viaStore,
-  bool,
 } from './common';
-
-const BUSINESS_MAX = 1000;
 
 const SENSOR_V1 = obj(
   {
@@ -150,15 +149,14 @@ const listDevices: ApiOperation = {
   parameters: [...PAGE_PARAMS],
   responses: (v) => ({ 200: ok('A page of devices.', page(v === 1 ? DEVICE_V1 : DEVICE_V2)) }),
   async handle(ctx) {
-    const limit = pageSize(ctx, BUSINESS_MAX);
-    const result = await viaStore(() => business(ctx).list(ctx.identity.tenant, 'devices', { limit, cursor: cursorParam(ctx) }));
+    const result = await listRows(ctx, 'devices');
     const ids = await sensorIdsOf(
       ctx.stores.db,
       ctx.identity.tenant,
       result.items.map((d) => d.id),
     );
     const items = result.items.map((d) => deviceBody(ctx.version, d, ids.get(String(d.id)) ?? []));
-    return { body: { items, ...(result.cursor ? { cursor: result.cursor } : {}) } };
+    return pageBody(items, result.cursor);
   },
 };
 

@@ -14,7 +14,6 @@ import {
   bodyObject,
   bool,
   business,
-  cursorParam,
   extend,
   ID_PARAM,
   idOf,
@@ -22,12 +21,13 @@ import {
   int,
   invalid,
   iso,
+  listRows,
   obj,
   ok,
   onlyKnown,
   page,
   PAGE_PARAMS,
-  pageSize,
+  pageBody,
   str,
   time,
   viaStore,
@@ -138,9 +138,11 @@ export const FTP_OPERATIONS: ApiOperation[] = [
     parameters: [...PAGE_PARAMS],
     responses: (v) => ({ 200: ok('A page of FTP targets.', page(targetSchema(v))) }),
     async handle(ctx) {
-      const limit = pageSize(ctx, 1000);
-      const r = await viaStore(() => business(ctx).list(ctx.identity.tenant, 'ftp_targets', { limit, cursor: cursorParam(ctx) }));
-      return { body: { items: r.items.map((t) => targetBody(ctx.version, t)), ...(r.cursor ? { cursor: r.cursor } : {}) } };
+      const r = await listRows(ctx, 'ftp_targets');
+      return pageBody(
+        r.items.map((t) => targetBody(ctx.version, t)),
+        r.cursor,
+      );
     },
   },
   {

@@ -45,18 +45,11 @@ export type Item = Record<string, unknown>;
 
 const isGeo = (r: ResolvedRecord, q: string) => r.v !== undefined && (r.u === 'lat' || r.u === 'lon' || (q === 'accuracy' && r.u === 'm'));
 
-/** The last sensor id segment and its value: the blocks of a page are mostly of one sensor. */
-let lastSid: { segment: string; id: number | string } | undefined;
-function memoSensorId(segment: string): number | string {
-  if (lastSid?.segment !== segment) lastSid = { segment, id: sensorIdOf(segment) };
-  return lastSid.id;
-}
-
 /** The items of kind in one block (records of one device and sensor at one time, in name order). */
 export function itemsOf(kind: ReadingKind, records: readonly ResolvedRecord[], v2: boolean): Item[] {
   if (records.length === 0) return [];
   const [deviceId, sid] = records[0].n.split('/');
-  const sensorId = memoSensorId(sid);
+  const sensorId = sensorIdOf(sid);
   const timeStamp = formatEapiTime(records[0].t);
   const common = { sensorId, deviceId, timeStamp };
   // Measurements stand alone; the other kinds join a record with its companions by name.

@@ -15,17 +15,18 @@ import {
   deviceBySerial,
   extend,
   FROM_PARAM,
+  idParam,
   num,
   obj,
   ok,
   page,
   PAGE_PARAMS,
+  pageBody,
   pageSize,
   SENSOR_PARAM,
   sensorPrefix,
-  serialParam,
-  idParam,
   SERIAL_PARAM,
+  serialParam,
   str,
   time,
   timeRange,
@@ -115,7 +116,7 @@ async function answer(ctx: ApiContext, kind: ReadingKind, of: 'device' | 'sensor
   }
   const prefix = of === 'device' ? `${(await deviceBySerial(ctx)).serial as string}/` : await sensorPrefix(ctx);
   const result = await readPage(store, { tenant: ctx.identity.tenant, kind, prefix, from, to, limit, cursor, v2 });
-  return { body: { items: result.items, ...(result.cursor ? { cursor: result.cursor } : {}) } };
+  return pageBody(result.items, result.cursor);
 }
 
 function operations(kind: ReadingKind): ApiOperation[] {

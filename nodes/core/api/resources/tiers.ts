@@ -31,6 +31,7 @@ import {
   ok,
   page,
   PAGE_PARAMS,
+  pageBody,
   pageSize,
   SENSOR_PARAM,
   sensorPrefix,
@@ -153,7 +154,10 @@ async function rollups(ctx: ApiContext, prefix: string) {
     .catch((err: unknown) => {
       throw err instanceof RangeError ? new ApiError('invalid-request', err.message, 'cursor') : err;
     });
-  return { body: { items: result.items.map((r) => rollupItem(ctx.version, r)), ...(result.cursor ? { cursor: result.cursor } : {}) } };
+  return pageBody(
+    result.items.map((r) => rollupItem(ctx.version, r)),
+    result.cursor,
+  );
 }
 
 const DEVICE_404 = { description: 'No device with this serial number in your organisation.' };

@@ -32,7 +32,6 @@ import {
   bodyObject,
   bool,
   business,
-  cursorParam,
   extend,
   ID_PARAM,
   idOf,
@@ -40,13 +39,14 @@ import {
   int,
   invalid,
   iso,
+  listRows,
   nullable,
   obj,
   ok,
   onlyKnown,
   page,
   PAGE_PARAMS,
-  pageSize,
+  pageBody,
   str,
   strings,
   time,
@@ -185,10 +185,11 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
     parameters: [...PAGE_PARAMS],
     responses: (v) => ({ 200: ok('A page of subscriptions.', page(subscriptionSchema(v))) }),
     async handle(ctx) {
-      const limit = pageSize(ctx, 1000);
-      const filter = { user_id: ctx.identity.user_id === null ? null : String(ctx.identity.user_id) };
-      const r = await viaStore(() => business(ctx).list(ctx.identity.tenant, 'webhook_subscriptions', { filter, limit, cursor: cursorParam(ctx) }));
-      return { body: { items: r.items.map((s) => subscriptionBody(ctx.version, s)), ...(r.cursor ? { cursor: r.cursor } : {}) } };
+      const r = await listRows(ctx, 'webhook_subscriptions', { user_id: ctx.identity.user_id === null ? null : String(ctx.identity.user_id) });
+      return pageBody(
+        r.items.map((s) => subscriptionBody(ctx.version, s)),
+        r.cursor,
+      );
     },
   },
   {
@@ -289,10 +290,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
     responses: () => ({ 200: ok('A page of attempts.', page(DELIVERY_V1)), 404: NOT_FOUND }),
     async handle(ctx) {
       const row = await own(ctx);
-      const limit = pageSize(ctx, 1000);
-      const r = await viaStore(() =>
-        business(ctx).list(ctx.identity.tenant, 'webhook_deliveries', { filter: { subscription_id: String(row.id) }, limit, cursor: cursorParam(ctx) }),
-      );
+      const r = await listRows(ctx, 'webhook_deliveries', { subscription_id: String(row.id) });
       const items = r.items.map((d) => ({
         id: idOf(d.id),
         eventId: d.event_id,
@@ -305,7 +303,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
         error: d.error ?? null,
         attemptedAt: iso(d.attempted_at),
       }));
-      return { body: { items, ...(r.cursor ? { cursor: r.cursor } : {}) } };
+      return pageBody(items, r.cursor);
     },
   },
 ];
