@@ -35,6 +35,8 @@ const DAY = 86_400;
 const DAY_START = 1_793_577_600;
 const SIDES = ['conflux', 'core'] as const;
 type Side = (typeof SIDES)[number];
+/** For profiling one side alone: BENCH_API_ONLY=conflux (no report then). */
+const ONLY = process.env.BENCH_API_ONLY;
 const STATIC_KEY = 'bench-static-key';
 
 interface Load {
@@ -210,6 +212,7 @@ export async function run(): Promise<boolean> {
   try {
     for (let r = -1; r < ROUNDS; r++) {
       for (const side of SIDES) {
+        if (ONLY && ONLY !== side) continue;
         worker.postMessage(loads[side]);
         const result = (await reply()) as RoundResult & { error?: string };
         if (result.error) throw new Error(result.error);
@@ -233,6 +236,7 @@ export async function run(): Promise<boolean> {
     await db.close();
   }
   const load2 = os.loadavg();
+  if (ONLY) return true;
   const conflux = median(rates.conflux);
   const core = median(rates.core);
   const ok = report('REST API: a measurements query (one sensor, one day, 1,000 points), requests/s', 'requests', [

@@ -35,6 +35,8 @@ const CASES = [
 ] as const;
 const SIDES = ['conflux', 'core'] as const;
 type Side = (typeof SIDES)[number];
+/** For profiling one case alone: BENCH_WEBHOOKS_ONLY=conflux:1 (side:endpoints; no report then). */
+const ONLY = process.env.BENCH_WEBHOOKS_ONLY;
 /** The paced run: PACED_EVENTS events/s to 10 endpoints for PACED_SECONDS. */
 const PACED_EVENTS = 50;
 const PACED_SECONDS = 4;
@@ -275,6 +277,7 @@ export async function run(): Promise<boolean> {
     for (let r = -1; r < ROUNDS; r++) {
       for (const c of CASES) {
         for (const side of r % 2 === 0 ? [...SIDES].reverse() : SIDES) {
+          if (ONLY && ONLY !== key(side, c.endpoints)) continue;
           const o = await once(side, c.endpoints, c.events);
           process.stderr.write(`  ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ${side}, ${c.endpoints} endpoints: ${fmt(o.rate)}/s\n`);
           if (r < 0) continue;
@@ -283,7 +286,7 @@ export async function run(): Promise<boolean> {
         }
       }
     }
-    for (const side of SIDES) {
+    for (const side of ONLY ? [] : SIDES) {
       const o = await once(side, PACED_ENDPOINTS, PACED_EVENTS * PACED_SECONDS, PACED_EVENTS);
       process.stderr.write(`  paced: ${side}: ${o.latencies.length} deliveries\n`);
       paced.set(side, o.latencies);
@@ -295,6 +298,7 @@ export async function run(): Promise<boolean> {
     await rt.stop();
   }
   const loadAfter = loadavg();
+  if (ONLY) return true;
 
   const ok = report(
     'Webhooks out: signed deliveries/s to local endpoints, against `split` → `function` (HMAC) → `http request`',

@@ -115,17 +115,18 @@ export function errorText(error: unknown): string {
   return text.length > MAX_ERROR_LENGTH ? text.slice(0, MAX_ERROR_LENGTH) : text;
 }
 
-function columns(messages: readonly NewMessage[]): { ids: string[]; payloads: string[]; headers: string[] } {
-  const ids: string[] = [];
-  const payloads: string[] = [];
-  const headers: string[] = [];
+/**
+ * The batch as one JSON text of [messageId, payload, headers] triples: one native stringify, where
+ * three text arrays cost pg a JavaScript escape of every element (most of an enqueue's CPU).
+ */
+function batchJson(messages: readonly NewMessage[]): string {
+  const triples: unknown[] = [];
   for (const [i, m] of messages.entries()) {
-    ids.push(nonEmpty(`messages[${i}].messageId`, m.messageId));
+    nonEmpty(`messages[${i}].messageId`, m.messageId);
     if (m.payload === undefined) throw new TypeError(`messages[${i}].payload is undefined`);
-    payloads.push(JSON.stringify(m.payload));
-    headers.push(JSON.stringify(m.headers ?? {}));
+    triples.push([m.messageId, m.payload, m.headers ?? {}]);
   }
-  return { ids, payloads, headers };
+  return JSON.stringify(triples);
 }
 
 const toClaimed = (r: Row): ClaimedMessage => ({
@@ -160,16 +161,16 @@ export class Mailbox {
     if (!BOXES.has(box)) throw new TypeError(`box must be 'inbox' or 'outbox', got ${String(box)}`);
     const ms = (p: string) => `(${p}::double precision * interval '1 millisecond')`;
     this.sql = {
-      // unnest keeps it one statement with 6 parameters whatever the batch size.
+      // One JSON parameter keeps it one statement whatever the batch size.
       enqueue: `INSERT INTO ${box} (tenant_id, queue, message_id, payload, headers, available_at)
-        SELECT $1, $2, m.message_id, m.payload::jsonb, m.headers::jsonb, now() + ${ms('$6')}
-        FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(message_id, payload, headers, n)
+        SELECT $1, $2, m.e->>0, (m.e->1)::jsonb, (m.e->2)::jsonb, now() + ${ms('$4')}
+        FROM json_array_elements($3::json) WITH ORDINALITY AS m(e, n)
         ORDER BY m.n
         ON CONFLICT (tenant_id, queue, message_id) DO NOTHING`,
       // The same, born claimed by the enqueuing worker (attempt 1 under way): no separate claim.
       enqueueClaimed: `INSERT INTO ${box} (tenant_id, queue, message_id, payload, headers, available_at, attempts, lease_until, claimed_by)
-        SELECT $1, $2, m.message_id, m.payload::jsonb, m.headers::jsonb, now(), 1, now() + ${ms('$6')}, $7
-        FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(message_id, payload, headers, n)
+        SELECT $1, $2, m.e->>0, (m.e->1)::jsonb, (m.e->2)::jsonb, now(), 1, now() + ${ms('$4')}, $5
+        FROM json_array_elements($3::json) WITH ORDINALITY AS m(e, n)
         ORDER BY m.n
         ON CONFLICT (tenant_id, queue, message_id) DO NOTHING
         RETURNING id, tenant_id, queue, message_id, payload, headers, attempts, lease_until, created_at, last_error`,
@@ -205,8 +206,7 @@ export class Mailbox {
     nonEmpty('queue', queue);
     const delayMs = msParam('delayMs', options.delayMs ?? 0, 0);
     if (messages.length === 0) return 0;
-    const { ids, payloads, headers } = columns(messages);
-    const result = await this.db.query(this.sql.enqueue, [tenant, queue, ids, payloads, headers, delayMs]);
+    const result = await this.db.query(this.sql.enqueue, [tenant, queue, batchJson(messages), delayMs]);
     return result.rowCount;
   }
 
@@ -222,8 +222,7 @@ export class Mailbox {
     nonEmpty('worker', claim.worker);
     msParam('leaseMs', claim.leaseMs, 1);
     if (messages.length === 0) return [];
-    const { ids, payloads, headers } = columns(messages);
-    const { rows } = await this.db.query<Row>(this.sql.enqueueClaimed, [tenant, queue, ids, payloads, headers, claim.leaseMs, claim.worker]);
+    const { rows } = await this.db.query<Row>(this.sql.enqueueClaimed, [tenant, queue, batchJson(messages), claim.leaseMs, claim.worker]);
     return rows.map(toClaimed);
   }
 
