@@ -247,6 +247,19 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     await until('delivery.failed', () => published.some((p) => p.type === 'delivery.failed'));
   });
 
+  it('a binary answer with NUL bytes is logged (as U+FFFD) and the delivery acked once, not retried', async () => {
+    const rx = await receiver();
+    rx.handler = answer(200, {}, Buffer.from([0x6f, 0x6b, 0x00, 0x01]));
+    const sub = await subscribe({ url: rx.url });
+    start();
+    await sender!.enqueue(event(1));
+    await until('logged', async () => (await attempts(sub.id)).length === 1);
+    const [a] = await attempts(sub.id);
+    assert.deepEqual([a.status, a.outcome, a.response], [200, 'delivered', 'ok\uFFFD\u0001']);
+    await until('acked', async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM outbox`)).rows[0].n) === 0);
+    assert.equal(rx.received.length, 1);
+  });
+
   it('private destinations are refused unless allowed: an IP literal and a name that resolves to loopback', async () => {
     const rx = await receiver();
     const literal = await subscribe({ url: rx.url });

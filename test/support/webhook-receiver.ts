@@ -16,7 +16,7 @@ export interface Received {
 export type Handler = (req: Received, res: http.ServerResponse, index: number) => void;
 
 export const answer =
-  (status: number, headers: Record<string, string> = {}, body = ''): Handler =>
+  (status: number, headers: Record<string, string> = {}, body: string | Buffer = ''): Handler =>
   (_req, res) => {
     res.writeHead(status, headers);
     res.end(body);
