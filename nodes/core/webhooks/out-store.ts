@@ -148,7 +148,18 @@ export class SubscriptionStore {
   // text arrays in JavaScript). The join drops attempts of a subscription deleted meanwhile (its
   // foreign key would fail the batch).
   private logStatement(items: Attempt[]): { sql: string; params: unknown[] } {
-    const rows = items.map((a) => [a.tenant, String(a.subscriptionId), a.eventId, a.eventType, a.attempt, a.status, a.outcome, a.durationMs, textOnly(a.response), textOnly(a.error)]);
+    const rows = items.map((a) => [
+      a.tenant,
+      String(a.subscriptionId),
+      a.eventId,
+      a.eventType,
+      a.attempt,
+      a.status,
+      a.outcome,
+      a.durationMs,
+      textOnly(a.response),
+      textOnly(a.error),
+    ]);
     return {
       sql: `INSERT INTO webhook_deliveries (tenant_id, subscription_id, event_id, event_type, attempt, status, outcome, duration_ms, response, error)
        SELECT a.e->>0, (a.e->>1)::bigint, a.e->>2, a.e->>3, (a.e->>4)::int, (a.e->>5)::int, a.e->>6, (a.e->>7)::int, a.e->>8, a.e->>9
