@@ -26,6 +26,7 @@ import { throttledStatus } from '../shared/status-fanout';
 import { acknowledgement, trackCompletion } from '../shared/completion';
 import { boolField, intField } from '../shared/fields';
 import { cleanPath, nodeRoutes, preParsed, reply, type RouteRequest } from '../shared/http-routes';
+import { deviceRefused } from '../core/metrics/metrics';
 import { boundedReporter } from '../shared/reporter';
 
 interface HttpInDef extends NodeDef {
@@ -130,7 +131,10 @@ export = function register(RED: NodeAPI): void {
         node.error(`conflux-http-in: ${(err as Error).message}`);
         response = problem('internal-error', 'the request could not be handled; the operator has the details');
       }
-      if (response.status >= 400) refused.set(response.status, (refused.get(response.status) ?? 0) + 1);
+      if (response.status >= 400) {
+        refused.set(response.status, (refused.get(response.status) ?? 0) + 1);
+        deviceRefused('http', String(response.status));
+      }
       status.soon();
       reply(res, response);
     }

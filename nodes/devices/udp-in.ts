@@ -16,6 +16,7 @@ import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';
 import { trackCompletion } from '../shared/completion';
 import { intField, textField } from '../shared/fields';
+import { deviceRefused } from '../core/metrics/metrics';
 import { boundedReporter } from '../shared/reporter';
 
 interface UdpInDef extends NodeDef {
@@ -57,6 +58,7 @@ export = function register(RED: NodeAPI): void {
 
     const reportToCatch = boundedReporter(node);
     function report(reason: UdpDropReason, remote: UdpRemote, detail: string): void {
+      deviceRefused('udp', reason);
       reportToCatch(`datagram from ${remote.address}:${remote.port} dropped (${reason}): ${detail}`, { payload: detail, reason, remote });
     }
 

@@ -9,6 +9,7 @@ import type { PostgresConfigNode, PostgresCredentials } from '../shared/config-n
 import { migrate } from '../core/db/migrate';
 import { openCopier, type Copier } from '../core/db/copy';
 import { isServerConfig, openSql, type SqlClient, type SqlConfig } from '../core/db/sql';
+import { watchMailboxes } from '../core/metrics/metrics';
 import { acquire, type Lease } from '../core/stores/shared';
 import { boolField, intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
@@ -71,6 +72,8 @@ export = function register(RED: NodeAPI): void {
     interface Database {
       sql: SqlClient;
       copier?: Copier;
+      /** Stops reporting its mailboxes to /metrics. */
+      unwatch: () => void;
     }
 
     function open(): Lease<Database> {
@@ -84,9 +87,10 @@ export = function register(RED: NodeAPI): void {
             await db.close();
             throw err;
           }
-          return { sql: db, copier: embedded ? undefined : openCopier(config) };
+          return { sql: db, copier: embedded ? undefined : openCopier(config), unwatch: watchMailboxes(db) };
         },
-        async ({ sql, copier }) => {
+        async ({ sql, copier, unwatch }) => {
+          unwatch();
           await copier?.close();
           await sql.close();
         },

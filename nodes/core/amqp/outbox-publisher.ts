@@ -13,6 +13,7 @@
  */
 import type { ChannelModel } from 'amqplib';
 import { Drainer } from '../mailbox/drainer';
+import { delivery } from '../metrics/metrics';
 import type { ClaimedMessage, Mailbox, NackResult, RetryPolicy } from '../mailbox/mailbox';
 import type { SqlClient } from '../db/sql';
 import type { AmqpConnection } from './connection';
@@ -105,6 +106,7 @@ export class OutboxPublisher {
     const publisher = this.publisher;
     if (!publisher?.alive) return; // the hold ends and the Drainer takes them
     for (const m of messages) {
+      const started = performance.now();
       publisher
         .publish({
           customer: m.message.customer,
@@ -118,12 +120,13 @@ export class OutboxPublisher {
         .then(
           () => {
             this.published++;
+            delivery('amqp', 'delivered', (performance.now() - started) / 1000);
             this.options.onPublished?.(1);
             this.confirmed.push(m);
             if (this.confirmed.length >= 1_000) void this.flushConfirmed();
             else this.confirmTimer ??= setTimeout(() => void this.flushConfirmed(), 10);
           },
-          () => undefined, // the hold ends and the Drainer tries again, counting attempts
+          () => delivery('amqp', 'retry'), // the hold ends and the Drainer tries again, counting attempts
         );
     }
   }
@@ -152,6 +155,7 @@ export class OutboxPublisher {
 
   private deliver(publisher: ConfirmPublisher, drainer: Drainer, m: ClaimedMessage): void {
     const q = m.payload as QueuedAmqp;
+    const started = performance.now();
     publisher
       .publish({
         customer: q.customer,
@@ -165,6 +169,7 @@ export class OutboxPublisher {
       .then(
         () => {
           this.published++;
+          delivery('amqp', 'delivered', (performance.now() - started) / 1000);
           this.options.onPublished?.(1);
           drainer.ack(m.id).catch((err: Error) => this.options.onError?.(err)); // not deleted: published again, de-duplicated by id
         },
@@ -175,7 +180,10 @@ export class OutboxPublisher {
             this.options.connection.reset(err.message);
           }
           drainer.nack(m.id, err).then(
-            (outcome) => this.options.onFailed?.(m.messageId, err, outcome),
+            (outcome) => {
+              delivery('amqp', outcome.outcome === 'dead' ? 'dead' : 'retry', (performance.now() - started) / 1000);
+              this.options.onFailed?.(m.messageId, err, outcome);
+            },
             (e: Error) => this.options.onFailed?.(m.messageId, err, void this.options.onError?.(e)),
           );
         },

@@ -8,6 +8,7 @@
  * 400/404/409/503; anything else → 500 with a correlation id, logged, no detail), and `version`
  * in every body. Framework-free.
  */
+import { apiAnswered } from '../metrics/metrics';
 import { randomUUID } from 'node:crypto';
 import type { SqlClient } from '../db/sql';
 import { authenticateApiKey, type ApiKeyIdentity } from '../auth/api-key-store';
@@ -156,6 +157,7 @@ export class ApiServer {
     const response = answer.response;
     response.headers['x-correlation-id'] = correlationId;
     if (answer.charged && this.quota) this.quota.addBytes(answer.charged, Buffer.byteLength(response.body));
+    apiAnswered(response.status);
     return response;
   }
 

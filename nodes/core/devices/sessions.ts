@@ -8,6 +8,7 @@
  */
 import { deviceConnected, deviceDisconnected, emitTo, type EventSink } from '../events/platform';
 import type { DeviceIdentity } from './directory';
+import { sessionClosed, sessionOpened } from '../metrics/metrics';
 
 export interface Session {
   readonly device: DeviceIdentity;
@@ -54,6 +55,7 @@ export class SessionRegistry {
     if (!this.started.has(session)) {
       const connectedAt = Date.now();
       this.started.set(session, connectedAt);
+      sessionOpened(session.transport);
       emitTo(this.options.onEvent, () => deviceConnected({ ...facts(session), connectedAt }));
     }
     for (const listener of [...this.addedListeners]) {
@@ -98,6 +100,7 @@ export class SessionRegistry {
     const connectedAt = this.started.get(session);
     if (connectedAt === undefined) return;
     this.started.delete(session);
+    sessionClosed(session.transport);
     emitTo(this.options.onEvent, () => deviceDisconnected({ ...facts(session), connectedAt, disconnectedAt: Date.now(), reason }));
   }
 }

@@ -22,6 +22,7 @@ import { deliveryFailed, subscriptionDisabled } from '../events/platform';
 import { Drainer } from '../mailbox/drainer';
 import { errorText, Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy } from '../mailbox/mailbox';
 import { groupBy } from '../group-by';
+import { delivery } from '../metrics/metrics';
 import { Batcher } from '../stores/batcher';
 import { ForbiddenTargetError } from './out-address';
 import { EndpointGate, endpointKey, type GateOptions } from './out-breaker';
@@ -378,6 +379,7 @@ export class WebhookSender {
   }
 
   private attempt(m: ClaimedMessage, stored: Stored, result: PostResult, outcome: AttemptOutcome): Attempt {
+    delivery('webhooks', outcome, result.durationMs / 1000);
     return {
       tenant: m.tenantId,
       subscriptionId: Number(stored.subscription),
