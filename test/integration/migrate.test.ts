@@ -230,12 +230,12 @@ async function smoke(db: SqlClient): Promise<void> {
 
   const app = await one<{ id: number }>(`INSERT INTO applications (tenant_id, name, jid) VALUES ($1, 'crm', 'crm@fed.example') RETURNING id`, [T]);
   const ua = await one<{ id: number }>(
-    `INSERT INTO user_applications (tenant_id, user_id, application_id, login, secret, secret_key_id) VALUES ($1, $2, $3, 'alice', $4, 'k1') RETURNING id`,
-    [T, user.id, app.id, Buffer.from('ciphertext')],
+    `INSERT INTO user_applications (tenant_id, user_id, application_id, login, password, secret_ref) VALUES ($1, $2, $3, 'alice', 'pw', NULL) RETURNING id`,
+    [T, user.id, app.id],
   );
   await assert.rejects(
-    db.query(`INSERT INTO user_applications (tenant_id, user_id, application_id, secret) VALUES ($1, $2, $3, '\\x01')`, [T, user.id, app.id]),
-    code('23514'), // a secret needs the id of the key that encrypted it
+    db.query(`INSERT INTO user_applications (tenant_id, user_id, application_id) VALUES ($1, $2, $3)`, [T, user.id, app.id]),
+    code('23505'), // one login per user and application
   );
   const consumer = await one<{ mapping: unknown }>(
     `INSERT INTO consumers (tenant_id, user_id, user_application_id, target_application_id, source, mapping) VALUES ($1, $2, $3, $4, $5, $6) RETURNING mapping`,
