@@ -6,6 +6,9 @@
  *
  * Request bodies come with property names lower-cased (operation.ts), so `fields` is keyed by
  * the lower-cased name; store errors name the API's spelling (`federationId`, not federation_id).
+ * Errors (400, 404 for another tenant's row as for a missing one, 409 for a unique rule) are
+ * problem documents the OpenAPI document declares for every operation (openapi.ts ERRORS), so
+ * they are not listed here: a 404 listed with a JSON schema would be published as JSON.
  */
 import type { BusinessRow } from '../../stores/business';
 import type { ApiContext, ApiOperation, ApiVersion, JsonSchema } from '../operation';
@@ -37,8 +40,6 @@ export interface CrudSpec {
   schema(v: ApiVersion): JsonSchema;
   /** A row as the answer of version v. */
   answer(ctx: ApiContext, row: BusinessRow): Promise<Record<string, unknown>> | Record<string, unknown>;
-  /** The 409's description. */
-  conflict?: string;
 }
 
 function requestSchema(spec: CrudSpec, create: boolean): JsonSchema {
@@ -77,8 +78,6 @@ function data(spec: CrudSpec, ctx: ApiContext, create: boolean): Record<string, 
 export function crudOperations(spec: CrudSpec): ApiOperation[] {
   const names = Object.fromEntries(spec.fields.map((f) => [f.column, f.name]));
   const base = { versions: [1, 2] as const, action: 'manage' as const, tags: [spec.tag] };
-  const notFound = { description: `No such ${spec.noun} in your organisation.` };
-  const conflict = { 409: { description: spec.conflict ?? 'A unique rule is broken.' } };
   const one = `${spec.path}/{id}`;
   return [
     {
@@ -101,7 +100,7 @@ export function crudOperations(spec: CrudSpec): ApiOperation[] {
       path: spec.path,
       summary: `Add a ${spec.noun}`,
       requestBody: () => requestSchema(spec, true),
-      responses: (v) => ({ 201: ok(`The new ${spec.noun}.`, spec.schema(v)), ...conflict }),
+      responses: (v) => ({ 201: ok(`The new ${spec.noun}.`, spec.schema(v)) }),
       async handle(ctx) {
         const row = await viaStore(() => business(ctx).create(ctx.identity.tenant, spec.entity, data(spec, ctx, true)), names);
         return { status: 201, body: await spec.answer(ctx, row) };
@@ -114,7 +113,7 @@ export function crudOperations(spec: CrudSpec): ApiOperation[] {
       path: one,
       summary: `One ${spec.noun}`,
       parameters: [ID_PARAM],
-      responses: (v) => ({ 200: ok(`The ${spec.noun}.`, spec.schema(v)), 404: notFound }),
+      responses: (v) => ({ 200: ok(`The ${spec.noun}.`, spec.schema(v)) }),
       async handle(ctx) {
         const id = idParam(ctx, 'id');
         const row = await viaStore(() => business(ctx).read(ctx.identity.tenant, spec.entity, id));
@@ -130,7 +129,7 @@ export function crudOperations(spec: CrudSpec): ApiOperation[] {
       description: 'Only the given fields change; null clears an optional one.',
       parameters: [ID_PARAM],
       requestBody: () => requestSchema(spec, false),
-      responses: (v) => ({ 200: ok(`The ${spec.noun} as changed.`, spec.schema(v)), 404: notFound, ...conflict }),
+      responses: (v) => ({ 200: ok(`The ${spec.noun} as changed.`, spec.schema(v)) }),
       async handle(ctx) {
         const patch = data(spec, ctx, false);
         const id = idParam(ctx, 'id');
@@ -145,7 +144,7 @@ export function crudOperations(spec: CrudSpec): ApiOperation[] {
       path: one,
       summary: `Delete a ${spec.noun}`,
       parameters: [ID_PARAM],
-      responses: () => ({ 204: { description: 'Deleted.' }, 404: notFound }),
+      responses: () => ({ 204: { description: 'Deleted.' } }),
       async handle(ctx) {
         const id = idParam(ctx, 'id');
         await viaStore(() => business(ctx).delete(ctx.identity.tenant, spec.entity, id));

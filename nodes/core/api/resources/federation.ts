@@ -72,7 +72,7 @@ const SETTINGS_OPERATIONS: ApiOperation[] = [
     method: 'get',
     path: '/federation/settings',
     summary: "The federation proxy's settings",
-    responses: () => ({ 200: ok('The settings.', SETTINGS_SCHEMA), 404: { description: 'None set yet.' } }),
+    responses: () => ({ 200: ok('The settings (404 while none are set).', SETTINGS_SCHEMA) }),
     async handle(ctx) {
       const { rows } = await ctx.stores.db.query<{ value: unknown; updated_at: unknown }>(
         'SELECT value, updated_at FROM config WHERE tenant_id = $1 AND key = $2',
@@ -251,7 +251,6 @@ export const FEDERATION_OPERATIONS: ApiOperation[] = [
     singular: 'FederationApp',
     plural: 'FederationApps',
     noun: 'application',
-    conflict: 'The name or JID is taken.',
     fields: [field('name', 'name', TEXT, { required: true }), field('jid', 'jid', TEXT, { required: true }), field('description', 'description', OPT_TEXT)],
     schema: () => APP,
     answer: (_ctx, a) => ({ id: idOf(a.id), name: a.name, jid: a.jid, description: opt(a.description), createdAt: iso(a.created_at) }),
@@ -263,7 +262,6 @@ export const FEDERATION_OPERATIONS: ApiOperation[] = [
     singular: 'FederationUser',
     plural: 'FederationUsers',
     noun: 'user',
-    conflict: 'The username or federationId is taken.',
     fields: [
       field('username', 'username', TEXT, { required: true }),
       field('federationId', 'federation_id', OPT_TEXT),
@@ -288,7 +286,6 @@ export const FEDERATION_OPERATIONS: ApiOperation[] = [
     singular: 'FederationUserApp',
     plural: 'FederationUserApps',
     noun: 'user login',
-    conflict: 'The user has a login on this application already.',
     fields: [
       field('userId', 'user_id', ID, { required: true, createOnly: true }),
       field('appId', 'application_id', ID, { required: true, createOnly: true }),
