@@ -44,7 +44,8 @@ export = function register(RED: NodeAPI): void {
     let lastError = '';
     const status = throttledStatus(node, () => {
       const text = t('federation-deliver.status.delivered', { n: delivered });
-      if (lastError) return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failed, reason: lastError })}`.slice(0, 120) };
+      if (lastError)
+        return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failed, reason: lastError })}`.slice(0, 120) };
       return { fill: 'green', shape: delivered > 0 ? 'dot' : 'ring', text: failed ? `${text}, ${t('conflux.status.failed', { n: failed })}` : text };
     });
 

@@ -104,7 +104,11 @@ describe('REST API: the federation’s settings, apps, users, logins and consume
     const dup = await call('POST', '/v1/federation/users', acme, { username: 'alice2', federationId: 'alice@fed' });
     assert.equal(dup.status, 409, 'a federation id is unique in the organisation');
 
-    const login = await created('/federation/user-apps', { userId: alice.id, appId: legacy.id, login: 'alice', password: 's3cret-pw', roles: ['reader'] }, 'v2');
+    const login = await created(
+      '/federation/user-apps',
+      { userId: alice.id, appId: legacy.id, login: 'alice', password: 's3cret-pw', roles: ['reader'] },
+      'v2',
+    );
     assert.deepEqual([login.login, login.hasPassword, login.hasSecretRef, login.roles], ['alice', true, false, ['reader']]);
     const changed = await call('PATCH', `/v1/federation/user-apps/${login.id}`, acme, { password: null, secretRef: 'LEGACY_ALICE' });
     assert.deepEqual([changed.body.hasPassword, changed.body.hasSecretRef, 'roles' in changed.body], [false, true, false]);

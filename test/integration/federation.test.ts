@@ -132,7 +132,12 @@ describe('federation: consumers, Push Outbox and delivery (PostgreSQL)', functio
       alice,
       bob,
       consumers: [
-        await consumer({ user_id: alice, target_application_id: partner, source: { objects: ['5368'], names: ['temperature'] }, mapping: { '5368': 'room-1' } }),
+        await consumer({
+          user_id: alice,
+          target_application_id: partner,
+          source: { objects: ['5368'], names: ['temperature'] },
+          mapping: { '5368': 'room-1' },
+        }),
         await consumer({ user_id: bob, target_application_id: other, source: { names: ['humidity'] } }),
         await consumer({ user_id: alice, target_application_id: other, source: { objects: ['9'] }, enabled: false }),
       ],
@@ -153,7 +158,11 @@ describe('federation: consumers, Push Outbox and delivery (PostgreSQL)', functio
     };
     const app = await biz({ action: 'create', entity: 'applications', payload: { name: 'crm', jid: 'crm@fed.example' } });
     const user = await biz({ action: 'create', entity: 'users', payload: { username: 'carol', federation_id: 'carol@fed' } });
-    const login = await biz({ action: 'create', entity: 'user_applications', payload: { user_id: user.id, application_id: app.id, login: 'carol', password: 'c-pw' } });
+    const login = await biz({
+      action: 'create',
+      entity: 'user_applications',
+      payload: { user_id: user.id, application_id: app.id, login: 'carol', password: 'c-pw' },
+    });
     assert.equal(login.has_password, true);
     assert.ok(!JSON.stringify(login).includes('c-pw'), 'the password is never returned');
     const consumer = await biz({

@@ -135,7 +135,9 @@ export function invertMapping(mapping: Mapping | null): Mapping | null {
 
 /** The stable message id of a datum sent to a consumer. */
 export function messageIdOf(tenant: string, consumer: number | string, datumId: string): string {
-  const h = createHash('sha256').update(JSON.stringify([tenant, String(consumer), datumId])).digest('base64url');
+  const h = createHash('sha256')
+    .update(JSON.stringify([tenant, String(consumer), datumId]))
+    .digest('base64url');
   return `fed-${h.slice(0, 32)}`;
 }
 

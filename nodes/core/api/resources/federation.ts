@@ -291,7 +291,10 @@ export const FEDERATION_OPERATIONS: ApiOperation[] = [
       field('appId', 'application_id', ID, { required: true, createOnly: true }),
       field('login', 'login', OPT_TEXT),
       field('password', 'password', { type: ['string', 'null'], description: 'Write-only: sent to the application, never returned.' }),
-      field('secretRef', 'secret_ref', { type: ['string', 'null'], description: 'Write-only: the Node-RED setting or environment variable holding the password.' }),
+      field('secretRef', 'secret_ref', {
+        type: ['string', 'null'],
+        description: 'Write-only: the Node-RED setting or environment variable holding the password.',
+      }),
       field('roles', 'roles', { type: 'array', items: { type: 'string' } }),
     ],
     schema: byVersion(USER_APP_V1, USER_APP_V2),
