@@ -7,6 +7,7 @@ import { sourceOf } from '../../nodes/core/federation/push';
 import {
   DatumError,
   invertMapping,
+  MappingError,
   messageIdOf,
   parseDatum,
   parseMapping,
@@ -72,7 +73,8 @@ describe('federation routing', () => {
     assert.deepEqual(out[0].payload, [{ n: 'room-1/temperature', t: 1_767_225_605, v: 21.5, u: 'Cel' }]);
     assert.equal(route('acme', { ...datum, value: 3 }, consumers)[0].sen1.type, 'dt_integer');
     assert.equal(route('acme', { ...datum, value: true }, consumers)[0].payload[0].vb, true);
-    assert.throws(() => route('acme', datum, [consumer(9, { mapping: { '5368': 'room one' } })]), /not a valid SenML name/);
+    assert.throws(() => route('acme', datum, [consumer(9, { mapping: { '5368': 'room one' } })]), MappingError);
+    assert.throws(() => route('acme', { ...datum, object: 'room one' }, [consumer(9)]), DatumError);
   });
 
   it('gives a datum the same message id every time, and different ids to different data, consumers and tenants', () => {

@@ -73,8 +73,14 @@ export interface FederationMessage {
   federation: { consumer: number | string; datum: string };
 }
 
+/** A reading that is no datum: skipped (the watermark moves past it, so it cannot block the rest). */
 export class DatumError extends Error {
   override readonly name = 'DatumError';
+}
+
+/** A consumer whose mapping gives a name SenML cannot carry: its run stops until the mapping is fixed. */
+export class MappingError extends Error {
+  override readonly name = 'MappingError';
 }
 
 const text = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined);
@@ -155,15 +161,19 @@ const typeOf = (value: Datum['value']): Sen1Type =>
 
 /**
  * The messages for one datum: one per consumer that wants it, in the consumers' order. A mapped
- * name that SenML cannot carry (a space, a leading dash) throws DatumError: the mapping is wrong,
- * and sending under another name would deliver to the wrong object.
+ * name that SenML cannot carry (a space, a leading dash) throws MappingError: the mapping is
+ * wrong, and sending under another name would deliver to the wrong object. A datum whose own
+ * object or name is such a name (unmapped) throws DatumError.
  */
 export function route(tenant: string, datum: Datum, consumers: readonly RouteConsumer[]): FederationMessage[] {
   const out: FederationMessage[] = [];
   for (const c of consumers) {
     if (!wants(c.source, datum)) continue;
     const name = `${mapObject(c.mapping, datum.object)}/${datum.name}`;
-    if (!isValidName(name)) throw new DatumError(`consumer ${String(c.id)}: the name ${JSON.stringify(name)} is not a valid SenML name`);
+    if (!isValidName(name)) {
+      const why = `consumer ${String(c.id)}: the name ${JSON.stringify(name)} is not a valid SenML name`;
+      throw mapObject(c.mapping, datum.object) === datum.object ? new DatumError(why) : new MappingError(why);
+    }
     const sen1: Sen1Header = { username: c.username, name, type: typeOf(datum.value), applicationSrc: c.applicationSrc, applicationDst: c.applicationDst };
     if (datum.unit !== undefined) sen1.unite = datum.unit;
     out.push({
