@@ -265,6 +265,40 @@ describe('federation: consumers, Push Outbox and delivery (PostgreSQL)', functio
     );
   });
 
+  it('Push Outbox: a consumer with a wrong password or a wrong mapping fails alone, the others go on', async () => {
+    const carl = (await store.create('acme', 'users', { username: 'carl', federation_id: 'carl@fed' })).id as number;
+    await store.create('acme', 'user_applications', { user_id: carl, application_id: ids.legacy, login: 'alice', password: 'wrong' });
+    const wrongPassword = (await store.create('acme', 'consumers', { user_id: carl, target_application_id: ids.partner, source: {} })).id as number;
+    const wrongMapping = (
+      await store.create('acme', 'consumers', {
+        user_id: ids.alice,
+        target_application_id: ids.other,
+        source: { objects: ['8'] },
+        mapping: { '8': 'room eight' },
+      })
+    ).id as number;
+    try {
+      local.add({ object: '8', name: 'co2', value: 410 });
+      const t4 = local.add({ object: '5368', name: 'temperature', value: 24, unit: 'Cel', owner: 'alice' });
+      const count = sent.length;
+      const err = await complete('push', { payload: 'tick' });
+      assert.match(String(err?.message), new RegExp(`consumer ${wrongPassword}: .*401`));
+      assert.match(String(err?.message), new RegExp(`consumer ${wrongMapping}: .*room eight`));
+      assert.deepEqual(
+        sent.slice(count).map((m) => m.federation),
+        [{ consumer: ids.consumers[0], datum: String(t4.id) }],
+      );
+      const { rows } = await sql.query('SELECT key FROM pull_sources WHERE key = ANY($1)', [
+        [`federation/consumer/${wrongPassword}`, `federation/consumer/${wrongMapping}`],
+      ]);
+      assert.deepEqual(rows, [], 'the failing consumers took nothing');
+    } finally {
+      await store.delete('acme', 'users', carl);
+      await store.delete('acme', 'consumers', wrongMapping);
+    }
+    assert.equal(await complete('push', { payload: 'tick' }), undefined);
+  });
+
   it('delivers an incoming message with the named user’s credentials, ids mapped back', async () => {
     const t = 1_767_225_600; // 2026-01-01T00:00:00Z
     const passed = nextMessage('delivered');
