@@ -197,6 +197,8 @@ async function smoke(db: SqlClient): Promise<void> {
   const user = await one<{ id: number }>(`INSERT INTO users (tenant_id, username, federation_id) VALUES ($1, 'alice', 'alice@fed') RETURNING id`, [T]);
   assert.equal(typeof user.id, 'number');
   await assert.rejects(db.query(`INSERT INTO users (tenant_id, username) VALUES ($1, 'alice')`, [T]), code('23505'));
+  // 010: an incoming Sen1Message names its user by federation_id, so it is unique per tenant.
+  await assert.rejects(db.query(`INSERT INTO users (tenant_id, username, federation_id) VALUES ($1, 'alice2', 'alice@fed')`, [T]), code('23505'));
 
   const device = await one<{ id: number }>(`INSERT INTO devices (tenant_id, serial, model) VALUES ($1, '951FF00000340', 'ECOLOG') RETURNING id`, [T]);
   // Serial numbers name devices before their tenant is known: unique across tenants.
