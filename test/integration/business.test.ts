@@ -190,30 +190,29 @@ for (const engine of ENGINES) {
         await rejectsWith(store.create('acme', 'sensors', { channel_id: c.id, quantities: 'temp' }), 'invalid', 'quantities');
       });
 
-      it('applications, user_applications (secret hidden), consumers', async () => {
+      it('applications, user_applications (password hidden), consumers', async () => {
         const app = await store.create('acme', 'applications', { name: uniq('app'), jid: uniq('app') + '@xmpp.example', description: 'proxy' });
         assert.equal(app.description, 'proxy');
         await rejectsWith(store.create('acme', 'applications', { name: app.name, jid: 'other@x' }), 'conflict', 'name');
-        const user = await store.create('acme', 'users', { username: uniq('u') });
-        const secret = Buffer.from('ciphertext-bytes');
+        const user = await store.create('acme', 'users', { username: uniq('u'), federation_id: uniq('fed') });
+        await rejectsWith(store.create('acme', 'users', { username: uniq('u'), federation_id: user.federation_id }), 'conflict', 'federation_id');
         const ua = await store.create('acme', 'user_applications', {
           user_id: user.id,
           application_id: app.id,
           login: 'ana',
-          secret,
-          secret_key_id: 'k1',
+          password: 'pa55-word',
           roles: ['reader'],
         });
-        assert.deepEqual([ua.login, ua.secret_key_id, ua.roles, ua.has_secret], ['ana', 'k1', ['reader'], true]);
-        assertNoSecrets(ua);
-        const { rows } = await db.query<{ secret: Buffer }>('SELECT secret FROM user_applications WHERE id = $1', [ua.id]);
-        assert.deepEqual(rows[0].secret, secret);
-        const cleared = await store.update('acme', 'user_applications', ua.id as number, { secret: null });
-        assert.equal(cleared.has_secret, false);
-        assertNoSecrets(await store.read('acme', 'user_applications', ua.id as number));
-        assertNoSecrets((await store.list('acme', 'user_applications')).items[0]);
-        await rejectsWith(store.update('acme', 'user_applications', ua.id as number, { secret: 'text' }), 'invalid', 'secret');
-        await rejectsWith(store.update('acme', 'user_applications', ua.id as number, { secret_key_id: null, secret }), 'invalid', 'secret_key_id');
+        assert.deepEqual([ua.login, ua.secret_ref, ua.roles, ua.has_password], ['ana', null, ['reader'], true]);
+        assert.ok(!JSON.stringify(ua).includes('pa55-word'));
+        assert.ok(!('password' in ua));
+        const { rows } = await db.query<{ password: string }>('SELECT password FROM user_applications WHERE id = $1', [ua.id]);
+        assert.equal(rows[0].password, 'pa55-word');
+        const cleared = await store.update('acme', 'user_applications', ua.id as number, { password: null, secret_ref: 'LEGACY_ANA' });
+        assert.deepEqual([cleared.has_password, cleared.secret_ref], [false, 'LEGACY_ANA']);
+        assert.ok(!('password' in (await store.read('acme', 'user_applications', ua.id as number))));
+        assert.ok(!('password' in (await store.list('acme', 'user_applications')).items[0]));
+        await rejectsWith(store.update('acme', 'user_applications', ua.id as number, { password: 5 }), 'invalid', 'password');
         await rejectsWith(store.create('acme', 'user_applications', { user_id: user.id, application_id: app.id }), 'conflict');
 
         const consumer = await store.create('acme', 'consumers', {

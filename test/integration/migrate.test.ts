@@ -197,6 +197,8 @@ async function smoke(db: SqlClient): Promise<void> {
   const user = await one<{ id: number }>(`INSERT INTO users (tenant_id, username, federation_id) VALUES ($1, 'alice', 'alice@fed') RETURNING id`, [T]);
   assert.equal(typeof user.id, 'number');
   await assert.rejects(db.query(`INSERT INTO users (tenant_id, username) VALUES ($1, 'alice')`, [T]), code('23505'));
+  // 010: an incoming Sen1Message names its user by federation_id, so it is unique per tenant.
+  await assert.rejects(db.query(`INSERT INTO users (tenant_id, username, federation_id) VALUES ($1, 'alice2', 'alice@fed')`, [T]), code('23505'));
 
   const device = await one<{ id: number }>(`INSERT INTO devices (tenant_id, serial, model) VALUES ($1, '951FF00000340', 'ECOLOG') RETURNING id`, [T]);
   // Serial numbers name devices before their tenant is known: unique across tenants.
@@ -230,12 +232,12 @@ async function smoke(db: SqlClient): Promise<void> {
 
   const app = await one<{ id: number }>(`INSERT INTO applications (tenant_id, name, jid) VALUES ($1, 'crm', 'crm@fed.example') RETURNING id`, [T]);
   const ua = await one<{ id: number }>(
-    `INSERT INTO user_applications (tenant_id, user_id, application_id, login, secret, secret_key_id) VALUES ($1, $2, $3, 'alice', $4, 'k1') RETURNING id`,
-    [T, user.id, app.id, Buffer.from('ciphertext')],
+    `INSERT INTO user_applications (tenant_id, user_id, application_id, login, password, secret_ref) VALUES ($1, $2, $3, 'alice', 'pw', NULL) RETURNING id`,
+    [T, user.id, app.id],
   );
   await assert.rejects(
-    db.query(`INSERT INTO user_applications (tenant_id, user_id, application_id, secret) VALUES ($1, $2, $3, '\\x01')`, [T, user.id, app.id]),
-    code('23514'), // a secret needs the id of the key that encrypted it
+    db.query(`INSERT INTO user_applications (tenant_id, user_id, application_id) VALUES ($1, $2, $3)`, [T, user.id, app.id]),
+    code('23505'), // one login per user and application
   );
   const consumer = await one<{ mapping: unknown }>(
     `INSERT INTO consumers (tenant_id, user_id, user_application_id, target_application_id, source, mapping) VALUES ($1, $2, $3, $4, $5, $6) RETURNING mapping`,

@@ -1,5 +1,5 @@
 /**
- * The business entities of migrations 001, 005 and 009, each described once: its table, the column that
+ * The business entities of migrations 001, 005, 009 and 010, each described once: its table, the column that
  * addresses a row, the tenant column, and every column with its type, nullability and who may
  * write it. The store's whitelists, SQL and coercion all derive from these descriptions;
  * test/integration/business-schema.test.ts checks them against the migrated database, so a
@@ -179,13 +179,14 @@ export const ENTITIES: Record<BusinessEntity, Entity> = {
       user_id: wc('id', req),
       application_id: wc('id', req),
       login: w('text', opt),
-      secret: w('bytea', { nullable: true, hidden: true }),
-      secret_key_id: w('text', opt),
+      // As a webhook's password: sent to the local system, so stored as is, never returned.
+      password: w('text', { nullable: true, hidden: true }),
+      secret_ref: w('text', opt),
       roles: w('text[]'),
       created_at: createdAt,
       updated_at: updatedAt,
     },
-    { computed: { has_secret: '(secret IS NOT NULL)' } },
+    { computed: { has_password: '(password IS NOT NULL)' } },
   ),
   consumers: entity('consumers', {
     id,

@@ -37,7 +37,6 @@ function detailColumns(detail: unknown): string[] {
 const CHECK_MESSAGES: Record<string, [string, string]> = {
   device_keys_check: ['valid_until', 'valid_until must be later than valid_from'],
   sensors_check: ['ended_at', 'ended_at must not be earlier than started_at'],
-  user_applications_check: ['secret_key_id', 'a secret needs the secret_key_id that encrypted it'],
   tenants_id_check: ['id', 'a tenant id has 1 to 64 characters'],
   webhook_subscriptions_url_check: ['url', 'url must start with http:// or https://'],
   webhook_subscriptions_secret_check: ['secret', 'secret must be whsec_ followed by base64'],

@@ -7,8 +7,8 @@
  * `interval_s`, `valid_until`...). Each entity has an explicit whitelist of the fields a caller may
  * write (some only on create) and of the fields it returns; `describeEntity` lists them. Never
  * writable from the input: id, tenant_id, created_at, updated_at. Never returned: device_keys'
- * salt, stored_key and server_key, api_keys' hash, user_applications' secret (it returns
- * `has_secret` instead).
+ * salt, stored_key and server_key, api_keys' hash, user_applications' password (it returns
+ * `has_password` instead).
  *
  * Tenancy: the tenant argument is the only source of tenant_id, and every statement filters by
  * it, so a tenant can neither see, change, delete nor reference another tenant's rows (the
