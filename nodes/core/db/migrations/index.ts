@@ -12,6 +12,7 @@ import * as m006 from './006_webhook_receipts';
 import * as m007 from './007_api_usage';
 import * as m008 from './008_schedules';
 import * as m009 from './009_pull_sources';
+import * as m011 from './011_ftp';
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: m001.sql },
@@ -23,4 +24,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'api_usage', sql: m007.sql },
   { version: 8, name: 'schedules', sql: m008.sql },
   { version: 9, name: 'pull_sources', sql: m009.sql },
+  { version: 11, name: 'ftp', sql: m011.sql },
 ];

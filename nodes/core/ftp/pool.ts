@@ -1,0 +1,200 @@
+/**
+ * FTP connections shared by every delivery, bounded in total and per target: logged-in
+ * connections are reused for the next files of the same target (login and TLS handshakes are
+ * most of an FTP upload's cost), kept idle for idleMs, and closed early when another target needs
+ * the room. Waiters are served in order of arrival, each as soon as its own target has room, so a
+ * busy target never holds up another that has some. Framework-free: connect() makes the client.
+ */
+
+/** What the pool needs of a connection (basic-ftp's Client has it). */
+export interface PooledClient {
+  readonly closed: boolean;
+  close(): void;
+}
+
+export interface PoolTarget {
+  key: string;
+  maxConnections: number;
+}
+
+export interface PoolOptions<C extends PooledClient, T extends PoolTarget> {
+  /** Connections open at once, all targets together (connecting ones included). */
+  maxTotal: number;
+  /** Connections to one target at most (a target's own maxConnections may be lower). */
+  maxPerTarget: number;
+  /** An unused connection is closed after this long. */
+  idleMs: number;
+  /** Most deliveries waiting for a connection; past it use() rejects at once. */
+  maxWaiting: number;
+  connect(target: T): Promise<C>;
+}
+
+export class PoolFullError extends Error {
+  override name = 'PoolFullError';
+}
+
+interface Idle<C> {
+  client: C;
+  timer: NodeJS.Timeout;
+  since: number;
+}
+
+interface Slot<C> {
+  open: number; // busy + idle + connecting
+  idle: Idle<C>[];
+}
+
+interface Waiter<C, T> {
+  target: T;
+  resolve(lease: Lease<C>): void;
+  reject(err: Error): void;
+}
+
+/** A connection lent out; `fresh` when it was opened for this lease (not reused). */
+export interface Lease<C> {
+  client: C;
+  fresh: boolean;
+}
+
+export class FtpPool<C extends PooledClient, T extends PoolTarget> {
+  private readonly slots = new Map<string, Slot<C>>();
+  private waiters: Waiter<C, T>[] = [];
+  private total = 0;
+  private closing = false;
+  /** The most connections ever open at once (for tests and the bench). */
+  peak = 0;
+
+  constructor(private readonly options: PoolOptions<C, T>) {
+    if (!(options.maxTotal >= 1 && options.maxPerTarget >= 1)) throw new RangeError('maxTotal and maxPerTarget must be >= 1');
+  }
+
+  get open(): number {
+    return this.total;
+  }
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Runs fn on a connection of the target; a connection fn failed on is closed, not reused. */
+  async use<R>(target: T, fn: (client: C, fresh: boolean) => Promise<R>): Promise<R> {
+    const lease = await this.acquire(target);
+    let ok = false;
+    try {
+      const result = await fn(lease.client, lease.fresh);
+      ok = true;
+      return result;
+    } finally {
+      this.release(target, lease.client, ok);
+    }
+  }
+
+  acquire(target: T): Promise<Lease<C>> {
+    if (this.closing) return Promise.reject(new Error('the FTP pool is closed'));
+    const now = this.tryTake(target);
+    if (now) return now;
+    if (this.waiters.length >= this.options.maxWaiting) return Promise.reject(new PoolFullError('too many deliveries waiting for an FTP connection'));
+    return new Promise((resolve, reject) => this.waiters.push({ target, resolve, reject }));
+  }
+
+  /** Gives the connection back: kept for reuse when ok and still open, else closed. */
+  release(target: T, client: C, ok: boolean): void {
+    const slot = this.slot(target.key);
+    if (!ok || client.closed || this.closing) {
+      client.close();
+      this.forget(slot, target.key);
+    } else {
+      const idle: Idle<C> = {
+        client,
+        since: Date.now(),
+        timer: setTimeout(() => {
+          const at = slot.idle.indexOf(idle);
+          if (at < 0) return;
+          slot.idle.splice(at, 1);
+          client.close();
+          this.forget(slot, target.key);
+        }, this.options.idleMs),
+      };
+      slot.idle.push(idle);
+    }
+    this.pump();
+  }
+
+  /** Closes every idle connection and refuses new leases; leased ones close when given back. */
+  close(): void {
+    this.closing = true;
+    for (const w of this.waiters.splice(0)) w.reject(new Error('the FTP pool is closed'));
+    for (const [key, slot] of this.slots)
+      for (const idle of slot.idle.splice(0)) {
+        clearTimeout(idle.timer);
+        idle.client.close();
+        this.forget(slot, key);
+      }
+  }
+
+  private slot(key: string): Slot<C> {
+    let slot = this.slots.get(key);
+    if (!slot) this.slots.set(key, (slot = { open: 0, idle: [] }));
+    return slot;
+  }
+
+  private forget(slot: Slot<C>, key: string): void {
+    slot.open--;
+    this.total--;
+    if (slot.open === 0 && slot.idle.length === 0) this.slots.delete(key);
+  }
+
+  /** A lease at once if the target has an idle connection or room for a new one; else undefined. */
+  private tryTake(target: T): Promise<Lease<C>> | undefined {
+    const slot = this.slot(target.key);
+    while (slot.idle.length > 0) {
+      const idle = slot.idle.pop()!; // the most recently used: least likely to have timed out
+      clearTimeout(idle.timer);
+      if (!idle.client.closed) return Promise.resolve({ client: idle.client, fresh: false });
+      idle.client.close();
+      this.forget(slot, target.key);
+    }
+    if (slot.open >= Math.min(this.options.maxPerTarget, target.maxConnections)) return undefined;
+    if (this.total >= this.options.maxTotal && !this.evictIdle(target.key)) return undefined;
+    slot.open++;
+    this.total++;
+    this.peak = Math.max(this.peak, this.total);
+    return this.options.connect(target).then(
+      (client) => ({ client, fresh: true }),
+      (err: Error) => {
+        this.forget(slot, target.key);
+        this.pump();
+        throw err;
+      },
+    );
+  }
+
+  /** Closes the longest-idle connection of another target to make room; false if there is none. */
+  private evictIdle(except: string): boolean {
+    let oldest: { key: string; slot: Slot<C>; idle: Idle<C> } | undefined;
+    for (const [key, slot] of this.slots) {
+      if (key === except) continue;
+      const first = slot.idle[0];
+      if (first && (!oldest || first.since < oldest.idle.since)) oldest = { key, slot, idle: first };
+    }
+    if (!oldest) return false;
+    oldest.slot.idle.shift();
+    clearTimeout(oldest.idle.timer);
+    oldest.idle.client.close();
+    this.forget(oldest.slot, oldest.key);
+    return true;
+  }
+
+  /** Serves waiters in order, each whose target has room now. */
+  private pump(): void {
+    if (this.waiters.length === 0) return;
+    const still: Waiter<C, T>[] = [];
+    for (const w of this.waiters) {
+      const lease = this.closing ? undefined : this.tryTake(w.target);
+      if (lease) lease.then(w.resolve, w.reject);
+      else still.push(w);
+    }
+    this.waiters = still;
+    if (this.closing) for (const w of this.waiters.splice(0)) w.reject(new Error('the FTP pool is closed'));
+  }
+}
