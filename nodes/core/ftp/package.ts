@@ -134,3 +134,26 @@ export function deliveryDate(time: unknown, now = Date.now()): Date {
   if (time instanceof Date && !Number.isNaN(time.getTime())) return time;
   return new Date(now);
 }
+
+/**
+ * The files a message carries: msg.files, a list of { name, data } (data a Buffer or text, or
+ * base64 text as { name, base64 }), else msg.payload (a Buffer or text) named msg.filename.
+ */
+export function filesOf(msg: Record<string, unknown>): InputFile[] {
+  const list = msg.files;
+  if (Array.isArray(list)) {
+    return list.map((f: unknown, i) => {
+      if (f === null || typeof f !== 'object') throw new NamingError(`msg.files[${i}] is not an object with name and data`);
+      const { name, data, base64 } = f as { name?: unknown; data?: unknown; base64?: unknown };
+      if (name !== undefined && typeof name !== 'string') throw new NamingError(`msg.files[${i}].name is not a text`);
+      if (typeof base64 === 'string') return { name, data: Buffer.from(base64, 'base64') };
+      if (typeof data === 'string' || Buffer.isBuffer(data) || data instanceof Uint8Array) return { name, data };
+      throw new NamingError(`msg.files[${i}] has no data (a Buffer or text) or base64`);
+    });
+  }
+  if (list !== undefined) throw new NamingError('msg.files must be a list of { name, data }');
+  const p = msg.payload;
+  if (Buffer.isBuffer(p) || typeof p === 'string' || p instanceof Uint8Array)
+    return [{ name: typeof msg.filename === 'string' ? msg.filename : undefined, data: p }];
+  return [];
+}
