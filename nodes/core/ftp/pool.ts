@@ -29,6 +29,9 @@ export interface PoolOptions<C extends PooledClient, T extends PoolTarget> {
   connect(target: T): Promise<C>;
 }
 
+/** A waiter older than this is served before anyone else, reuse or not. */
+const STARVING_MS = 1_000;
+
 export class PoolFullError extends Error {
   override name = 'PoolFullError';
 }
@@ -46,6 +49,7 @@ interface Slot<C> {
 
 interface Waiter<C, T> {
   target: T;
+  since: number;
   resolve(lease: Lease<C>): void;
   reject(err: Error): void;
 }
@@ -94,7 +98,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     const now = this.tryTake(target);
     if (now) return now;
     if (this.waiters.length >= this.options.maxWaiting) return Promise.reject(new PoolFullError('too many deliveries waiting for an FTP connection'));
-    return new Promise((resolve, reject) => this.waiters.push({ target, resolve, reject }));
+    return new Promise((resolve, reject) => this.waiters.push({ target, since: Date.now(), resolve, reject }));
   }
 
   /** Gives the connection back: kept for reuse when ok and still open, else closed. */
@@ -185,16 +189,32 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     return true;
   }
 
-  /** Serves waiters in order, each whose target has room now. */
+  /**
+   * Serves waiters: first those whose own target has an idle connection (reuse beats a new
+   * login), then the rest in order of arrival, opening connections or closing idle ones of other
+   * targets to make room. Once the oldest waiter has waited STARVING_MS, strictly in order.
+   */
   private pump(): void {
     if (this.waiters.length === 0) return;
-    const still: Waiter<C, T>[] = [];
-    for (const w of this.waiters) {
-      const lease = this.closing ? undefined : this.tryTake(w.target);
-      if (lease) lease.then(w.resolve, w.reject);
-      else still.push(w);
+    const serve = (w: Waiter<C, T>, lease: Promise<Lease<C>>) => lease.then(w.resolve, w.reject);
+    let still: Waiter<C, T>[] = this.waiters;
+    if (!this.closing && Date.now() - still[0].since < STARVING_MS) {
+      const rest: Waiter<C, T>[] = [];
+      for (const w of still) {
+        const slot = this.slots.get(w.target.key);
+        const lease = slot && slot.idle.length > 0 ? this.tryTake(w.target) : undefined;
+        if (lease) serve(w, lease);
+        else rest.push(w);
+      }
+      still = rest;
     }
-    this.waiters = still;
+    const left: Waiter<C, T>[] = [];
+    for (const w of still) {
+      const lease = this.closing ? undefined : this.tryTake(w.target);
+      if (lease) serve(w, lease);
+      else left.push(w);
+    }
+    this.waiters = left;
     if (this.closing) for (const w of this.waiters.splice(0)) w.reject(new Error('the FTP pool is closed'));
   }
 }
