@@ -6,6 +6,7 @@
  * name is fixed per delivery and file, so a retry after a crash overwrites the same leftover and
  * renames it away: the folder ends with one whole file. Framework-free.
  */
+import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { Client, FTPError } from 'basic-ftp';
 import { posix } from 'node:path';
@@ -25,7 +26,10 @@ export async function connectFtp(target: FtpTarget, timeoutMs: number): Promise<
       user: target.user,
       password: target.password,
       secure: target.tls === 'none' ? false : target.tls === 'implicit' ? 'implicit' : true,
-      secureOptions: target.tls === 'none' ? undefined : { ca: target.ca, rejectUnauthorized: target.rejectUnauthorized, servername: target.host },
+      secureOptions:
+        target.tls === 'none'
+          ? undefined
+          : { ca: target.ca, rejectUnauthorized: target.rejectUnauthorized, ...(isIP(target.host) ? {} : { servername: target.host }) },
     });
   } catch (err) {
     client.close();
