@@ -13,7 +13,7 @@ import { buildDelivery, deliveryDate, deliveryId, filesOf, messageFields, type N
 import { FtpPool } from '../core/ftp/pool';
 import { FtpSender, type TargetRef } from '../core/ftp/sender';
 import { TargetStore, targetOfRow, type FtpTarget } from '../core/ftp/targets';
-import { connectFtp, type FtpClient } from '../core/ftp/upload';
+import { ftpConnections, type FtpClient } from '../core/ftp/upload';
 import type { FtpConfigNode } from '../shared/config-nodes';
 import { closeAfter, configOf, databaseOf } from '../shared/config-user';
 import { boolField, intField, textField } from '../shared/fields';
@@ -71,7 +71,7 @@ export = function register(RED: NodeAPI): void {
       maxPerTarget: intField(def.perTarget, 4, 1, 16),
       idleMs: 30_000,
       maxWaiting: 10_000,
-      connect: (target) => connectFtp(target, timeoutMs),
+      ...ftpConnections(timeoutMs),
     });
     let store: TargetStore | undefined;
     let sender: FtpSender | undefined;
@@ -175,7 +175,7 @@ export = function register(RED: NodeAPI): void {
       clearInterval(depthTimer);
       status.close();
       await sender?.stop(10_000);
-      pool.close();
+      await pool.close();
     });
   }
   RED.nodes.registerType('conflux-ftp-out', FtpOutNode);

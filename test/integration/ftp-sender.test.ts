@@ -15,7 +15,7 @@ import type { RemoteFile } from '../../nodes/core/ftp/package';
 import { FtpPool } from '../../nodes/core/ftp/pool';
 import { FtpSender, type NewDelivery, type SenderOptions } from '../../nodes/core/ftp/sender';
 import { makeTarget, type FtpTarget } from '../../nodes/core/ftp/targets';
-import { connectFtp, type FtpClient } from '../../nodes/core/ftp/upload';
+import { closeFtp, connectFtp, type FtpClient } from '../../nodes/core/ftp/upload';
 import { FtpFarm } from '../support/ftp-farm';
 import { freshDatabase, ftpsServer } from '../support/servers';
 import { until } from '../support/wait';
@@ -40,6 +40,7 @@ function poolFor(connects?: FtpClient[]) {
       connects?.push(c);
       return c;
     },
+    dispose: (c) => closeFtp(c, 2_000),
   });
 }
 
@@ -79,7 +80,7 @@ describe('FTP sender against real servers', function () {
       assert.equal(sender.stats.dead, 0);
     } finally {
       await sender.stop();
-      pool.close();
+      await pool.close();
       await farm.stop();
     }
   });
@@ -143,8 +144,8 @@ describe('FTP sender against real servers', function () {
       assert.ok(farm.read(0, 'in/WVW1.zip').equals(payload), 'the whole file, byte for byte');
     } finally {
       await b.stop();
-      poolA.close();
-      poolB.close();
+      await poolA.close();
+      await poolB.close();
       await farm.stop();
     }
   });
@@ -176,7 +177,7 @@ describe('FTP sender against real servers', function () {
       assert.match(errors[0], /certificate/i);
     } finally {
       await sender.stop();
-      pool.close();
+      await pool.close();
       await farm.stop();
     }
   });

@@ -12,7 +12,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { FtpSrv, FileSystem, type FtpConnection } from 'ftp-srv';
-import { freePort } from './ports';
 
 export interface FarmServer {
   index: number;
@@ -70,7 +69,7 @@ export class FtpFarm {
     for (let i = 0; i < n; i++) {
       const root = path.join(farm.base, `s${i}`);
       fs.mkdirSync(root);
-      farm.servers.push({ index: i, port: await freePort(), user: `user${i}`, password: `pw-${i}-${Math.random().toString(36).slice(2)}`, root, running: false });
+      farm.servers.push({ index: i, port: 0, user: `user${i}`, password: `pw-${i}-${Math.random().toString(36).slice(2)}`, root, running: false });
       farm.pasv.set(i, pasvNext);
       pasvNext += PASV_PER_SERVER;
       if (pasvNext > 32_000) pasvNext = 10_000;
@@ -107,6 +106,8 @@ export class FtpFarm {
       resolve({ fs: onWrite ? new HookedFs(connection, s.root, (name, stream) => onWrite(s, name, stream)) : new FileSystem(connection, { root: s.root, cwd: '/' }) });
     });
     await server.listen();
+    // Port 0 the first time: the kernel picks one no other listener has; a restart takes it again.
+    s.port = ((server as unknown as { server: { address(): { port: number } } }).server.address()).port;
     this.instances.set(i, server);
     s.running = true;
   }

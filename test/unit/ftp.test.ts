@@ -152,7 +152,7 @@ describe('ftp connection pool', () => {
     const before = connects;
     await work('z');
     assert.equal(connects, before, 'an idle connection of the target is reused');
-    pool.close();
+    await pool.close();
     assert.equal(pool.open, 0);
   });
 
@@ -174,7 +174,7 @@ describe('ftp connection pool', () => {
     await assert.rejects(pool.acquire(target('c')), PoolFullError);
     pool.release(target('b', 1), lease.client, true);
     assert.equal((await waiting).client, lease.client);
-    pool.close();
+    await pool.close();
   });
 
   it('frees the slot of a connection that failed to open', async () => {
@@ -193,6 +193,6 @@ describe('ftp connection pool', () => {
     fail = false;
     await pool.use(target('a'), async () => undefined);
     assert.equal(pool.open, 1);
-    pool.close();
+    await pool.close();
   });
 });

@@ -3,7 +3,9 @@
  * connections are reused for the next files of the same target (login and TLS handshakes are
  * most of an FTP upload's cost), kept idle for idleMs, and closed early when another target needs
  * the room. Waiters are served in order of arrival, each as soon as its own target has room, so a
- * busy target never holds up another that has some. Framework-free: connect() makes the client.
+ * busy target never holds up another that has some. A closing connection counts until it is
+ * closed, so the servers never see more than the bounds either. Framework-free: connect() makes
+ * the client, dispose() ends it.
  */
 
 /** What the pool needs of a connection (basic-ftp's Client has it). */
@@ -27,6 +29,11 @@ export interface PoolOptions<C extends PooledClient, T extends PoolTarget> {
   /** Most deliveries waiting for a connection; past it use() rejects at once. */
   maxWaiting: number;
   connect(target: T): Promise<C>;
+  /**
+   * Closes a connection; it counts against the bounds until this resolves (a server counts a
+   * connection until it has seen it close). Default: close() at once.
+   */
+  dispose?(client: C): Promise<void>;
 }
 
 /** A waiter older than this is served before anyone else, reuse or not. */
@@ -104,10 +111,8 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
   /** Gives the connection back: kept for reuse when ok and still open, else closed. */
   release(target: T, client: C, ok: boolean): void {
     const slot = this.slot(target.key);
-    if (!ok || client.closed || this.closing) {
-      client.close();
-      this.forget(slot, target.key);
-    } else {
+    if (!ok || client.closed || this.closing) void this.dispose(client, slot, target.key);
+    else {
       const idle: Idle<C> = {
         client,
         since: Date.now(),
@@ -115,8 +120,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
           const at = slot.idle.indexOf(idle);
           if (at < 0) return;
           slot.idle.splice(at, 1);
-          client.close();
-          this.forget(slot, target.key);
+          void this.dispose(client, slot, target.key);
         }, this.options.idleMs),
       };
       slot.idle.push(idle);
@@ -125,15 +129,31 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
   }
 
   /** Closes every idle connection and refuses new leases; leased ones close when given back. */
-  close(): void {
+  async close(): Promise<void> {
     this.closing = true;
     for (const w of this.waiters.splice(0)) w.reject(new Error('the FTP pool is closed'));
+    const closing: Promise<void>[] = [];
     for (const [key, slot] of this.slots)
       for (const idle of slot.idle.splice(0)) {
         clearTimeout(idle.timer);
-        idle.client.close();
-        this.forget(slot, key);
+        closing.push(this.dispose(idle.client, slot, key));
       }
+    await Promise.all(closing);
+  }
+
+  /** Ends a connection; its slot is free once it is closed. */
+  private dispose(client: C, slot: Slot<C>, key: string): Promise<void> {
+    // The waiters are served after the caller's own bookkeeping (a microtask), never in the middle of a pump.
+    const done = () => {
+      this.forget(slot, key);
+      queueMicrotask(() => this.pump());
+    };
+    if (!this.options.dispose) {
+      client.close();
+      done();
+      return Promise.resolve();
+    }
+    return this.options.dispose(client).then(done, done);
   }
 
   private slot(key: string): Slot<C> {
@@ -155,11 +175,13 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
       const idle = slot.idle.pop()!; // the most recently used: least likely to have timed out
       clearTimeout(idle.timer);
       if (!idle.client.closed) return Promise.resolve({ client: idle.client, fresh: false });
-      idle.client.close();
-      this.forget(slot, target.key);
+      void this.dispose(idle.client, slot, target.key);
     }
     if (slot.open >= Math.min(this.options.maxPerTarget, target.maxConnections)) return undefined;
-    if (this.total >= this.options.maxTotal && !this.evictIdle(target.key)) return undefined;
+    if (this.total >= this.options.maxTotal) {
+      this.evictIdle(target.key); // its slot is free once it has closed; then the waiters are served
+      return undefined;
+    }
     slot.open++;
     this.total++;
     this.peak = Math.max(this.peak, this.total);
@@ -173,7 +195,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     );
   }
 
-  /** Closes the longest-idle connection of another target to make room; false if there is none. */
+  /** Starts closing the longest-idle connection of another target to make room; false if there is none. */
   private evictIdle(except: string): boolean {
     let oldest: { key: string; slot: Slot<C>; idle: Idle<C> } | undefined;
     for (const [key, slot] of this.slots) {
@@ -184,8 +206,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     if (!oldest) return false;
     oldest.slot.idle.shift();
     clearTimeout(oldest.idle.timer);
-    oldest.idle.client.close();
-    this.forget(oldest.slot, oldest.key);
+    void this.dispose(oldest.idle.client, oldest.slot, oldest.key);
     return true;
   }
 

@@ -38,6 +38,33 @@ export async function connectFtp(target: FtpTarget, timeoutMs: number): Promise<
   return client;
 }
 
+/**
+ * Ends a connection politely (QUIT) and resolves once its socket has closed, after the server
+ * closed its end: until then the server still counts it. After timeoutMs it is cut.
+ */
+export function closeFtp(client: Client, timeoutMs: number): Promise<void> {
+  const socket = client.ftp.socket;
+  if (socket.closed) {
+    client.close();
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const cut = setTimeout(() => client.close(), timeoutMs);
+    socket.once('close', () => {
+      clearTimeout(cut);
+      client.close();
+      resolve();
+    });
+    if (client.closed || socket.destroyed) client.close();
+    else client.send('QUIT').catch(() => client.close());
+  });
+}
+
+/** How a pool of FTP connections opens and ends them (nodes/core/ftp/pool.ts). */
+export function ftpConnections(timeoutMs: number): { connect(target: FtpTarget): Promise<Client>; dispose(client: Client): Promise<void> } {
+  return { connect: (target) => connectFtp(target, timeoutMs), dispose: (client) => closeFtp(client, Math.min(timeoutMs, 5_000)) };
+}
+
 /** `.name.<tag>.part` beside the final name: hidden from most listings, unique per delivery. */
 export function temporaryName(base: string, tag: string): string {
   return `.${base}.${tag}.part`;
