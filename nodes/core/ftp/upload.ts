@@ -44,19 +44,22 @@ export async function connectFtp(target: FtpTarget, timeoutMs: number): Promise<
  */
 export function closeFtp(client: Client, timeoutMs: number): Promise<void> {
   const socket = client.ftp.socket;
-  if (socket.closed) {
+  if (client.closed || socket.destroyed) {
     client.close();
     return Promise.resolve();
   }
   return new Promise((resolve) => {
-    const cut = setTimeout(() => client.close(), timeoutMs);
-    socket.once('close', () => {
+    const finish = () => {
       clearTimeout(cut);
       client.close();
       resolve();
-    });
-    if (client.closed || socket.destroyed) client.close();
-    else client.send('QUIT').catch(() => client.close());
+    };
+    // The server's FIN after its 221 (basic-ftp drops every listener of the socket when it sees
+    // it, but not those of the event under way: 'end' reaches this one).
+    socket.once('end', finish);
+    socket.once('error', finish);
+    const cut = setTimeout(finish, timeoutMs);
+    client.send('QUIT').catch(finish);
   });
 }
 
