@@ -174,8 +174,7 @@ export = function register(RED: NodeAPI): void {
       closing = true;
       clearInterval(depthTimer);
       status.close();
-      await sender?.stop(10_000);
-      await pool.close();
+      await (sender ? sender.stop(10_000) : pool.close());
     });
   }
   RED.nodes.registerType('conflux-ftp-out', FtpOutNode);

@@ -54,6 +54,9 @@ export class FtpFarm {
   /** The most control connections ever open at once. */
   peak = 0;
   logins = 0;
+  /** Files that arrived under their final name: stored directly (not a .part), or renamed to it. */
+  arrivals = 0;
+  onArrival?: () => void;
   private readonly instances = new Map<number, FtpSrv>();
   private readonly pasv = new Map<number, number>();
   private readonly base: string;
@@ -102,6 +105,13 @@ export class FtpFarm {
     server.on('login', ({ connection, username, password }, resolve, reject) => {
       if (username !== s.user || password !== s.password) return reject(new Error('wrong login'));
       this.logins++;
+      const arrived = (err: unknown, to: unknown) => {
+        if (err || String(to).endsWith('.part')) return;
+        this.arrivals++;
+        this.onArrival?.();
+      };
+      connection.on('STOR', arrived);
+      connection.on('RNTO', arrived);
       const onWrite = this.options.onWrite;
       resolve({ fs: onWrite ? new HookedFs(connection, s.root, (name, stream) => onWrite(s, name, stream)) : new FileSystem(connection, { root: s.root, cwd: '/' }) });
     });

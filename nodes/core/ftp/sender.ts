@@ -155,6 +155,7 @@ export class FtpSender {
     this.stopped = true;
     await this.writer.close();
     await this.drainer.stop();
+    const closing = this.hooks.pool.close(); // refuses the waiting deliveries: they go back to the box
     if (this.stats.inFlight > 0)
       await new Promise<void>((resolve) => {
         const give = setTimeout(resolve, waitMs);
@@ -163,6 +164,7 @@ export class FtpSender {
           resolve();
         };
       });
+    await closing;
     await this.flushDefers();
   }
 
@@ -216,7 +218,8 @@ export class FtpSender {
       await this.drainer.ack(m.id).catch((err: Error) => this.error(err));
     } catch (err) {
       if (err instanceof StaleConnection) err = err.cause;
-      if (err instanceof PoolFullError) this.deferLater(m, 200);
+      if (this.stopped) this.deferLater(m, 0); // cut off by the stop, not the target's fault
+      else if (err instanceof PoolFullError) this.deferLater(m, 200);
       else {
         if (!isRequestRefusal(err)) {
           state.failures++;
@@ -251,7 +254,7 @@ export class FtpSender {
 
   /** Gives the message back without counting an attempt; one UPDATE per 100 ms bucket of delay. */
   private deferLater(m: ClaimedMessage, delayMs: number): void {
-    const bucket = Math.max(100, Math.ceil(delayMs / 100) * 100);
+    const bucket = Math.ceil(delayMs / 100) * 100;
     const ids = this.defers.get(bucket);
     if (ids) ids.push(m.id);
     else this.defers.set(bucket, [m.id]);
