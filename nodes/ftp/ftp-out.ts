@@ -146,7 +146,9 @@ export = function register(RED: NodeAPI): void {
       const client = scalar(msg.client);
       const row = explicit ? await store.byRef(tenant, explicit) : await store.forOwner(tenant, { user, client });
       if (!row || !row.enabled)
-        throw new Error(`no enabled FTP target ${explicit ? JSON.stringify(explicit) : `for user ${JSON.stringify(user ?? null)} or client ${JSON.stringify(client ?? null)}`} in tenant ${tenant}`);
+        throw new Error(
+          `no enabled FTP target ${explicit ? JSON.stringify(explicit) : `for user ${JSON.stringify(user ?? null)} or client ${JSON.stringify(client ?? null)}`} in tenant ${tenant}`,
+        );
       return { ref: { kind: 'store', id: String(row.id) }, label: row.name, rules: { naming: row.naming, archive: row.archive, metadata: row.metadata } };
     }
 

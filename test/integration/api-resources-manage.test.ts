@@ -189,9 +189,27 @@ describe('REST API management resources on PostgreSQL', function () {
         'protocol',
       );
       await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', username: 'u' } }, 'invalid-request', 'host');
-      await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', host: 'h', username: 'u', secretref: 'vault:ftp/acme' } }, 'invalid-request', 'secretRef');
-      await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', host: 'h', username: 'u', naming: '{vin_{nn}.jpg' } }, 'invalid-request', 'naming');
-      await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', host: 'h', username: 'u', maxconnections: 99 } }, 'invalid-request', 'maxConnections');
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', secretref: 'vault:ftp/acme' } },
+        'invalid-request',
+        'secretRef',
+      );
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', naming: '{vin_{nn}.jpg' } },
+        'invalid-request',
+        'naming',
+      );
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', maxconnections: 99 } },
+        'invalid-request',
+        'maxConnections',
+      );
       const changed = await call(stores, 'updateFtpTarget', { identity: alice, params: { id }, body: { secretref: null, directory: '/in' } });
       assert.deepEqual([changed.body!.hasSecret, changed.body!.directory], [false, '/in']);
       const list = await allPages(stores, 'listFtpTargets', { identity: alice }, 10);
@@ -202,7 +220,17 @@ describe('REST API management resources on PostgreSQL', function () {
       // Seed 002: one client's target with its rules, the password write-only; one target per client.
       const client = await call(stores, 'createFtpTarget', {
         identity: alice,
-        body: { name: 'dealer-7', client: 'd7', host: 'ftp.d7.example', protocol: 'ftpes', port: 21, username: 'up', password: 's3cret-pw', archive: '{vin}.zip', metadata: '{vin}.json' },
+        body: {
+          name: 'dealer-7',
+          client: 'd7',
+          host: 'ftp.d7.example',
+          protocol: 'ftpes',
+          port: 21,
+          username: 'up',
+          password: 's3cret-pw',
+          archive: '{vin}.zip',
+          metadata: '{vin}.json',
+        },
       });
       noSecrets(client.body);
       assert.deepEqual(

@@ -95,7 +95,17 @@ describe('conflux-ftp-out node', function () {
       }
       // Ana, a user of client c0, has her own server: server 1's login, another folder.
       const own = farm.servers[1];
-      await store.create(acme, 'ftp_targets', { name: 'ana', client: 'c0', user_ref: 'ana', host: '127.0.0.1', port: own.port, protocol: 'ftp', username: own.user, password: own.password, directory: '/ana' });
+      await store.create(acme, 'ftp_targets', {
+        name: 'ana',
+        client: 'c0',
+        user_ref: 'ana',
+        host: '127.0.0.1',
+        port: own.port,
+        protocol: 'ftp',
+        username: own.user,
+        password: own.password,
+        directory: '/ana',
+      });
 
       await helper.load(NODES, flow({ tenant: acme, maxConnections: String(BOUND), perTarget: '2' }));
       const msgs: Msg[] = farm.servers.map((s) => ({
@@ -118,9 +128,17 @@ describe('conflux-ftp-out node', function () {
       );
       assert.ok(left.every((m) => typeof m.ftp?.messageId === 'string'));
 
-      const expected = (i: number) => (i % 2 === 0 ? [`vehicles/WVW${String(i).padStart(5, '0')}.zip`] : [`20260307/WVW${String(i).padStart(5, '0')}-001.jpg`, `20260307/WVW${String(i).padStart(5, '0')}-002.jpg`, `WVW${String(i).padStart(5, '0')}.json`].sort());
+      const expected = (i: number) =>
+        i % 2 === 0
+          ? [`vehicles/WVW${String(i).padStart(5, '0')}.zip`]
+          : [
+              `20260307/WVW${String(i).padStart(5, '0')}-001.jpg`,
+              `20260307/WVW${String(i).padStart(5, '0')}-002.jpg`,
+              `WVW${String(i).padStart(5, '0')}.json`,
+            ].sort();
       await until(
-        () => `every file on its server (${farm.servers.filter((s) => farm.files(s.index).length < expected(s.index).length).length} servers still missing some)`,
+        () =>
+          `every file on its server (${farm.servers.filter((s) => farm.files(s.index).length < expected(s.index).length).length} servers still missing some)`,
         () => farm.servers.every((s) => farm.files(s.index).filter((f) => !f.startsWith('ana/')).length === expected(s.index).length),
         90_000,
       );
@@ -141,10 +159,17 @@ describe('conflux-ftp-out node', function () {
           assert.equal(JSON.parse(farm.read(s.index, `${vin}.json`).toString()).uploadedBy, `u${s.index}`);
         }
       }
-      assert.deepEqual(farm.files(1).filter((f) => f.startsWith('ana/')), ['ana/ANA1_01.png'], "Ana's own server, not her client's");
+      assert.deepEqual(
+        farm.files(1).filter((f) => f.startsWith('ana/')),
+        ['ana/ANA1_01.png'],
+        "Ana's own server, not her client's",
+      );
       assert.ok(farm.peak <= BOUND, `at most ${BOUND} connections open at once on the servers' side, saw ${farm.peak}`);
       assert.ok(farm.peak >= Math.min(BOUND, 4), `deliveries ran in parallel (peak ${farm.peak})`);
-      await until('the outbox is empty', async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE queue = 'ftp:out'`)).rows[0].n) === 0);
+      await until(
+        'the outbox is empty',
+        async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE queue = 'ftp:out'`)).rows[0].n) === 0,
+      );
     } finally {
       await helper.unload();
       await farm.stop();
@@ -157,7 +182,9 @@ describe('conflux-ftp-out node', function () {
     try {
       await helper.load(
         NODES,
-        flow({ ftp: 'target', naming: '{vin}_{nn:02}.{ext}', perTarget: '2' }, [{ id: 'target', type: 'conflux-ftp', host: '127.0.0.1', port: String(s.port), secure: 'none', folder: '/in', maxConnections: '2' }]),
+        flow({ ftp: 'target', naming: '{vin}_{nn:02}.{ext}', perTarget: '2' }, [
+          { id: 'target', type: 'conflux-ftp', host: '127.0.0.1', port: String(s.port), secure: 'none', folder: '/in', maxConnections: '2' },
+        ]),
         { target: { user: s.user, password: s.password } },
       );
       const msgs = Array.from({ length: 30 }, (_, i) => ({ vin: `V${i}`, files: [1, 2, 3].map((k) => ({ name: `p${k}.jpg`, data: `${i}-${k}` })) }));

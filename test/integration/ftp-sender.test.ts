@@ -59,15 +59,22 @@ describe('FTP sender against real servers', function () {
 
   it('delivers to the targets that are up while one is down, and to that one when it returns', async () => {
     const farm = await FtpFarm.start(3);
-    const targets = farm.servers.map((s) => makeTarget({ name: `s${s.index}`, host: '127.0.0.1', port: s.port, user: s.user, password: s.password, folder: '/in' }));
+    const targets = farm.servers.map((s) =>
+      makeTarget({ name: `s${s.index}`, host: '127.0.0.1', port: s.port, user: s.user, password: s.password, folder: '/in' }),
+    );
     const pool = poolFor();
-    const sender = new FtpSender(db, { ...OPTIONS, queue: 'ftp:down', worker: 'w-down' }, { pool, resolve: async (_t, ref) => targets[Number((ref as { id: string }).id)], onError: () => undefined });
+    const sender = new FtpSender(
+      db,
+      { ...OPTIONS, queue: 'ftp:down', worker: 'w-down' },
+      { pool, resolve: async (_t, ref) => targets[Number((ref as { id: string }).id)], onError: () => undefined },
+    );
     try {
       await farm.stopOne(1);
       sender.start();
       const deliveries: NewDelivery[] = [];
       for (let t = 0; t < 3; t++)
-        for (let k = 0; k < 5; k++) deliveries.push({ tenant: 'default', messageId: `d-${t}-${k}`, target: { kind: 'store', id: String(t) }, files: [file(`V${k}.zip`, 3_000, k)] });
+        for (let k = 0; k < 5; k++)
+          deliveries.push({ tenant: 'default', messageId: `d-${t}-${k}`, target: { kind: 'store', id: String(t) }, files: [file(`V${k}.zip`, 3_000, k)] });
       await sender.enqueue(deliveries);
       await until('the targets that are up have their files', () => farm.files(0).length === 5 && farm.files(2).length === 5);
       assert.equal(farm.servers[1].running, false);
@@ -120,9 +127,17 @@ describe('FTP sender against real servers', function () {
     const dbA = await openSql({ connectionString: url, poolSize: 2 });
     const clientsA: FtpClient[] = [];
     const poolA = poolFor(clientsA);
-    const a = new FtpSender(dbA, { ...OPTIONS, queue: 'ftp:crash', worker: 'A', leaseMs: 1_500 }, { pool: poolA, resolve: async () => target, onError: () => undefined });
+    const a = new FtpSender(
+      dbA,
+      { ...OPTIONS, queue: 'ftp:crash', worker: 'A', leaseMs: 1_500 },
+      { pool: poolA, resolve: async () => target, onError: () => undefined },
+    );
     const poolB = poolFor();
-    const b = new FtpSender(db, { ...OPTIONS, queue: 'ftp:crash', worker: 'B', leaseMs: 1_500 }, { pool: poolB, resolve: async () => target, onError: () => undefined });
+    const b = new FtpSender(
+      db,
+      { ...OPTIONS, queue: 'ftp:crash', worker: 'B', leaseMs: 1_500 },
+      { pool: poolB, resolve: async () => target, onError: () => undefined },
+    );
     try {
       a.start();
       await a.enqueue([{ tenant: 'default', messageId: 'vin-crash', target: { kind: 'node' }, files: [{ name: 'WVW1.zip', data: payload }] }]);
@@ -164,7 +179,12 @@ describe('FTP sender against real servers', function () {
     const sender = new FtpSender(
       db,
       { ...OPTIONS, queue: 'ftp:tls', worker: 'w-tls', retry: { baseDelayMs: 10, maxDelayMs: 10, maxAttempts: 1 } },
-      { pool, resolve: async (_t, ref) => ((ref as { id: string }).id === 'good' ? good : wrong), onError: () => undefined, onDead: (_id, reason) => errors.push(reason) },
+      {
+        pool,
+        resolve: async (_t, ref) => ((ref as { id: string }).id === 'good' ? good : wrong),
+        onError: () => undefined,
+        onDead: (_id, reason) => errors.push(reason),
+      },
     );
     try {
       sender.start();

@@ -267,10 +267,19 @@ async function smoke(db: SqlClient): Promise<void> {
     [T],
   );
   assert.deepEqual([clientTarget.naming, clientTarget.max_connections], ['{vin}_{nn:02}.{ext}', 2]);
-  await assert.rejects(db.query(`INSERT INTO ftp_targets (tenant_id, name, client, host, username) VALUES ($1, 'd7b', 'dealer-7', 'h', 'u')`, [T]), code('23505'));
+  await assert.rejects(
+    db.query(`INSERT INTO ftp_targets (tenant_id, name, client, host, username) VALUES ($1, 'd7b', 'dealer-7', 'h', 'u')`, [T]),
+    code('23505'),
+  );
   await one(`INSERT INTO ftp_targets (tenant_id, name, client, user_ref, host, username) VALUES ($1, 'ana', 'dealer-7', 'ana', 'h', 'u') RETURNING id`, [T]);
-  await assert.rejects(db.query(`INSERT INTO ftp_targets (tenant_id, name, user_ref, host, username) VALUES ($1, 'ana2', 'ana', 'h', 'u')`, [T]), code('23505'));
-  await assert.rejects(db.query(`INSERT INTO ftp_targets (tenant_id, name, host, username, max_connections) VALUES ($1, 'big', 'h', 'u', 99)`, [T]), code('23514'));
+  await assert.rejects(
+    db.query(`INSERT INTO ftp_targets (tenant_id, name, user_ref, host, username) VALUES ($1, 'ana2', 'ana', 'h', 'u')`, [T]),
+    code('23505'),
+  );
+  await assert.rejects(
+    db.query(`INSERT INTO ftp_targets (tenant_id, name, host, username, max_connections) VALUES ($1, 'big', 'h', 'u', 99)`, [T]),
+    code('23514'),
+  );
 
   for (const box of ['inbox', 'outbox']) {
     const enqueue = `INSERT INTO ${box} (tenant_id, message_id, payload, headers) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, queue, message_id) DO NOTHING`;

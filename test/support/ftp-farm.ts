@@ -113,11 +113,13 @@ export class FtpFarm {
       connection.on('STOR', arrived);
       connection.on('RNTO', arrived);
       const onWrite = this.options.onWrite;
-      resolve({ fs: onWrite ? new HookedFs(connection, s.root, (name, stream) => onWrite(s, name, stream)) : new FileSystem(connection, { root: s.root, cwd: '/' }) });
+      resolve({
+        fs: onWrite ? new HookedFs(connection, s.root, (name, stream) => onWrite(s, name, stream)) : new FileSystem(connection, { root: s.root, cwd: '/' }),
+      });
     });
     await server.listen();
     // Port 0 the first time: the kernel picks one no other listener has; a restart takes it again.
-    s.port = ((server as unknown as { server: { address(): { port: number } } }).server.address()).port;
+    s.port = (server as unknown as { server: { address(): { port: number } } }).server.address().port;
     this.instances.set(i, server);
     s.running = true;
   }

@@ -20,12 +20,26 @@ describe('ftp naming rules', () => {
   it("names files by the seed's rules: VIN.zip, vin_01, vin_02, dates", () => {
     const field = messageFields(msg);
     assert.equal(renderName('{vin}.zip', field), 'WVW123.zip');
-    const files = buildDelivery(input({ ...msg, files: [{ name: 'a.JPG', data: 'x' }, { name: 'b.png', data: 'y' }] }), { naming: '{vin}_{nn:02}.{ext}' }, 1e6);
+    const files = buildDelivery(
+      input({
+        ...msg,
+        files: [
+          { name: 'a.JPG', data: 'x' },
+          { name: 'b.png', data: 'y' },
+        ],
+      }),
+      { naming: '{vin}_{nn:02}.{ext}' },
+      1e6,
+    );
     assert.deepEqual(
       files.map((f) => f.name),
       ['WVW123_01.jpg', 'WVW123_02.png'],
     );
-    const dated = buildDelivery(input({ ...msg, files: [{ data: 'x' }] }), { naming: '{date:YYYYMMDD}/{vehicle.make:upper}-{dealer}-{vin:lower}_{n:3}_{time}.{ext}' }, 1e6);
+    const dated = buildDelivery(
+      input({ ...msg, files: [{ data: 'x' }] }),
+      { naming: '{date:YYYYMMDD}/{vehicle.make:upper}-{dealer}-{vin:lower}_{n:3}_{time}.{ext}' },
+      1e6,
+    );
     assert.equal(dated[0].name, '20260307/VW-7-wvw123_001_080910.bin');
     assert.equal(renderName('{{literal}}-{vin}', messageFields(msg)), '{literal}-WVW123');
   });
@@ -44,7 +58,8 @@ describe('ftp naming rules', () => {
     }
     assert.equal(safeRelative('in/2026/x.zip'), 'in/2026/x.zip');
     // A field cannot smuggle a path in: the value itself is refused.
-    for (const vin of ['../../etc', 'a/b', 'a\\b', 'x\u0000']) assert.throws(() => renderName('{vin}.zip', () => vin), /slash, a backslash or a control character/);
+    for (const vin of ['../../etc', 'a/b', 'a\\b', 'x\u0000'])
+      assert.throws(() => renderName('{vin}.zip', () => vin), /slash, a backslash or a control character/);
     assert.equal(remotePath('/in/', 'x/y.zip'), '/in/x/y.zip');
     assert.equal(remoteFolder(''), '/');
     assert.equal(remoteFolder('in//sub/'), '/in/sub');
@@ -63,7 +78,14 @@ describe('ftp naming rules', () => {
 });
 
 describe('ftp zip and metadata', () => {
-  const msg = { vin: 'WVW9', metadata: { uploadedBy: 'ana', vin: 'WVW9' }, files: [{ name: 'f.jpg', data: Buffer.alloc(2_000, 7) }, { name: 'r.jpg', base64: 'AAEC' }] };
+  const msg = {
+    vin: 'WVW9',
+    metadata: { uploadedBy: 'ana', vin: 'WVW9' },
+    files: [
+      { name: 'f.jpg', data: Buffer.alloc(2_000, 7) },
+      { name: 'r.jpg', base64: 'AAEC' },
+    ],
+  };
   const rules = { naming: '{vin}_{nn:02}.{ext}', archive: '{vin}.zip', metadata: '{vin}.json' };
 
   it('zips the files with the metadata JSON under their names, byte for byte the same each time', () => {
@@ -189,7 +211,10 @@ describe('ftp connection pool', () => {
         return new Fake(t.key);
       },
     });
-    await assert.rejects(pool.use(target('a'), async () => undefined), /refused/);
+    await assert.rejects(
+      pool.use(target('a'), async () => undefined),
+      /refused/,
+    );
     fail = false;
     await pool.use(target('a'), async () => undefined);
     assert.equal(pool.open, 1);

@@ -85,10 +85,12 @@ export function safeRelative(name: string): string {
   if (typeof name !== 'string' || name === '') throw new NamingError('a file name must not be empty');
   if (/[\u0000-\u001f\u007f]/.test(name)) throw new NamingError(`file name ${JSON.stringify(name)} contains NUL or a control character`);
   if (name.includes('\\')) throw new NamingError(`file name ${JSON.stringify(name)} contains a backslash (a path separator on some servers)`);
-  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) throw new NamingError(`file name ${JSON.stringify(name)} is absolute: names are relative to the target's folder`);
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name))
+    throw new NamingError(`file name ${JSON.stringify(name)} is absolute: names are relative to the target's folder`);
   const segments = name.split('/');
   for (const s of segments) {
-    if (s === '' || s === '.' || s === '..') throw new NamingError(`file name ${JSON.stringify(name)} would leave the target's folder (empty, "." or ".." segment)`);
+    if (s === '' || s === '.' || s === '..')
+      throw new NamingError(`file name ${JSON.stringify(name)} would leave the target's folder (empty, "." or ".." segment)`);
     if (s.trim() !== s) throw new NamingError(`file name ${JSON.stringify(name)} has a segment with leading or trailing spaces`);
   }
   if (name.length > 1_024) throw new NamingError('a file name has at most 1024 characters');

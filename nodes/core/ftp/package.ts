@@ -112,7 +112,8 @@ export function messageFields(msg: Record<string, unknown>): (name: string) => u
     }
     return at;
   };
-  const payload = msg.payload !== null && typeof msg.payload === 'object' && !Buffer.isBuffer(msg.payload) && !Array.isArray(msg.payload) ? msg.payload : undefined;
+  const payload =
+    msg.payload !== null && typeof msg.payload === 'object' && !Buffer.isBuffer(msg.payload) && !Array.isArray(msg.payload) ? msg.payload : undefined;
   return (name) => {
     const path = name.split('.');
     for (const from of [msg.metadata, payload, msg]) {

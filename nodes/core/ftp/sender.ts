@@ -124,7 +124,8 @@ export class FtpSender {
           const rows = group.map((d) => ({ messageId: d.messageId, payload: stored(d) }));
           // What the drainer has room for is stored claimed by this worker and sent at once.
           const now = this.stopped ? 0 : Math.max(0, Math.min(rows.length, this.drainer.room));
-          if (now > 0) this.drainer.adopt(await this.box.enqueueClaimed(tenant, options.queue, rows.slice(0, now), { worker: options.worker, leaseMs: options.leaseMs }));
+          if (now > 0)
+            this.drainer.adopt(await this.box.enqueueClaimed(tenant, options.queue, rows.slice(0, now), { worker: options.worker, leaseMs: options.leaseMs }));
           if (now < rows.length) await this.box.enqueue(tenant, options.queue, rows.slice(now));
         }
         this.drainer.wake();
@@ -218,7 +219,8 @@ export class FtpSender {
       await this.drainer.ack(m.id).catch((err: Error) => this.error(err));
     } catch (err) {
       if (err instanceof StaleConnection) err = err.cause;
-      if (this.stopped) this.deferLater(m, 0); // cut off by the stop, not the target's fault
+      if (this.stopped)
+        this.deferLater(m, 0); // cut off by the stop, not the target's fault
       else if (err instanceof PoolFullError) this.deferLater(m, 200);
       else {
         if (!isRequestRefusal(err)) {

@@ -192,10 +192,10 @@ export class TargetStore {
   byRef(tenant: string, ref: number | string): Promise<TargetRow | undefined> {
     return this.cached(`r|${tenant}|${ref}`, async () => {
       const byId = typeof ref === 'number' || /^\d+$/.test(ref);
-      const { rows } = await this.db.query<TargetRow>(
-        `SELECT ${COLUMNS} FROM ftp_targets WHERE tenant_id = $1 AND ${byId ? 'id = $2::bigint' : 'name = $2'}`,
-        [tenant, String(ref)],
-      );
+      const { rows } = await this.db.query<TargetRow>(`SELECT ${COLUMNS} FROM ftp_targets WHERE tenant_id = $1 AND ${byId ? 'id = $2::bigint' : 'name = $2'}`, [
+        tenant,
+        String(ref),
+      ]);
       return rows[0];
     });
   }

@@ -147,7 +147,10 @@ function data(ctx: ApiContext, create: boolean): Record<string, unknown> {
     throw invalid('port', 'port must be an integer from 1 to 65535');
   for (const f of ['name', 'host', 'username'])
     if (body[f] !== undefined && (typeof body[f] !== 'string' || body[f] === '')) throw invalid(f, `${f} must be a non-empty string`);
-  if (body.maxconnections !== undefined && !(Number.isInteger(body.maxconnections) && (body.maxconnections as number) >= 1 && (body.maxconnections as number) <= 16))
+  if (
+    body.maxconnections !== undefined &&
+    !(Number.isInteger(body.maxconnections) && (body.maxconnections as number) >= 1 && (body.maxconnections as number) <= 16)
+  )
     throw invalid('maxConnections', 'maxConnections must be an integer from 1 to 16');
   if (typeof body.secretref === 'string' && !/^env:CONFLUX_FTP_[A-Z0-9_]+$/.test(body.secretref))
     throw invalid('secretRef', 'secretRef must be env:CONFLUX_FTP_<NAME> (an environment variable of the platform holding the password)');
