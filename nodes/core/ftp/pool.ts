@@ -36,8 +36,13 @@ export interface PoolOptions<C extends PooledClient, T extends PoolTarget> {
   dispose?(client: C): Promise<void>;
 }
 
-/** A waiter older than this is served before anyone else, reuse or not. */
+/**
+ * Fairness under load: once the oldest waiter has waited STARVING_MS, a connection older than
+ * SLICE_MS goes to it (closed, and one opened for its target) rather than to the next delivery of
+ * its own target; younger ones are still reused, so each login carries a slice's worth of files.
+ */
 const STARVING_MS = 1_000;
+const SLICE_MS = 5_000;
 
 export class PoolFullError extends Error {
   override name = 'PoolFullError';
@@ -69,8 +74,11 @@ export interface Lease<C> {
 
 export class FtpPool<C extends PooledClient, T extends PoolTarget> {
   private readonly slots = new Map<string, Slot<C>>();
+  private readonly born = new WeakMap<C, number>();
   private waiters: Waiter<C, T>[] = [];
   private total = 0;
+  /** Idle connections, all targets together. */
+  private idleTotal = 0;
   private closing = false;
   /** The most connections ever open at once (for tests and the bench). */
   peak = 0;
@@ -120,10 +128,12 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
           const at = slot.idle.indexOf(idle);
           if (at < 0) return;
           slot.idle.splice(at, 1);
+          this.idleTotal--;
           void this.dispose(client, slot, target.key);
         }, this.options.idleMs),
       };
       slot.idle.push(idle);
+      this.idleTotal++;
     }
     this.pump();
   }
@@ -135,6 +145,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     const closing: Promise<void>[] = [];
     for (const [key, slot] of this.slots)
       for (const idle of slot.idle.splice(0)) {
+        this.idleTotal--;
         clearTimeout(idle.timer);
         closing.push(this.dispose(idle.client, slot, key));
       }
@@ -173,6 +184,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     const slot = this.slot(target.key);
     while (slot.idle.length > 0) {
       const idle = slot.idle.pop()!; // the most recently used: least likely to have timed out
+      this.idleTotal--;
       clearTimeout(idle.timer);
       if (!idle.client.closed) return Promise.resolve({ client: idle.client, fresh: false });
       void this.dispose(idle.client, slot, target.key);
@@ -186,7 +198,10 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     this.total++;
     this.peak = Math.max(this.peak, this.total);
     return this.options.connect(target).then(
-      (client) => ({ client, fresh: true }),
+      (client) => {
+        this.born.set(client, Date.now());
+        return { client, fresh: true };
+      },
       (err: Error) => {
         this.forget(slot, target.key);
         this.pump();
@@ -197,6 +212,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
 
   /** Starts closing the longest-idle connection of another target to make room; false if there is none. */
   private evictIdle(except: string): boolean {
+    if (this.idleTotal === 0) return false;
     let oldest: { key: string; slot: Slot<C>; idle: Idle<C> } | undefined;
     for (const [key, slot] of this.slots) {
       if (key === except) continue;
@@ -205,6 +221,7 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
     }
     if (!oldest) return false;
     oldest.slot.idle.shift();
+    this.idleTotal--;
     clearTimeout(oldest.idle.timer);
     void this.dispose(oldest.idle.client, oldest.slot, oldest.key);
     return true;
@@ -212,25 +229,33 @@ export class FtpPool<C extends PooledClient, T extends PoolTarget> {
 
   /**
    * Serves waiters: first those whose own target has an idle connection (reuse beats a new
-   * login), then the rest in order of arrival, opening connections or closing idle ones of other
-   * targets to make room. Once the oldest waiter has waited STARVING_MS, strictly in order.
+   * login; under load only a connection younger than SLICE_MS), then the rest in order of
+   * arrival, opening connections or closing idle ones of other targets to make room.
    */
   private pump(): void {
     if (this.waiters.length === 0) return;
     const serve = (w: Waiter<C, T>, lease: Promise<Lease<C>>) => lease.then(w.resolve, w.reject);
     let still: Waiter<C, T>[] = this.waiters;
-    if (!this.closing && Date.now() - still[0].since < STARVING_MS) {
+    if (!this.closing) {
+      const now = Date.now();
+      const starving = now - still[0].since >= STARVING_MS;
       const rest: Waiter<C, T>[] = [];
       for (const w of still) {
         const slot = this.slots.get(w.target.key);
-        const lease = slot && slot.idle.length > 0 ? this.tryTake(w.target) : undefined;
+        const young = slot?.idle.some((i) => !starving || now - (this.born.get(i.client) ?? 0) < SLICE_MS);
+        const lease = young ? this.tryTake(w.target) : undefined;
         if (lease) serve(w, lease);
         else rest.push(w);
       }
       still = rest;
     }
     const left: Waiter<C, T>[] = [];
-    for (const w of still) {
+    for (const [i, w] of still.entries()) {
+      // Full, and nothing idle to close: no one further back can be served either.
+      if (this.total >= this.options.maxTotal && this.idleTotal === 0) {
+        left.push(...still.slice(i));
+        break;
+      }
       const lease = this.closing ? undefined : this.tryTake(w.target);
       if (lease) serve(w, lease);
       else left.push(w);
