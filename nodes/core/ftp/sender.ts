@@ -217,8 +217,8 @@ export class FtpSender {
       this.stats.files += files.length;
       this.stats.lastError = '';
       await this.drainer.ack(m.id).catch((err: Error) => this.error(err));
-    } catch (err) {
-      if (err instanceof StaleConnection) err = err.cause;
+    } catch (caught) {
+      const err = caught instanceof StaleConnection ? caught.cause : caught;
       if (this.stopped)
         this.deferLater(m, 0); // cut off by the stop, not the target's fault
       else if (err instanceof PoolFullError) this.deferLater(m, 200);
