@@ -57,7 +57,7 @@ describe('the shipped FTP delivery flow (flows/ftp-delivery.json) under npm star
 
       await press(ctx.platform, byName('inject', 'vehicle processed').id);
       await until('stored for delivery', () => sidebar.events.some((e) => e.name === 'stored for delivery'));
-      assert.match(sidebar.events.find((e) => e.name === 'stored for delivery')!.msg, /vehicles\/WVWZZZ1JZXW000001\.zip/);
+      assert.match(sidebar.events.find((e) => e.name === 'stored for delivery')!.msg, /"files":\["WVWZZZ1JZXW000001\.zip"\]/);
       await until('the zip is on the client server', () => farm!.files(0).length === 1);
       assert.deepEqual(farm!.files(0), ['vehicles/WVWZZZ1JZXW000001.zip']);
       const entries = unzipSync(farm!.read(0, 'vehicles/WVWZZZ1JZXW000001.zip'));
