@@ -25,7 +25,7 @@ import { Batcher } from '../stores/batcher';
 import { remotePath } from './naming';
 import type { RemoteFile } from './package';
 import { PoolFullError, type FtpPool } from './pool';
-import type { FtpTarget } from './targets';
+import { TargetError, type FtpTarget } from './targets';
 import { isRequestRefusal, putAtomic, type FtpClient } from './upload';
 
 /** Where a stored delivery goes: the node's configured target, or a store target by id. */
@@ -187,7 +187,9 @@ export class FtpSender {
     try {
       target = await this.hooks.resolve(m.tenantId, delivery.target);
     } catch (err) {
-      // The store is down or the target unusable (a secret not set): try later, without an attempt.
+      // A target that cannot be used as it stands (its secret's variable unset): a failed attempt.
+      if (err instanceof TargetError) return void this.fail(m, err);
+      // The store is down: try later, without an attempt.
       this.error(err as Error);
       return this.deferLater(m, 1_000);
     }
