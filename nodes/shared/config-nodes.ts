@@ -10,6 +10,7 @@ import type { RequestForwarder } from '../core/devices/requests';
 import type { RateLimiter } from '../core/devices/rate-limit';
 import type { Session, SessionRegistry } from '../core/devices/sessions';
 import type { UdpTokens } from '../core/devices/udp-tokens';
+import type { FtpTarget } from '../core/ftp/targets';
 import type { RetryPolicy } from '../core/mailbox/backoff';
 import type { ShortTermStore } from '../core/stores/types';
 import type { StatusFanout } from './status-fanout';
@@ -132,4 +133,16 @@ export interface AmqpConfigNode extends Node<AmqpCredentials> {
   readonly amqp?: AmqpConnection;
   readonly problem?: string;
   readonly connection: StatusFanout;
+}
+
+export interface FtpCredentials {
+  user?: string;
+  password?: string;
+}
+
+/** conflux-ftp: one FTP/FTPS target (nodes/core/ftp/targets.ts) for the conflux-ftp-out nodes that name it. */
+export interface FtpConfigNode extends Node<FtpCredentials> {
+  /** Absent when the configuration is invalid: `problem` says why. */
+  readonly target?: FtpTarget;
+  readonly problem?: string;
 }

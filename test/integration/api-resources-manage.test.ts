@@ -19,7 +19,7 @@ import { ENGINES, withMigratedDatabase } from '../support/engines';
 const SECRETS = ['password', 'secret', 'secret_ref', 'secretRef', 'hash', 'headers'];
 const noSecrets = (body: Record<string, unknown> | undefined) => {
   const text = JSON.stringify(body);
-  for (const s of ['s3cret-pw', 'whsec_', 'vault:ftp', 'k-123']) assert.ok(!text.includes(s), `answer carries ${s}: ${text}`);
+  for (const s of ['s3cret-pw', 'whsec_', 'env:CONFLUX_FTP', 'k-123']) assert.ok(!text.includes(s), `answer carries ${s}: ${text}`);
   for (const f of SECRETS) assert.ok(!(f in (body ?? {})), `answer has ${f}`);
 };
 
@@ -173,7 +173,7 @@ describe('REST API management resources on PostgreSQL', function () {
       const made = await call(stores, 'createFtpTarget', {
         identity: alice,
         version: 2,
-        body: { name: 'archive', host: 'files.example.com', port: 990, username: 'acme', secretref: 'vault:ftp/acme' },
+        body: { name: 'archive', host: 'files.example.com', port: 990, username: 'acme', secretref: 'env:CONFLUX_FTP_ACME' },
       });
       assert.equal(made.status, 201);
       noSecrets(made.body);
@@ -189,12 +189,59 @@ describe('REST API management resources on PostgreSQL', function () {
         'protocol',
       );
       await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'x', username: 'u' } }, 'invalid-request', 'host');
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', secretref: 'vault:ftp/acme' } },
+        'invalid-request',
+        'secretRef',
+      );
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', naming: '{vin_{nn}.jpg' } },
+        'invalid-request',
+        'naming',
+      );
+      await fails(
+        stores,
+        'createFtpTarget',
+        { identity: alice, body: { name: 'x', host: 'h', username: 'u', maxconnections: 99 } },
+        'invalid-request',
+        'maxConnections',
+      );
       const changed = await call(stores, 'updateFtpTarget', { identity: alice, params: { id }, body: { secretref: null, directory: '/in' } });
       assert.deepEqual([changed.body!.hasSecret, changed.body!.directory], [false, '/in']);
       const list = await allPages(stores, 'listFtpTargets', { identity: alice }, 10);
       assert.equal(list.items.length, 1);
       noSecrets(list.items[0]);
       await fails(stores, 'getFtpTarget', { identity: globex, params: { id } }, 'not-found');
+
+      // Seed 002: one client's target with its rules, the password write-only; one target per client.
+      const client = await call(stores, 'createFtpTarget', {
+        identity: alice,
+        body: {
+          name: 'dealer-7',
+          client: 'd7',
+          host: 'ftp.d7.example',
+          protocol: 'ftpes',
+          port: 21,
+          username: 'up',
+          password: 's3cret-pw',
+          archive: '{vin}.zip',
+          metadata: '{vin}.json',
+        },
+      });
+      noSecrets(client.body);
+      assert.deepEqual(
+        [client.body!.client, client.body!.userRef, client.body!.hasSecret, client.body!.archive, client.body!.naming, client.body!.maxConnections],
+        ['d7', null, true, '{vin}.zip', '{vin}_{nn:02}.{ext}', 2],
+      );
+      await fails(stores, 'createFtpTarget', { identity: alice, body: { name: 'dealer-7b', client: 'd7', host: 'h', username: 'u' } }, 'conflict', 'client');
+      const own = await call(stores, 'createFtpTarget', { identity: alice, body: { name: 'ana', client: 'd7', userref: 'ana', host: 'h', username: 'u' } });
+      assert.equal(own.body!.userRef, 'ana');
+      await call(stores, 'deleteFtpTarget', { identity: alice, params: { id: String(client.body!.id) } });
+      await call(stores, 'deleteFtpTarget', { identity: alice, params: { id: String(own.body!.id) } });
       await fails(stores, 'deleteFtpTarget', { identity: globex, params: { id } }, 'not-found');
       assert.equal((await call(stores, 'deleteFtpTarget', { identity: alice, params: { id } })).status, 204);
       await fails(stores, 'getFtpTarget', { identity: alice, params: { id } }, 'not-found');

@@ -263,6 +263,25 @@ async function smoke(db: SqlClient): Promise<void> {
     T,
   ]);
   assert.equal((await one<{ port: number; protocol: string }>(`SELECT port, protocol FROM ftp_targets WHERE tenant_id = $1`, [T])).port, 21);
+  // 011: a client's target and a user's own; one of each per tenant at most.
+  const clientTarget = await one<{ naming: string; max_connections: number }>(
+    `INSERT INTO ftp_targets (tenant_id, name, client, host, username, password, archive) VALUES ($1, 'd7', 'dealer-7', 'ftp.d7', 'up', 'pw', '{vin}.zip') RETURNING naming, max_connections`,
+    [T],
+  );
+  assert.deepEqual([clientTarget.naming, clientTarget.max_connections], ['{vin}_{nn:02}.{ext}', 2]);
+  await assert.rejects(
+    db.query(`INSERT INTO ftp_targets (tenant_id, name, client, host, username) VALUES ($1, 'd7b', 'dealer-7', 'h', 'u')`, [T]),
+    code('23505'),
+  );
+  await one(`INSERT INTO ftp_targets (tenant_id, name, client, user_ref, host, username) VALUES ($1, 'ana', 'dealer-7', 'ana', 'h', 'u') RETURNING id`, [T]);
+  await assert.rejects(
+    db.query(`INSERT INTO ftp_targets (tenant_id, name, user_ref, host, username) VALUES ($1, 'ana2', 'ana', 'h', 'u')`, [T]),
+    code('23505'),
+  );
+  await assert.rejects(
+    db.query(`INSERT INTO ftp_targets (tenant_id, name, host, username, max_connections) VALUES ($1, 'big', 'h', 'u', 99)`, [T]),
+    code('23514'),
+  );
 
   for (const box of ['inbox', 'outbox']) {
     const enqueue = `INSERT INTO ${box} (tenant_id, message_id, payload, headers) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, queue, message_id) DO NOTHING`;

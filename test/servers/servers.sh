@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real Redis, PostgreSQL and RabbitMQ for the integration tests (and the mosquitto binary, which the MQTT
+# Real Redis, PostgreSQL, RabbitMQ and pure-ftpd (FTPS) for the integration tests (and the mosquitto binary, which the MQTT
 # tests start themselves, and Debian's Chromium for the browser tests), on free loopback ports with throwaway
 # data directories. Installs what is missing from Debian's packages. Never skips: if a server
 # cannot start, it says why (with the server's log) and exits non-zero.
@@ -13,7 +13,8 @@
 # CONFLUX_TEST_POSTGRES_PID, CONFLUX_TEST_REDIS_PID, CONFLUX_TEST_POSTGRES_DIR,
 # CONFLUX_TEST_REDIS_DIR, CONFLUX_TEST_RABBITMQ_DIR, CONFLUX_TEST_RABBITMQ_PORT,
 # CONFLUX_TEST_RABBITMQ_DIST_PORT, CONFLUX_TEST_RABBITMQ_EPMD_PORT, CONFLUX_TEST_SERVERS_DIR,
-# CONFLUX_TEST_PG_BIN.
+# CONFLUX_TEST_PG_BIN, CONFLUX_TEST_FTP_URL (pure-ftpd, explicit TLS required: ftp://user:password@127.0.0.1:port),
+# CONFLUX_TEST_FTP_ROOT (the user's files), CONFLUX_TEST_FTP_CA (the test CA's PEM), CONFLUX_TEST_FTP_PID.
 set -euo pipefail
 
 die() { echo "servers.sh: $*" >&2; exit 1; }
@@ -172,6 +173,42 @@ rabbit_args() {
   echo "$CONFLUX_TEST_RABBITMQ_DIR" "$CONFLUX_TEST_RABBITMQ_PORT" "$CONFLUX_TEST_RABBITMQ_DIST_PORT" "$CONFLUX_TEST_RABBITMQ_EPMD_PORT"
 }
 
+# ---- FTP over TLS (pure-ftpd) ------------------------------------------------------------------
+# pure-ftpd with one virtual user (its puredb in the throwaway dir, files owned by nobody), explicit
+# TLS required on the control and the data connections (-Y 3), with a server certificate signed by
+# a test CA made here (ca.pem: what a client must trust), passive ports below the ephemeral range.
+start_ftp() {
+  local dir=$1 i
+  command -v pure-ftpd >/dev/null && command -v pure-pw >/dev/null || apt_install pure-ftpd
+  command -v pure-ftpd >/dev/null || die "no pure-ftpd after installing it"
+  command -v openssl >/dev/null || apt_install openssl
+  mkdir -p "$dir/home"
+  chmod 755 "$dir"
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7 -subj "/CN=Conflux test CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 7 -extfile ext.cnf 2>/dev/null
+  ) || die "cannot make the FTP test certificates"
+  chown nobody:nogroup "$dir/home"
+  FTP_USER=conflux
+  FTP_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  printf '%s\n%s\n' "$FTP_PASSWORD" "$FTP_PASSWORD" | pure-pw useradd "$FTP_USER" -u nobody -g nogroup -d "$dir/home" -f "$dir/passwd" >/dev/null \
+    || die "pure-pw useradd failed"
+  pure-pw mkdb "$dir/pureftpd.pdb" -f "$dir/passwd" || die "pure-pw mkdb failed"
+  FTP_PORT=$(free_port)
+  local pasv=$(( 20000 + (RANDOM % 200) * 50 ))
+  pure-ftpd -S "127.0.0.1,$FTP_PORT" -l "puredb:$dir/pureftpd.pdb" -E -H -A -Y 3 -2 "$dir/server.pem,$dir/server.key" \
+    -p "$pasv:$(( pasv + 49 ))" -g "$dir/pure-ftpd.pid" -B >"$dir/start.log" 2>&1 || die "pure-ftpd did not start: $(cat "$dir/start.log")"
+  for i in $(seq 1 100); do
+    (echo >"/dev/tcp/127.0.0.1/$FTP_PORT") 2>/dev/null && break
+    [ "$i" = 100 ] && die "pure-ftpd on port $FTP_PORT not listening after 10 s: $(cat "$dir/start.log")"
+    sleep 0.1
+  done
+  FTP_PID=$(cat "$dir/pure-ftpd.pid")
+}
+
 stop_all() {
   local env=$1
   [ -f "$env" ] || { log "no env file $env: nothing to stop"; return 0; }
@@ -185,6 +222,10 @@ stop_all() {
     # shellcheck disable=SC2046
     rabbit_stop $(rabbit_args)
     ( rabbit_env $(rabbit_args); epmd -kill >/dev/null 2>&1 ) || true
+  fi
+  if [ -n "${CONFLUX_TEST_FTP_PID:-}" ]; then
+    kill "$CONFLUX_TEST_FTP_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$CONFLUX_TEST_FTP_PID" 2>/dev/null || break; sleep 0.1; done
   fi
   if [ -n "${CONFLUX_TEST_REDIS_PID:-}" ]; then
     kill "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || true
@@ -226,6 +267,13 @@ case "$cmd" in
       echo "CONFLUX_TEST_REDIS_PID=$REDIS_PID"
       echo "CONFLUX_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
     } >>"$env_file"
+    start_ftp "$base/ftp"
+    {
+      echo "CONFLUX_TEST_FTP_PID=$FTP_PID"
+      echo "CONFLUX_TEST_FTP_URL=ftp://$FTP_USER:$FTP_PASSWORD@127.0.0.1:$FTP_PORT"
+      echo "CONFLUX_TEST_FTP_ROOT=$base/ftp/home"
+      echo "CONFLUX_TEST_FTP_CA=$base/ftp/ca.pem"
+    } >>"$env_file"
     # mosquitto: the MQTT tests start their own on a free port (a real MQTT 5 broker with $share/).
     command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null || apt_install mosquitto mosquitto-clients
     command -v mosquitto >/dev/null || die "no mosquitto after installing it"
@@ -235,7 +283,7 @@ case "$cmd" in
     rabbit_wait "$base/rabbitmq" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$RABBIT_EPMD_PORT"
     echo "CONFLUX_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBIT_PORT" >>"$env_file"
     trap - EXIT
-    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, RabbitMQ on $RABBIT_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, RabbitMQ on $RABBIT_PORT, FTPS on $FTP_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     ;;
   stop) stop_all "$env_file" ;;
   rabbitmq-stop | rabbitmq-start)

@@ -1,7 +1,7 @@
 /**
  * A Node-RED runtime in a child process, for crash tests: `node red-runtime.js FLOW_FILE` starts
  * Node-RED (as settings.ts does: RED.init, RED.start) with this package's nodes and the flow in
- * FLOW_FILE, logs at warn to stdout, and prints `flows started` once every node of the flow exists.
+ * FLOW_FILE (and the credentials in FLOW_FILE's `_cred.json` sibling, if any), logs at warn to stdout, and prints `flows started` once every node of the flow exists.
  * The test kills it (SIGKILL) when it likes; a throwaway userDir is left to the OS's tmp cleaner.
  */
 import * as fs from 'node:fs';
@@ -17,6 +17,9 @@ async function main(): Promise<void> {
   const flow = JSON.parse(fs.readFileSync(flowFile, 'utf8')) as Array<{ id: string; type: string }>;
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-red-child-'));
   fs.copyFileSync(flowFile, path.join(userDir, 'flows.json'));
+  // Credentials beside the flow (FLOW_FILE with _cred before .json), plain JSON: credentialSecret is off.
+  const credFile = flowFile.replace(/\.json$/, '_cred.json');
+  if (fs.existsSync(credFile)) fs.copyFileSync(credFile, path.join(userDir, 'flows_cred.json'));
   const RED = require('node-red');
   const server = http.createServer();
   RED.init(server, {

@@ -21,6 +21,8 @@ interface Servers {
   postgresUrl: string;
   redisUrl: string;
   amqpUrl: string;
+  /** pure-ftpd with explicit TLS required: ftp://user:password@127.0.0.1:port; its files; the test CA (PEM file). */
+  ftp?: { url: string; root: string; ca: string };
   /** Set when we started them and must stop them. */
   envFile?: string;
 }
@@ -59,7 +61,13 @@ export function startServers(): Servers {
     throw new Error(`test servers did not start (test/servers/servers.sh start): ${(err as Error).message}`, { cause: err });
   }
   const env = readEnv(envFile);
-  servers = { postgresUrl: env.CONFLUX_TEST_POSTGRES_URL, redisUrl: env.CONFLUX_TEST_REDIS_URL, amqpUrl: env.CONFLUX_TEST_AMQP_URL, envFile };
+  servers = {
+    postgresUrl: env.CONFLUX_TEST_POSTGRES_URL,
+    redisUrl: env.CONFLUX_TEST_REDIS_URL,
+    amqpUrl: env.CONFLUX_TEST_AMQP_URL,
+    ftp: { url: env.CONFLUX_TEST_FTP_URL, root: env.CONFLUX_TEST_FTP_ROOT, ca: env.CONFLUX_TEST_FTP_CA },
+    envFile,
+  };
   process.once('exit', stopServers);
   return servers;
 }
@@ -87,6 +95,15 @@ export function redisUrl(): string {
 /** amqp://guest:guest@127.0.0.1:<port> of the test RabbitMQ (vhost /). */
 export function amqpUrl(): string {
   return startServers().amqpUrl;
+}
+
+/** The test pure-ftpd (FTPS, explicit TLS required): its URL with the login, the folder its user's files land in, the test CA's PEM file. */
+export function ftpsServer(): { url: string; root: string; ca: string } {
+  const { CONFLUX_TEST_FTP_URL: url, CONFLUX_TEST_FTP_ROOT: root, CONFLUX_TEST_FTP_CA: ca } = process.env;
+  if (url && root && ca) return { url, root, ca };
+  const ftp = startServers().ftp;
+  if (!ftp?.url) throw new Error('no test FTP server: set CONFLUX_TEST_FTP_URL, _ROOT and _CA, or let test/servers/servers.sh start one');
+  return ftp;
 }
 
 /** Runs the script's rabbitmq-stop or -start asynchronously: the clients in this process see the outage as it happens. */

@@ -1,5 +1,5 @@
 /**
- * The business entities of migrations 001, 005, 009 and 010, each described once: its table, the column that
+ * The business entities of migrations 001, 005, 009, 010 and 011, each described once: its table, the column that
  * addresses a row, the tenant column, and every column with its type, nullability and who may
  * write it. The store's whitelists, SQL and coercion all derive from these descriptions;
  * test/integration/business-schema.test.ts checks them against the migrated database, so a
@@ -252,19 +252,33 @@ export const ENTITIES: Record<BusinessEntity, Entity> = {
     },
     { creatable: false },
   ),
-  ftp_targets: entity('ftp_targets', {
-    id,
-    name: w('text', req),
-    host: w('text', req),
-    port: w('int'),
-    protocol: w('text'),
-    username: w('text', req),
-    secret_ref: w('text', opt),
-    directory: w('text'),
-    naming: w('text'),
-    enabled: w('bool'),
-    created_at: createdAt,
-  }),
+  // Per client or per user (migration 011). The password is written, never returned
+  // (has_password): conflux-ftp-out reads it itself, since it must send it.
+  ftp_targets: entity(
+    'ftp_targets',
+    {
+      id,
+      name: w('text', req),
+      client: w('text', opt),
+      user_ref: w('text', opt),
+      host: w('text', req),
+      port: w('int'),
+      protocol: w('text'),
+      username: w('text', req),
+      password: w('text', { nullable: true, hidden: true }),
+      secret_ref: w('text', opt),
+      ca: w('text', opt),
+      directory: w('text'),
+      naming: w('text'),
+      archive: w('text', opt),
+      metadata: w('text', opt),
+      max_connections: w('int'),
+      enabled: w('bool'),
+      created_at: createdAt,
+      updated_at: updatedAt,
+    },
+    { computed: { has_password: '(password IS NOT NULL)' } },
+  ),
   // The watermarks of conflux-http-pull (migration 009): read and list; delete resets a source
   // (its next pull starts from the beginning). Written only by the pull, after the flow stored a batch.
   pull_sources: entity(

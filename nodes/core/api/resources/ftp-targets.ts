@@ -3,12 +3,14 @@
  *
  *   GET /ftp-targets · POST /ftp-targets · GET, PATCH, DELETE /ftp-targets/{id}
  *
- * Tenant-scoped (a target belongs to the organisation, not to a user). The secret reference
- * (`secretRef`: the name under which the operator keeps the password, never the password) is
- * write-only like every secret: answers say hasSecret. v2 adds `url`, the target as an
- * ftp/ftps URL without credentials.
+ * Tenant-scoped. A target serves a client (every user of the client delivers there) or one user
+ * (his own server), as the source system names them (`client`, `userRef`; migration 011); the
+ * password (`password`, or `secretRef`: env:CONFLUX_FTP_<NAME>, the variable that holds it) is
+ * write-only like every secret: answers say hasSecret. Naming rules (docs/ftp.md) are checked on
+ * write. v2 adds `url`, the target as an ftp/ftps URL without credentials.
  */
 import type { BusinessRow } from '../../stores/business';
+import { checkRule } from '../../ftp/naming';
 import type { ApiContext, ApiOperation, ApiVersion, JsonSchema } from '../operation';
 import {
   bodyObject,
@@ -39,13 +41,19 @@ const TARGET_V1 = obj(
   {
     id: int('The target id.'),
     name: str('A name, unique in your organisation.'),
+    client: { type: ['string', 'null'], description: 'The client it serves: every user of the client delivers here (unless the user has his own).' },
+    userRef: { type: ['string', 'null'], description: 'The user it serves (his own server).' },
     host: str('The server.'),
     port: int('The port.'),
     protocol: { type: 'string', enum: PROTOCOLS, description: 'ftp, ftps (implicit TLS) or ftpes (explicit TLS).' },
     username: str('The login.'),
-    hasSecret: bool('Whether a secret reference is set (it is never returned).'),
+    hasSecret: bool('Whether a password or a secret reference is set (neither is ever returned).'),
+    hasCa: bool('Whether a CA certificate is set for the TLS check.'),
     directory: str('The remote directory.'),
-    naming: str('The file name rule, e.g. {tenant}/{device}/{date}-{id}.json.'),
+    naming: str('The file name rule, e.g. {vin}_{nn:02}.{ext}.'),
+    archive: { type: ['string', 'null'], description: 'The zip name rule, e.g. {vin}.zip; null: files one by one.' },
+    metadata: { type: ['string', 'null'], description: 'The metadata JSON name rule, e.g. {vin}.json; null: none.' },
+    maxConnections: int('Connections open to this server at most.'),
     enabled: bool('false: nothing is sent.'),
     createdAt: time('When it was created.'),
   },
@@ -58,28 +66,44 @@ const targetSchema = (v: ApiVersion) => (v === 1 ? TARGET_V1 : TARGET_V2);
 /** API property (lower-case, as the framework hands it over) → business column. */
 const COLUMNS: Record<string, string> = {
   name: 'name',
+  client: 'client',
+  userref: 'user_ref',
   host: 'host',
   port: 'port',
   protocol: 'protocol',
   username: 'username',
+  password: 'password',
   secretref: 'secret_ref',
+  ca: 'ca',
   directory: 'directory',
   naming: 'naming',
+  archive: 'archive',
+  metadata: 'metadata',
+  maxconnections: 'max_connections',
   enabled: 'enabled',
 };
-const API_NAMES: Record<string, string> = Object.fromEntries(Object.entries(COLUMNS).map(([api, col]) => [col, api === 'secretref' ? 'secretRef' : api]));
+const CAMEL: Record<string, string> = { secretref: 'secretRef', userref: 'userRef', maxconnections: 'maxConnections' };
+const API_NAMES: Record<string, string> = Object.fromEntries(Object.entries(COLUMNS).map(([api, col]) => [col, CAMEL[api] ?? api]));
+const RULES = ['naming', 'archive', 'metadata'];
 
 const requestSchema = (create: boolean): JsonSchema => ({
   type: 'object',
   properties: {
     name: { type: 'string', minLength: 1 },
+    client: { type: ['string', 'null'], minLength: 1, description: 'The client it serves.' },
+    userref: { type: ['string', 'null'], minLength: 1, description: 'userRef: the user it serves.' },
     host: { type: 'string', minLength: 1 },
     port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Default 21.' },
     protocol: { type: 'string', enum: PROTOCOLS, description: 'Default ftps.' },
     username: { type: 'string', minLength: 1 },
-    secretref: { type: ['string', 'null'], description: 'secretRef: where the operator keeps the password (write-only).' },
+    password: { type: ['string', 'null'], description: 'The FTP password (write-only).' },
+    secretref: { type: ['string', 'null'], description: 'secretRef: env:CONFLUX_FTP_<NAME>, the variable that holds the password (write-only).' },
+    ca: { type: ['string', 'null'], description: 'PEM certificate(s) the server certificate must chain to.' },
     directory: { type: 'string', description: "Default '/'." },
-    naming: { type: 'string' },
+    naming: { type: 'string', description: 'Default {vin}_{nn:02}.{ext}.' },
+    archive: { type: ['string', 'null'] },
+    metadata: { type: ['string', 'null'] },
+    maxconnections: { type: 'integer', minimum: 1, maximum: 16, description: 'maxConnections, default 2.' },
     enabled: { type: 'boolean' },
   },
   ...(create ? { required: ['name', 'host', 'username'] } : { minProperties: 1 }),
@@ -90,13 +114,19 @@ function targetBody(v: ApiVersion, t: BusinessRow): Record<string, unknown> {
   const body: Record<string, unknown> = {
     id: idOf(t.id),
     name: t.name,
+    client: t.client ?? null,
+    userRef: t.user_ref ?? null,
     host: t.host,
     port: t.port,
     protocol: t.protocol,
     username: t.username,
-    hasSecret: t.secret_ref !== null && t.secret_ref !== undefined,
+    hasSecret: Boolean(t.has_password) || (t.secret_ref !== null && t.secret_ref !== undefined),
+    hasCa: t.ca !== null && t.ca !== undefined,
     directory: t.directory,
     naming: t.naming,
+    archive: t.archive ?? null,
+    metadata: t.metadata ?? null,
+    maxConnections: t.max_connections,
     enabled: t.enabled,
     createdAt: iso(t.created_at),
   };
@@ -117,6 +147,21 @@ function data(ctx: ApiContext, create: boolean): Record<string, unknown> {
     throw invalid('port', 'port must be an integer from 1 to 65535');
   for (const f of ['name', 'host', 'username'])
     if (body[f] !== undefined && (typeof body[f] !== 'string' || body[f] === '')) throw invalid(f, `${f} must be a non-empty string`);
+  if (
+    body.maxconnections !== undefined &&
+    !(Number.isInteger(body.maxconnections) && (body.maxconnections as number) >= 1 && (body.maxconnections as number) <= 16)
+  )
+    throw invalid('maxConnections', 'maxConnections must be an integer from 1 to 16');
+  if (typeof body.secretref === 'string' && !/^env:CONFLUX_FTP_[A-Z0-9_]+$/.test(body.secretref))
+    throw invalid('secretRef', 'secretRef must be env:CONFLUX_FTP_<NAME> (an environment variable of the platform holding the password)');
+  for (const f of RULES) {
+    if (body[f] === undefined || body[f] === null) continue;
+    try {
+      checkRule(body[f] as string);
+    } catch (err) {
+      throw invalid(f, (err as Error).message);
+    }
+  }
   return Object.fromEntries(Object.entries(body).map(([k, v]) => [COLUMNS[k], v]));
 }
 

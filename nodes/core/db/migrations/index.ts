@@ -13,6 +13,7 @@ import * as m007 from './007_api_usage';
 import * as m008 from './008_schedules';
 import * as m009 from './009_pull_sources';
 import * as m010 from './010_federation';
+import * as m011 from './011_ftp';
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: m001.sql },
@@ -25,4 +26,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 8, name: 'schedules', sql: m008.sql },
   { version: 9, name: 'pull_sources', sql: m009.sql },
   { version: 10, name: 'federation', sql: m010.sql },
+  { version: 11, name: 'ftp', sql: m011.sql },
 ];
