@@ -18,6 +18,7 @@
  * A connection that was idle in the pool may have been closed by the server meanwhile: a
  * delivery that fails on a reused connection is tried once more on a new one. Framework-free.
  */
+import * as metrics from '../metrics/metrics';
 import type { SqlClient } from '../db/sql';
 import { Drainer } from '../mailbox/drainer';
 import { backoffDelay, errorText, Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy } from '../mailbox/mailbox';
@@ -200,6 +201,7 @@ export class FtpSender {
     if (state.active >= target.maxConnections + this.options.waitingPerTarget) return this.deferLater(m, 200);
     state.active++;
     this.stats.inFlight++;
+    const started = performance.now();
     try {
       const files = delivery.files.map((f) => ({ path: remotePath(target.folder, f.name), data: Buffer.from(f.data, 'base64') }));
       const tag = tagOf(m.messageId);
@@ -216,6 +218,7 @@ export class FtpSender {
       state.failures = 0;
       state.until = 0;
       this.stats.delivered++;
+      metrics.delivery('ftp', 'delivered', (performance.now() - started) / 1000);
       this.stats.files += files.length;
       this.stats.lastError = '';
       await this.drainer.ack(m.id).catch((err: Error) => this.error(err));
@@ -249,6 +252,7 @@ export class FtpSender {
     } catch (e) {
       return this.error(e as Error);
     }
+    metrics.delivery('ftp', outcome.outcome === 'dead' ? 'dead' : 'retry');
     if (outcome.outcome === 'dead') {
       this.stats.dead++;
       this.hooks.onDead?.(m.messageId, err.message);
