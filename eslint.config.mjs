@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 /** What nodes/core may not import, as seen from a file `depth` folders below nodes/core. */
-const families = ['shared', 'devices', 'convert', 'storage', 'events', 'webhooks', 'amqp', 'api', 'pull'];
+const families = ['shared', 'devices', 'convert', 'storage', 'events', 'webhooks', 'amqp', 'api', 'pull', 'xmpp'];
 const outsideCore = (depth) => {
   const up = '../'.repeat(depth + 1);
   return ['node-red', ...families.map((f) => `${up}${f}/*`), `${up}../launcher/*`, `${up}../settings`];
@@ -66,6 +66,7 @@ export default tseslint.config(
                 '../amqp/*',
                 '../api/*',
                 '../pull/*',
+                '../xmpp/*',
                 '../../launcher/*',
                 '../../settings',
               ],

@@ -10,7 +10,6 @@
  * offers none of them) and ANONYMOUS.
  */
 import type { EventEmitter } from 'node:events';
-import type { ConnectionOptions } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 
 /** An element of @xmpp/xml (ltx). */
@@ -79,7 +78,7 @@ export interface ClientOptions {
   resource: string;
   tls: TlsMode;
   /** ca, servername, rejectUnauthorized… for both TLS paths. */
-  tlsOptions?: ConnectionOptions;
+  tlsOptions?: Record<string, unknown>;
   /** Timeout of each step of the stream negotiation, ms. */
   timeoutMs: number;
 }

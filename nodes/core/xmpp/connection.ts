@@ -19,7 +19,6 @@
  * "Several instances").
  */
 import { createClient, type ClientParts, type Entity, type TlsMode, type XmlBuilder, type XmlElement } from './client';
-import type { ConnectionOptions } from 'node:tls';
 
 export type XmppState = 'connecting' | 'online' | 'reconnecting' | 'closed';
 
@@ -34,7 +33,7 @@ export interface XmppConnectionOptions {
   password: string;
   resource: string;
   tls: TlsMode;
-  tlsOptions?: ConnectionOptions;
+  tlsOptions?: Record<string, unknown>;
   /** Presence priority, -128..127; messages to the bare JID go to the highest non-negative ones. */
   priority?: number;
   minDelayMs?: number;
