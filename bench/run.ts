@@ -9,6 +9,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   webhooks: async () => (await import('./webhooks')).run(),
   amqp: async () => (await import('./amqp')).run(),
   api: async () => (await import('./api')).run(),
+  xmpp: async () => (await import('./xmpp')).run(),
 };
 
 async function main(): Promise<void> {
