@@ -41,7 +41,9 @@ async function main(): Promise<void> {
       const id = `s${round}-${i}`;
       const [body] = encodeSen1([{ n: 'bench/temperature', t: T0 + round * 1_000_000 + i, u: 'Cel', v: 20 + (i % 100) / 10 }], { username: 'bench' });
       const acked = new Promise<void>((resolve) => waiting.set(id, resolve));
-      await sender.send(xml('message', { to: `bob@${domain}/bench-bare`, id, type: 'normal' }, xml('body', {}, body), xml('request', { xmlns: 'urn:xmpp:receipts' })));
+      await sender.send(
+        xml('message', { to: `bob@${domain}/bench-bare`, id, type: 'normal' }, xml('body', {}, body), xml('request', { xmlns: 'urn:xmpp:receipts' })),
+      );
       await acked;
       waiting.delete(id);
     }

@@ -56,7 +56,16 @@ export async function run(): Promise<boolean> {
   const dbUrl = await freshDatabase();
   const loadBefore = loadavg();
   // STARTTLS with the test CA on both sides: the bare client upgrades whenever the server offers it.
-  const account = (id: string, user: string) => ({ id, type: 'conflux-xmpp', jid: `${user}@${p.domain}`, host: p.host, port: String(p.port), tlsMode: 'starttls', tls: 'tls', resource: `bench-${id}` });
+  const account = (id: string, user: string) => ({
+    id,
+    type: 'conflux-xmpp',
+    jid: `${user}@${p.domain}`,
+    host: p.host,
+    port: String(p.port),
+    tlsMode: 'starttls',
+    tls: 'tls',
+    resource: `bench-${id}`,
+  });
   const rt = await startRuntime(
     [
       { id: 'tab', type: 'tab' },

@@ -65,7 +65,11 @@ export = function register(RED: NodeAPI): void {
       parts.push(t('xmpp-in.status.delivered', { n: delivered }));
       if (completion.size > 0) parts.push(t('conflux.status.inFlight', { n: completion.size }));
       const where = up ? '' : `${xmpp.state === 'reconnecting' ? `${t('conflux.status.reconnecting')} (${xmpp.detail})` : t('conflux.status.notConnected')}, `;
-      return { fill: lastError ? 'red' : up ? 'green' : 'yellow', shape: up ? 'dot' : 'ring', text: `${where}${parts.join(', ')}${lastError ? `, ${lastError}` : ''}`.slice(0, 120) };
+      return {
+        fill: lastError ? 'red' : up ? 'green' : 'yellow',
+        shape: up ? 'dot' : 'ring',
+        text: `${where}${parts.join(', ')}${lastError ? `, ${lastError}` : ''}`.slice(0, 120),
+      };
     });
 
     let retryStart: NodeJS.Timeout | undefined;
@@ -104,7 +108,9 @@ export = function register(RED: NodeAPI): void {
             },
             onDuplicate: () => status.soon(),
             onInvalid: (from, id, body, err) =>
-              report(`conflux-xmpp-in: message ${id} from ${from} cannot be decoded (answered, not stored): ${err.message}`, { payload: body.slice(0, 10_000) }),
+              report(`conflux-xmpp-in: message ${id} from ${from} cannot be decoded (answered, not stored): ${err.message}`, {
+                payload: body.slice(0, 10_000),
+              }),
             onError: (err) => {
               lastError = err.message.slice(0, 60);
               status.soon();

@@ -32,7 +32,15 @@ interface XmppOutDef extends NodeDef {
   maxAttempts?: string;
 }
 
-type OutMessage = NodeMessage & { to?: unknown; messageId?: unknown; sen1?: Sen1Header; drain?: unknown; messageIds?: string[]; tenant?: unknown; device?: { tenant?: unknown } };
+type OutMessage = NodeMessage & {
+  to?: unknown;
+  messageId?: unknown;
+  sen1?: Sen1Header;
+  drain?: unknown;
+  messageIds?: string[];
+  tenant?: unknown;
+  device?: { tenant?: unknown };
+};
 
 export = function register(RED: NodeAPI): void {
   const t = translator(RED, __filename);
@@ -64,7 +72,11 @@ export = function register(RED: NodeAPI): void {
       if (outbox && outbox.inFlight > 0) parts.push(t('conflux.status.inFlight', { n: outbox.inFlight }));
       if (outbox && outbox.failed > 0) parts.push(t('xmpp-out.status.resent', { n: outbox.failed }));
       const where = up ? '' : `${xmpp?.state === 'reconnecting' ? `${t('conflux.status.reconnecting')} (${xmpp.detail})` : t('conflux.status.notConnected')}, `;
-      return { fill: lastError ? 'red' : up ? 'green' : 'yellow', shape: up ? 'dot' : 'ring', text: `${where}${parts.join(', ')}${lastError ? `, ${lastError}` : ''}`.slice(0, 120) };
+      return {
+        fill: lastError ? 'red' : up ? 'green' : 'yellow',
+        shape: up ? 'dot' : 'ring',
+        text: `${where}${parts.join(', ')}${lastError ? `, ${lastError}` : ''}`.slice(0, 120),
+      };
     });
 
     if (!xmpp) node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no XMPP connection').slice(0, 100) });
@@ -122,7 +134,15 @@ export = function register(RED: NodeAPI): void {
         return done(err as Error);
       }
       const tenant = tenantOf(msg, defaultTenant);
-      const stored = outbox ? outbox.enqueue(tenant, stanzas) : sql.then((s) => new Mailbox(s, 'outbox').enqueue(tenant, queue, stanzas.map((x) => ({ messageId: x.id, payload: x }))));
+      const stored = outbox
+        ? outbox.enqueue(tenant, stanzas)
+        : sql.then((s) =>
+            new Mailbox(s, 'outbox').enqueue(
+              tenant,
+              queue,
+              stanzas.map((x) => ({ messageId: x.id, payload: x })),
+            ),
+          );
       stored.then(() => {
         accepted += stanzas.length;
         status.soon();

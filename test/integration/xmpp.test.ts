@@ -80,7 +80,17 @@ describe('XMPP federation (Prosody, mailboxes on PostgreSQL)', function () {
       { id: 'db', type: 'conflux-postgres', url: dbUrl },
       account('alice', 'alice'),
       account('bob', 'bob'),
-      { id: 'out', type: 'conflux-xmpp-out', xmpp: 'alice', database: 'db', to: `bob@${prosody().domain}`, username: 'jdoe', receiptTimeout: '5', wires: [['sent']], ...outExtra },
+      {
+        id: 'out',
+        type: 'conflux-xmpp-out',
+        xmpp: 'alice',
+        database: 'db',
+        to: `bob@${prosody().domain}`,
+        username: 'jdoe',
+        receiptTimeout: '5',
+        wires: [['sent']],
+        ...outExtra,
+      },
       { id: 'sent', type: 'helper' },
       { id: 'in', type: 'conflux-xmpp-in', xmpp: 'bob', database: 'db', wires: [['got']] },
       { id: 'got', type: 'helper' },
@@ -177,8 +187,16 @@ describe('XMPP federation (Prosody, mailboxes on PostgreSQL)', function () {
     await feed(TOTAL);
     await starting;
     await until(`all ${TOTAL} accepted`, () => sent.length === TOTAL);
-    await until(() => `the outbox empty (${got.length} received)`, async () => (await outboxDepth()) === 0, 180_000);
-    await until(() => `all ${TOTAL} received (${got.length})`, () => new Set(got.map((m) => m.messageId)).size === TOTAL, 60_000);
+    await until(
+      () => `the outbox empty (${got.length} received)`,
+      async () => (await outboxDepth()) === 0,
+      180_000,
+    );
+    await until(
+      () => `all ${TOTAL} received (${got.length})`,
+      () => new Set(got.map((m) => m.messageId)).size === TOTAL,
+      60_000,
+    );
     const ids = got.map((m) => m.messageId as string);
     assert.equal(ids.length, TOTAL, `${ids.length - new Set(ids).size} messages reached the flow twice`);
     const inbox = await new Mailbox(sql!, 'inbox').depth(`xmpp:bob@${prosody().domain}`);
@@ -210,7 +228,10 @@ describe('XMPP federation (Prosody, mailboxes on PostgreSQL)', function () {
     const conn = (id: string) => (helper.getNode(id) as unknown as { xmpp: XmppConnection }).xmpp;
     await until('the login refused twice', () => conn('wrong').state === 'reconnecting' && /login refused/.test(conn('wrong').detail));
     await until('the connection refused', () => conn('down').state === 'reconnecting' && /connection refused/.test(conn('down').detail));
-    await until('the reasons in the nodes’ status', () => statuses.out1.some((s) => /login refused/.test(s)) && statuses.out2.some((s) => /connection refused/.test(s)));
+    await until(
+      'the reasons in the nodes’ status',
+      () => statuses.out1.some((s) => /login refused/.test(s)) && statuses.out2.some((s) => /connection refused/.test(s)),
+    );
     const sent = collect('sent', prefix);
     helper.getNode('out1').receive({ payload: reading(1), messageId: `${prefix}a` });
     helper.getNode('out2').receive({ payload: reading(2), messageId: `${prefix}b` });
@@ -222,7 +243,14 @@ describe('XMPP federation (Prosody, mailboxes on PostgreSQL)', function () {
     await helper.load(NODES, proxies(), creds('alice', 'bob'));
     const got = collect('got', prefix);
     await online('bob');
-    const carol = new XmppConnection({ host: prosody().host, port: prosody().port, jid: `carol@${prosody().domain}`, password: prosody().password, resource: prefix, tls: 'none' });
+    const carol = new XmppConnection({
+      host: prosody().host,
+      port: prosody().port,
+      jid: `carol@${prosody().domain}`,
+      password: prosody().password,
+      resource: prefix,
+      tls: 'none',
+    });
     const receipts: string[] = [];
     carol.onStanza((s) => {
       const c = classify(s);
@@ -273,7 +301,10 @@ describe('XMPP federation (Prosody, mailboxes on PostgreSQL)', function () {
     await Promise.all(['alice1', 'alice2', 'bob1', 'bob2'].map(online));
     const storedBy = (id: string) => (helper.getNode(id) as unknown as { xmpp: XmppConnection }).xmpp;
     for (let i = 0; i < TOTAL; i++) helper.getNode(i % 2 ? 'out1' : 'out2').receive({ payload: reading(i), messageId: `${prefix}${i}` });
-    await until(() => `all ${TOTAL} received (${got.length})`, () => got.length >= TOTAL);
+    await until(
+      () => `all ${TOTAL} received (${got.length})`,
+      () => got.length >= TOTAL,
+    );
     await until('the outbox empty', async () => (await outboxDepth()) === 0);
     const ids = got.map((m) => m.messageId as string);
     assert.equal(new Set(ids).size, TOTAL);

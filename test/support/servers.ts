@@ -86,7 +86,13 @@ export function startServers(): Servers {
     throw new Error(`test servers did not start (test/servers/servers.sh start): ${(err as Error).message}`, { cause: err });
   }
   const env = readEnv(envFile);
-  servers = { postgresUrl: env.CONFLUX_TEST_POSTGRES_URL, redisUrl: env.CONFLUX_TEST_REDIS_URL, amqpUrl: env.CONFLUX_TEST_AMQP_URL, prosody: prosodyOf(env), envFile };
+  servers = {
+    postgresUrl: env.CONFLUX_TEST_POSTGRES_URL,
+    redisUrl: env.CONFLUX_TEST_REDIS_URL,
+    amqpUrl: env.CONFLUX_TEST_AMQP_URL,
+    prosody: prosodyOf(env),
+    envFile,
+  };
   process.once('exit', stopServers);
   return servers;
 }
@@ -141,7 +147,9 @@ function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): Promise<void> {
 function serversScript(command: 'rabbitmq-stop' | 'rabbitmq-start' | 'prosody-stop' | 'prosody-start'): Promise<void> {
   const envFile = startServers().envFile;
   if (!envFile)
-    return Promise.reject(new Error(`${command}: the test servers were given by CONFLUX_TEST_* variables, not started here; only our own servers can be restarted`));
+    return Promise.reject(
+      new Error(`${command}: the test servers were given by CONFLUX_TEST_* variables, not started here; only our own servers can be restarted`),
+    );
   return new Promise((resolve, reject) => {
     const child = execFile('bash', [script(), command, envFile], { timeout: 120_000 }, (err, _stdout, stderr) =>
       err ? reject(new Error(`servers.sh ${command} failed: ${err.message} ${stderr}`)) : resolve(),

@@ -111,7 +111,9 @@ function loadModules(): Promise<Record<string, Record<string, unknown>>> {
     starttls: '@xmpp/starttls/starttls.js',
   };
   // Resolved here, from this file: an import() made by new Function has no referrer to resolve from.
-  modules ??= Promise.all(Object.entries(names).map(async ([k, s]) => [k, await importEsm(pathToFileURL(require.resolve(s)).href)] as const)).then((pairs) => Object.fromEntries(pairs));
+  modules ??= Promise.all(Object.entries(names).map(async ([k, s]) => [k, await importEsm(pathToFileURL(require.resolve(s)).href)] as const)).then((pairs) =>
+    Object.fromEntries(pairs),
+  );
   return modules;
 }
 
@@ -137,7 +139,9 @@ export async function createClient(options: ClientOptions): Promise<ClientParts>
     };
   }
   const middleware = def(m.middleware)({ entity });
-  const streamFeatures = def(m.features)({ middleware }) as { use(name: string, ns: string, fn: (ctx: { entity: Entity }, next: () => Promise<void>) => Promise<void>): void };
+  const streamFeatures = def(m.features)({ middleware }) as {
+    use(name: string, ns: string, fn: (ctx: { entity: Entity }, next: () => Promise<void>) => Promise<void>): void;
+  };
   const iqCaller = def(m.iqCaller)({ middleware, entity });
   def(m.iqCallee)({ middleware, entity });
 
@@ -154,13 +158,16 @@ export async function createClient(options: ClientOptions): Promise<ClientParts>
   const saslFactory = new SASLFactory();
   def(m.scram)(saslFactory);
   def(m.plain)(saslFactory);
-  def(m.sasl)({ streamFeatures, saslFactory }, async (authenticate: (c: unknown, mech: string) => Promise<void>, mechanisms: string[], _fast: unknown, e: Entity) => {
-    // Never send a password over a stream the node was told to encrypt but is not encrypted.
-    if (options.tls !== 'none' && !e.isSecure()) throw new Error('the server did not offer STARTTLS: refusing to log in unencrypted');
-    const mechanism = e.isSecure() ? mechanisms[0] : mechanisms.find((x) => x !== 'PLAIN');
-    if (!mechanism) throw new Error(`no SASL mechanism to log in with unencrypted (offered: ${mechanisms.join(', ')})`);
-    await authenticate({ username: options.username, password: options.password }, mechanism);
-  });
+  def(m.sasl)(
+    { streamFeatures, saslFactory },
+    async (authenticate: (c: unknown, mech: string) => Promise<void>, mechanisms: string[], _fast: unknown, e: Entity) => {
+      // Never send a password over a stream the node was told to encrypt but is not encrypted.
+      if (options.tls !== 'none' && !e.isSecure()) throw new Error('the server did not offer STARTTLS: refusing to log in unencrypted');
+      const mechanism = e.isSecure() ? mechanisms[0] : mechanisms.find((x) => x !== 'PLAIN');
+      if (!mechanism) throw new Error(`no SASL mechanism to log in with unencrypted (offered: ${mechanisms.join(', ')})`);
+      await authenticate({ username: options.username, password: options.password }, mechanism);
+    },
+  );
   const sm = def(m.sm)({ streamFeatures, entity, middleware }) as StreamManagement;
   def(m.bind)({ iqCaller, streamFeatures }, options.resource);
   return { entity, sm, xml };

@@ -147,6 +147,9 @@ export class XmppInbox {
 
 /** Makes the queue's rows that wait out a backoff claimable now (a msg with msg.drain === true); returns how many. */
 export async function retryNow(sql: SqlClient, box: 'inbox' | 'outbox', queue: string): Promise<number> {
-  const r = await sql.query(`UPDATE ${box === 'inbox' ? 'inbox' : 'outbox'} SET available_at = now() WHERE queue = $1 AND available_at > now() AND claimed_by IS NULL`, [queue]);
+  const r = await sql.query(
+    `UPDATE ${box === 'inbox' ? 'inbox' : 'outbox'} SET available_at = now() WHERE queue = $1 AND available_at > now() AND claimed_by IS NULL`,
+    [queue],
+  );
   return r.rowCount;
 }

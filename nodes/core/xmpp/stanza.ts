@@ -44,7 +44,8 @@ function isSen1Message(x: unknown): x is Sen1Message {
 
 /** A JID one can send to (user@domain, no resource needed); throws a CodecError otherwise. */
 export function checkPeer(jid: unknown): string {
-  if (typeof jid !== 'string' || !/^[^@/\s]+@[^@/\s]+(\/.*)?$/.test(jid)) throw new CodecError('xmpp', `not a peer JID (user@domain): ${String(jid)}`, undefined, 'to');
+  if (typeof jid !== 'string' || !/^[^@/\s]+@[^@/\s]+(\/.*)?$/.test(jid))
+    throw new CodecError('xmpp', `not a peer JID (user@domain): ${String(jid)}`, undefined, 'to');
   return bareJid(jid);
 }
 
@@ -58,7 +59,10 @@ export function derivedId(peer: string, body: string): string {
  * documents (one per name, value kind and unit: recordsToSen1) or one SenML XML document. Each
  * gets the message id, suffixed with :n when the records make several documents.
  */
-export function outgoing(payload: unknown, options: { peer: string; format: WireFormat; messageId?: string; sen1?: Sen1Header; username?: string }): OutgoingStanza[] {
+export function outgoing(
+  payload: unknown,
+  options: { peer: string; format: WireFormat; messageId?: string; sen1?: Sen1Header; username?: string },
+): OutgoingStanza[] {
   let bodies: string[];
   let format = options.format;
   if (isSen1Message(payload)) {
