@@ -10,6 +10,7 @@
  * offers none of them) and ANONYMOUS.
  */
 import type { EventEmitter } from 'node:events';
+import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 /** An element of @xmpp/xml (ltx). */
@@ -111,8 +112,10 @@ function loadModules(): Promise<Record<string, Record<string, unknown>>> {
     starttls: '@xmpp/starttls/starttls.js',
   };
   // Resolved here, from this file: an import() made by new Function has no referrer to resolve from.
-  modules ??= Promise.all(Object.entries(names).map(async ([k, s]) => [k, await importEsm(pathToFileURL(require.resolve(s)).href)] as const)).then((pairs) =>
-    Object.fromEntries(pairs),
+  // From @xmpp/client's folder: its parts are its dependencies (hoisted or nested below it), not ours.
+  const from = { paths: [path.dirname(require.resolve('@xmpp/client'))] };
+  modules ??= Promise.all(Object.entries(names).map(async ([k, s]) => [k, await importEsm(pathToFileURL(require.resolve(s, from)).href)] as const)).then(
+    (pairs) => Object.fromEntries(pairs),
   );
   return modules;
 }
