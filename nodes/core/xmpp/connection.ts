@@ -4,15 +4,14 @@
  * jitter). Nothing here throws into the caller: failures become states with a reason (`onState`)
  * and the next attempt. Framework-free.
  *
- * Stream management (XEP-0198, @xmpp/stream-management) is used when the server offers it: after
- * resource binding the client enables it with resumption; it asks the server for an <a/> 250 ms
- * after a burst of stanzas and every 30 s, and drops a stream that leaves a request unanswered for
- * `smTimeoutMs` (a half-open TCP connection is found within that time, not hours later). The
- * entity is kept across reconnections, so the next connection first tries to resume the session:
- * the server then re-delivers what it had not acknowledged to us, and the library re-sends what
- * the server had not acknowledged from us. Resumption is an optimisation only: the outbox resends
- * until the peer's receipt and the peer de-duplicates by stanza id, so a failed resumption (the
- * server restarted) loses nothing.
+ * A dead connection is found by XEP-0199 pings every 30 s (no answer within 30 s: the stream is
+ * dropped and the next attempt follows), not hours later by TCP.
+ *
+ * Stream management (XEP-0198, @xmpp/stream-management) only with `streamManagement: true`: its
+ * 0.14 plugin miscounts received stanzas right after <enabled/> (client.ts) and Prosody 0.12 then
+ * closes the stream. When on, the entity is kept across reconnections so that a session can be
+ * resumed. Neither is needed for correctness: the outbox resends until the peer's receipt and the
+ * peer de-duplicates by stanza id, so a dropped stream or a failed resumption loses nothing.
  *
  * After each (re)connection the client sends available presence with the configured priority:
  * the server routes messages for the bare JID only to available resources (see docs/xmpp.md,
@@ -40,8 +39,12 @@ export interface XmppConnectionOptions {
   maxDelayMs?: number;
   /** Longest a connection attempt (TCP, TLS, login, binding) may take. Default 20 s. */
   connectTimeoutMs?: number;
-  /** A stream whose server leaves an ack request unanswered this long is dropped. Default 30 s. */
+  /** Use XEP-0198 when offered (client.ts says why it is off by default). */
+  streamManagement?: boolean;
+  /** A stream whose server leaves an ack request (XEP-0198) or a ping (XEP-0199) unanswered this long is dropped. Default 30 s. */
   smTimeoutMs?: number;
+  /** Pings the server (XEP-0199) this often while online, to find a dead connection. Default 30 s; 0: never. */
+  pingIntervalMs?: number;
   onState?(state: XmppState, detail: string): void;
 }
 
@@ -81,6 +84,7 @@ export class XmppConnection {
   private readonly handlers = new Set<StanzaHandler>();
   private readonly onlineHandlers = new Set<(online: boolean) => void>();
   private timer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private closed = false;
   private attempting = false;
@@ -112,7 +116,7 @@ export class XmppConnection {
 
   /** Whether the server enabled stream management on the current stream. */
   get streamManagement(): boolean {
-    return this.parts?.sm.enabled === true;
+    return this.parts?.sm?.enabled === true;
   }
 
   start(): void {
@@ -140,7 +144,8 @@ export class XmppConnection {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.timer = this.pingTimer = undefined;
     const was = this.online;
     this.setState('closed', '');
     if (was) this.notify(false);
@@ -178,8 +183,9 @@ export class XmppConnection {
       tls: o.tls,
       tlsOptions: o.tlsOptions,
       timeoutMs: 10_000,
+      streamManagement: o.streamManagement,
     });
-    parts.sm.timeout = o.smTimeoutMs ?? 30_000;
+    if (parts.sm) parts.sm.timeout = o.smTimeoutMs ?? 30_000;
     const e = parts.entity;
     e.on('error', () => undefined); // each attempt reports its own failure; an unheard 'error' would throw
     e.on('stanza', (stanza: XmlElement) => {
@@ -198,7 +204,7 @@ export class XmppConnection {
       const s = e.socket as { setNoDelay?(on: boolean): void; socket?: { setNoDelay?(on: boolean): void } } | null;
       (s?.setNoDelay ? s : s?.socket)?.setNoDelay?.(true);
     });
-    parts.sm.on('resumed', () => this.up(e, true));
+    parts.sm?.on('resumed', () => void this.up(e, true));
     this.parts = parts;
     return parts;
   }
@@ -214,7 +220,7 @@ export class XmppConnection {
       const ready = new Promise<void>((resolve, reject) => {
         const done = (err?: Error) => {
           e.off('online', onOnline);
-          sm.off('resumed', onOnline);
+          sm?.off('resumed', onOnline);
           e.off('error', onError);
           e.off('disconnect', onGone);
           if (err) reject(err);
@@ -224,7 +230,7 @@ export class XmppConnection {
         const onError = (err: Error) => done(err);
         const onGone = (info?: { reason?: unknown }) => done((info?.reason as Error) ?? new Error('the server closed the connection'));
         e.on('online', onOnline);
-        sm.on('resumed', onOnline);
+        sm?.on('resumed', onOnline);
         e.on('error', onError);
         e.on('disconnect', onGone);
       });
@@ -260,6 +266,25 @@ export class XmppConnection {
     }
     this.setState('online', `${this.boundJid}${resumed ? ' (resumed)' : ''}`);
     this.notify(true);
+    this.schedulePing(e);
+  }
+
+  /** XEP-0199: a server that does not answer a ping in time has a dead connection; drop it and reconnect. */
+  private schedulePing(e: Entity): void {
+    const every = this.options.pingIntervalMs ?? 30_000;
+    if (every <= 0 || this.pingTimer) return;
+    this.pingTimer = setTimeout(() => {
+      this.pingTimer = undefined;
+      const parts = this.parts;
+      if (this.closed || !this.online || !parts) return;
+      const { xml } = parts;
+      parts.request(xml('iq', { type: 'get', to: this.domain }, xml('ping', { xmlns: 'urn:xmpp:ping' })), this.options.smTimeoutMs ?? 30_000).then(
+        () => this.schedulePing(e),
+        () => {
+          if (this.online) void e.disconnect().catch(() => undefined); // 'disconnect' follows: reconnect
+        },
+      );
+    }, every);
   }
 
   private lost(reason: string): void {

@@ -128,7 +128,7 @@ export class XmppInbox {
       const { rows } = await tx.query<{ message_id: string }>(
         `INSERT INTO webhook_receipts (tenant_id, queue, message_id) SELECT $1, $2, k FROM unnest($3::text[]) AS k
          ON CONFLICT (tenant_id, queue, message_id) DO NOTHING RETURNING message_id`,
-        [tenant, queue, [...unique.keys()]],
+        [tenant, queue, [...unique.keys()].sort()], // one order for every instance: two instances' batches never deadlock
       );
       const news = rows.map((r) => unique.get(r.message_id)!);
       await new Mailbox(tx, 'inbox').enqueue(
