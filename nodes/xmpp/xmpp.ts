@@ -3,7 +3,7 @@
  * resource, server and port, TLS (none, STARTTLS or direct) with a CA from a tls-config node,
  * presence priority. It reconnects by itself with backoff (nodes/core/xmpp/connection.ts): a
  * server that is down, refuses the login or drops the stream shows on the status of every node
- * that uses it, and never throws out of Node-RED.
+ * that uses it, and never throws out of Node-RED; pings (XEP-0199) find a dead connection.
  */
 import * as os from 'node:os';
 import type { NodeAPI, NodeDef } from 'node-red';
