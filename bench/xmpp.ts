@@ -47,7 +47,7 @@ const loadavg = () =>
 export async function run(): Promise<boolean> {
   const { report, machine } = await import('./harness');
   const { startServers, freshDatabase, prosody } = await import('../test/support/servers');
-  const { startRuntime, counters } = await import('./runtime');
+  const { startRuntime, counters, until } = await import('./runtime');
   const { Mailbox } = await import('../nodes/core/mailbox/mailbox');
   const { openSql } = await import('../nodes/core/db/sql');
 
@@ -108,9 +108,21 @@ export async function run(): Promise<boolean> {
     if (r.done) throw new Error('the baseline process ended');
     return r.value;
   };
-  if ((await nextLine()) !== 'ready') throw new Error('the baseline clients did not log in');
-  const { until } = await import('./runtime');
-  await until(() => online('alice') && online('bob'), 60_000, 'both proxies online');
+  // A failure from here on still stops the runtime and the child (the servers stop at exit).
+  const stopAll = async () => {
+    child.stdin!.end();
+    if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
+    await rt.stop();
+    await sql.close();
+  };
+  try {
+    if ((await nextLine()) !== 'ready') throw new Error('the baseline clients did not log in');
+    await until(() => online('alice') && online('bob'), 60_000, 'both proxies online');
+  } catch (err) {
+    child.kill();
+    await stopAll();
+    throw err;
+  }
 
   let round = 0;
   const reading = (i: number) => [{ n: 'bench/temperature', t: T0 + round * 1_000_000 + i, u: 'Cel', v: 20 + (i % 100) / 10 }];
@@ -141,10 +153,7 @@ export async function run(): Promise<boolean> {
       }
     }
   } finally {
-    child.stdin!.end();
-    await new Promise((resolve) => child.once('exit', resolve));
-    await rt.stop();
-    await sql.close();
+    await stopAll();
   }
   const loadAfter = loadavg();
   const result: PairResult = {
