@@ -10,6 +10,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   amqp: async () => (await import('./amqp')).run(),
   api: async () => (await import('./api')).run(),
   ftp: async () => (await import('./ftp')).run(),
+  xmpp: async () => (await import('./xmpp')).run(),
 };
 
 async function main(): Promise<void> {

@@ -58,13 +58,19 @@ export interface Runtime {
   stop(): Promise<void>;
 }
 
-export async function startRuntime(flow: Array<Record<string, unknown>>, extraSettings: Record<string, unknown> = {}): Promise<Runtime> {
+/** credentials: by node id, written as the flow's (unencrypted) credentials file. */
+export async function startRuntime(
+  flow: Array<Record<string, unknown>>,
+  extraSettings: Record<string, unknown> = {},
+  credentials?: Record<string, Record<string, unknown>>,
+): Promise<Runtime> {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-bench-'));
   const countDir = path.join(userDir, 'bench-nodes');
   fs.mkdirSync(countDir);
   fs.writeFileSync(path.join(countDir, 'bench-count.js'), COUNT_NODE_JS);
   fs.writeFileSync(path.join(countDir, 'bench-count.html'), COUNT_NODE_HTML);
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow));
+  if (credentials) fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(credentials));
   const RED = require('node-red');
   const server = http.createServer();
   RED.init(server, {

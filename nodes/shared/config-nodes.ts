@@ -2,6 +2,7 @@
 import type { Client } from '@elastic/elasticsearch';
 import type { Node } from 'node-red';
 import type { AmqpConnection } from '../core/amqp/connection';
+import type { XmppConnection } from '../core/xmpp/connection';
 import type { Copier } from '../core/db/copy';
 import type { SqlClient } from '../core/db/sql';
 import type { CommandRouter } from '../core/devices/commands';
@@ -145,4 +146,16 @@ export interface FtpConfigNode extends Node<FtpCredentials> {
   /** Absent when the configuration is invalid: `problem` says why. */
   readonly target?: FtpTarget;
   readonly problem?: string;
+}
+
+export interface XmppCredentials {
+  password?: string;
+}
+
+/** conflux-xmpp: one self-healing XMPP client connection (nodes/core/xmpp/connection.ts) shared by its users. */
+export interface XmppConfigNode extends Node<XmppCredentials> {
+  /** Absent when the configuration is invalid: `problem` says why. */
+  readonly xmpp?: XmppConnection;
+  readonly problem?: string;
+  readonly connection: StatusFanout;
 }

@@ -8,13 +8,18 @@
 #   servers.sh stop  ENV_FILE          stop what ENV_FILE names and remove its directories
 #   servers.sh rabbitmq-stop  ENV_FILE stop the RabbitMQ node of ENV_FILE, keeping its data
 #   servers.sh rabbitmq-start ENV_FILE start that same node again (queues and persistent messages kept)
+#   servers.sh prosody-stop  ENV_FILE  stop the Prosody of ENV_FILE, keeping its data (users, offline messages)
+#   servers.sh prosody-start ENV_FILE  start that same Prosody again on the same ports
 #
 # ENV_FILE: CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL, CONFLUX_TEST_AMQP_URL,
 # CONFLUX_TEST_POSTGRES_PID, CONFLUX_TEST_REDIS_PID, CONFLUX_TEST_POSTGRES_DIR,
 # CONFLUX_TEST_REDIS_DIR, CONFLUX_TEST_RABBITMQ_DIR, CONFLUX_TEST_RABBITMQ_PORT,
 # CONFLUX_TEST_RABBITMQ_DIST_PORT, CONFLUX_TEST_RABBITMQ_EPMD_PORT, CONFLUX_TEST_SERVERS_DIR,
 # CONFLUX_TEST_PG_BIN, CONFLUX_TEST_FTP_URL (pure-ftpd, explicit TLS required: ftp://user:password@127.0.0.1:port),
-# CONFLUX_TEST_FTP_ROOT (the user's files), CONFLUX_TEST_FTP_CA (the test CA's PEM), CONFLUX_TEST_FTP_PID.
+# CONFLUX_TEST_FTP_ROOT (the user's files), CONFLUX_TEST_FTP_CA (the test CA's PEM), CONFLUX_TEST_FTP_PID,
+# CONFLUX_TEST_PROSODY_DIR, CONFLUX_TEST_PROSODY_PORT (plain, STARTTLS offered),
+# CONFLUX_TEST_PROSODY_TLS_PORT (direct TLS), CONFLUX_TEST_PROSODY_DOMAIN, CONFLUX_TEST_PROSODY_CA
+# (the test CA that signed its certificate), CONFLUX_TEST_PROSODY_PID.
 set -euo pipefail
 
 die() { echo "servers.sh: $*" >&2; exit 1; }
@@ -209,6 +214,88 @@ start_ftp() {
   FTP_PID=$(cat "$dir/pure-ftpd.pid")
 }
 
+# ---- Prosody (XMPP) -------------------------------------------------------------------------
+# One Prosody per run, everything in its throwaway dir (config, data, pid, logs, admin socket), on
+# loopback: a plain c2s port (STARTTLS offered, not required) and a direct-TLS port, both with a
+# certificate for "localhost" signed by a test CA of its own (the tests trust that CA, never the
+# system's). No s2s, no HTTP, no mod_limits (it would throttle the benchmark). Stream management
+# (mod_smacks) and offline storage are on, as a production server has them. Users alice, bob,
+# carol with password "secret" (the tests' two proxies, a third peer). Run as root, prosodyctl
+# drops to user prosody: its dirs belong to it.
+PROSODY_USERS="alice bob carol"
+PROSODY_PASSWORD=secret
+
+prosody_ctl() { # dir args...
+  local dir=$1; shift
+  prosodyctl --config "$dir/prosody.cfg.lua" "$@" >>"$dir/prosodyctl.log" 2>&1
+}
+
+prosody_launch() { # dir port tls_port: starts it and waits until its plain port accepts
+  local dir=$1 port=$2 i
+  prosody_ctl "$dir" start || die "Prosody did not start: $(tail -n 20 "$dir/prosody.err" "$dir/prosodyctl.log" 2>/dev/null)"
+  for i in $(seq 1 100); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (echo >"/dev/tcp/127.0.0.1/$3") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "Prosody on port $port not listening after 10 s: $(tail -n 20 "$dir/prosody.err" "$dir/prosody.log" 2>/dev/null)"
+}
+
+prosody_stop() { # dir: returns once the process has exited
+  local dir=$1 pid i
+  pid=$(cat "$dir/prosody.pid" 2>/dev/null || true)
+  [ -n "$pid" ] || return 0
+  prosody_ctl "$dir" stop || kill "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; [ "$i" = 100 ] && kill -9 "$pid" 2>/dev/null; sleep 0.1; done
+  rm -f "$dir/prosody.pid"
+}
+
+start_prosody() { # dir
+  local dir=$1 u
+  command -v prosodyctl >/dev/null || apt_install prosody lua-unbound
+  command -v prosodyctl >/dev/null || die "no prosodyctl after installing prosody"
+  command -v openssl >/dev/null || apt_install openssl
+  mkdir -p "$dir/data" "$dir/certs"
+  PROSODY_PORT=$(free_port)
+  PROSODY_TLS_PORT=$(free_port)
+  ( cd "$dir/certs"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Conflux test CA" -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout localhost.key -out localhost.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >ext.cnf
+    openssl x509 -req -in localhost.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out localhost.crt 2>/dev/null
+  ) || die "cannot make the Prosody test certificates"
+  cat >"$dir/prosody.cfg.lua" <<EOF
+pidfile = "$dir/prosody.pid"
+data_path = "$dir/data"
+daemonize = true
+interfaces = { "127.0.0.1" }
+c2s_ports = { $PROSODY_PORT }
+c2s_direct_tls_ports = { $PROSODY_TLS_PORT }
+s2s_ports = { }
+http_ports = { }
+https_ports = { }
+admin_socket = "$dir/prosody.sock"
+plugin_paths = { }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "offline"; "posix" }
+modules_disabled = { "s2s" }
+authentication = "internal_hashed"
+storage = "internal"
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+log = { info = "$dir/prosody.log"; error = "$dir/prosody.err" }
+ssl = { certificate = "$dir/certs/localhost.crt"; key = "$dir/certs/localhost.key" }
+c2s_direct_tls_ssl = { certificate = "$dir/certs/localhost.crt"; key = "$dir/certs/localhost.key" }
+VirtualHost "localhost"
+  ssl = { certificate = "$dir/certs/localhost.crt"; key = "$dir/certs/localhost.key" }
+EOF
+  [ "$(id -u)" = 0 ] && chown -R prosody: "$dir"
+  chmod 755 "$dir"
+  for u in $PROSODY_USERS; do
+    prosody_ctl "$dir" register "$u" localhost "$PROSODY_PASSWORD" || die "prosodyctl register $u failed: $(tail -n 5 "$dir/prosodyctl.log")"
+  done
+  prosody_launch "$dir" "$PROSODY_PORT" "$PROSODY_TLS_PORT"
+  PROSODY_PID=$(cat "$dir/prosody.pid")
+}
+
 stop_all() {
   local env=$1
   [ -f "$env" ] || { log "no env file $env: nothing to stop"; return 0; }
@@ -227,6 +314,9 @@ stop_all() {
     kill "$CONFLUX_TEST_FTP_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$CONFLUX_TEST_FTP_PID" 2>/dev/null || break; sleep 0.1; done
   fi
+  if [ -n "${CONFLUX_TEST_PROSODY_DIR:-}" ] && [ -d "$CONFLUX_TEST_PROSODY_DIR" ]; then
+    prosody_stop "$CONFLUX_TEST_PROSODY_DIR"
+  fi
   if [ -n "${CONFLUX_TEST_REDIS_PID:-}" ]; then
     kill "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || break; sleep 0.1; done
@@ -237,7 +327,7 @@ stop_all() {
 
 cmd=${1:-}
 env_file=${2:-}
-[ -n "$env_file" ] || die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start ENV_FILE"
+[ -n "$env_file" ] || die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start|prosody-stop|prosody-start ENV_FILE"
 case "$cmd" in
   start)
     base=$(mktemp -d "${TMPDIR:-/tmp}/conflux-servers.XXXXXX")
@@ -274,6 +364,15 @@ case "$cmd" in
       echo "CONFLUX_TEST_FTP_ROOT=$base/ftp/home"
       echo "CONFLUX_TEST_FTP_CA=$base/ftp/ca.pem"
     } >>"$env_file"
+    start_prosody "$base/prosody"
+    {
+      echo "CONFLUX_TEST_PROSODY_DIR=$base/prosody"
+      echo "CONFLUX_TEST_PROSODY_PORT=$PROSODY_PORT"
+      echo "CONFLUX_TEST_PROSODY_TLS_PORT=$PROSODY_TLS_PORT"
+      echo "CONFLUX_TEST_PROSODY_DOMAIN=localhost"
+      echo "CONFLUX_TEST_PROSODY_CA=$base/prosody/certs/ca.crt"
+      echo "CONFLUX_TEST_PROSODY_PID=$PROSODY_PID"
+    } >>"$env_file"
     # mosquitto: the MQTT tests start their own on a free port (a real MQTT 5 broker with $share/).
     command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null || apt_install mosquitto mosquitto-clients
     command -v mosquitto >/dev/null || die "no mosquitto after installing it"
@@ -283,9 +382,16 @@ case "$cmd" in
     rabbit_wait "$base/rabbitmq" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$RABBIT_EPMD_PORT"
     echo "CONFLUX_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBIT_PORT" >>"$env_file"
     trap - EXIT
-    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, RabbitMQ on $RABBIT_PORT, FTPS on $FTP_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    log "PostgreSQL on $PG_PORT, Redis on $REDIS_PORT, RabbitMQ on $RABBIT_PORT, FTPS on $FTP_PORT, Prosody on $PROSODY_PORT, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     ;;
   stop) stop_all "$env_file" ;;
+  prosody-stop | prosody-start)
+    # shellcheck disable=SC1090
+    . "$env_file"
+    [ -n "${CONFLUX_TEST_PROSODY_DIR:-}" ] || die "$env_file names no Prosody"
+    if [ "$cmd" = prosody-stop ]; then prosody_stop "$CONFLUX_TEST_PROSODY_DIR"
+    else prosody_launch "$CONFLUX_TEST_PROSODY_DIR" "$CONFLUX_TEST_PROSODY_PORT" "$CONFLUX_TEST_PROSODY_TLS_PORT"; fi
+    ;;
   rabbitmq-stop | rabbitmq-start)
     # shellcheck disable=SC1090
     . "$env_file"
@@ -293,5 +399,5 @@ case "$cmd" in
     # shellcheck disable=SC2046
     if [ "$cmd" = rabbitmq-stop ]; then rabbit_stop $(rabbit_args); else rabbit_launch $(rabbit_args) && rabbit_wait $(rabbit_args); fi
     ;;
-  *) die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start ENV_FILE" ;;
+  *) die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start|prosody-stop|prosody-start ENV_FILE" ;;
 esac

@@ -1,5 +1,5 @@
 /**
- * Real PostgreSQL, Redis and RabbitMQ for the integration tests, as a mocha root-hook plugin:
+ * Real PostgreSQL, Redis, RabbitMQ and Prosody (XMPP) for the integration tests, as a mocha root-hook plugin:
  *
  *   mocha --require dist/test/support/servers.js dist/test/**\/*.test.js
  *
@@ -23,8 +23,35 @@ interface Servers {
   amqpUrl: string;
   /** pure-ftpd with explicit TLS required: ftp://user:password@127.0.0.1:port; its files; the test CA (PEM file). */
   ftp?: { url: string; root: string; ca: string };
+  /** The test Prosody (XMPP), when the script started one or CONFLUX_TEST_PROSODY_PORT names one. */
+  prosody?: ProsodyInfo;
   /** Set when we started them and must stop them. */
   envFile?: string;
+}
+
+/** The test Prosody: users alice, bob and carol with password "secret" on `domain`. */
+export interface ProsodyInfo {
+  host: string;
+  /** Plain c2s (STARTTLS offered, not required). */
+  port: number;
+  /** Direct TLS (xmpps). */
+  tlsPort: number;
+  domain: string;
+  /** PEM of the test CA that signed the server's certificate for "localhost". */
+  caFile: string;
+  password: string;
+}
+
+function prosodyOf(env: Record<string, string | undefined>): ProsodyInfo | undefined {
+  if (!env.CONFLUX_TEST_PROSODY_PORT) return undefined;
+  return {
+    host: '127.0.0.1',
+    port: Number(env.CONFLUX_TEST_PROSODY_PORT),
+    tlsPort: Number(env.CONFLUX_TEST_PROSODY_TLS_PORT),
+    domain: env.CONFLUX_TEST_PROSODY_DOMAIN ?? 'localhost',
+    caFile: env.CONFLUX_TEST_PROSODY_CA ?? '',
+    password: 'secret',
+  };
 }
 
 let servers: Servers | undefined;
@@ -51,7 +78,7 @@ function readEnv(file: string): Record<string, string> {
 export function startServers(): Servers {
   if (servers) return servers;
   const { CONFLUX_TEST_POSTGRES_URL: pgUrl, CONFLUX_TEST_REDIS_URL: redis, CONFLUX_TEST_AMQP_URL: amqp } = process.env;
-  if (pgUrl && redis && amqp) return (servers = { postgresUrl: pgUrl, redisUrl: redis, amqpUrl: amqp });
+  if (pgUrl && redis && amqp) return (servers = { postgresUrl: pgUrl, redisUrl: redis, amqpUrl: amqp, prosody: prosodyOf(process.env) });
   const envFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-test-')), 'servers.env');
   try {
     // stdio: the script's progress and errors go to the test output; apt-get may take a while.
@@ -66,6 +93,7 @@ export function startServers(): Servers {
     redisUrl: env.CONFLUX_TEST_REDIS_URL,
     amqpUrl: env.CONFLUX_TEST_AMQP_URL,
     ftp: { url: env.CONFLUX_TEST_FTP_URL, root: env.CONFLUX_TEST_FTP_ROOT, ca: env.CONFLUX_TEST_FTP_CA },
+    prosody: prosodyOf(env),
     envFile,
   };
   process.once('exit', stopServers);
@@ -106,11 +134,34 @@ export function ftpsServer(): { url: string; root: string; ca: string } {
   return ftp;
 }
 
+/** The test Prosody (started with the others). */
+export function prosody(): ProsodyInfo {
+  const p = startServers().prosody;
+  if (!p) throw new Error('no test Prosody: the servers were given by CONFLUX_TEST_* variables without CONFLUX_TEST_PROSODY_PORT');
+  return p;
+}
+
+/** Stops the test Prosody (resolves once its process has exited); users and offline messages stay on disk. */
+export function stopProsody(): Promise<void> {
+  return serversScript('prosody-stop');
+}
+
+/** Starts the same Prosody again on the same ports (resolves once it accepts connections). */
+export function startProsody(): Promise<void> {
+  return serversScript('prosody-start');
+}
+
 /** Runs the script's rabbitmq-stop or -start asynchronously: the clients in this process see the outage as it happens. */
 function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): Promise<void> {
+  return serversScript(command);
+}
+
+function serversScript(command: 'rabbitmq-stop' | 'rabbitmq-start' | 'prosody-stop' | 'prosody-start'): Promise<void> {
   const envFile = startServers().envFile;
   if (!envFile)
-    return Promise.reject(new Error(`${command}: the test RabbitMQ was given by CONFLUX_TEST_AMQP_URL, not started here; only our own node can be restarted`));
+    return Promise.reject(
+      new Error(`${command}: the test servers were given by CONFLUX_TEST_* variables, not started here; only our own servers can be restarted`),
+    );
   return new Promise((resolve, reject) => {
     const child = execFile('bash', [script(), command, envFile], { timeout: 120_000 }, (err, _stdout, stderr) =>
       err ? reject(new Error(`servers.sh ${command} failed: ${err.message} ${stderr}`)) : resolve(),

@@ -11,7 +11,7 @@ import { Drainer } from '../mailbox/drainer';
 import { Mailbox, type ClaimedMessage } from '../mailbox/mailbox';
 import { flowMessage, type WebhookMessage } from './in-inbox';
 
-export interface InboxDrainOptions {
+export interface InboxDrainOptions<M = WebhookMessage> {
   queue: string;
   /** Unique per process and node. */
   worker: string;
@@ -21,7 +21,9 @@ export interface InboxDrainOptions {
   timeoutMs: number;
   maxAttempts: number;
   /** Hands an event to the flow: resolves when the flow has finished with it, rejects with why not. */
-  send(msg: WebhookMessage): Promise<void>;
+  send(msg: M): Promise<void>;
+  /** The message for an inbox row; default: a webhook's (flowMessage). conflux-xmpp-in has its own. */
+  toMessage?(m: ClaimedMessage): M;
   /** An event moved to dead_letters. */
   onDead?(messageId: string, attempts: number, reason: string): void;
   /** A claim, ack or nack failed (the database is down): the drain keeps trying. */
@@ -33,14 +35,14 @@ export interface InboxDrainOptions {
 export const LEASE_MARGIN_MS = 10_000;
 const POLL_MS = 1_000;
 
-export class InboxDrain {
+export class InboxDrain<M = WebhookMessage> {
   private readonly drainer: Drainer;
   private readonly settling = new Set<Promise<void>>();
   private stopping = false;
 
   constructor(
     db: SqlClient,
-    private readonly options: InboxDrainOptions,
+    private readonly options: InboxDrainOptions<M>,
   ) {
     this.drainer = new Drainer(new Mailbox(db, 'inbox'), {
       queue: options.queue,
@@ -86,7 +88,7 @@ export class InboxDrain {
     this.options.onDelivered?.();
     let sent: Promise<void>;
     try {
-      sent = this.options.send(flowMessage(m));
+      sent = this.options.send(this.options.toMessage ? this.options.toMessage(m) : (flowMessage(m) as M));
     } catch (err) {
       sent = Promise.reject(err as Error);
     }
