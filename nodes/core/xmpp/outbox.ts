@@ -14,6 +14,7 @@
  * Rows written while online with room are born claimed (enqueueClaimed) and sent at once: no
  * claim round trip on the hot path.
  */
+import * as metrics from '../metrics/metrics';
 import type { SqlClient } from '../db/sql';
 import { Drainer } from '../mailbox/drainer';
 import { Mailbox, type ClaimedMessage, type NackResult, type NewMessage, type RetryPolicy, type RowId } from '../mailbox/mailbox';
@@ -40,6 +41,8 @@ interface Out {
   row: RowId;
   peer: string;
   timer: NodeJS.Timeout;
+  /** performance.now() when sent: the delivery's duration runs to the receipt. */
+  sentAt: number;
 }
 
 export class XmppOutbox {
@@ -127,7 +130,7 @@ export class XmppOutbox {
       return;
     }
     const timer = setTimeout(() => this.timedOut(m.messageId), this.options.receiptTimeoutMs);
-    this.out.set(m.messageId, { row: m.id, peer: bareJid(s.peer), timer });
+    this.out.set(m.messageId, { row: m.id, peer: bareJid(s.peer), timer, sentAt: performance.now() });
     c.send(messageStanza(c.xml, s)).then(
       () => {
         this.sent++;
@@ -148,7 +151,10 @@ export class XmppOutbox {
     this.out.delete(id);
     this.failed++;
     this.drainer.nack(o.row, reason).then(
-      (outcome) => this.options.onFailed?.(id, reason, outcome),
+      (outcome) => {
+        metrics.delivery('xmpp', outcome.outcome === 'dead' ? 'dead' : 'retry', (performance.now() - o.sentAt) / 1000);
+        this.options.onFailed?.(id, reason, outcome);
+      },
       (err: Error) => this.options.onError?.(err),
     );
   }
@@ -160,6 +166,7 @@ export class XmppOutbox {
       clearTimeout(o.timer);
       this.out.delete(id);
       this.drainer.settled(o.row);
+      metrics.delivery('xmpp', 'delivered', (performance.now() - o.sentAt) / 1000); // sent to the peer's receipt
     }
     this.receipts.push({ id, peer });
     if (this.receipts.length >= 500) void this.flushReceipts();
