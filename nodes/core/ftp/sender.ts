@@ -20,6 +20,8 @@
  */
 import * as metrics from '../metrics/metrics';
 import type { SqlClient } from '../db/sql';
+import { groupBy } from '../group-by';
+import { Deferrals } from '../mailbox/deferrals';
 import { Drainer } from '../mailbox/drainer';
 import { backoffDelay, errorText, Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy } from '../mailbox/mailbox';
 import { Batcher } from '../stores/batcher';
@@ -92,8 +94,7 @@ export class FtpSender {
   private readonly drainer: Drainer;
   private readonly writer: Batcher<NewDelivery>;
   private readonly targets = new Map<string, TargetState>();
-  private readonly defers = new Map<number, ClaimedMessage['id'][]>();
-  private deferTimer: NodeJS.Timeout | undefined;
+  private readonly deferrals: Deferrals;
   private idle: (() => void) | undefined;
   private stopped = false;
   readonly stats: SenderStats = { delivered: 0, files: 0, failed: 0, dead: 0, inFlight: 0, lastError: '' };
@@ -114,14 +115,13 @@ export class FtpSender {
       deliver: (m) => void this.deliver(m),
       onError: (err) => this.error(err),
     });
+    this.deferrals = new Deferrals(this.drainer, (err) => this.error(err));
     this.writer = new Batcher({
       maxBatch: 500,
       maxDelayMs: 0,
       maxPending: 20_000,
       write: async (items) => {
-        const byTenant = new Map<string, NewDelivery[]>();
-        for (const d of items) byTenant.set(d.tenant, [...(byTenant.get(d.tenant) ?? []), d]);
-        for (const [tenant, group] of byTenant) {
+        for (const [tenant, group] of groupBy(items, (d) => d.tenant)) {
           const rows = group.map((d) => ({ messageId: d.messageId, payload: stored(d) }));
           // What the drainer has room for is stored claimed by this worker and sent at once.
           const now = this.stopped ? 0 : Math.max(0, Math.min(rows.length, this.drainer.room));
@@ -167,7 +167,7 @@ export class FtpSender {
         };
       });
     await closing;
-    await this.flushDefers();
+    await this.deferrals.flush();
   }
 
   private error(err: Error): void {
@@ -262,19 +262,7 @@ export class FtpSender {
 
   /** Gives the message back without counting an attempt; one UPDATE per 100 ms bucket of delay. */
   private deferLater(m: ClaimedMessage, delayMs: number): void {
-    const bucket = Math.ceil(delayMs / 100) * 100;
-    const ids = this.defers.get(bucket);
-    if (ids) ids.push(m.id);
-    else this.defers.set(bucket, [m.id]);
-    this.deferTimer ??= setTimeout(() => void this.flushDefers(), 10);
-  }
-
-  private async flushDefers(): Promise<void> {
-    if (this.deferTimer) clearTimeout(this.deferTimer);
-    this.deferTimer = undefined;
-    const all = [...this.defers];
-    this.defers.clear();
-    for (const [delay, ids] of all) await this.drainer.defer(ids, delay).catch((err: Error) => this.error(err));
+    this.deferrals.add(m.id, delayMs);
   }
 }
 

@@ -19,6 +19,7 @@
 import type { SqlClient } from '../db/sql';
 import { typesMatch, type PlatformEvent } from '../events/event';
 import { deliveryFailed, subscriptionDisabled } from '../events/platform';
+import { Deferrals } from '../mailbox/deferrals';
 import { Drainer } from '../mailbox/drainer';
 import { errorText, Mailbox, type ClaimedMessage, type NackResult, type RetryPolicy } from '../mailbox/mailbox';
 import { groupBy } from '../group-by';
@@ -97,8 +98,7 @@ export class WebhookSender {
   private readonly writer: Batcher<{ tenant: string; messageId: string; payload: Stored }>;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly signers = new Map<string, WebhookSigner>();
-  private readonly defers = new Map<number, ClaimedMessage['id'][]>();
-  private deferTimer: NodeJS.Timeout | undefined;
+  private readonly deferrals: Deferrals;
   private sweepTimer: NodeJS.Timeout | undefined;
   private idle: (() => void) | undefined;
   private readonly span: number;
@@ -139,6 +139,7 @@ export class WebhookSender {
       deliver: (m) => this.admit(m),
       onError: (err) => this.error(err),
     });
+    this.deferrals = new Deferrals(this.drainer, (err) => this.error(err));
   }
 
   start(): void {
@@ -169,7 +170,7 @@ export class WebhookSender {
           0,
         )
         .catch(() => undefined);
-    await this.flushDefers();
+    await this.deferrals.flush();
     await this.subscriptions.close();
     this.client.close();
   }
@@ -250,19 +251,7 @@ export class WebhookSender {
 
   private deferLater(m: ClaimedMessage, delayMs: number, err?: Error): void {
     if (err) this.error(err);
-    const bucket = Math.ceil(delayMs / 100) * 100; // one UPDATE per bucket and flush
-    const ids = this.defers.get(bucket);
-    if (ids) ids.push(m.id);
-    else this.defers.set(bucket, [m.id]);
-    this.deferTimer ??= setTimeout(() => void this.flushDefers(), 10);
-  }
-
-  private async flushDefers(): Promise<void> {
-    if (this.deferTimer) clearTimeout(this.deferTimer);
-    this.deferTimer = undefined;
-    const all = [...this.defers];
-    this.defers.clear();
-    for (const [delay, ids] of all) await this.drainer.defer(ids, delay).catch((err: Error) => this.error(err));
+    this.deferrals.add(m.id, delayMs);
   }
 
   private headers(sub: Subscription, stored: Stored): Record<string, string> {
