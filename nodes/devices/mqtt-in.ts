@@ -25,7 +25,6 @@ import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, listField, textField } from '../shared/fields';
-import { deviceRefused } from '../core/metrics/metrics';
 import { boundedReporter } from '../shared/reporter';
 import { tlsConfigOf, type TlsOptions } from '../shared/tls-config';
 
@@ -108,7 +107,6 @@ export = function register(RED: NodeAPI): void {
     let refused = 0;
     function report(text: string, detail: Record<string, unknown>): void {
       refused++;
-      deviceRefused('mqtt', String(detail.reason));
       status.soon();
       reportToCatch(`conflux-mqtt-in: ${text}`, detail); // beyond its rate, still counted in the status
     }

@@ -20,7 +20,6 @@ import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';
 import { createHandOff } from '../shared/completion';
 import { boolField, intField, textField } from '../shared/fields';
-import { deviceRefused } from '../core/metrics/metrics';
 import { boundedReporter } from '../shared/reporter';
 
 interface TcpInDef extends NodeDef {
@@ -103,7 +102,6 @@ export = function register(RED: NodeAPI): void {
     const report = boundedReporter(node, 10, 50);
     function onError(err: TcpEventError, ctx: TcpEventContext): void {
       status.soon();
-      if (err.code !== 'socket' && err.code !== 'listener' && err.code !== 'idle-timeout') deviceRefused('tcp', err.code);
       const text = `${ctx.device ? `device "${ctx.device.serial}"` : ctx.serial ? `login as "${ctx.serial}"` : 'connection'} from ${ctx.remote}: ${err.message}`;
       switch (err.code) {
         case 'socket':

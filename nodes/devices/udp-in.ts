@@ -16,7 +16,6 @@ import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';
 import { trackCompletion } from '../shared/completion';
 import { intField, textField } from '../shared/fields';
-import { deviceRefused } from '../core/metrics/metrics';
 import { boundedReporter } from '../shared/reporter';
 
 interface UdpInDef extends NodeDef {
@@ -58,7 +57,6 @@ export = function register(RED: NodeAPI): void {
 
     const reportToCatch = boundedReporter(node);
     function report(reason: UdpDropReason, remote: UdpRemote, detail: string): void {
-      deviceRefused('udp', reason);
       reportToCatch(`datagram from ${remote.address}:${remote.port} dropped (${reason}): ${detail}`, { payload: detail, reason, remote });
     }
 

@@ -5,6 +5,7 @@
  * returns its teardown, run when that connection goes. Nothing here throws into the caller:
  * failures become states (`onState`) and the next attempt. Framework-free.
  */
+import { backoffDelay } from '../mailbox/backoff';
 import * as amqp from 'amqplib';
 import type { ChannelModel } from 'amqplib';
 
@@ -174,7 +175,7 @@ export class AmqpConnection {
     if (this.closed || this.timer) return;
     const min = this.options.minDelayMs ?? 200;
     const max = this.options.maxDelayMs ?? 30_000;
-    const delay = Math.min(max, min * 2 ** Math.min(this.attempt, 20)) * (0.8 + 0.2 * Math.random());
+    const delay = backoffDelay(this.attempt + 1, { baseDelayMs: min, maxDelayMs: max, maxAttempts: 1, jitter: 0.2 });
     this.attempt++;
     this.setState('reconnecting', reason);
     this.timer = setTimeout(() => {

@@ -38,6 +38,7 @@
  * `<serial>@udptokens|expiresAt=<ISO time>|expiresIn=<s>|tokens=<hex>,<hex>…`, JSON
  * `{"udptokens": {"tokens": [<base64>…], "expiresAt": "<ISO time>", "expiresIn": <s>}}`.
  */
+import { deviceRefused } from '../metrics/metrics';
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -299,6 +300,7 @@ export class MqttDeviceBroker {
 
   private report(rejection: MqttRejection): void {
     this.rejected[rejection.reason]++;
+    deviceRefused('mqtt', rejection.reason);
     try {
       this.options.onRejected?.(rejection);
     } catch {

@@ -23,6 +23,7 @@
  * under its own topics (e.g. a mosquitto ACL `pattern write /+/%u/#`), or a device could speak
  * for another. The embedded broker (mqtt-broker.ts) does this check itself.
  */
+import { deviceRefused } from '../metrics/metrics';
 import type * as mqtt from 'mqtt';
 import type { DeviceDirectory, DeviceIdentity } from '../devices/directory';
 import { deviceMessage } from '../devices/ingest';
@@ -269,6 +270,7 @@ export class MqttBrokerClient {
 
   private report(rejection: ClientRejection): void {
     this.rejected[rejection.reason]++;
+    deviceRefused('mqtt', rejection.reason);
     try {
       this.options.onRejected?.(rejection);
     } catch {

@@ -23,6 +23,7 @@
  * an ERROR the device can retry after. A device that does not read what it is sent (ACKs piling
  * up past maxWriteBufferBytes) is closed.
  */
+import { deviceRefused } from '../metrics/metrics';
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -303,6 +304,8 @@ export class TcpDeviceServer implements ConnectionHost {
   }
 
   report(code: TcpEventCode, message: string, context: TcpEventContext): void {
+    // Socket errors, idle timeouts and listener faults are no refusals.
+    if (code !== 'socket' && code !== 'listener' && code !== 'idle-timeout') deviceRefused('tcp', code);
     try {
       this.opts.onError?.(new TcpEventError(code, message), context);
     } catch {

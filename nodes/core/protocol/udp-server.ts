@@ -23,6 +23,7 @@
  * remembers the tokens it spent (bounded, for about a token's lifetime) to tell a replay from a
  * token that was never issued. Framework-free.
  */
+import { deviceRefused } from '../metrics/metrics';
 import * as dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import type { RateLimiter } from '../devices/rate-limit';
@@ -221,6 +222,7 @@ export class UdpServer {
 
   private drop(reason: UdpDropReason, remote: UdpRemote, detail: string): void {
     this.counts[reason]++;
+    deviceRefused('udp', reason);
     try {
       this.options.onRejected?.(reason, { address: remote.address, port: remote.port }, detail);
     } catch {

@@ -17,6 +17,7 @@
  * the server routes messages for the bare JID only to available resources (see docs/xmpp.md,
  * "Several instances").
  */
+import { backoffDelay } from '../mailbox/backoff';
 import { createClient, type ClientParts, type Entity, type TlsMode, type XmlBuilder, type XmlElement } from './client';
 
 export type XmppState = 'connecting' | 'online' | 'reconnecting' | 'closed';
@@ -298,7 +299,7 @@ export class XmppConnection {
     if (this.closed || this.timer) return;
     const min = this.options.minDelayMs ?? 500;
     const max = this.options.maxDelayMs ?? 60_000;
-    const delay = Math.min(max, min * 2 ** Math.min(this.attempt, 20)) * (0.8 + 0.2 * Math.random());
+    const delay = backoffDelay(this.attempt + 1, { baseDelayMs: min, maxDelayMs: max, maxAttempts: 1, jitter: 0.2 });
     this.attempt++;
     this.setState('reconnecting', reason);
     this.timer = setTimeout(() => {
