@@ -13,7 +13,9 @@ export function startupBanner(config: RuntimeConfig, env: Env, secret: Credentia
   const info = [
     `Conflux editor: ${editorUrl(config.host, config.port)}`,
     `data dir: ${config.dataDir}`,
-    firstFlow === 'installed' ? `first start: deployed ${FIRST_FLOWS.map((f) => `flows/${f}`).join(' and ')} as ${config.flowFile}` : `flows: ${config.flowFile} (kept as saved)`,
+    firstFlow === 'installed'
+      ? `first start: deployed ${FIRST_FLOWS.map((f) => `flows/${f}`).join(' and ')} as ${config.flowFile}`
+      : `flows: ${config.flowFile} (kept as saved)`,
     secret.source === 'env'
       ? 'credential secret: from CONFLUX_CREDENTIAL_SECRET'
       : `credential secret: ${secret.source === 'generated' ? 'generated, kept' : 'kept'} in ${secret.file} — or set CONFLUX_CREDENTIAL_SECRET`,

@@ -47,8 +47,32 @@ function partnerFlow(url: string) {
   return {
     label: 'partner (test)',
     nodes: [
-      { id: 'a1a1a1a1a1a1a1a1', type: 'inject', name: 'parcel', props: [{ p: 'payload' }], payload: 'parcel-1', payloadType: 'str', repeat: '', once: false, topic: '', x: 100, y: 60, wires: [['a2a2a2a2a2a2a2a2']] },
-      { id: 'a2a2a2a2a2a2a2a2', type: 'conflux-mailbox', database: DATABASE, mode: 'enqueue', box: 'outbox', queue: 'partner', tenant: 'default', x: 300, y: 60, wires: [[]] },
+      {
+        id: 'a1a1a1a1a1a1a1a1',
+        type: 'inject',
+        name: 'parcel',
+        props: [{ p: 'payload' }],
+        payload: 'parcel-1',
+        payloadType: 'str',
+        repeat: '',
+        once: false,
+        topic: '',
+        x: 100,
+        y: 60,
+        wires: [['a2a2a2a2a2a2a2a2']],
+      },
+      {
+        id: 'a2a2a2a2a2a2a2a2',
+        type: 'conflux-mailbox',
+        database: DATABASE,
+        mode: 'enqueue',
+        box: 'outbox',
+        queue: 'partner',
+        tenant: 'default',
+        x: 300,
+        y: 60,
+        wires: [[]],
+      },
       {
         id: 'a3a3a3a3a3a3a3a3',
         type: 'conflux-mailbox',
@@ -70,10 +94,7 @@ function partnerFlow(url: string) {
         type: 'switch',
         property: 'statusCode',
         propertyType: 'msg',
-        rules: [
-          { t: 'btwn', v: '200', vt: 'num', v2: '299', v2t: 'num' },
-          { t: 'else' },
-        ],
+        rules: [{ t: 'btwn', v: '200', vt: 'num', v2: '299', v2t: 'num' }, { t: 'else' }],
         checkall: 'false',
         outputs: 2,
         x: 480,
@@ -141,7 +162,9 @@ describe('browser: the operator dashboard (/dashboard) on npm start with embedde
 
     await page.goto(`${platform.base}/dashboard/operations`);
     await row('devices', 'demo-0001').filter({ hasText: 'online' }).waitFor({ timeout: PAGE_WAIT_MS });
-    await row('latest', 'demo-0001/temperature').filter({ hasText: String(VALUE) }).waitFor({ timeout: PAGE_WAIT_MS });
+    await row('latest', 'demo-0001/temperature')
+      .filter({ hasText: String(VALUE) })
+      .waitFor({ timeout: PAGE_WAIT_MS });
     assert.equal((await page.locator('.conflux-online').innerText()).replace(/\D+/g, ''), '1', 'one device online');
     await shot('device-online');
 
@@ -151,7 +174,7 @@ describe('browser: the operator dashboard (/dashboard) on npm start with embedde
     assert.equal(item?.value, VALUE, JSON.stringify(body));
   });
 
-  it("charts the sensor picked from the dropdown (readings and hourly rollups)", async () => {
+  it('charts the sensor picked from the dropdown (readings and hourly rollups)', async () => {
     await page.locator('.conflux-sensor').click();
     await page.getByRole('option', { name: 'demo-0001/temperature' }).click();
     await page.locator('.conflux-sensor', { hasText: 'demo-0001/temperature' }).waitFor({ timeout: PAGE_WAIT_MS });

@@ -71,7 +71,10 @@ for (const engine of ENGINES) {
         assert.deepEqual(answer.outcome, { action: 'retry', id, outcome: 'retried' });
         assert.equal(answer.topic, 'dead-letters');
         assert.ok(!(answer.payload as { id: string }[]).some((r) => r.id === id), 'no longer a dead letter');
-        const { rows } = await db.query<{ attempts: number; payload: unknown; headers: unknown }>('SELECT attempts, payload, headers FROM outbox WHERE queue = $1', [queue]);
+        const { rows } = await db.query<{ attempts: number; payload: unknown; headers: unknown }>(
+          'SELECT attempts, payload, headers FROM outbox WHERE queue = $1',
+          [queue],
+        );
         assert.deepEqual(rows, [{ attempts: 0, payload: { hello: 'retry-1' }, headers: { h: 1 } }]);
         assert.deepEqual(((await ops.answer('retry', id)).outcome as { outcome: string }).outcome, 'absent', 'a second retry changes nothing');
 
@@ -137,10 +140,13 @@ for (const engine of ENGINES) {
         assert.equal(bySerial.get('dev-b')?.state, 'offline');
         assert.equal(bySerial.get('dev-b')?.lastSeen, '2023-11-14T22:13:20.000Z', 'last seen at its newest reading');
         assert.equal(bySerial.get('dev-c')?.lastSeen, '', 'never seen');
-        assert.deepEqual(answer.summary && { online: (answer.summary as { online: number }).online, offline: (answer.summary as { offline: number }).offline }, {
-          online: 1,
-          offline: 2,
-        });
+        assert.deepEqual(
+          answer.summary && { online: (answer.summary as { online: number }).online, offline: (answer.summary as { offline: number }).offline },
+          {
+            online: 1,
+            offline: 2,
+          },
+        );
         const refusal = (answer.refusals as { transport: string; reason: string; count: number }[]).find((r) => r.reason === 'bad-key');
         assert.ok(refusal && refusal.transport === 'tcp' && refusal.count >= 1, JSON.stringify(answer.refusals));
         assert.deepEqual((await other.answer('devices', undefined)).payload, [], "another tenant's devices are not listed");
@@ -161,7 +167,10 @@ for (const engine of ENGINES) {
 
       it('series: the readings of one sensor in the range as chart points', async () => {
         const answer = await ops.answer('series', { sensor: 'pump-1/flow', from: t0 + 1800, to: t0 + 4 * 1800 });
-        assert.deepEqual(answer.payload, [1, 2, 3].map((i) => ({ x: (t0 + i * 1800) * 1000, y: i, series: 'pump-1/flow' })));
+        assert.deepEqual(
+          answer.payload,
+          [1, 2, 3].map((i) => ({ x: (t0 + i * 1800) * 1000, y: i, series: 'pump-1/flow' })),
+        );
         assert.equal(answer.action, 'replace');
       });
 
@@ -200,7 +209,9 @@ for (const engine of ENGINES) {
         const shortTerm = createMemoryShortTerm({ ttlSeconds: 60, windowSize: 10, windowSeconds: 60 });
         await shortTerm.write([{ tenant: 'acme', record: { n: 'pump-1/state', t: t0, vs: 'running' } }]);
         const withCache = new Ops({ tenant: 'acme', db, shortTerm, timeSeries: createSqlTimeSeries(db), longTerm: createSqlLongTerm(db) });
-        assert.deepEqual((await withCache.answer('latest', undefined)).payload, [{ name: 'pump-1/state', value: 'running', unit: '', time: new Date(t0 * 1000).toISOString() }]);
+        assert.deepEqual((await withCache.answer('latest', undefined)).payload, [
+          { name: 'pump-1/state', value: 'running', unit: '', time: new Date(t0 * 1000).toISOString() },
+        ]);
         await shortTerm.close();
       });
     });
@@ -208,7 +219,10 @@ for (const engine of ENGINES) {
     describe('mailboxes', () => {
       it('depth and oldest age per queue, and per connector with deliveries', async () => {
         const outbox = new Mailbox(db, 'outbox');
-        await outbox.enqueue('acme', 'xmpp:peer@example.org', [{ messageId: 'x1', payload: 1 }, { messageId: 'x2', payload: 2 }]);
+        await outbox.enqueue('acme', 'xmpp:peer@example.org', [
+          { messageId: 'x1', payload: 1 },
+          { messageId: 'x2', payload: 2 },
+        ]);
         await new Mailbox(db, 'inbox').enqueue('acme', 'webhook:/in', [{ messageId: 'i1', payload: 1 }]);
         await outbox.enqueue('globex', 'xmpp:peer@example.org', [{ messageId: 'g1', payload: 1 }]);
         const rows = (await ops.answer('mailboxes', undefined)).payload as { box: string; queue: string; connector: string; depth: number }[];

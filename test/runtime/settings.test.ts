@@ -146,8 +146,21 @@ describe('runtime: first flow', () => {
 
   it('writes several shipped flows as one flow file, a config node they share once (as the first has it)', () => {
     const second = path.join(dir, 'dashboard.json');
-    fs.writeFileSync(source, JSON.stringify([{ id: 'a', type: 'tab' }, { id: 'db', type: 'conflux-postgres', name: 'first' }]));
-    fs.writeFileSync(second, JSON.stringify([{ id: 'b', type: 'tab' }, { id: 'db', type: 'conflux-postgres', name: 'second' }, { id: 'n', type: 'conflux-ops', z: 'b', database: 'db' }]));
+    fs.writeFileSync(
+      source,
+      JSON.stringify([
+        { id: 'a', type: 'tab' },
+        { id: 'db', type: 'conflux-postgres', name: 'first' },
+      ]),
+    );
+    fs.writeFileSync(
+      second,
+      JSON.stringify([
+        { id: 'b', type: 'tab' },
+        { id: 'db', type: 'conflux-postgres', name: 'second' },
+        { id: 'n', type: 'conflux-ops', z: 'b', database: 'db' },
+      ]),
+    );
     const data = path.join(dir, 'data');
     assert.equal(installFirstFlow(data, 'flows.json', [source, second]), 'installed');
     assert.deepEqual(JSON.parse(fs.readFileSync(path.join(data, 'flows.json'), 'utf8')), [
@@ -222,7 +235,8 @@ describe('runtime: first flow', () => {
     // npm start deploys both with one database, cache and gateway.
     const dashboard = JSON.parse(fs.readFileSync(path.join(flowsDir, 'dashboard.json'), 'utf8')) as { id: string; type: string }[];
     const byId = new Map((JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8')) as { id: string }[]).map((n) => [n.id, n]));
-    for (const node of dashboard.filter((n) => n.type.startsWith('conflux-') && byId.has(n.id))) assert.deepEqual(node, byId.get(node.id), `dashboard.json's ${node.type}`);
+    for (const node of dashboard.filter((n) => n.type.startsWith('conflux-') && byId.has(n.id)))
+      assert.deepEqual(node, byId.get(node.id), `dashboard.json's ${node.type}`);
     assert.ok(dashboard.some((n) => n.type === 'conflux-ops') && dashboard.some((n) => n.type === 'ui-base'));
   });
 });

@@ -68,7 +68,10 @@ describe('standalone platform: node dist/settings.js', function () {
       assert.deepEqual(tabs, ['Conflux — getting started', 'Conflux — operator dashboard']);
       // The connections both ship (database, cache, gateway) are written once.
       const shared = new Set(defaultFlow.map((n) => n.id));
-      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dataDir, 'flows.json'), 'utf8')), [...defaultFlow, ...dashboardFlow.filter((n) => !shared.has(n.id))]);
+      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dataDir, 'flows.json'), 'utf8')), [
+        ...defaultFlow,
+        ...dashboardFlow.filter((n) => !shared.has(n.id)),
+      ]);
     });
 
     it('serves the operator dashboard at /dashboard', async () => {

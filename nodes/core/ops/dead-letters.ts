@@ -26,7 +26,15 @@ export const MAX_DEAD_LETTERS = 500;
 
 /** The tenant's dead letters, newest first (at most MAX_DEAD_LETTERS). */
 export async function listDeadLetters(db: SqlClient, tenant: string): Promise<DeadLetterRow[]> {
-  const { rows } = await db.query<{ id: string; box: 'inbox' | 'outbox'; queue: string; message_id: string; attempts: number; last_error: string | null; failed_at: Date }>(
+  const { rows } = await db.query<{
+    id: string;
+    box: 'inbox' | 'outbox';
+    queue: string;
+    message_id: string;
+    attempts: number;
+    last_error: string | null;
+    failed_at: Date;
+  }>(
     `SELECT id::text AS id, box, queue, message_id, attempts, last_error, failed_at FROM dead_letters
      WHERE tenant_id = $1 ORDER BY failed_at DESC, id DESC LIMIT $2`,
     [tenant, MAX_DEAD_LETTERS],

@@ -91,7 +91,8 @@ export function parseSeriesRequest(payload: unknown, nowSeconds: number): Series
   const from = seconds('from', p.from, to - DEFAULT_RANGE_SECONDS);
   if (to < from) throw new OpsInputError('payload.to is before payload.from');
   const rollup = p.rollup === undefined || p.rollup === '' || p.rollup === 'none' ? undefined : p.rollup;
-  if (rollup !== undefined && rollup !== 'hour' && rollup !== 'day') throw new OpsInputError(`payload.rollup must be "hour", "day" or "none", got ${JSON.stringify(p.rollup)}`);
+  if (rollup !== undefined && rollup !== 'hour' && rollup !== 'day')
+    throw new OpsInputError(`payload.rollup must be "hour", "day" or "none", got ${JSON.stringify(p.rollup)}`);
   return { sensor: p.sensor, from, to, ...(rollup ? { rollup } : {}) };
 }
 
