@@ -204,6 +204,22 @@ describe('browser: the operator dashboard (/dashboard) on npm start with embedde
     await letter.waitFor({ state: 'detached', timeout: PAGE_WAIT_MS });
     await page.locator('.conflux-dead-letters-empty').waitFor({ timeout: PAGE_WAIT_MS });
     await shot('dead-letter-retried');
+  });
+
+  it('Drop deletes a dead letter for good: it leaves the list and is not sent again', async () => {
+    partner.handler = answer(503);
+    await press(running.platform, 'a1a1a1a1a1a1a1a1');
+    await until('the second parcel to be tried once', () => partner.received.length === 3);
+    const letter = page.locator('.conflux-dead-letter', { hasText: 'the partner answered 503' });
+    await letter.waitFor({ timeout: PAGE_WAIT_MS });
+    partner.handler = answer(204);
+    await letter.locator('.conflux-drop').click();
+    await letter.waitFor({ state: 'detached', timeout: PAGE_WAIT_MS });
+    await page.locator('.conflux-dead-letters-outcome', { hasText: 'dropped' }).waitFor({ timeout: PAGE_WAIT_MS });
+    await shot('dead-letter-dropped');
+    // Gone from the outbox too: the mailboxes panel no longer lists the partner queue.
+    await row('mailboxes', 'partner').waitFor({ state: 'detached', timeout: PAGE_WAIT_MS });
+    assert.equal(partner.received.length, 3, 'a dropped message is not delivered');
     assert.deepEqual(consoleErrors, [], 'no error in the browser console');
   });
 });
