@@ -60,6 +60,10 @@ async function main(): Promise<void> {
 
   let handle: http.RequestListener = (_req, res) => res.writeHead(503).end();
   const server = http.createServer((req, res) => handle(req, res));
+  // Opening PGlite at a first start can hold the event loop for seconds; with Node's 5 s keep-alive
+  // timeout, a request sent meanwhile on a kept-alive connection was reset when the loop came back
+  // (the timer runs before the socket is read). 65 s, as load balancers expect of a backend.
+  server.keepAliveTimeout = 65_000;
   RED.init(server, settings as unknown as Parameters<typeof RED.init>[1]);
   const hash = settings.adminAuth?.users[0].password;
   const platform = platformApp({
