@@ -178,6 +178,6 @@ export function openRedis(config: RedisConfig, extra: Partial<RedisOptions & Clu
   }
 
   const options: RedisOptions = { ...fromUrl(config.url!), ...common, enableOfflineQueue: true, retryStrategy, ...auth };
-  if (tls) options.tls = { ...(options.tls ?? {}), ...tls };
+  if (tls) options.tls = { ...(typeof options.tls === 'object' ? options.tls : {}), ...tls };
   return new (ioredis().Redis)({ ...options, ...extra });
 }
