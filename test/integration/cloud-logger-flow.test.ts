@@ -41,7 +41,11 @@ describe('the shipped seed-004 flow (flows/seed-004-cloud-logger.json) under npm
   // The getting-started flow's listeners on free ports, so that another platform on this machine does not meet them.
   const ports: Record<string, string> = {};
   before(async () => {
-    Object.assign(ports, { CONFLUX_TCP_PORT: String(await freePort()), CONFLUX_UDP_PORT: String(await freeUdpPort()), CONFLUX_MQTT_PORT: String(await freePort()) });
+    Object.assign(ports, {
+      CONFLUX_TCP_PORT: String(await freePort()),
+      CONFLUX_UDP_PORT: String(await freeUdpPort()),
+      CONFLUX_MQTT_PORT: String(await freePort()),
+    });
   });
   const ctx = usePlatform(() => ({ ...ports, CONFLUX_PULL_URL: `${source.origin}/link` }));
 

@@ -30,7 +30,11 @@ describe('the push directions of the shipped seed-002 and seed-004 flows under n
   // The getting-started flow's listeners on free ports, so that another platform on this machine does not meet them.
   const ports: Record<string, string> = {};
   before(async () => {
-    Object.assign(ports, { CONFLUX_TCP_PORT: String(await freePort()), CONFLUX_UDP_PORT: String(await freeUdpPort()), CONFLUX_MQTT_PORT: String(await freePort()) });
+    Object.assign(ports, {
+      CONFLUX_TCP_PORT: String(await freePort()),
+      CONFLUX_UDP_PORT: String(await freeUdpPort()),
+      CONFLUX_MQTT_PORT: String(await freePort()),
+    });
   });
   const ctx = usePlatform(() => ({ ...ports, CONFLUX_AMQP_URL: amqpUrl(), CONFLUX_WEBHOOK_URL: rx.url, CONFLUX_WEBHOOK_SECRET: OUT_SECRET }));
 

@@ -65,7 +65,10 @@ describe('nodes whose server is not configured', function () {
   ];
 
   it('shows "not configured: set <variable>" on every node, and logs a warning, no error', async () => {
-    await helper.load([postgresNode, amqpNode, amqpOutNode, amqpInNode, xmppNode, xmppOutNode, xmppInNode, ftpNode, ftpOutNode, httpPullNode, catchNode], flow());
+    await helper.load(
+      [postgresNode, amqpNode, amqpOutNode, amqpInNode, xmppNode, xmppOutNode, xmppInNode, ftpNode, ftpOutNode, httpPullNode, catchNode],
+      flow(),
+    );
     const expected: Record<string, string> = {
       aout: 'CONFLUX_UNSET_AMQP_URL',
       ain: 'CONFLUX_UNSET_AMQP_URL',
@@ -87,7 +90,10 @@ describe('nodes whose server is not configured', function () {
     const seen = statusesOf('aout').length;
     await until('two status refreshes of amqp-out', () => statusesOf('aout').length > seen + 1, 5_000);
     assert.equal(lastStatus('aout')?.text, 'not configured: set CONFLUX_UNSET_AMQP_URL');
-    assert.ok(statusesOf('aout').every((s) => !/published/.test(s.text)), JSON.stringify(statusesOf('aout')));
+    assert.ok(
+      statusesOf('aout').every((s) => !/published/.test(s.text)),
+      JSON.stringify(statusesOf('aout')),
+    );
 
     const warnings = logged(30);
     for (const variable of ['CONFLUX_UNSET_AMQP_URL', 'CONFLUX_UNSET_XMPP_JID', 'CONFLUX_UNSET_FTP_HOST', 'CONFLUX_UNSET_PULL_URL'])
@@ -100,7 +106,10 @@ describe('nodes whose server is not configured', function () {
   });
 
   it('fails a pull run to the Catch node with the variable to set', async () => {
-    await helper.load([postgresNode, httpPullNode, catchNode], flow().filter((n) => ['tab', 'db', 'pull', 'catcher', 'caught'].includes(n.id)));
+    await helper.load(
+      [postgresNode, httpPullNode, catchNode],
+      flow().filter((n) => ['tab', 'db', 'pull', 'catcher', 'caught'].includes(n.id)),
+    );
     const caught = new Promise<Record<string, any>>((resolve) => helper.getNode('caught').once('input', resolve));
     helper.getNode('pull').receive({ payload: 'run' });
     const msg = await caught;

@@ -108,7 +108,13 @@ describe('the shipped flows, each imported beside the getting-started flow of np
   const ports: Record<string, number> = {};
   // Free ports for every listener, so that runs beside other test runs do not meet (before the platform starts).
   before(async () => {
-    Object.assign(ports, { tcp: await freePort(), udp: await freeUdpPort(), mqtt: await freePort(), concentratorTcp: await freePort(), concentratorUdp: await freeUdpPort() });
+    Object.assign(ports, {
+      tcp: await freePort(),
+      udp: await freeUdpPort(),
+      mqtt: await freePort(),
+      concentratorTcp: await freePort(),
+      concentratorUdp: await freeUdpPort(),
+    });
   });
   const ctx = usePlatform(() => ({
     CONFLUX_TCP_PORT: String(ports.tcp),
@@ -175,7 +181,8 @@ describe('the shipped flows, each imported beside the getting-started flow of np
       );
     }
 
-    const deployed = ((await (await fetch(`${platform.base}/flows`, { headers: { ...v2, Accept: 'application/json' } })).json()) as { flows: FlowNode[] }).flows;
+    const deployed = ((await (await fetch(`${platform.base}/flows`, { headers: { ...v2, Accept: 'application/json' } })).json()) as { flows: FlowNode[] })
+      .flows;
     const unknown = deployed.filter((n) => n.type === 'unknown');
     assert.deepEqual(unknown, [], 'no unknown node');
     const ids = new Set(deployed.map((n) => n.id));

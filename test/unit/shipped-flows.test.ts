@@ -13,7 +13,24 @@ type FlowNode = Record<string, unknown> & { id: string; type: string; z?: string
 const root = path.resolve(__dirname, '..', '..', '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } };
 const CONFLUX_TYPES = new Set(Object.keys(pkg['node-red'].nodes));
-const CORE_TYPES = new Set(['tab', 'group', 'comment', 'inject', 'debug', 'change', 'function', 'catch', 'status', 'delay', 'http in', 'http response', 'switch', 'link in', 'link out', 'tls-config']);
+const CORE_TYPES = new Set([
+  'tab',
+  'group',
+  'comment',
+  'inject',
+  'debug',
+  'change',
+  'function',
+  'catch',
+  'status',
+  'delay',
+  'http in',
+  'http response',
+  'switch',
+  'link in',
+  'link out',
+  'tls-config',
+]);
 const SIX = [
   'default.json',
   'seed-000-integration-api.json',
@@ -55,12 +72,17 @@ describe('the shipped flows (flows/*.json)', () => {
     describe(file, () => {
       const flow = read(file);
       const tabs = flow.filter((n) => n.type === 'tab');
-      const groups = new Map(flow.filter((n) => n.type === 'group').map((g) => [g.id, g as FlowNode & { nodes: string[]; x: number; y: number; w: number; h: number }]));
+      const groups = new Map(
+        flow.filter((n) => n.type === 'group').map((g) => [g.id, g as FlowNode & { nodes: string[]; x: number; y: number; w: number; h: number }]),
+      );
 
       it('is one tab that says what it shows, with comments and groups', () => {
         assert.equal(tabs.length, 1);
         assert.ok(String(tabs[0].info ?? '').length > 40, 'the tab has an info text');
-        assert.ok(flow.some((n) => n.type === 'comment' && n.z === tabs[0].id), 'a comment node');
+        assert.ok(
+          flow.some((n) => n.type === 'comment' && n.z === tabs[0].id),
+          'a comment node',
+        );
         assert.ok(groups.size >= 1, 'a group');
         if (SIX.includes(file)) {
           assert.ok(groups.size >= 3, 'the stages in groups');
@@ -87,7 +109,10 @@ describe('the shipped flows (flows/*.json)', () => {
           assert.ok(g.nodes.includes(n.id), `group ${g.id} does not list ${n.id}`);
         }
         for (const g of groups.values()) {
-          assert.ok([g.x, g.y, g.w, g.h].every((v) => typeof v === 'number'), `group ${g.id} has x, y, w, h`);
+          assert.ok(
+            [g.x, g.y, g.w, g.h].every((v) => typeof v === 'number'),
+            `group ${g.id} has x, y, w, h`,
+          );
           for (const id of g.nodes) {
             const n = flow.find((m) => m.id === id);
             assert.ok(n, `group ${g.id} lists ${id}, which does not exist`);
@@ -100,8 +125,10 @@ describe('the shipped flows (flows/*.json)', () => {
 
       it('wires only to nodes that exist, and config nodes stay out of tabs', () => {
         const ids = new Set(flow.map((n) => n.id));
-        for (const n of flow) for (const out of (n.wires as string[][] | undefined) ?? []) for (const id of out) assert.ok(ids.has(id), `${n.id} wires to ${id}`);
-        for (const n of flow) if (/^conflux-(postgres|redis|elasticsearch|amqp|xmpp|ftp|gateway|api|webhooks)$/.test(n.type)) assert.equal(n.z, undefined, `${n.type} ${n.id}`);
+        for (const n of flow)
+          for (const out of (n.wires as string[][] | undefined) ?? []) for (const id of out) assert.ok(ids.has(id), `${n.id} wires to ${id}`);
+        for (const n of flow)
+          if (/^conflux-(postgres|redis|elasticsearch|amqp|xmpp|ftp|gateway|api|webhooks)$/.test(n.type)) assert.equal(n.z, undefined, `${n.type} ${n.id}`);
       });
 
       it('names every server through a CONFLUX_* variable, or leaves it empty for the embedded default', () => {
