@@ -181,6 +181,15 @@ export class SubscriptionStore {
   // foreign key would fail the batch). The same statement keeps each event's body once (a retry
   // or another subscriber finds it there: DO NOTHING).
   private logStatement(items: Attempt[], before = ''): { sql: string; params: unknown[] } {
+    // One body per event in the batch: an event to 100 subscribers is 100 attempts, one body.
+    const bodies = new Set<string>();
+    const firstBody = (a: Attempt): string | null => {
+      if (a.body === undefined) return null;
+      const key = `${a.tenant}\n${a.eventId}`;
+      if (bodies.has(key)) return null;
+      bodies.add(key);
+      return a.body;
+    };
     const rows = items.map((a) => [
       a.tenant,
       String(a.subscriptionId),
@@ -192,7 +201,7 @@ export class SubscriptionStore {
       a.durationMs,
       textOnly(a.response),
       textOnly(a.error),
-      a.body ?? null,
+      firstBody(a),
     ]);
     return {
       sql: `WITH ${before}bodies AS (
