@@ -8,20 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { root, usePlatform } from '../support/platform';
-
-const CHROMIUM = '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps dialling Google's hosts, which this
-// machine's closed network refuses.
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { CHROMIUM, CHROMIUM_ARGS, screenshot } from '../support/browser';
 
 interface Shipped {
   /** Catalog of the node's file in the language (common texts merged, as the build ships it). */
@@ -114,7 +101,7 @@ describe('the editor in a German browser', function () {
 
   before(async function () {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   });
 
   after(async () => {
@@ -164,6 +151,7 @@ describe('the editor in a German browser', function () {
         );
       }
     }
+    await screenshot(page, 'editor-german');
     assert.deepEqual(pageErrors, [], 'no error in the page');
     await context.close();
   });

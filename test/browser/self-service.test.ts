@@ -13,28 +13,15 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, screenshot } from '../support/browser';
 import { migrate } from '../../nodes/core/db/migrate';
 import { openPglite } from '../../nodes/core/db/pglite';
 import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
 import { ApiClient } from '../support/api-client';
-import { press, root, START_TIMEOUT_MS, tempDataDir, usePlatform } from '../support/platform';
+import { press, START_TIMEOUT_MS, tempDataDir, usePlatform } from '../support/platform';
 import { until } from '../support/wait';
 import { Receiver, type Received } from '../support/webhook-receiver';
 
-const CHROMIUM = '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps dialling Google's hosts, which this
-// machine's closed network refuses.
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const SHOTS = path.join(root, 'test-artifacts', 'screenshots');
 const WAIT_MS = 30_000;
 
 /**
@@ -103,9 +90,8 @@ describe('the self-service page in a browser', function () {
 
   before(async function () {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
-    fs.mkdirSync(SHOTS, { recursive: true });
     receiver = await new Receiver().start();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     // The getting-started flow serves the API; the webhook flow goes beside it.
     const { platform } = running;
     await until('the REST API and the page to be served', async () => (await fetch(`${platform.base}/api/self-service/`)).status === 200, START_TIMEOUT_MS);
@@ -282,6 +268,6 @@ async function signIn(page: Page, key: string): Promise<void> {
   await page.waitForSelector('#app:not([hidden])', { timeout: WAIT_MS });
 }
 
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(SHOTS, `self-service-${name}.png`), fullPage: true });
+function shot(page: Page, name: string): Promise<void> {
+  return screenshot(page, `self-service-${name}`);
 }
