@@ -6,7 +6,7 @@
  * Max sessions at the default 10,000), with CONFLUX_POSTGRES_URL on the test PostgreSQL so that
  * the resident set measured is the platform's own (the embedded PGlite would add its buffers as
  * it reads 10,000 device keys). Its open-files limit and that of the client processes are raised
- * by their start command (`ulimit -n`); when the hard limit of this machine is too low for that,
+ * by their start command (`ulimit -Sn`); when the hard limit of this machine is too low for that,
  * the test fails and says what to raise: it never skips.
  *
  * 10,000 devices, each with its own key, are provisioned in bulk in the business tables before
@@ -20,8 +20,9 @@
  * the memory per session; the test prints it (bench/RESULTS.md, "load") and fails above
  * MAX_KIB_PER_SESSION.
  *
- * CONFLUX_LOAD_SESSIONS sets another count (e.g. 1,000 to try the test quickly, or 20,000 with
- * the gateway's Max sessions raised: it then fails at the limit, as it should).
+ * CONFLUX_LOAD_SESSIONS sets another count: 1,000 tries the test quickly (the memory bounds are
+ * then not checked: a few MiB of noise outweigh the sessions); above the gateway's Max sessions
+ * (10,000) the logins past it are refused and the test fails, as it should.
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
@@ -309,6 +310,7 @@ describe(`load: ${SESSIONS.toLocaleString('en-US')} concurrent TCP device sessio
       `platform resident: ${mib(idle.rssKiB)} MiB idle, ${mib(held.rssKiB)} MiB with ${SESSIONS} sessions: ${perSession('rssKiB').toFixed(1)} KiB per session ` +
         `(JS heap ${mib(idle.heapKiB)} → ${mib(held.heapKiB)} MiB: ${perSession('heapKiB').toFixed(1)} KiB per session); the ${HOLDERS} client processes: ${mib(clientKiB)} MiB`,
     );
+    if (SESSIONS < 10_000) return;
     assert.ok(perSession('rssKiB') > 0, 'the resident set did not grow with the sessions');
     assert.ok(perSession('rssKiB') <= MAX_KIB_PER_SESSION, `${perSession('rssKiB').toFixed(1)} KiB resident per session: more than ${MAX_KIB_PER_SESSION} KiB`);
   });
