@@ -44,11 +44,11 @@ const SAMPLE_EVERY = 100;
 /** The shipped gateway's idle timeout (flows/default.json): the server PINGs at half of it. */
 const IDLE_TIMEOUT_MS = 120_000;
 /**
- * Resident memory per idle session, at most: measured at about 8.5 KiB (bench/RESULTS.md,
- * "load"); a bound well above it, so that only a real regression (a buffer or a timer list per
- * session too many) fails the test.
+ * Resident memory per idle session, at most: measured at about 5 KiB (bench/RESULTS.md, "load");
+ * a bound well above it, so that only a real regression (a buffer, a timer list or a login's
+ * state kept per session) fails the test.
  */
-const MAX_KIB_PER_SESSION = 32;
+const MAX_KIB_PER_SESSION = 16;
 const SERIAL = 'load-';
 const KEY = 'load device key ';
 
