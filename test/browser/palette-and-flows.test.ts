@@ -120,8 +120,12 @@ async function deployFlows(platform: Platform, flows: unknown[]): Promise<void> 
   assert.ok(res.ok, `resetting the flows: ${res.status} ${await res.text()}`);
 }
 
-/** Import > Examples > the package > `name`, as a user clicks through it. */
-async function importExample(page: Page, name: string): Promise<void> {
+/**
+ * Import > Examples > the package > `name`, as a user clicks through it. When the editor says some
+ * nodes already exist (the dashboard carries copies of the getting-started flow's connections), the
+ * user views them and keeps the running ones: `existing` are unticked, the rest imported.
+ */
+async function importExample(page: Page, name: string, existing: string[]): Promise<void> {
   await page.evaluate(() => (globalThis as any).RED.actions.invoke('core:show-examples-import-dialog'));
   const dialog = page.locator('#red-ui-clipboard-dialog');
   const label = (text: string) =>
@@ -129,9 +133,27 @@ async function importExample(page: Page, name: string): Promise<void> {
   await label(pkg.name).first().click();
   await label(name).first().click();
   await page.locator('#red-ui-clipboard-dialog-ok').click();
-  // A node id the running flows already have: the editor asks; import copies of them.
-  const conflict = page.locator('#red-ui-clipboard-dialog-import-conflict');
-  if (await conflict.isVisible()) await conflict.click();
+  const viewNodes = page.locator('.red-ui-notification button').filter({ hasText: 'View nodes' });
+  await page.waitForFunction(
+    () => {
+      const doc = (globalThis as any).document;
+      const open = doc.querySelector('#red-ui-clipboard-dialog')?.offsetParent != null;
+      const asked = Array.from(doc.querySelectorAll('.red-ui-notification button') as ArrayLike<{ textContent: string }>).some((b) =>
+        /View nodes/.test(b.textContent),
+      );
+      return !open || asked;
+    },
+    null,
+    { timeout: 30_000 },
+  );
+  if (await viewNodes.isVisible()) {
+    await viewNodes.click();
+    for (const id of existing) {
+      const box = page.locator(`.red-ui-clipboard-dialog-import-conflicts-gutter input[data-node-id="${id}"]`);
+      if ((await box.count()) > 0) await box.uncheck();
+    }
+    await page.locator('#red-ui-clipboard-dialog-import-conflict').click();
+  }
   await dialog.waitFor({ state: 'hidden', timeout: 30_000 });
 }
 
@@ -174,10 +196,10 @@ describe('the editor in a browser: palette and shipped flows', function () {
       // From what npm start deployed, less the tabs this flow brings itself (the getting-started
       // flow and the dashboard are among the examples too); shared connections stay.
       const tabs = new Set(flow.nodes.filter((n) => n.type === 'tab').map((n) => n.id));
-      await deployFlows(
-        running.platform,
-        initial.filter((n) => !tabs.has(n.id) && !tabs.has(n.z ?? '')),
-      );
+      const baseline = initial.filter((n) => !tabs.has(n.id) && !tabs.has(n.z ?? ''));
+      await deployFlows(running.platform, baseline);
+      const deployed = new Set(baseline.map((n) => n.id));
+      const existing = flow.nodes.filter((n) => deployed.has(n.id)).map((n) => n.id);
       consoleErrors.length = 0;
       await openEditor(page, running.platform);
       const tabsBefore = await page.evaluate(() => {
@@ -186,7 +208,7 @@ describe('the editor in a browser: palette and shipped flows', function () {
         return ids;
       });
 
-      await importExample(page, flow.name);
+      await importExample(page, flow.name, existing);
       const problems = await page.evaluate((before) => {
         const RED = (globalThis as any).RED;
         const found: string[] = [];
@@ -206,7 +228,13 @@ describe('the editor in a browser: palette and shipped flows', function () {
       assert.ok(problems.newTabs >= 1, `${flow.name}: the import added no tab`);
 
       await page.locator('#red-ui-header-button-deploy').click();
-      await page.locator('.red-ui-notification').filter({ hasText: 'Successfully deployed' }).first().waitFor({ state: 'visible', timeout: 60_000 });
+      try {
+        await page.locator('.red-ui-notification').filter({ hasText: 'Successfully deployed' }).first().waitFor({ state: 'visible', timeout: 60_000 });
+      } catch (err) {
+        await screenshot(page, `flow-${flow.name}-not-deployed`);
+        const shown = await page.locator('.red-ui-notification').allTextContents();
+        throw new Error(`${flow.name}: no "Successfully deployed" (notifications: ${JSON.stringify(shown)}): ${(err as Error).message}`);
+      }
       await screenshot(page, `flow-${flow.name}`);
       assert.deepEqual(consoleErrors, [], `${flow.name}: errors in the browser console`);
     }

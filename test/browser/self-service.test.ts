@@ -25,40 +25,12 @@ import { Receiver, type Received } from '../support/webhook-receiver';
 const WAIT_MS = 30_000;
 
 /**
- * What the getting-started flow lacks for webhooks to leave: a conflux-webhooks configuration on
- * its database (private destinations allowed: the receiver is on 127.0.0.1) and a flow that emits
- * a vehicle.processed event into a conflux-webhook-out, deployed beside it through the admin API.
+ * The getting-started flow's webhooks (group 5): its "a vehicle was processed" inject emits the
+ * event into its conflux-webhook-out. The receiver is on 127.0.0.1, so the test ticks "allow
+ * private destinations" on its Conflux webhooks configuration, as a user with a local receiver does.
  */
-const DATABASE = '2ec94cf112fa58ad'; // flows/default.json's conflux-postgres
-const TAB = 'a1b2c3d4e5f60001';
-const INJECT = 'a1b2c3d4e5f60003';
-const WEBHOOK_FLOW = [
-  { id: TAB, type: 'tab', label: 'Self-service test' },
-  { id: 'a1b2c3d4e5f60002', type: 'conflux-webhooks', name: 'test webhooks', database: DATABASE, allowPrivate: true, openSeconds: '1' },
-  {
-    id: INJECT,
-    type: 'inject',
-    z: TAB,
-    props: [{ p: 'payload' }, { p: 'subject', v: 'WVWZZZ1JZXW000001', vt: 'str' }],
-    payload: '{"vin":"WVWZZZ1JZXW000001","images":24}',
-    payloadType: 'json',
-    x: 150,
-    y: 100,
-    wires: [['a1b2c3d4e5f60004']],
-  },
-  {
-    id: 'a1b2c3d4e5f60004',
-    type: 'conflux-event',
-    z: TAB,
-    mode: 'emit',
-    eventType: 'vehicle.processed',
-    description: 'A vehicle was processed',
-    x: 350,
-    y: 100,
-    wires: [['a1b2c3d4e5f60005']],
-  },
-  { id: 'a1b2c3d4e5f60005', type: 'conflux-webhook-out', z: TAB, webhooks: 'a1b2c3d4e5f60002', x: 550, y: 100, wires: [[]] },
-];
+const WEBHOOKS = '0c6f3e2a9b1d4e56'; // flows/default.json's conflux-webhooks
+const INJECT = '0c6f3e2a9b1d4e52'; // flows/default.json's "a vehicle was processed"
 
 const webhookId = (r: Received) => (r.headers as Record<string, string>)['webhook-id'];
 const typeOf = (r: Received) => (JSON.parse(r.body) as { type: string }).type;
@@ -92,14 +64,17 @@ describe('the self-service page in a browser', function () {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
     receiver = await new Receiver().start();
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    // The getting-started flow serves the API; the webhook flow goes beside it.
+    // The getting-started flow serves the API and sends the webhooks.
     const { platform } = running;
     await until('the REST API and the page to be served', async () => (await fetch(`${platform.base}/api/self-service/`)).status === 200, START_TIMEOUT_MS);
-    const current = (await (await fetch(`${platform.base}/flows`)).json()) as object[];
+    const current = (await (await fetch(`${platform.base}/flows`)).json()) as { id: string; allowPrivate?: boolean }[];
+    const webhooks = current.find((n) => n.id === WEBHOOKS);
+    assert.ok(webhooks, 'the getting-started flow has its Conflux webhooks configuration');
+    webhooks.allowPrivate = true;
     const deploy = await fetch(`${platform.base}/flows`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
-      body: JSON.stringify([...current, ...WEBHOOK_FLOW]),
+      body: JSON.stringify(current),
     });
     assert.equal(deploy.status, 204, await deploy.text());
     await until('the REST API after the deploy', async () => (await fetch(`${platform.base}/api/v2/openapi.json`)).status === 200, START_TIMEOUT_MS);

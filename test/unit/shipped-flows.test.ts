@@ -13,6 +13,14 @@ type FlowNode = Record<string, unknown> & { id: string; type: string; z?: string
 const root = path.resolve(__dirname, '..', '..', '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } };
 const CONFLUX_TYPES = new Set(Object.keys(pkg['node-red'].nodes));
+/** Dashboard 2.0's widgets (a dependency of ours): the operator dashboard's flow uses them. */
+const DASHBOARD_TYPES = new Set(
+  Object.keys(
+    (JSON.parse(fs.readFileSync(require.resolve('@flowfuse/node-red-dashboard/package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } })[
+      'node-red'
+    ].nodes,
+  ),
+);
 const CORE_TYPES = new Set([
   'tab',
   'group',
@@ -27,6 +35,7 @@ const CORE_TYPES = new Set([
   'http in',
   'http response',
   'switch',
+  'split',
   'link in',
   'link out',
   'tls-config',
@@ -94,8 +103,12 @@ describe('the shipped flows (flows/*.json)', () => {
         }
       });
 
-      it('has only Conflux and core node types, with unique ids', () => {
-        for (const n of flow) assert.ok(CONFLUX_TYPES.has(n.type) || CORE_TYPES.has(n.type), `${n.type} (${n.id}) is neither a Conflux nor a core type`);
+      it('has only Conflux, core and Dashboard 2.0 node types, with unique ids', () => {
+        for (const n of flow)
+          assert.ok(
+            CONFLUX_TYPES.has(n.type) || CORE_TYPES.has(n.type) || DASHBOARD_TYPES.has(n.type),
+            `${n.type} (${n.id}) is neither a Conflux, a core nor a Dashboard 2.0 type`,
+          );
         assert.equal(new Set(flow.map((n) => n.id)).size, flow.length);
       });
 
