@@ -16,21 +16,8 @@ import { MqttDevice } from '../../tools/device-client/mqtt';
 import { freePort, getJson, root, START_TIMEOUT_MS, usePlatform, waitForOutput, press } from '../support/platform';
 import { answer, Receiver } from '../support/webhook-receiver';
 import { until } from '../support/wait';
+import { CHROMIUM, CHROMIUM_ARGS, screenshot } from '../support/browser';
 
-const CHROMIUM = '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps dialling Google's hosts, which this
-// machine's closed network refuses.
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const SHOTS = path.join(root, 'test-artifacts', 'screenshots');
 const DATABASE = (JSON.parse(fs.readFileSync(path.join(root, 'flows', 'default.json'), 'utf8')) as { id: string; type: string }[]).find(
   (n) => n.type === 'conflux-postgres',
 )!.id;
@@ -135,10 +122,9 @@ describe('browser: the operator dashboard (/dashboard) on npm start with embedde
 
   before(async function () {
     this.timeout(START_TIMEOUT_MS);
-    fs.mkdirSync(SHOTS, { recursive: true });
     await partner.start();
     partner.handler = answer(503);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     page = await browser.newPage({ viewport: { width: 1400, height: 1800 } });
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(m.text());
@@ -150,7 +136,7 @@ describe('browser: the operator dashboard (/dashboard) on npm start with embedde
     await partner.stop();
   });
 
-  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `dashboard-${name}.png`), fullPage: true });
+  const shot = (name: string) => screenshot(page, `dashboard-${name}`);
   const row = (panel: string, text: string) => page.locator(`.conflux-${panel} tr`, { hasText: text });
 
   it('shows a reading sent by the reference device client: the device online and its latest value, also through the REST API', async () => {

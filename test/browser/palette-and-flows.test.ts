@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { getJson, root, usePlatform, type Platform } from '../support/platform';
-import { CHROMIUM, CHROMIUM_ARGS, offlineCatalogue, screenshot } from '../support/browser';
+import { CHROMIUM, CHROMIUM_ARGS, consoleErrors as collectConsoleErrors, offlineCatalogue, screenshot } from '../support/browser';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string };
 
@@ -53,11 +53,7 @@ async function checkPalette(browser: Browser, platform: Platform, locale: string
   const context = await browser.newContext({ locale, viewport: { width: 1600, height: 2400 } });
   await offlineCatalogue(context);
   const page = await context.newPage();
-  const consoleErrors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (err) => consoleErrors.push(err.message));
+  const consoleErrors = collectConsoleErrors(page);
   await openEditor(page, platform);
 
   // Config nodes have no place in Node-RED's palette (they appear where a node uses them).
@@ -186,11 +182,7 @@ describe('the editor in a browser: palette and shipped flows', function () {
     const context = await browser!.newContext({ locale: 'en-US', viewport: { width: 1600, height: 1000 } });
     await offlineCatalogue(context);
     const page = await context.newPage();
-    const consoleErrors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') consoleErrors.push(m.text());
-    });
-    page.on('pageerror', (err) => consoleErrors.push(err.message));
+    const consoleErrors = collectConsoleErrors(page);
 
     for (const flow of flows) {
       // From what npm start deployed, less the tabs this flow brings itself (the getting-started
@@ -233,7 +225,7 @@ describe('the editor in a browser: palette and shipped flows', function () {
       } catch (err) {
         await screenshot(page, `flow-${flow.name}-not-deployed`);
         const shown = await page.locator('.red-ui-notification').allTextContents();
-        throw new Error(`${flow.name}: no "Successfully deployed" (notifications: ${JSON.stringify(shown)}): ${(err as Error).message}`);
+        throw new Error(`${flow.name}: no "Successfully deployed" (notifications: ${JSON.stringify(shown)})`, { cause: err });
       }
       await screenshot(page, `flow-${flow.name}`);
       assert.deepEqual(consoleErrors, [], `${flow.name}: errors in the browser console`);

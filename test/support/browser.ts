@@ -40,3 +40,13 @@ export async function offlineCatalogue(context: BrowserContext): Promise<void> {
     route.fulfill({ json: { name: 'offline', updated_at: new Date(0).toISOString(), modules: [] } }),
   );
 }
+
+/** Every error the page logs to its console or throws, as it happens (the list grows). */
+export function consoleErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (err) => errors.push(err.message));
+  return errors;
+}
