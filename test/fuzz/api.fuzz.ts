@@ -17,7 +17,8 @@ import { createSqlLongTerm } from '../../nodes/core/stores/long-term-sql';
 import { createMemoryShortTerm } from '../../nodes/core/stores/short-term-memory';
 import { createSqlTimeSeries } from '../../nodes/core/stores/time-series-sql';
 import { assertHttpAnswer, budget, fuzz } from './fuzz';
-import { deepJson, mutated } from './inputs';
+import { decodeEapi } from '../../nodes/core/codecs/eapi';
+import { deepJson, EAPI, mutated } from './inputs';
 import { fuzzStore } from './store';
 
 const MAX_BODY = 16 * 1024;
@@ -37,7 +38,7 @@ const BODIES = [
   '{}',
 ];
 
-const PARAMS = ['SN-1', 'SN-2', 'GX-1', '1', '2', '0', '-1', '999999999999999999999', '1e3', '%00', '%ZZ', '%E9', 'a%2Fb', 'é', 'x'.repeat(2000), '..', 'null'];
+const PARAMS = ['AP-1', 'AP-1', 'SN-1', 'SN-2', 'GX-1', '1', '2', '0', '-1', '999999999999999999999', '1e3', '%00', '%ZZ', '%E9', 'a%2Fb', 'é', 'x'.repeat(2000), '..', 'null'];
 const QUERIES = [
   '',
   'limit=10',
@@ -62,7 +63,7 @@ const QUERIES = [
 ];
 const ACCEPTS = ['application/json', 'text/html', 'application/json;q=0', '*/*', 'application/*;q=0.5', 'a,b,,;q=x', 'application/problem+json'];
 
-const OTHER_PATHS = ['/', '/nothing', '/openapi.json', '/devices/SN-1/nothing', '/DEVICES', '/devices/'];
+const OTHER_PATHS = ['/', '/nothing', '/openapi.json', '/devices/AP-1/nothing', '/DEVICES', '/devices/'];
 
 /** Mostly undefined (keep the valid request's part), sometimes a hostile replacement. */
 const sometimes = <T>(hostile: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: hostile });
@@ -122,13 +123,22 @@ describe('fuzz: REST API', function () {
   before(async function () {
     this.timeout(60_000);
     const store = await fuzzStore();
-    apiKey = store.apiKey;
-    keys = [store.apiKey, store.apiKey, store.readKey, store.otherKey];
+    apiKey = store.api.key;
+    keys = [apiKey, apiKey, store.api.readKey, store.otherKey];
     const { db } = store;
     const identity = await authenticateApiKey(db, apiKey);
     assert.ok(identity);
     const shortTerm = createMemoryShortTerm({ ttlSeconds: 3600, windowSize: 10, windowSeconds: 3600 });
-    const stores = { db, timeSeries: createSqlTimeSeries(db), longTerm: createSqlLongTerm(db), shortTerm, catalogue: () => platformCatalogue(), publishEvent: () => undefined };
+    const timeSeries = createSqlTimeSeries(db);
+    const longTerm = createSqlLongTerm(db);
+    // Readings of AP-1 in every tier, so that data sets, latest values and rollups have pages to cut.
+    const readings = decodeEapi(EAPI[0])
+      .concat(decodeEapi(EAPI[1]), decodeEapi(EAPI[2]), decodeEapi(EAPI[3]))
+      .flatMap((r) => [0, 60, 3600, 86_400].map((dt) => ({ tenant: 'api', record: { ...r, n: r.n.replace(/^[^/]+/, 'AP-1'), t: r.t + dt } })));
+    await timeSeries.append(readings);
+    await longTerm.add(readings);
+    await shortTerm.write(readings);
+    const stores = { db, timeSeries, longTerm, shortTerm, catalogue: () => platformCatalogue(), publishEvent: () => undefined };
     server = new ApiServer({
       base: '/api',
       keyHeaders: ['EAPI-ELCLV2', 'X-API-Key'],

@@ -4,7 +4,9 @@
  * Migrated, with the tenants, devices and keys the generated requests use:
  *
  *   tenant fuzz     device SN-1 (key DEVICE_KEY), device SN-2 (no key), API keys: every scope, read only
- *   tenant other    device GX-1 (another tenant's device)
+ *   tenant other    device GX-1 (another tenant's device), an API key
+ *   tenant api      device AP-1, API keys: every scope, read only — the REST API target's own, since
+ *                   its generated requests create, change and delete (keys too)
  */
 import { migrate } from '../../nodes/core/db/migrate';
 import type { SqlClient } from '../../nodes/core/db/sql';
@@ -23,6 +25,8 @@ export interface FuzzStore {
   readKey: string;
   /** An API key of tenant other. */
   otherKey: string;
+  /** Tenant api's keys: every scope, read only. */
+  api: { key: string; readKey: string };
 }
 
 let opened: Promise<FuzzStore> | undefined;
@@ -45,7 +49,13 @@ export function fuzzStore(): Promise<FuzzStore> {
     const apiKey = String((await store.create(TENANT, 'api_keys', { name: 'fuzz', scopes: [] })).key);
     const readKey = String((await store.create(TENANT, 'api_keys', { name: 'reader', scopes: ['read'] })).key);
     const otherKey = String((await store.create('other', 'api_keys', { name: 'other', scopes: [] })).key);
-    return { db, apiKey, readKey, otherKey };
+    await createTenant(db, { id: 'api', name: 'API' });
+    await store.create('api', 'devices', { serial: 'AP-1' });
+    const api = {
+      key: String((await store.create('api', 'api_keys', { name: 'api', scopes: [] })).key),
+      readKey: String((await store.create('api', 'api_keys', { name: 'api reader', scopes: ['read'] })).key),
+    };
+    return { db, apiKey, readKey, otherKey, api };
   })();
   return opened;
 }
