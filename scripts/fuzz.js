@@ -36,16 +36,7 @@ for (const name of ['CONFLUX_FUZZ_RUNS', 'CONFLUX_FUZZ_SEED']) {
 const mocha = require.resolve('mocha/bin/mocha.js');
 const result = spawnSync(
   process.execPath,
-  [
-    '--expose-gc',
-    mocha,
-    '--require',
-    'dist/test/support/servers.js',
-    '--require',
-    'dist/test/fuzz/fuzz.js',
-    ...mochaArgs,
-    'dist/test/fuzz/**/*.fuzz.js',
-  ],
+  ['--expose-gc', mocha, '--require', 'dist/test/support/servers.js', '--require', 'dist/test/fuzz/fuzz.js', ...mochaArgs, 'dist/test/fuzz/**/*.fuzz.js'],
   { cwd: root, env, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -38,7 +38,27 @@ const BODIES = [
   '{}',
 ];
 
-const PARAMS = ['AP-1', 'AP-1', 'SN-1', 'SN-2', 'GX-1', '1', '2', '0', '-1', '999999999999999999999', '1e3', '%00', '%ZZ', '%E9', 'a%2Fb', 'é', 'x'.repeat(2000), '..', 'null'];
+const PARAMS = [
+  'AP-1',
+  'AP-1',
+  'SN-1',
+  'SN-2',
+  'GX-1',
+  '1',
+  '2',
+  '0',
+  '-1',
+  '999999999999999999999',
+  '1e3',
+  '%00',
+  '%ZZ',
+  '%E9',
+  'a%2Fb',
+  'é',
+  'x'.repeat(2000),
+  '..',
+  'null',
+];
 const QUERIES = [
   '',
   'limit=10',
@@ -66,7 +86,8 @@ const ACCEPTS = ['application/json', 'text/html', 'application/json;q=0', '*/*',
 const OTHER_PATHS = ['/', '/nothing', '/openapi.json', '/devices/AP-1/nothing', '/DEVICES', '/devices/'];
 
 /** Mostly undefined (keep the valid request's part), sometimes a hostile replacement. */
-const sometimes = <T>(hostile: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: hostile });
+const sometimes = <T>(hostile: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+  fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: hostile });
 
 /** A request for one of the operations (or a path that is none), with some of its parts made hostile. */
 export function apiRequest(keys: string[]): fc.Arbitrary<ApiRequest & { text: string }> {
@@ -82,7 +103,15 @@ export function apiRequest(keys: string[]): fc.Arbitrary<ApiRequest & { text: st
       key: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...keys) }, fc.constantFrom(undefined, '', 'cfx_nope', 'Bearer', '\u0000', 'k'.repeat(5000))),
       keyAs: fc.constantFrom('eapi-elclv2', 'authorization', 'x-api-key'),
       accept: sometimes(fc.constantFrom(...ACCEPTS)),
-      type: fc.constantFrom(undefined, 'application/json', 'application/json', 'application/json', 'application/merge-patch+json', 'text/plain', 'application/json; charset=utf-16'),
+      type: fc.constantFrom(
+        undefined,
+        'application/json',
+        'application/json',
+        'application/json',
+        'application/merge-patch+json',
+        'text/plain',
+        'application/json; charset=utf-16',
+      ),
       body: fc.oneof({ weight: 6, arbitrary: mutated(BODIES) }, deepJson, fc.constant(Buffer.alloc(0)), fc.constant(Buffer.alloc(MAX_BODY + 1, 0x20))),
     })
     .map((r) => {

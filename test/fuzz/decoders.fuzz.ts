@@ -28,7 +28,8 @@ async function decoded(what: string, outcomes: Outcomes, decode: () => unknown):
   try {
     result = await decode();
   } catch (err) {
-    if (!(err instanceof CodecError)) throw new Error(`${what}: expected records or a CodecError, got ${err instanceof Error ? err.stack : String(err)}`);
+    if (!(err instanceof CodecError))
+      throw new Error(`${what}: expected records or a CodecError, got ${err instanceof Error ? err.stack : String(err)}`, { cause: err });
     assertReason(err.reason, what);
     outcomes.add('CodecError');
     return;
@@ -43,7 +44,10 @@ describe('fuzz: decoders', function () {
   it('SenML JSON', () =>
     fuzz({
       target: 'decoder SenML JSON',
-      arbitrary: fc.oneof(payload(SENML_JSON), fc.json().map((s) => Buffer.from(s))),
+      arbitrary: fc.oneof(
+        payload(SENML_JSON),
+        fc.json().map((s) => Buffer.from(s)),
+      ),
       check: (b, o) => decoded('senml+json', o, () => decodeSenmlJson(b, { now })),
     }));
 
@@ -108,7 +112,10 @@ describe('fuzz: decoders', function () {
   it('device payloads: SenML (any wire format), UltraLight, JSON attributes', () =>
     fuzz({
       target: 'decoder device payloads',
-      arbitrary: fc.tuple(fc.constantFrom('senml', 'ultralight', 'attributes') as fc.Arbitrary<'senml' | 'ultralight' | 'attributes'>, payload([...DEVICE_SEEDS, ...ATTRIBUTES])),
+      arbitrary: fc.tuple(
+        fc.constantFrom('senml', 'ultralight', 'attributes') as fc.Arbitrary<'senml' | 'ultralight' | 'attributes'>,
+        payload([...DEVICE_SEEDS, ...ATTRIBUTES]),
+      ),
       check: (([format, b], o) => decoded(`device ${format}`, o, () => decodeDevicePayload(format, b, 'SN-1', now).records)) as (
         input: ['senml' | 'ultralight' | 'attributes', Buffer],
         o: Outcomes,
@@ -120,7 +127,12 @@ describe('fuzz: decoders', function () {
       fc.tuple(fc.constantFrom(FrameType.BINARY, FrameType.ASCII, FrameType.UTF8, FrameType.JSON), payload(DEVICE_SEEDS)),
       fc.tuple(fc.integer({ min: 0, max: 255 }), noise),
     );
-    const stream = fc.tuple(fc.array(frame, { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 8 }), fc.boolean(), fc.nat());
+    const stream = fc.tuple(
+      fc.array(frame, { minLength: 1, maxLength: 6 }),
+      fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 8 }),
+      fc.boolean(),
+      fc.nat(),
+    );
     return fuzz({
       target: 'decoder TCP frames',
       arbitrary: stream,
@@ -166,7 +178,7 @@ describe('fuzz: decoders', function () {
             dataFramePayload(f);
             o.add('data payload');
           } catch (err) {
-            if (!(err instanceof FrameError)) throw new Error(`dataFramePayload: ${err instanceof Error ? err.stack : String(err)}`);
+            if (!(err instanceof FrameError)) throw new Error(`dataFramePayload: ${err instanceof Error ? err.stack : String(err)}`, { cause: err });
             assertReason(err.message, 'data frame');
             o.add('FrameError');
           }
@@ -186,7 +198,11 @@ describe('fuzz: decoders', function () {
       .map(([serial, type, p]) => encodeDatagram({ serial, token: Buffer.alloc(16, 7), type, payload: p }));
     return fuzz({
       target: 'decoder UDP datagrams',
-      arbitrary: fc.oneof({ weight: 3, arbitrary: valid }, { weight: 3, arbitrary: fc.tuple(valid, fc.array(fc.nat(), { maxLength: 0 })).chain(([d]) => mutated([d])) }, noise),
+      arbitrary: fc.oneof(
+        { weight: 3, arbitrary: valid },
+        { weight: 3, arbitrary: fc.tuple(valid, fc.array(fc.nat(), { maxLength: 0 })).chain(([d]) => mutated([d])) },
+        noise,
+      ),
       check: (d, o) => {
         const parsed = parseDatagram(d);
         if (!parsed.ok) {

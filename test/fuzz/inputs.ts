@@ -96,9 +96,23 @@ const HOSTILE: Buffer[] = [
   '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[',
   '{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":',
 ].map((s) => Buffer.from(s, 'utf8'));
-const HOSTILE_BYTES: Buffer[] = [[0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0x80], [0xef, 0xbb, 0xbf], [0x9f], [0xbf], [0xf9, 0x7c, 0x00], [0xfb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0], [0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], [0xc1], [0xd9, 0xd9, 0xf7]].map((b) =>
-  Buffer.from(b),
-);
+const HOSTILE_BYTES: Buffer[] = [
+  [0xff],
+  [0xfe, 0xff],
+  [0xc0, 0x80],
+  [0xed, 0xa0, 0x80],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xe2, 0x82],
+  [0x80],
+  [0xef, 0xbb, 0xbf],
+  [0x9f],
+  [0xbf],
+  [0xf9, 0x7c, 0x00],
+  [0xfb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0],
+  [0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+  [0xc1],
+  [0xd9, 0xd9, 0xf7],
+].map((b) => Buffer.from(b));
 
 type Mutation = (b: Buffer) => Buffer;
 
@@ -130,9 +144,18 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     return Buffer.concat([b.subarray(0, at), ...Array.from({ length: times }, () => part), b.subarray(at)]);
   }),
   // a number replaced by an extreme one
-  fc.constantFrom('1e308', '1e309', '-1e309', '0.0000000000000000000000001', '18446744073709551616', '-9223372036854775809', '4294967296', '1.7976931348623157e308').map(
-    (n) => (b: Buffer) => Buffer.from(b.toString('latin1').replace(/-?\d+(\.\d+)?/, n), 'latin1'),
-  ),
+  fc
+    .constantFrom(
+      '1e308',
+      '1e309',
+      '-1e309',
+      '0.0000000000000000000000001',
+      '18446744073709551616',
+      '-9223372036854775809',
+      '4294967296',
+      '1.7976931348623157e308',
+    )
+    .map((n) => (b: Buffer) => Buffer.from(b.toString('latin1').replace(/-?\d+(\.\d+)?/, n), 'latin1')),
 );
 
 /** A seed, changed by up to `max` mutations (none: the seed as is). */
@@ -142,13 +165,11 @@ export function mutated(seeds: ReadonlyArray<string | Uint8Array>, max = 3): fc.
 }
 
 /** Deeply nested JSON (arrays or objects), past any sane limit. */
-export const deepJson: fc.Arbitrary<Buffer> = fc
-  .tuple(fc.integer({ min: 30, max: 5000 }), fc.boolean(), fc.boolean())
-  .map(([depth, arrays, closed]) => {
-    const open = arrays ? '[' : '{"a":';
-    const close = arrays ? ']' : '}';
-    return Buffer.from(open.repeat(depth) + '1' + (closed ? close.repeat(depth) : ''));
-  });
+export const deepJson: fc.Arbitrary<Buffer> = fc.tuple(fc.integer({ min: 30, max: 5000 }), fc.boolean(), fc.boolean()).map(([depth, arrays, closed]) => {
+  const open = arrays ? '[' : '{"a":';
+  const close = arrays ? ']' : '}';
+  return Buffer.from(open.repeat(depth) + '1' + (closed ? close.repeat(depth) : ''));
+});
 
 /** Random bytes and random text, short and long. */
 export const noise: fc.Arbitrary<Buffer> = fc.oneof(
@@ -160,7 +181,12 @@ export const noise: fc.Arbitrary<Buffer> = fc.oneof(
 
 /** Bytes shaped like `seeds`: mostly mutations, some as they are, some noise and deep nesting. */
 export function payload(seeds: ReadonlyArray<string | Uint8Array>): fc.Arbitrary<Buffer> {
-  return fc.oneof({ weight: 6, arbitrary: mutated(seeds) }, { weight: 2, arbitrary: mutated(seeds, 0) }, { weight: 2, arbitrary: noise }, { weight: 1, arbitrary: deepJson });
+  return fc.oneof(
+    { weight: 6, arbitrary: mutated(seeds) },
+    { weight: 2, arbitrary: mutated(seeds, 0) },
+    { weight: 2, arbitrary: noise },
+    { weight: 1, arbitrary: deepJson },
+  );
 }
 
 /** Every device payload format's seeds. */

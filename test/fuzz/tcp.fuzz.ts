@@ -64,7 +64,11 @@ const input: fc.Arbitrary<Input> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant<'frame'>('frame'),
       type: fc.constantFrom(...OTHER_TYPES),
-      payload: fc.oneof(payload(CORRELATED), fc.constantFrom(Buffer.alloc(0), Buffer.from([5]), Buffer.from([0]), Buffer.from([101]), Buffer.from([1, 2])), noise),
+      payload: fc.oneof(
+        payload(CORRELATED),
+        fc.constantFrom(Buffer.alloc(0), Buffer.from([5]), Buffer.from([0]), Buffer.from([101]), Buffer.from([1, 2])),
+        noise,
+      ),
       cuts: fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 3 }),
     }),
   },

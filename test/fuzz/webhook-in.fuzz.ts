@@ -42,7 +42,8 @@ interface WebhookInput {
   request: ReceiverRequestWithBody;
 }
 
-const sometimes = <T>(hostile: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: hostile });
+const sometimes = <T>(hostile: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+  fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: hostile });
 
 function webhookInput(apiKey: string, readKey: string): fc.Arbitrary<WebhookInput> {
   const codec = fc.constantFrom(...(Object.keys(CODECS) as WebhookCodec[]));
