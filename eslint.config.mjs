@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 /** What nodes/core may not import, as seen from a file `depth` folders below nodes/core. */
-const families = ['shared', 'devices', 'convert', 'storage', 'events', 'webhooks', 'amqp', 'api', 'pull', 'federation', 'ftp', 'xmpp', 'plugins'];
+const families = ['shared', 'devices', 'convert', 'storage', 'events', 'webhooks', 'amqp', 'api', 'pull', 'federation', 'ftp', 'xmpp', 'ops', 'plugins'];
 const outsideCore = (depth) => {
   const up = '../'.repeat(depth + 1);
   return ['node-red', ...families.map((f) => `${up}${f}/*`), `${up}../launcher/*`, `${up}../settings`];

@@ -10,7 +10,7 @@ import RED = require('node-red');
 import { startupBanner } from './launcher/banner';
 import { buildSettings, ConfigError, readConfig, type RuntimeConfig } from './launcher/config';
 import { OWNER_ONLY_UMASK, ownerOnlyTree } from './nodes/core/db/owner-only';
-import { installFirstFlow } from './launcher/first-start';
+import { FIRST_FLOWS, installFirstFlow } from './launcher/first-start';
 import { noCorsGrant, platformApp } from './launcher/http';
 import { claimPlatformPidFile } from './launcher/pid-file';
 import { resolveCredentialSecret } from './launcher/secret';
@@ -44,7 +44,11 @@ async function main(): Promise<void> {
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // npm run backup / restore refuse while this file names a live process.
   process.on('exit', claimPlatformPidFile(config.dataDir));
-  const firstFlow = installFirstFlow(config.dataDir, config.flowFile, path.join(packageRoot, 'flows', 'default.json'));
+  const firstFlow = installFirstFlow(
+    config.dataDir,
+    config.flowFile,
+    FIRST_FLOWS.map((name) => path.join(packageRoot, 'flows', name)),
+  );
   const secret = resolveCredentialSecret(config.dataDir, config.credentialSecret);
   const modesFixed = ownerOnlyTree(config.dataDir); // also flows.json, which a copy gives the shipped file's mode
   const settings = buildSettings(config, {
@@ -56,6 +60,10 @@ async function main(): Promise<void> {
 
   let handle: http.RequestListener = (_req, res) => res.writeHead(503).end();
   const server = http.createServer((req, res) => handle(req, res));
+  // Opening PGlite at a first start can hold the event loop for seconds; with Node's 5 s keep-alive
+  // timeout, a request sent meanwhile on a kept-alive connection was reset when the loop came back
+  // (the timer runs before the socket is read). 65 s, as load balancers expect of a backend.
+  server.keepAliveTimeout = 65_000;
   RED.init(server, settings as unknown as Parameters<typeof RED.init>[1]);
   const hash = settings.adminAuth?.users[0].password;
   const platform = platformApp({

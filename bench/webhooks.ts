@@ -264,7 +264,7 @@ export async function run(): Promise<boolean> {
       // not timed: the acks and the log catch up, so the next round starts from an empty outbox
       const deadline = Date.now() + 60_000;
       while ((await depth()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      await sql.query('TRUNCATE webhook_deliveries');
+      await sql.query('TRUNCATE webhook_deliveries, webhook_events');
     }
     return { rate: (target / (result.last - start)) * 1000, latencies: result.latencies };
   }

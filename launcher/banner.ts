@@ -1,7 +1,7 @@
 /** What the platform logs once it is up: where the editor is and what runs embedded. Framework-free. */
 import { editorUrl, isLoopback, type RuntimeConfig } from './config';
 import { describeDefaults, type Env } from './defaults';
-import type { FirstFlowResult } from './first-start';
+import { FIRST_FLOWS, type FirstFlowResult } from './first-start';
 import type { CredentialSecret } from './secret';
 
 export interface Banner {
@@ -13,7 +13,9 @@ export function startupBanner(config: RuntimeConfig, env: Env, secret: Credentia
   const info = [
     `Conflux editor: ${editorUrl(config.host, config.port)}`,
     `data dir: ${config.dataDir}`,
-    firstFlow === 'installed' ? `first start: deployed flows/default.json as ${config.flowFile}` : `flows: ${config.flowFile} (kept as saved)`,
+    firstFlow === 'installed'
+      ? `first start: deployed ${FIRST_FLOWS.map((f) => `flows/${f}`).join(' and ')} as ${config.flowFile}`
+      : `flows: ${config.flowFile} (kept as saved)`,
     secret.source === 'env'
       ? 'credential secret: from CONFLUX_CREDENTIAL_SECRET'
       : `credential secret: ${secret.source === 'generated' ? 'generated, kept' : 'kept'} in ${secret.file} — or set CONFLUX_CREDENTIAL_SECRET`,

@@ -40,6 +40,9 @@ function copyTree(from, to, keep, lang) {
   }
 }
 copyTree(path.join(root, 'nodes'), path.join(root, 'dist', 'nodes'), (name) => name.endsWith('.html'));
+// The self-service page's static files (nodes/core/api/self-service.ts serves them): plain
+// browser JavaScript and CSS, no build step.
+copyTree(path.join(root, 'nodes', 'core', 'api', 'self-service'), path.join(root, 'dist', 'nodes', 'core', 'api', 'self-service'), () => true);
 
 // Node-RED looks for a node's icon in an icons/ folder beside its .js, so every family gets a copy.
 for (const family of fs.readdirSync(path.join(root, 'dist', 'nodes'), { withFileTypes: true })) {

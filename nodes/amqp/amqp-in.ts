@@ -18,6 +18,7 @@ import { configOf } from '../shared/config-user';
 import { boolField, intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
 import { boundedReporter } from '../shared/reporter';
+import { unusableStatus } from '../shared/not-configured';
 import { throttledStatus } from '../shared/status-fanout';
 
 interface AmqpInDef extends NodeDef {
@@ -54,7 +55,7 @@ export = function register(RED: NodeAPI): void {
 
     // Checked before the hand-off: it hooks into the runtime and must be released on close.
     if (!config.amqp) {
-      node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no AMQP connection').slice(0, 100) });
+      node.status(unusableStatus(config, 'no AMQP connection'));
       return;
     }
     if (!queue) {

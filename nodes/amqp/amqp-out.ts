@@ -19,6 +19,7 @@ import type { AmqpConfigNode } from '../shared/config-nodes';
 import { closeAfter, configOf, databaseOf } from '../shared/config-user';
 import { intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
+import { unusableStatus } from '../shared/not-configured';
 import { throttledStatus } from '../shared/status-fanout';
 import { tenantOf } from '../shared/tier-node';
 
@@ -81,6 +82,7 @@ export = function register(RED: NodeAPI): void {
     let lastError = '';
     const status = throttledStatus(node, () => {
       const a = config.amqp;
+      if (!a) return unusableStatus(config, 'no AMQP connection');
       const parts = [t('amqp-out.status.published', { n: publisher?.published ?? 0 })];
       if (accepted > 0) parts.push(t('conflux.status.accepted', { n: accepted }));
       if (publisher && publisher.inFlight > 0) parts.push(t('conflux.status.inFlight', { n: publisher.inFlight }));
@@ -95,7 +97,7 @@ export = function register(RED: NodeAPI): void {
 
     let publisher: OutboxPublisher | undefined;
     if (!config.amqp) {
-      node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no AMQP connection').slice(0, 100) });
+      status.now();
     } else {
       const amqp = config.amqp;
       void Promise.all([box, sql]).then(

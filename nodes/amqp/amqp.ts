@@ -9,6 +9,7 @@ import { AmqpConnection, type AmqpState } from '../core/amqp/connection';
 import type { AmqpConfigNode, AmqpCredentials } from '../shared/config-nodes';
 import { intField, listField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
+import { notConfigured, reportNotConfigured } from '../shared/not-configured';
 import { StatusFanout } from '../shared/status-fanout';
 import { tlsConfigOf } from '../shared/tls-config';
 
@@ -32,7 +33,13 @@ export = function register(RED: NodeAPI): void {
       connection.failed(t('conflux.status.invalidConfig', { reason }));
     };
     const urls = listField(def.urls);
-    if (urls.length === 0) return invalid('no URL (amqp://host:5672 or amqps://host:5671)');
+    if (urls.length === 0) {
+      // Nothing to connect to (CONFLUX_AMQP_URL unset): the users say what to set, messages wait in the outbox.
+      const missing = reportNotConfigured(node, notConfigured(t, def.urls, 'urls', 'amqp.label.urls'));
+      Object.assign(node, { problem: missing.reason, notConfigured: missing });
+      connection.set(missing.status);
+      return;
+    }
     let amqp: AmqpConnection;
     try {
       amqp = new AmqpConnection({

@@ -2,12 +2,14 @@
  * conflux-api: the REST API's configuration (docs/api.md): base path, key headers, quotas,
  * maintenance mode and page limits, and the stores it reads. It owns the server core
  * (nodes/core/api/server.ts) and mounts it on Node-RED's HTTP server once a conflux-rest-api or
- * conflux-api-endpoint serves operations on it. The stores are the config nodes the storage tiers
+ * conflux-api-endpoint serves operations on it, and with them the self-service page for third
+ * parties under `<base>/self-service/` (docs/self-service.md). The stores are the config nodes the storage tiers
  * use: with their server fields empty they are the embedded PGlite and the in-process cache that
  * `npm start` writes to.
  */
 import type { ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { selfServiceAnswer } from '../core/api/self-service';
 import { ApiServer } from '../core/api/server';
 import { provisionDemoApiKey } from '../core/devices/provision';
 import type { ApiOperation, ApiStores } from '../core/api/operation';
@@ -145,6 +147,11 @@ export = function register(RED: NodeAPI): void {
             });
           }
         }
+        const page = `${base}/self-service`;
+        const servePage = (req: RouteRequest, res: ServerResponse) =>
+          reply(res, selfServiceAnswer(req.method ?? 'GET', (req.url ?? '').split('?')[0].slice(page.length)));
+        routes.mount(page, servePage);
+        routes.mount(`${page}/:file`, servePage);
       } catch (err) {
         server.remove(user.id);
         users.delete(user.id);

@@ -6,6 +6,7 @@
 import type { NodeAPI, NodeDef } from 'node-red';
 import { CommandRouter } from '../core/devices/commands';
 import { createDeviceDirectory, type DeviceDirectory } from '../core/devices/directory';
+import { ownOpenFilesLimit, sessionFilesWarning } from '../core/devices/open-files';
 import { provisionDemoDevice } from '../core/devices/provision';
 import { RateLimiter } from '../core/devices/rate-limit';
 import { RequestForwarder } from '../core/devices/requests';
@@ -51,6 +52,9 @@ export = function register(RED: NodeAPI): void {
       ratePerTenant: intField(def.ratePerTenant, 0, 0, 1_000_000),
       udpTokenTtlMs: intField(def.udpTokenTtl, 300, 1, 86_400) * 1000,
     };
+    // Past the open-files limit, devices would be cut off silently: say so now.
+    const tooFewFiles = sessionFilesWarning(limits.maxSessions, ownOpenFilesLimit());
+    if (tooFewFiles) node.warn(tooFewFiles);
     const database = def.database ? (RED.nodes.getNode(def.database) as PostgresConfigNode | null) : null;
     const connection = new StatusFanout();
     let directory: Promise<DeviceDirectory> | undefined;

@@ -51,7 +51,7 @@ export = function register(RED: NodeAPI): void {
     if (configId && !config) return;
     if (config && !config.target) {
       const reason = config.problem ?? 'invalid FTP configuration';
-      node.status({ fill: 'red', shape: 'ring', text: t('conflux.status.invalidConfig', { reason }).slice(0, 100) });
+      node.status(config.notConfigured?.status ?? { fill: 'red', shape: 'ring', text: t('conflux.status.invalidConfig', { reason }).slice(0, 100) });
       node.on('input', (_msg, _send, done) => done(new Error(reason)));
       return;
     }

@@ -8,6 +8,8 @@ import type { NodeAPI, NodeDef } from 'node-red';
 import { makeTarget, type TlsMode } from '../core/ftp/targets';
 import type { FtpConfigNode, FtpCredentials } from '../shared/config-nodes';
 import { intField, textField } from '../shared/fields';
+import { translator } from '../shared/i18n';
+import { notConfigured, reportNotConfigured } from '../shared/not-configured';
 import { tlsConfigOf } from '../shared/tls-config';
 
 interface FtpDef extends NodeDef {
@@ -20,8 +22,15 @@ interface FtpDef extends NodeDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  const t = translator(RED, __filename);
   function FtpNode(this: FtpConfigNode, def: FtpDef) {
     RED.nodes.createNode(this, def);
+    if (!textField(def.host)) {
+      // No server (CONFLUX_FTP_HOST unset): the users say what to set.
+      const missing = reportNotConfigured(this, notConfigured(t, def.host, 'host', 'ftp.label.host'));
+      Object.assign(this, { problem: missing.reason, notConfigured: missing });
+      return;
+    }
     const creds = this.credentials ?? {};
     const tls: TlsMode = def.secure === 'explicit' || def.secure === 'implicit' ? def.secure : 'none';
     try {

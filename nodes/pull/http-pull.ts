@@ -10,7 +10,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { AUTH_MODES, createClient, type AuthMode, type PullClient } from '../core/pull/client';
 import { createBatchDecoder, PULL_CODECS, type BatchDecoder, type PullCodec } from '../core/pull/decode';
 import { PAGE_STYLES, type PageStyle } from '../core/pull/pager';
-import { expandVariables } from '../core/pull/path';
+import { expandVariables, unsetVariableIn } from '../core/pull/path';
 import { runPull, type SourceConfig } from '../core/pull/run';
 import { commitWatermark, loadWatermark } from '../core/pull/store';
 import { WATERMARK_KINDS, type WatermarkKind } from '../core/pull/watermark';
@@ -19,6 +19,7 @@ import { closeAfter, databaseOf } from '../shared/config-user';
 import { trackCompletion } from '../shared/completion';
 import { intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
+import { notConfigured, reportNotConfigured } from '../shared/not-configured';
 import { throttledStatus } from '../shared/status-fanout';
 
 type Fields = 'database' | 'tenant' | 'sourceKey' | 'url' | 'auth' | 'user' | 'apiKeyName' | 'apiKeyIn' | 'tokenUrl' | 'clientId' | 'scope' | 'audience';
@@ -53,6 +54,16 @@ export = function register(RED: NodeAPI): void {
   function HttpPullNode(this: Node<HttpPullCredentials>, def: HttpPullDef) {
     RED.nodes.createNode(this, def);
     const node = this;
+    const env = (name: string) =>
+      (RED.util as unknown as { getSetting?(n: Node, name: string): unknown }).getSetting?.(node, name)?.toString() ?? process.env[name];
+    const unset = unsetVariableIn(String(def.url ?? ''), env);
+    if (!textField(def.url) || unset) {
+      // No partner yet (CONFLUX_PULL_URL unset): say what to set; each run fails to a Catch node.
+      const missing = reportNotConfigured(node, notConfigured(t, unset ? `\${${unset}}` : def.url, 'url', 'http-pull.label.url'));
+      node.status(missing.status);
+      node.on('input', (_msg, _send, done) => done(new Error(`conflux-http-pull: ${missing.reason}`)));
+      return;
+    }
     const db = databaseOf(RED, t, node, def.database);
     if (!db) return;
     const creds = node.credentials ?? {};
@@ -64,8 +75,6 @@ export = function register(RED: NodeAPI): void {
     let decoder: BatchDecoder;
     let key: string;
     try {
-      const env = (name: string) =>
-        (RED.util as unknown as { getSetting?(n: Node, name: string): unknown }).getSetting?.(node, name)?.toString() ?? process.env[name];
       const expand = (text: string | undefined) => expandVariables(textField(text), env);
       const url = expand(def.url);
       if (!/^https?:\/\//i.test(url)) throw new Error('the URL must start with http:// or https://');

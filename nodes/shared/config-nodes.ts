@@ -14,6 +14,7 @@ import type { UdpTokens } from '../core/devices/udp-tokens';
 import type { FtpTarget } from '../core/ftp/targets';
 import type { RetryPolicy } from '../core/mailbox/backoff';
 import type { ShortTermStore } from '../core/stores/types';
+import type { NotConfigured } from './not-configured';
 import type { StatusFanout } from './status-fanout';
 
 export interface PostgresCredentials {
@@ -133,6 +134,8 @@ export interface AmqpConfigNode extends Node<AmqpCredentials> {
   /** Absent when the configuration is invalid: `problem` says why. */
   readonly amqp?: AmqpConnection;
   readonly problem?: string;
+  /** Set when a server field is empty (an unset CONFLUX_* variable): what to set. */
+  readonly notConfigured?: NotConfigured;
   readonly connection: StatusFanout;
 }
 
@@ -146,6 +149,8 @@ export interface FtpConfigNode extends Node<FtpCredentials> {
   /** Absent when the configuration is invalid: `problem` says why. */
   readonly target?: FtpTarget;
   readonly problem?: string;
+  /** Set when a server field is empty (an unset CONFLUX_* variable): what to set. */
+  readonly notConfigured?: NotConfigured;
 }
 
 export interface XmppCredentials {
@@ -157,5 +162,7 @@ export interface XmppConfigNode extends Node<XmppCredentials> {
   /** Absent when the configuration is invalid: `problem` says why. */
   readonly xmpp?: XmppConnection;
   readonly problem?: string;
+  /** Set when a server field is empty (an unset CONFLUX_* variable): what to set. */
+  readonly notConfigured?: NotConfigured;
   readonly connection: StatusFanout;
 }

@@ -34,3 +34,9 @@ export function listField(value: unknown): string[] {
     .map((s) => s.trim())
     .filter((s) => s !== '');
 }
+
+/** The variable a field names when it was written `${VAR}` and VAR is unset (Node-RED leaves the text); else undefined. */
+export function unsetVariable(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  return /^\$\{([^}]+)\}$/.exec(String(value).trim())?.[1];
+}

@@ -26,6 +26,10 @@ type WebhookMessage = NodeMessage & { event?: unknown; webhooks?: unknown };
 
 const DEPTH_EVERY_MS = 2_000;
 const CACHE_MS = 2_000;
+/** The delivery log and the event bodies a resend needs are kept this long (docs/webhooks.md). */
+const KEEP_LOG_DAYS = 30;
+const PRUNE_EVERY_MS = 3_600_000;
+const PRUNE_FIRST_MS = 60_000;
 
 export = function register(RED: NodeAPI): void {
   const t = translator(RED, __filename);
@@ -99,6 +103,10 @@ export = function register(RED: NodeAPI): void {
       );
     }, DEPTH_EVERY_MS);
 
+    // Every instance may prune; deleting twice is harmless.
+    const prune = () => void sender?.subscriptions.prune(KEEP_LOG_DAYS).catch((err: Error) => node.warn(`pruning the delivery log: ${err.message}`));
+    const pruneTimers = [setTimeout(prune, PRUNE_FIRST_MS), setInterval(prune, PRUNE_EVERY_MS)];
+
     node.on('input', (input, send, done) => {
       const msg = input as WebhookMessage;
       let event: PlatformEvent;
@@ -124,6 +132,7 @@ export = function register(RED: NodeAPI): void {
     closeAfter(node, db, async () => {
       closing = true;
       clearInterval(depthTimer);
+      pruneTimers.forEach(clearTimeout);
       status.close();
       await sender?.stop();
     });

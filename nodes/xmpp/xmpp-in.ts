@@ -18,6 +18,7 @@ import { closeAfter, configOf, databaseOf } from '../shared/config-user';
 import { intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
 import { boundedReporter } from '../shared/reporter';
+import { unusableStatus } from '../shared/not-configured';
 import { throttledStatus } from '../shared/status-fanout';
 
 interface XmppInDef extends NodeDef {
@@ -39,14 +40,14 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     const config = configOf<XmppConfigNode>(RED, t, node, def.xmpp, 'conflux-xmpp');
     if (!config) return;
-    const db = databaseOf(RED, t, node, def.database);
-    if (!db) return;
     const xmpp = config.xmpp;
     if (!xmpp) {
-      node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no XMPP connection').slice(0, 100) });
-      closeAfter(node, db, () => Promise.resolve());
+      // Before the database: its connection status would replace this one.
+      node.status(unusableStatus(config, 'no XMPP connection'));
       return;
     }
+    const db = databaseOf(RED, t, node, def.database);
+    if (!db) return;
     const tenant = textField(def.tenant) || 'default';
     const queue = `xmpp:${xmpp.bare}`;
     const timeoutMs = intField(def.timeout, 60, 1, 3_600) * 1000;

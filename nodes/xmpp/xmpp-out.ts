@@ -17,6 +17,7 @@ import type { XmppConfigNode } from '../shared/config-nodes';
 import { closeAfter, configOf, databaseOf } from '../shared/config-user';
 import { intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
+import { unusableStatus } from '../shared/not-configured';
 import { throttledStatus } from '../shared/status-fanout';
 import { tenantOf } from '../shared/tier-node';
 
@@ -66,7 +67,8 @@ export = function register(RED: NodeAPI): void {
     let lastError = '';
     let outbox: XmppOutbox | undefined;
     const status = throttledStatus(node, () => {
-      const up = xmpp?.online === true;
+      if (!xmpp) return unusableStatus(config, 'no XMPP connection');
+      const up = xmpp.online;
       const parts = [t('xmpp-out.status.acked', { n: outbox?.acked ?? 0 })];
       if (accepted > 0) parts.push(t('conflux.status.accepted', { n: accepted }));
       if (outbox && outbox.inFlight > 0) parts.push(t('conflux.status.inFlight', { n: outbox.inFlight }));
@@ -79,7 +81,7 @@ export = function register(RED: NodeAPI): void {
       };
     });
 
-    if (!xmpp) node.status({ fill: 'red', shape: 'ring', text: (config.problem ?? 'no XMPP connection').slice(0, 100) });
+    if (!xmpp) status.now();
     else {
       void sql.then(
         (s) => {

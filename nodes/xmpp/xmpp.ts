@@ -12,6 +12,7 @@ import { XmppConnection, type XmppState } from '../core/xmpp/connection';
 import type { XmppConfigNode, XmppCredentials } from '../shared/config-nodes';
 import { intField, textField } from '../shared/fields';
 import { translator } from '../shared/i18n';
+import { notConfigured, reportNotConfigured } from '../shared/not-configured';
 import { StatusFanout } from '../shared/status-fanout';
 import { tlsConfigOf } from '../shared/tls-config';
 
@@ -39,6 +40,13 @@ export = function register(RED: NodeAPI): void {
       connection.failed(t('conflux.status.invalidConfig', { reason }));
     };
     const jid = textField(def.jid);
+    if (!jid) {
+      // No account (CONFLUX_XMPP_JID unset): the users say what to set, messages wait in the outbox.
+      const missing = reportNotConfigured(node, notConfigured(t, def.jid, 'jid', 'xmpp.label.jid'));
+      Object.assign(node, { problem: missing.reason, notConfigured: missing });
+      connection.set(missing.status);
+      return;
+    }
     const tlsMode = (MODES.has(def.tlsMode ?? '') ? def.tlsMode : 'starttls') as TlsMode;
     let xmpp: XmppConnection;
     try {

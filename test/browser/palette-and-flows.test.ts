@@ -158,7 +158,7 @@ describe('the editor in a browser: palette and shipped flows', function () {
   });
 
   it('imports each shipped flow from Import > Examples and deploys it, with no unknown or unconfigured node and no console error', async () => {
-    const initial = (await getJson(running.platform, '/flows')).body as { id: string }[];
+    const initial = (await getJson(running.platform, '/flows')).body as { id: string; z?: string }[];
     const flows = shippedFlows();
     assert.ok(flows.length >= 6, `only ${flows.length} shipped flows`);
     const context = await browser!.newContext({ locale: 'en-US', viewport: { width: 1600, height: 1000 } });
@@ -171,12 +171,12 @@ describe('the editor in a browser: palette and shipped flows', function () {
     page.on('pageerror', (err) => consoleErrors.push(err.message));
 
     for (const flow of flows) {
-      // From what npm start deployed, less whatever this flow brings itself (the getting-started
-      // flow and the dashboard are among the examples too).
-      const own = new Set(flow.nodes.map((n) => n.id));
+      // From what npm start deployed, less the tabs this flow brings itself (the getting-started
+      // flow and the dashboard are among the examples too); shared connections stay.
+      const tabs = new Set(flow.nodes.filter((n) => n.type === 'tab').map((n) => n.id));
       await deployFlows(
         running.platform,
-        initial.filter((n) => !own.has(n.id)),
+        initial.filter((n) => !tabs.has(n.id) && !tabs.has(n.z ?? '')),
       );
       consoleErrors.length = 0;
       await openEditor(page, running.platform);

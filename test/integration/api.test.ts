@@ -332,7 +332,7 @@ describe('the example flow (flows/rest-api.json)', function () {
   it('serves the standard resources and its greeting endpoint, documented and checked against the document', async () => {
     const url = await freshDatabase();
     const file = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'flows', 'rest-api.json'), 'utf8');
-    const flow = JSON.parse(file.replace('${CONFLUX_POSTGRES_URL}', url).replace('${CONFLUX_REDIS_URL}', '')) as Msg[];
+    const flow = (JSON.parse(file.replace('${CONFLUX_POSTGRES_URL}', url).replace('${CONFLUX_REDIS_URL}', '')) as Msg[]).filter((n) => n.type !== 'comment');
     await helper.load([postgresNode, redisNode, api, restApiNode, apiEndpointNode, httpNodes, changeNode], flow as never);
     const db = flow.find((n) => n.type === 'conflux-postgres')!.id as string;
     const sql = await (helper.getNode(db) as unknown as { sql(): Promise<SqlClient> }).sql();

@@ -1,5 +1,5 @@
 /**
- * The shipped seed-004 flow (flows/cloud-logger-api.json) under `npm start`: deployed beside the
+ * The shipped seed-004 flow (flows/seed-004-cloud-logger.json) under `npm start`: deployed beside the
  * getting-started flow through the admin API with no unknown node and no error; its schedule
  * (set to every second here, every 5 minutes as shipped) pulls a partner's paginated API into the
  * stores, and a third party reads the pulled measurements through the flow's customer API with
@@ -10,14 +10,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { press, root, usePlatform, waitForOutput } from '../support/platform';
 import { PullSource } from '../support/pull-source';
+import { freePort, freeUdpPort } from '../support/ports';
 import { until } from '../support/wait';
 
 type FlowNode = Record<string, unknown> & { id: string; type: string; name?: string };
 
-const flow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'cloud-logger-api.json'), 'utf8')) as FlowNode[];
+const flow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'seed-004-cloud-logger.json'), 'utf8')) as FlowNode[];
 const node = (type: string, name?: string): FlowNode => {
   const n = flow.find((x) => x.type === type && (name === undefined || x.name === name));
-  if (!n) throw new Error(`flows/cloud-logger-api.json has no ${type} ${name ?? ''}`);
+  if (!n) throw new Error(`flows/seed-004-cloud-logger.json has no ${type} ${name ?? ''}`);
   return n;
 };
 
@@ -29,7 +30,7 @@ const items = (from: number, count: number) =>
     value: 20 + (from + k) / 10,
   }));
 
-describe('the shipped seed-004 flow (flows/cloud-logger-api.json) under npm start', function () {
+describe('the shipped seed-004 flow (flows/seed-004-cloud-logger.json) under npm start', function () {
   this.timeout(240_000);
   const source = new PullSource({ pageSize: 7 });
   before(async () => {
@@ -37,7 +38,16 @@ describe('the shipped seed-004 flow (flows/cloud-logger-api.json) under npm star
     await source.start();
   });
   after(() => source.stop());
-  const ctx = usePlatform(() => ({ CONFLUX_PULL_URL: `${source.origin}/link` }));
+  // The getting-started flow's listeners on free ports, so that another platform on this machine does not meet them.
+  const ports: Record<string, string> = {};
+  before(async () => {
+    Object.assign(ports, {
+      CONFLUX_TCP_PORT: String(await freePort()),
+      CONFLUX_UDP_PORT: String(await freeUdpPort()),
+      CONFLUX_MQTT_PORT: String(await freePort()),
+    });
+  });
+  const ctx = usePlatform(() => ({ ...ports, CONFLUX_PULL_URL: `${source.origin}/link` }));
 
   it('deploys, pulls the partner on schedule into the stores, and serves what it pulled through the customer API', async () => {
     const base = ctx.platform.base;

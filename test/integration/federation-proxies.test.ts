@@ -1,7 +1,7 @@
 /**
  * Acceptance (issue 12): two Conflux instances federate readings through the real Prosody as two
  * seed 003 proxies: each a Node-RED runtime in its own process running the shipped
- * flows/federation-proxy.json with its own JID, database and local system:
+ * flows/seed-003-federation-proxy.json with its own JID, database and local system:
  *
  *   proxy A (alice)  its consumer jdoe takes the temperatures of object 5368 for proxy B, as room-1:
  *                    Push Outbox (conflux-federation-push → conflux-xmpp-out), Fetch Outbox
@@ -108,7 +108,7 @@ describe('acceptance: two Conflux proxies federate readings through Prosody (see
     // Both proxies run the shipped flow, as an integrator deploys it: their own JID, database and
     // local system from the environment; the jobs every second rather than every minute, and the
     // test server's plain port.
-    const shipped = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'federation-proxy.json'), 'utf8')) as Array<Record<string, unknown>>;
+    const shipped = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'seed-003-federation-proxy.json'), 'utf8')) as Array<Record<string, unknown>>;
     const flow = shipped.map((n) => {
       if (n.type === 'conflux-schedule') return { ...n, interval: '1', unit: 's' };
       if (n.type === 'conflux-xmpp') return { ...n, tlsMode: 'none' };

@@ -1,6 +1,6 @@
 /**
  * Seed 002's FTP delivery as a user meets it: `npm start` (dist/settings.js, the embedded
- * database) with CONFLUX_FTP_* naming the client's server, the shipped flows/ftp-delivery.json
+ * database) with CONFLUX_FTP_* naming the client's server, the shipped flows/seed-002-third-party-connections.json
  * deployed through the admin API as the editor does; its buttons set up the client's target in the
  * business store and deliver a processed vehicle, which lands on the server as VIN.zip with the
  * images and the metadata JSON.
@@ -15,7 +15,7 @@ import { until } from '../support/wait';
 
 type FlowNode = Record<string, unknown> & { id: string; type: string; name?: string };
 
-describe('the shipped FTP delivery flow (flows/ftp-delivery.json) under npm start', function () {
+describe('the FTP delivery of the shipped seed-002 flow (flows/seed-002-third-party-connections.json) under npm start', function () {
   this.timeout(240_000);
   let farm: FtpFarm | undefined;
   before(async () => {
@@ -31,10 +31,10 @@ describe('the shipped FTP delivery flow (flows/ftp-delivery.json) under npm star
     CONFLUX_FTP_PASSWORD: server().password,
   }));
 
-  const flow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'ftp-delivery.json'), 'utf8')) as FlowNode[];
+  const flow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'seed-002-third-party-connections.json'), 'utf8')) as FlowNode[];
   const byName = (type: string, name: string): FlowNode => {
     const n = flow.find((x) => x.type === type && x.name === name);
-    if (!n) throw new Error(`flows/ftp-delivery.json has no ${type} ${name}`);
+    if (!n) throw new Error(`flows/seed-002-third-party-connections.json has no ${type} ${name}`);
     return n;
   };
 

@@ -31,6 +31,7 @@ const TABLES = [
   'user_applications',
   'users',
   'webhook_deliveries',
+  'webhook_events',
   'webhook_receipts',
   'webhook_subscriptions',
 ];
@@ -282,6 +283,11 @@ async function smoke(db: SqlClient): Promise<void> {
     db.query(`INSERT INTO ftp_targets (tenant_id, name, host, username, max_connections) VALUES ($1, 'big', 'h', 'u', 99)`, [T]),
     code('23514'),
   );
+
+  // 012: one body per tenant and event id.
+  const storeBody = `INSERT INTO webhook_events (tenant_id, event_id, event_type, body) VALUES ($1, 'evt_1', 'device.created', $2) ON CONFLICT DO NOTHING`;
+  assert.equal((await db.query(storeBody, [T, '{"id":"evt_1"}'])).rowCount, 1);
+  assert.equal((await db.query(storeBody, [T, '{"id":"evt_1","again":true}'])).rowCount, 0, 'same event: kept once');
 
   for (const box of ['inbox', 'outbox']) {
     const enqueue = `INSERT INTO ${box} (tenant_id, message_id, payload, headers) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, queue, message_id) DO NOTHING`;

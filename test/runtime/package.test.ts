@@ -15,6 +15,8 @@ describe('the packed package', function () {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
     const files = (JSON.parse(out) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
     assert.ok(files.includes('dist/nodes/devices/http-in.js'), `the nodes are packed: ${files.length} files`);
+    for (const name of ['index.html', 'app.js', 'style.css'])
+      assert.ok(files.includes(`dist/nodes/core/api/self-service/${name}`), `the self-service page's ${name} is packed`);
     const launcher = files.filter((f) => /^dist\/(settings\.js|launcher\/|scripts\/)/.test(f) || f.startsWith('dist/nodes/core/runtime/'));
     assert.deepEqual(launcher, []);
     for (const file of files.filter((f) => f.endsWith('.js'))) {

@@ -137,10 +137,39 @@ describe('runtime: first flow', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('copies the default flow into a new data dir (created if missing)', () => {
+  it('copies the default flow into a new data dir (created if missing), readable by its owner only', () => {
     const data = path.join(dir, 'data', 'nested');
     assert.equal(installFirstFlow(data, 'flows.json', source), 'installed');
-    assert.equal(fs.readFileSync(path.join(data, 'flows.json'), 'utf8'), '[{"id":"a","type":"tab"}]');
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(data, 'flows.json'), 'utf8')), [{ id: 'a', type: 'tab' }]);
+    assert.equal(fs.statSync(path.join(data, 'flows.json')).mode & 0o777, 0o600);
+  });
+
+  it('writes several shipped flows as one flow file, a config node they share once (as the first has it)', () => {
+    const second = path.join(dir, 'dashboard.json');
+    fs.writeFileSync(
+      source,
+      JSON.stringify([
+        { id: 'a', type: 'tab' },
+        { id: 'db', type: 'conflux-postgres', name: 'first' },
+      ]),
+    );
+    fs.writeFileSync(
+      second,
+      JSON.stringify([
+        { id: 'b', type: 'tab' },
+        { id: 'db', type: 'conflux-postgres', name: 'second' },
+        { id: 'n', type: 'conflux-ops', z: 'b', database: 'db' },
+      ]),
+    );
+    const data = path.join(dir, 'data');
+    assert.equal(installFirstFlow(data, 'flows.json', [source, second]), 'installed');
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(data, 'flows.json'), 'utf8')), [
+      { id: 'a', type: 'tab' },
+      { id: 'db', type: 'conflux-postgres', name: 'first' },
+      { id: 'b', type: 'tab' },
+      { id: 'n', type: 'conflux-ops', z: 'b', database: 'db' },
+    ]);
+    assert.equal(installFirstFlow(data, 'flows.json', [source, second]), 'kept');
   });
 
   it('never overwrites the flow file the user saved later, even an empty one', () => {
@@ -202,6 +231,13 @@ describe('runtime: first flow', () => {
     }
     const tab = JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8'))[0];
     assert.equal(tab.label, 'Conflux — getting started');
+    // The dashboard shares the getting-started flow's connections (same ids, same settings), so that
+    // npm start deploys both with one database, cache and gateway.
+    const dashboard = JSON.parse(fs.readFileSync(path.join(flowsDir, 'dashboard.json'), 'utf8')) as { id: string; type: string }[];
+    const byId = new Map((JSON.parse(fs.readFileSync(path.join(flowsDir, 'default.json'), 'utf8')) as { id: string }[]).map((n) => [n.id, n]));
+    for (const node of dashboard.filter((n) => n.type.startsWith('conflux-') && byId.has(n.id)))
+      assert.deepEqual(node, byId.get(node.id), `dashboard.json's ${node.type}`);
+    assert.ok(dashboard.some((n) => n.type === 'conflux-ops') && dashboard.some((n) => n.type === 'ui-base'));
   });
 });
 

@@ -8,7 +8,9 @@ import * as path from 'node:path';
 import { getJson, root, start, START_TIMEOUT_MS, stop, tempDataDir, type Platform } from '../support/platform';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string };
-const defaultFlow = JSON.parse(fs.readFileSync(path.join(root, 'flows', 'default.json'), 'utf8')) as { id: string; type: string }[];
+const readFlow = (name: string) => JSON.parse(fs.readFileSync(path.join(root, 'flows', name), 'utf8')) as { id: string; type: string }[];
+const defaultFlow = readFlow('default.json');
+const dashboardFlow = readFlow('dashboard.json');
 const CONFLUX_TYPES = Object.keys(
   (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } })['node-red'].nodes,
 );
@@ -42,7 +44,7 @@ describe('standalone platform: node dist/settings.js', function () {
       assert.ok(log.includes('storage: embedded (PGlite) — set CONFLUX_POSTGRES_URL'), log);
       assert.ok(log.includes('cache: in-process — set CONFLUX_REDIS_URL'), log);
       assert.ok(log.includes('MQTT: embedded broker — set CONFLUX_MQTT_URL'), log);
-      assert.ok(log.includes('first start: deployed flows/default.json'), log);
+      assert.ok(log.includes('first start: deployed flows/default.json and flows/dashboard.json as flows.json'), log);
     });
 
     it('loads every Conflux node type package.json lists (GET /nodes)', async () => {
@@ -57,14 +59,25 @@ describe('standalone platform: node dist/settings.js', function () {
       }
     });
 
-    it('deploys flows/default.json (GET /flows holds all its nodes) and writes it as flows.json', async () => {
+    it('deploys flows/default.json and flows/dashboard.json (GET /flows holds all their nodes) and writes them as flows.json', async () => {
       const { status, body } = await getJson(platform!, '/flows');
       assert.equal(status, 200);
       const ids = new Set((body as { id: string }[]).map((n) => n.id));
-      for (const node of defaultFlow) assert.ok(ids.has(node.id), `${node.type} ${node.id} is not deployed`);
-      const tab = (body as { type: string; label?: string }[]).find((n) => n.type === 'tab');
-      assert.equal(tab?.label, 'Conflux — getting started');
-      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dataDir, 'flows.json'), 'utf8')), defaultFlow);
+      for (const node of [...defaultFlow, ...dashboardFlow]) assert.ok(ids.has(node.id), `${node.type} ${node.id} is not deployed`);
+      const tabs = (body as { type: string; label?: string }[]).filter((n) => n.type === 'tab').map((n) => n.label);
+      assert.deepEqual(tabs, ['Conflux — getting started', 'Conflux — operator dashboard']);
+      // The connections both ship (database, cache, gateway) are written once.
+      const shared = new Set(defaultFlow.map((n) => n.id));
+      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dataDir, 'flows.json'), 'utf8')), [
+        ...defaultFlow,
+        ...dashboardFlow.filter((n) => !shared.has(n.id)),
+      ]);
+    });
+
+    it('serves the operator dashboard at /dashboard', async () => {
+      const res = await fetch(`${platform!.base}/dashboard/operations`);
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /<div id="app">/);
     });
 
     it('keeps a generated credential secret in the data dir, readable by its owner only', () => {

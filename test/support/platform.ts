@@ -30,10 +30,28 @@ function envWith(vars: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...vars };
 }
 
-/** Starts on vars.CONFLUX_PORT when given (a restart on the same address), else on a free port. */
-export async function start(vars: Record<string, string>): Promise<Platform> {
+export interface StartOptions {
+  /** The soft limit of open files raised to this (`ulimit -Sn`); the start fails when the hard limit is lower. */
+  openFiles?: number;
+  /** The hard limit of open files, and so the soft one, set to this (`ulimit -n`): a host that allows few. */
+  openFilesHard?: number;
+}
+
+/**
+ * Starts on vars.CONFLUX_PORT when given (a restart on the same address), else on a free port.
+ * With a limit of open files, through `bash -c 'ulimit … && exec node …'`.
+ */
+export async function start(vars: Record<string, string>, options: StartOptions = {}): Promise<Platform> {
   const port = vars.CONFLUX_PORT ? Number(vars.CONFLUX_PORT) : await freePort();
-  const child = spawn(process.execPath, [settingsJs], {
+  const ulimit = options.openFilesHard
+    ? `ulimit -n ${Math.trunc(options.openFilesHard)}`
+    : options.openFiles
+      ? `ulimit -Sn ${Math.trunc(options.openFiles)}`
+      : '';
+  const [command, args]: [string, string[]] = ulimit
+    ? ['bash', ['-c', `${ulimit} && exec "$@"`, 'bash', process.execPath, settingsJs]]
+    : [process.execPath, [settingsJs]];
+  const child = spawn(command, args, {
     cwd: root,
     env: envWith({ CONFLUX_HOST: '127.0.0.1', CONFLUX_PORT: String(port), ...vars }),
     stdio: ['ignore', 'pipe', 'pipe'],

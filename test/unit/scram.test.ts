@@ -1,6 +1,15 @@
 /** SCRAM-SHA-256 derivation against RFC 7677's example, and the normalization rules. */
 import * as assert from 'node:assert/strict';
-import { clientProof, deriveScramKeys, saltedPassword, saslprep, scramClientKey, serverSignature, verifyClientProof } from '../../nodes/core/auth/scram';
+import {
+  clientProof,
+  deriveScramKeys,
+  deriveScramKeysAsync,
+  saltedPassword,
+  saslprep,
+  scramClientKey,
+  serverSignature,
+  verifyClientProof,
+} from '../../nodes/core/auth/scram';
 
 // RFC 7677 section 3: user "user", password "pencil".
 const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
@@ -54,6 +63,15 @@ describe('SCRAM-SHA-256 (RFC 7677)', () => {
     assert.throws(() => deriveScramKeys('k', { iterations: 4095 }), RangeError);
     assert.throws(() => deriveScramKeys('k', { iterations: 4096.5 }), RangeError);
     assert.throws(() => deriveScramKeys('k', { salt: Buffer.alloc(0) }), TypeError);
+  });
+
+  it('derives the same keys off the event loop (deriveScramKeysAsync), with the same refusals', async () => {
+    assert.deepEqual(await deriveScramKeysAsync('pencil', { salt, iterations: 4096 }), keys);
+    const drawn = await deriveScramKeysAsync('k');
+    assert.deepEqual(deriveScramKeys('k', { salt: drawn.salt }), drawn);
+    await assert.rejects(deriveScramKeysAsync('k', { iterations: 4095 }), RangeError);
+    await assert.rejects(deriveScramKeysAsync('k', { salt: Buffer.alloc(0) }), TypeError);
+    await assert.rejects(deriveScramKeysAsync('\u0007'), TypeError);
   });
 });
 

@@ -91,14 +91,18 @@ export function buildOpenApi(served: readonly ServedOperation[], versions: reado
     if (!versions.includes(version)) continue;
     const responses: Record<string, unknown> = {};
     for (const [status, spec] of Object.entries(op.responses(version))) {
+      // An error an operation declares without a body schema (its own 404, 409) is answered, like
+      // every refusal, with a problem document.
       responses[status] =
         Number(status) === 204
           ? { description: spec.description, ...(rate ? { headers: rate } : {}) }
-          : {
-              description: spec.description,
-              ...(rate ? { headers: rate } : {}),
-              content: { 'application/json': { schema: withVersion(spec.schema, version) } },
-            };
+          : Number(status) >= 400 && spec.schema === undefined
+            ? problemResponse(spec.description, rate)
+            : {
+                description: spec.description,
+                ...(rate ? { headers: rate } : {}),
+                content: { 'application/json': { schema: withVersion(spec.schema, version) } },
+              };
     }
     const errors = op.requestBody || op.method !== 'get' ? { ...ERRORS, ...BODY_ERRORS } : ERRORS;
     for (const [status, description] of Object.entries(errors)) {

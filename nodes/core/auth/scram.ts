@@ -19,7 +19,7 @@
  *
  * Framework-free; the handshake (nonces, message parsing) builds on these functions.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** RFC 7677 section 4: at least 4096 iterations. */
 export const SCRAM_MIN_ITERATIONS = 4096;
@@ -79,11 +79,16 @@ function checkIterations(iterations: number): void {
 const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest();
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 
-/** SaltedPassword = Hi(Normalize(key), salt, iterations). */
-export function saltedPassword(key: string, salt: Buffer, iterations: number): Buffer {
+/** Normalize(key) as bytes, once salt and iterations are checked: PBKDF2's input. */
+function hiInput(key: string, salt: Buffer, iterations: number): Buffer {
   checkIterations(iterations);
   if (!Buffer.isBuffer(salt) || salt.length === 0) throw new TypeError('SCRAM salt must be a non-empty Buffer');
-  return pbkdf2Sync(Buffer.from(saslprep(key), 'utf8'), salt, iterations, 32, 'sha256');
+  return Buffer.from(saslprep(key), 'utf8');
+}
+
+/** SaltedPassword = Hi(Normalize(key), salt, iterations). */
+export function saltedPassword(key: string, salt: Buffer, iterations: number): Buffer {
+  return pbkdf2Sync(hiInput(key, salt, iterations), salt, iterations, 32, 'sha256');
 }
 
 /** ClientKey = HMAC(SaltedPassword, "Client Key"): what the client side keeps. */
@@ -95,13 +100,25 @@ export function scramClientKey(salted: Buffer): Buffer {
 export function deriveScramKeys(key: string, options: ScramOptions = {}): ScramKeys {
   const iterations = options.iterations ?? SCRAM_MIN_ITERATIONS;
   const salt = options.salt ?? randomBytes(SCRAM_SALT_BYTES);
-  const salted = saltedPassword(key, salt, iterations);
-  return {
-    salt: Buffer.from(salt),
-    iterations,
-    storedKey: sha256(scramClientKey(salted)),
-    serverKey: hmac(salted, 'Server Key'),
-  };
+  return storedForm(saltedPassword(key, salt, iterations), salt, iterations);
+}
+
+/**
+ * deriveScramKeys with PBKDF2 on libuv's thread pool: the event loop goes on meanwhile, and
+ * many keys derive on all cores (provisioning devices in bulk).
+ */
+export async function deriveScramKeysAsync(key: string, options: ScramOptions = {}): Promise<ScramKeys> {
+  const iterations = options.iterations ?? SCRAM_MIN_ITERATIONS;
+  const salt = options.salt ?? randomBytes(SCRAM_SALT_BYTES);
+  const normalized = hiInput(key, salt, iterations);
+  const salted = await new Promise<Buffer>((resolve, reject) =>
+    pbkdf2(normalized, salt, iterations, 32, 'sha256', (err, out) => (err ? reject(err) : resolve(out))),
+  );
+  return storedForm(salted, salt, iterations);
+}
+
+function storedForm(salted: Buffer, salt: Buffer, iterations: number): ScramKeys {
+  return { salt: Buffer.from(salt), iterations, storedKey: sha256(scramClientKey(salted)), serverKey: hmac(salted, 'Server Key') };
 }
 
 function xor(a: Buffer, b: Buffer): Buffer {

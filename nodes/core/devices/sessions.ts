@@ -87,6 +87,12 @@ export class SessionRegistry {
     return this.sessions.get(key(tenant, serial));
   }
 
+  /** When the device's current session started (ms), or undefined when it is offline. */
+  connectedAt(tenant: string, serial: string): number | undefined {
+    const session = this.sessions.get(key(tenant, serial));
+    return session && this.started.get(session);
+  }
+
   /** Closes every session (a redeploy). */
   closeAll(reason: string): void {
     for (const s of [...this.sessions.values()]) {

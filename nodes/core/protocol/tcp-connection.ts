@@ -64,7 +64,8 @@ export class TcpConnection {
   state: 'auth' | 'ready' | 'closing' | 'closed' = 'auth';
   readonly closed: Promise<void>;
   private readonly decoder: FrameDecoder;
-  private readonly scram: ScramServerSession;
+  /** The login; dropped once it succeeded (its keys and messages would stay for the session's life). */
+  private scram: ScramServerSession | undefined;
   private readonly queue: Frame[] = [];
   private fatal: FrameError | undefined;
   private authBusy = false;
@@ -124,7 +125,7 @@ export class TcpConnection {
     return {
       remote: this.remote,
       device: this.device,
-      serial: this.device?.serial ?? this.scram.serial,
+      serial: this.device?.serial ?? this.scram?.serial,
       frame: frame && { id, type: frame.type, payload: frame.payload },
     };
   }
@@ -186,7 +187,7 @@ export class TcpConnection {
       return;
     }
     this.authBusy = true;
-    this.scram.step(frame.payload.toString('utf8')).then(
+    this.scram!.step(frame.payload.toString('utf8')).then(
       (step) =>
         this.guard(() => {
           this.authBusy = false;
@@ -223,6 +224,7 @@ export class TcpConnection {
     }
     this.device = device;
     this.session = session;
+    this.scram = undefined;
     this.leaveAuth();
     this.state = 'ready';
     clearTimeout(this.authTimer);

@@ -34,3 +34,12 @@ export function expandVariables(text: string, lookup: (name: string) => string |
     return value;
   });
 }
+
+/** The first `${NAME}` in text whose variable is unset or empty (a URL that cannot be expanded yet), else undefined. */
+export function unsetVariableIn(text: string, lookup: (name: string) => string | undefined): string | undefined {
+  for (const [, name] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+    const value = lookup(name);
+    if (value === undefined || value === '') return name;
+  }
+  return undefined;
+}

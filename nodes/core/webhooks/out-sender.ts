@@ -34,9 +34,24 @@ import { SubscriptionStore, type Attempt, type AttemptOutcome, type Subscription
 
 export const WEBHOOK_QUEUE = 'webhooks';
 
-/** The outbox message that delivers event to one subscription (queue WEBHOOK_QUEUE). */
+/**
+ * The outbox message that delivers event to one subscription (queue WEBHOOK_QUEUE). A resend
+ * gives its own messageId (the first may still be in the box) and the stored body: the receiver
+ * sees the same webhook-id and bytes.
+ */
 export function deliveryMessage(subscription: number, event: PlatformEvent, body = JSON.stringify(event)): { messageId: string; payload: Stored } {
   return { messageId: `${subscription}:${event.id}`, payload: { subscription, eventId: event.id, eventType: event.type, body } };
+}
+
+/** The outbox message that sends a logged event (its stored body) to one subscription again. */
+export function resendMessage(
+  subscription: number,
+  eventId: string,
+  eventType: string,
+  body: string,
+  resendId: string,
+): { messageId: string; payload: Stored } {
+  return { messageId: `${subscription}:${eventId}:resend:${resendId}`, payload: { subscription, eventId, eventType, body } };
 }
 
 export interface SenderOptions extends PostOptions, GateOptions {
@@ -380,6 +395,7 @@ export class WebhookSender {
       durationMs: result.durationMs,
       response: result.response === '' ? null : result.response,
       error: result.error ? errorText(result.error) : null,
+      body: stored.body,
     };
   }
 

@@ -2,7 +2,9 @@
  * What the webhook sender reads and writes in the business store (migration 005): a tenant's
  * subscriptions, with the password and signing secret the business entity never returns, cached
  * for `ttlMs` so a busy flow does not query per event (a change shows within that time); the
- * 410 switch-off; and the attempt log, written in batches. Framework-free.
+ * 410 switch-off; and the attempt log, written in batches, with each event's body (migration 012,
+ * for a resend). A change through the REST API reaches the stores of this process at once
+ * (subscriptionsChanged); other processes see it within ttlMs. Framework-free.
  */
 import type { SqlClient } from '../db/sql';
 import type { RowId } from '../mailbox/mailbox';
@@ -38,6 +40,16 @@ export interface Attempt {
   durationMs: number;
   response: string | null;
   error: string | null;
+  /** The JSON body sent; kept once per tenant and event id (webhook_events) for a resend. */
+  body?: string;
+}
+
+/** The stores of this process, told when the REST API changes a tenant's subscriptions. */
+const live = new Set<SubscriptionStore>();
+
+/** Drops the cached subscriptions of tenant in every store of this process: a pause or a new subscription counts from the next event. */
+export function subscriptionsChanged(tenant: string): void {
+  for (const store of live) store.forget(tenant);
 }
 
 interface Row {
@@ -84,6 +96,12 @@ export class SubscriptionStore {
   ) {
     this.log = new Batcher<Attempt>({ maxBatch: 1_000, maxDelayMs: 5, maxPending: 100_000, write: (items) => this.writeLog(items) });
     this.done = new Batcher({ maxBatch: 1_000, maxDelayMs: 5, maxPending: 100_000, write: (items) => this.writeDone(items) });
+    live.add(this);
+  }
+
+  /** Reads the tenant's subscriptions again on the next event. */
+  forget(tenant: string): void {
+    this.cache.delete(tenant);
   }
 
   /** Every subscription of the tenant (enabled or not), at most ttlMs old. */
@@ -125,18 +143,32 @@ export class SubscriptionStore {
     return this.done.add([{ rowId, attempt }]);
   }
 
+  /**
+   * Drops the delivery log older than keepDays and the event bodies no logged attempt refers to
+   * any more (a resend needs both); returns how many log rows went.
+   */
+  async prune(keepDays: number): Promise<number> {
+    const { rowCount } = await this.db.query(`DELETE FROM webhook_deliveries WHERE attempted_at < now() - make_interval(days => $1::int)`, [keepDays]);
+    await this.db.query(
+      `DELETE FROM webhook_events e WHERE e.created_at < now() - make_interval(days => $1::int)
+       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.tenant_id = e.tenant_id AND d.event_id = e.event_id)`,
+      [keepDays],
+    );
+    return rowCount;
+  }
+
   async close(): Promise<void> {
+    live.delete(this);
     await this.done.close();
     await this.log.close();
   }
 
   private async writeDone(items: { rowId: RowId; attempt: Attempt }[]): Promise<void> {
-    const { sql, params } = this.logStatement(items.map((i) => i.attempt));
-    await this.db.query(`WITH acked AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]) AND claimed_by = $3) ${sql}`, [
-      ...params,
-      items.map((i) => String(i.rowId)),
-      this.worker,
-    ]);
+    const { sql, params } = this.logStatement(
+      items.map((i) => i.attempt),
+      'acked AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]) AND claimed_by = $3), ',
+    );
+    await this.db.query(sql, [...params, items.map((i) => String(i.rowId)), this.worker]);
   }
 
   private async writeLog(items: Attempt[]): Promise<void> {
@@ -146,8 +178,18 @@ export class SubscriptionStore {
 
   // The attempts as one JSON parameter (one native stringify; pg would escape every element of ten
   // text arrays in JavaScript). The join drops attempts of a subscription deleted meanwhile (its
-  // foreign key would fail the batch).
-  private logStatement(items: Attempt[]): { sql: string; params: unknown[] } {
+  // foreign key would fail the batch). The same statement keeps each event's body once (a retry
+  // or another subscriber finds it there: DO NOTHING).
+  private logStatement(items: Attempt[], before = ''): { sql: string; params: unknown[] } {
+    // One body per event in the batch: an event to 100 subscribers is 100 attempts, one body.
+    const bodies = new Set<string>();
+    const firstBody = (a: Attempt): string | null => {
+      if (a.body === undefined) return null;
+      const key = `${a.tenant}\n${a.eventId}`;
+      if (bodies.has(key)) return null;
+      bodies.add(key);
+      return a.body;
+    };
     const rows = items.map((a) => [
       a.tenant,
       String(a.subscriptionId),
@@ -159,9 +201,14 @@ export class SubscriptionStore {
       a.durationMs,
       textOnly(a.response),
       textOnly(a.error),
+      firstBody(a),
     ]);
     return {
-      sql: `INSERT INTO webhook_deliveries (tenant_id, subscription_id, event_id, event_type, attempt, status, outcome, duration_ms, response, error)
+      sql: `WITH ${before}bodies AS (
+         INSERT INTO webhook_events (tenant_id, event_id, event_type, body)
+         SELECT b->>0, b->>2, b->>3, b->>10 FROM json_array_elements($1::json) AS b WHERE b->>10 IS NOT NULL
+         ON CONFLICT DO NOTHING)
+       INSERT INTO webhook_deliveries (tenant_id, subscription_id, event_id, event_type, attempt, status, outcome, duration_ms, response, error)
        SELECT a.e->>0, (a.e->>1)::bigint, a.e->>2, a.e->>3, (a.e->>4)::int, (a.e->>5)::int, a.e->>6, (a.e->>7)::int, a.e->>8, a.e->>9
        FROM json_array_elements($1::json) WITH ORDINALITY AS a(e, i)
        JOIN webhook_subscriptions w ON w.tenant_id = a.e->>0 AND w.id = (a.e->>1)::bigint

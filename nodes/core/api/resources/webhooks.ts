@@ -9,6 +9,7 @@
  *   DELETE /webhooks/{id}                  delete (its log goes with it)
  *   POST   /webhooks/{id}/test             send a test event to this subscription only
  *   GET    /webhooks/{id}/deliveries       the delivery attempts, oldest first (paged)
+ *   POST   /webhooks/{id}/deliveries/{deliveryId}/resend   send that attempt's event again
  *
  * "The caller's": a key bound to a user manages that user's subscriptions; a key without a user
  * manages the tenant-wide ones (user_id null). Any other subscription is a 404. password, secret
@@ -21,12 +22,21 @@
  * message for this subscription (id `<subscriptionId>:<eventId>`, the sender's own layout), and
  * a running conflux-webhook-out delivers it, signed, retried and logged like any other. Its type
  * is `webhook.test`. A disabled subscription cannot be tested (409).
+ *
+ * Pause and resume are PATCH {enabled}: a paused subscription gets nothing (events that arrive
+ * meanwhile are not kept for it) and keeps its log. A resend queues the logged event again, with
+ * the body the sender kept when it logged the attempt (webhook_events, migration 012), for this
+ * subscription only, under a new outbox message id (the first may still be in the box or in dead
+ * letters): retried and logged like any delivery, with the same webhook-id and bytes, so the
+ * receiver can de-duplicate. Every change reaches this process's senders at once
+ * (subscriptionsChanged).
  */
 import { randomUUID } from 'node:crypto';
 import { createEvent, isEventPattern } from '../../events/event';
 import { Mailbox } from '../../mailbox/mailbox';
 import type { BusinessRow } from '../../stores/business';
-import { deliveryMessage, WEBHOOK_QUEUE } from '../../webhooks/out-sender';
+import { deliveryMessage, resendMessage, WEBHOOK_QUEUE } from '../../webhooks/out-sender';
+import { subscriptionsChanged } from '../../webhooks/out-store';
 import { ApiError, type ApiContext, type ApiOperation, type ApiVersion, type JsonSchema } from '../operation';
 import {
   bodyObject,
@@ -156,6 +166,7 @@ async function own(ctx: ApiContext): Promise<BusinessRow> {
 
 const notFound = (id: string) => new ApiError('not-found', `no webhook subscription ${id} of yours`);
 const NOT_FOUND = { description: 'No such subscription of yours.' };
+const DELIVERY_PARAM = { ...ID_PARAM, name: 'deliveryId', description: 'The attempt id (from the deliveries).' };
 const base = { versions: [1, 2] as const, action: 'manage' as const, tags: ['webhooks'] };
 
 const DELIVERY_V1 = obj(
@@ -204,6 +215,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
     async handle(ctx) {
       const data = { ...writable(ctx, true), user_id: ctx.identity.user_id === null ? null : String(ctx.identity.user_id) };
       const row = await viaStore(() => business(ctx).create(ctx.identity.tenant, 'webhook_subscriptions', data));
+      subscriptionsChanged(ctx.identity.tenant);
       return { status: 201, body: subscriptionBody(ctx.version, row) };
     },
   },
@@ -225,7 +237,8 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
     method: 'patch',
     path: '/webhooks/{id}',
     summary: 'Change a webhook subscription',
-    description: 'Only the given fields change; null clears username, password or secret. Enabling a subscription Conflux switched off clears disabledAt.',
+    description:
+      'Only the given fields change; null clears username, password or secret. `{"enabled": false}` pauses it: nothing is sent (events meanwhile are not kept for it), the log stays; `{"enabled": true}` resumes it, and also clears disabledAt of a subscription Conflux switched off.',
     parameters: [ID_PARAM],
     requestBody: () => requestSchema(false),
     responses: (v) => ({ 200: ok('The subscription as changed.', subscriptionSchema(v)), 404: NOT_FOUND }),
@@ -234,6 +247,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
       const row = await own(ctx);
       if (patch.enabled === true) Object.assign(patch, { disabled_at: null, disabled_reason: null });
       const updated = await viaStore(() => business(ctx).update(ctx.identity.tenant, 'webhook_subscriptions', row.id as number, patch));
+      subscriptionsChanged(ctx.identity.tenant);
       return { body: subscriptionBody(ctx.version, updated) };
     },
   },
@@ -248,6 +262,7 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
     async handle(ctx) {
       const row = await own(ctx);
       await viaStore(() => business(ctx).delete(ctx.identity.tenant, 'webhook_subscriptions', row.id as number));
+      subscriptionsChanged(ctx.identity.tenant);
       return { status: 204 };
     },
   },
@@ -304,6 +319,38 @@ export const WEBHOOK_OPERATIONS: ApiOperation[] = [
         attemptedAt: iso(d.attempted_at),
       }));
       return pageBody(items, r.cursor);
+    },
+  },
+  {
+    ...base,
+    operationId: 'resendWebhookDelivery',
+    method: 'post',
+    path: '/webhooks/{id}/deliveries/{deliveryId}/resend',
+    summary: "Send a logged delivery's event again",
+    description:
+      'Queues the event of that attempt once more for this subscription, with the same webhook-id and body; a running conflux-webhook-out delivers, retries and logs it like any delivery.',
+    parameters: [ID_PARAM, DELIVERY_PARAM],
+    responses: () => ({
+      202: ok('Queued.', obj({ eventId: str('The event id (the webhook-id header, as first sent).'), eventType: str('The event type.') })),
+      404: { description: 'No such subscription of yours, or no such delivery of it.' },
+      409: { description: "The subscription is paused, or the event's body is no longer kept (logged before Conflux kept bodies, or pruned)." },
+    }),
+    async handle(ctx) {
+      const row = await own(ctx);
+      const deliveryId = idParam(ctx, 'deliveryId');
+      const { rows } = await ctx.stores.db.query<{ event_id: string; event_type: string; body: string | null }>(
+        `SELECT d.event_id, d.event_type, e.body FROM webhook_deliveries d
+         LEFT JOIN webhook_events e ON e.tenant_id = d.tenant_id AND e.event_id = d.event_id
+         WHERE d.tenant_id = $1 AND d.subscription_id = $2 AND d.id = $3`,
+        [ctx.identity.tenant, String(row.id), deliveryId],
+      );
+      const d = rows[0];
+      if (!d) throw new ApiError('not-found', `no delivery ${deliveryId} of webhook subscription ${idOf(row.id)}`);
+      if (!row.enabled) throw new ApiError('conflict', 'the subscription is paused: resume it first');
+      if (d.body === null) throw new ApiError('conflict', `the body of event ${d.event_id} is no longer kept`);
+      const message = resendMessage(Number(row.id), d.event_id, d.event_type, d.body, randomUUID());
+      await new Mailbox(ctx.stores.db, 'outbox').enqueue(ctx.identity.tenant, WEBHOOK_QUEUE, [message]);
+      return { status: 202, body: { eventId: d.event_id, eventType: d.event_type } };
     },
   },
 ];

@@ -14,6 +14,7 @@ import * as m008 from './008_schedules';
 import * as m009 from './009_pull_sources';
 import * as m010 from './010_federation';
 import * as m011 from './011_ftp';
+import * as m012 from './012_webhook_events';
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: m001.sql },
@@ -27,4 +28,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 9, name: 'pull_sources', sql: m009.sql },
   { version: 10, name: 'federation', sql: m010.sql },
   { version: 11, name: 'ftp', sql: m011.sql },
+  { version: 12, name: 'webhook_events', sql: m012.sql },
 ];
