@@ -244,7 +244,8 @@ describe('fuzz: TCP frames', function () {
       }
       case FrameType.COMMAND_RESULT: {
         // Handled (no answer by the protocol), or refused: a PING after it tells which, its PONG coming after either.
-        const seen = deviceMessages.length;
+        deviceMessages.length = 0; // only this input's: the test itself must not hold memory across inputs
+        const seen = 0;
         device.send(FrameType.PING, Buffer.from('barrier'), []);
         await device.answer(what, (g) => g.type === FrameType.PONG);
         const refused = device.take(errorFor(n));
@@ -258,7 +259,8 @@ describe('fuzz: TCP frames', function () {
       case FrameType.PONG:
       case FrameType.ERROR: {
         // No answer by the protocol: the device's ERROR is reported; the connection goes on (a PING shows it).
-        const reported = deviceErrors.length;
+        deviceErrors.length = 0;
+        const reported = 0;
         device.send(FrameType.PING, Buffer.from('after'), []);
         await device.answer(what, (g) => g.type === FrameType.PONG);
         if (x.type === FrameType.ERROR) assert.equal(deviceErrors.length, reported + 1, `${what}: the device's ERROR is reported`);
