@@ -10,6 +10,7 @@ import addFormats from 'ajv-formats';
 import type { JsonSchema } from '../../nodes/core/api/operation';
 import { ApiError } from '../../nodes/core/api/operation';
 import { STANDARD_OPERATIONS } from '../../nodes/core/api/resources';
+import { serialParam, timeParam } from '../../nodes/core/api/resources/common';
 import { decodePosition, encodePosition, itemsOf } from '../../nodes/core/api/resources/readings-model';
 
 function propertyNames(schema: unknown, out: string[] = []): string[] {
@@ -106,5 +107,29 @@ describe('REST API standard resources (contract)', () => {
       () => decodePosition('geodata', 'bm90IGEgY3Vyc29y'),
       (e: unknown) => e instanceof ApiError && e.kind === 'invalid-request',
     );
+  });
+});
+
+/**
+ * Found by `npm run fuzz` (test/fuzz/api.fuzz.ts): these reached the database and came back as 500s
+ * (`/devices/%00`: PostgreSQL text holds no NUL; `to=99999999999999`: a Date past the year 9999 is
+ * invalid). Each is now the client's 400, naming the parameter.
+ */
+describe('REST API parameters the stores cannot take', () => {
+  const ctx = (params: Record<string, string>, query: Record<string, string> = {}) =>
+    ({ params, query, identity: { tenant: 'acme', id: 1, user_id: null, scopes: [] } }) as unknown as Parameters<typeof serialParam>[0];
+  const refused = (fn: () => unknown, param: string) =>
+    assert.throws(fn, (err: unknown) => err instanceof ApiError && err.kind === 'invalid-request' && err.param === param);
+
+  it('a serial holding NUL', () => {
+    refused(() => serialParam(ctx({ serial: 'SN\u00001' })), 'serial');
+    assert.equal(serialParam(ctx({ serial: 'SN-1' })), 'SN-1');
+  });
+
+  it('a time past the year 9999, as seconds or ISO 8601', () => {
+    refused(() => timeParam(ctx({}, { to: '99999999999999' }), 'to'), 'to');
+    refused(() => timeParam(ctx({}, { from: '253402300801' }), 'from'), 'from');
+    assert.equal(timeParam(ctx({}, { to: '1767607200' }), 'to'), 1767607200);
+    assert.equal(timeParam(ctx({}, { to: '9999-12-31T23:59:59Z' }), 'to'), 253402300799);
   });
 });

@@ -167,3 +167,33 @@ describe('decoders under fuzz: a CodecError or records, nothing else', () => {
     );
   });
 });
+
+/**
+ * Found by `npm run fuzz` (test/fuzz/decoders.fuzz.ts): these decoders returned records past the
+ * canonical limits (a name over 1,024 characters, a unit over 256), which a tier then refused far
+ * from the input that caused it. Each now refuses the input itself, naming the record and field.
+ */
+describe('decoders refuse what the canonical model would refuse', () => {
+  const long = 'x'.repeat(1100);
+
+  function refused(decode: () => unknown, field: string): void {
+    assert.throws(decode, (err: unknown) => err instanceof CodecError && err.field === field && err.index === 0);
+  }
+
+  it('Sen1: a unit over 256 characters', () => {
+    const doc = `<Sen1Message xmlns="http://xmpp.rocks"><username>u</username><name>n</name><unite>${'C'.repeat(300)}</unite><type>dt_numeric</type><Sen1Datas><Sen1Data><value>1</value><timestamp>2023-05-01 10:20:30</timestamp></Sen1Data></Sen1Datas></Sen1Message>`;
+    refused(() => decodeSen1(doc), 'u');
+  });
+
+  it('UltraLight: a command name that makes the record name too long', () => {
+    refused(() => ulToRecords(`SN-1@${long}|ok`, { now }), 'n');
+  });
+
+  it('eapi: an occurrence type name that makes the record name too long', () => {
+    const msg = {
+      type: 'eapi_occurrence_new',
+      data: { timeStamp: '2022-10-11T15:21:24+00:00', typeName: long, newState: 'LogDelayed', deviceId: '951FF00000340', sensorId: '5369' },
+    };
+    refused(() => decodeEapi(msg), 'n');
+  });
+});

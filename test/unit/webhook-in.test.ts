@@ -214,3 +214,34 @@ describe('webhook-in core', () => {
     });
   });
 });
+
+/**
+ * Found by `npm run fuzz` (test/fuzz/webhook-in.fuzz.ts): a JSON body nested thousands of levels
+ * deep parsed, then overflowed the stack when stored (JSON.stringify recurses), and the sender got
+ * a 500. It is now refused as undecodable, before anything is stored.
+ */
+describe('webhook-in: deeply nested JSON', () => {
+  const basicAuth = { authorization: `Basic ${Buffer.from('partner:secret').toString('base64')}` };
+
+  it('refuses JSON nested deeper than 256 levels with a 400 naming the limit; 256 levels pass', async () => {
+    let stored = 0;
+    const receiver = createReceiver({
+      authenticate: createAuthenticator({ mode: 'basic', tenant: 'acme', user: 'partner', password: 'secret' }, noDb),
+      decoder: createBodyDecoder({ codec: 'json' }),
+      maxBodyBytes: 100_000,
+      store: async () => {
+        stored++;
+        return 'stored';
+      },
+      onInternalError: (err) => assert.fail(`an internal error: ${err.message}`),
+    });
+    const post = (body: string) => receiver.handle({ method: 'POST', headers: { 'content-type': 'application/json', ...basicAuth }, body: Buffer.from(body) });
+    const deep = await post('['.repeat(20_000) + ']'.repeat(20_000));
+    assert.equal(deep.status, 400);
+    assert.match(JSON.parse(String(deep.body)).detail, /nested deeper than 256 levels/);
+    assert.equal((await post('{"a":'.repeat(257) + '1' + '}'.repeat(257))).status, 400);
+    assert.equal(stored, 0);
+    assert.equal((await post('[' + '{"s":"[[[[[[","a":'.repeat(255) + '1' + '}'.repeat(255) + ']')).status, 202);
+    assert.equal(stored, 1);
+  });
+});

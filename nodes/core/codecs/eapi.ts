@@ -330,7 +330,8 @@ export function eapiToRecords(msg: EapiMessage): ResolvedRecord[] {
 
 /** Parses and converts in one call: the strict decoder. */
 export function decodeEapi(input: unknown): ResolvedRecord[] {
-  return eapiToRecords(parseEapi(input));
+  // A name past the canonical limits (a 1,000-character typeName) is refused here, not by a tier later.
+  return validateResolved(eapiToRecords(parseEapi(input)), FORMAT);
 }
 
 function newDeviation(common: EapiCommon, deviationType: string): { type: 'eapi_deviation_enter' | 'eapi_deviation_leave'; data: EapiDeviation } {

@@ -281,7 +281,8 @@ export function sen1ToRecords(msg: Sen1Message): ResolvedRecord[] {
   checkType(msg.type);
   const out: ResolvedRecord[] = [];
   convertDatas(msg, out);
-  return out;
+  // A name or unit past the canonical limits (a 300-character <unite>) is refused here, not by a tier later.
+  return validateResolved(out, FORMAT);
 }
 
 /** Decodes one document: records, plus what records cannot carry. */
@@ -289,7 +290,7 @@ export function decodeSen1(xml: string | Uint8Array): { records: ResolvedRecord[
   const msg = readMessage(parseDoc(xml));
   const records: ResolvedRecord[] = [];
   convertDatas(msg, records);
-  return { records, meta: metaOf(msg) };
+  return { records: validateResolved(records, FORMAT), meta: metaOf(msg) };
 }
 
 const TEXT_TYPES: ReadonlySet<Sen1Type> = new Set(['dt_string', 'dt_date', 'dt_datetime', 'dt_duration', 'dt_time']);

@@ -406,7 +406,8 @@ export function ulToRecords(text: string | Uint8Array, options: UlToRecordsOptio
     }
     if (out.length === first) fail(`the group holds only its ${TIME_INSTANT}: no reading`, g);
   }
-  return out;
+  // A name or text past the canonical limits (a 2,000-character key) is refused here, not by a tier later.
+  return validateResolved(out, FORMAT);
 }
 
 /**

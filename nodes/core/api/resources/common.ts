@@ -9,6 +9,7 @@ import { formatEapiTime } from '../../codecs/eapi';
 import { parseIsoTime } from '../../codecs/time';
 import { BusinessError, createBusinessStore, type BusinessRow, type BusinessStore } from '../../stores/business';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../stores/query';
+import { MAX_TIME } from '../../model/senml';
 import type { SqlClient } from '../../db/sql';
 import { ApiError, type ApiContext, type ApiParameter, type JsonSchema } from '../operation';
 
@@ -99,6 +100,8 @@ export function timeParam(ctx: ApiContext, name: 'from' | 'to'): number | undefi
   const t = /^\d+(\.\d+)?$/.test(text) ? Number(text) : parseIsoTime(text);
   if (!Number.isFinite(t))
     throw invalid(name, `${name} must be an ISO 8601 time (e.g. 2022-10-11T16:21:27+00:00) or seconds since the epoch, got ${JSON.stringify(text)}`);
+  // Past the year 9999 no store can hold a time (a Date of it is invalid): the client's 400, not a 500.
+  if (t > MAX_TIME) throw invalid(name, `${name} must be before the year 10000 (at most ${MAX_TIME} seconds since the epoch), got ${JSON.stringify(text)}`);
   return t;
 }
 
@@ -178,10 +181,12 @@ export async function viaStore<T>(fn: () => Promise<T>, fields: Record<string, s
   }
 }
 
-/** The serial number of the path; 400 when empty. */
+/** The serial number of the path; 400 when empty or holding a NUL. */
 export function serialParam(ctx: ApiContext): string {
   const serial = ctx.params.serial ?? '';
   if (serial === '') throw invalid('serial', 'serial is required');
+  // No device has one (the store refuses it) and PostgreSQL text cannot hold one: a 400, not a 500.
+  if (serial.includes('\u0000')) throw invalid('serial', 'serial must not contain NUL characters');
   return serial;
 }
 
@@ -200,7 +205,8 @@ export const pageBody = (items: unknown[], cursor: string | undefined) => ({ bod
 /** The tenant's device with this serial; 404 otherwise (another tenant's too). */
 export async function deviceBySerial(ctx: ApiContext): Promise<BusinessRow> {
   const serial = serialParam(ctx);
-  const { items } = await business(ctx).list(ctx.identity.tenant, 'devices', { filter: { serial }, limit: 1 });
+  // Through viaStore: a serial the store refuses (a NUL, from /devices/%00) is the client's 400, not a 500.
+  const { items } = await viaStore(() => business(ctx).list(ctx.identity.tenant, 'devices', { filter: { serial }, limit: 1 }));
   if (items.length === 0) throw new ApiError('not-found', `no device with serial number ${JSON.stringify(serial)}`);
   return items[0];
 }
