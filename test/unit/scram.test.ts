@@ -9,6 +9,7 @@ import {
   scramClientKey,
   serverSignature,
   verifyClientProof,
+  verifyKeyAgainst,
 } from '../../nodes/core/auth/scram';
 
 // RFC 7677 section 3: user "user", password "pencil".
@@ -72,6 +73,13 @@ describe('SCRAM-SHA-256 (RFC 7677)', () => {
     await assert.rejects(deriveScramKeysAsync('k', { iterations: 4095 }), RangeError);
     await assert.rejects(deriveScramKeysAsync('k', { salt: Buffer.alloc(0) }), TypeError);
     await assert.rejects(deriveScramKeysAsync('\u0007'), TypeError);
+  });
+
+  it('checks a key given in full against the stored keys (verifyKeyAgainst): the right one, no other', async () => {
+    assert.equal(await verifyKeyAgainst(keys, 'pencil'), true);
+    assert.equal(await verifyKeyAgainst(keys, 'pencil2'), false);
+    assert.equal(await verifyKeyAgainst(keys, ''), false); // saslprep refuses it: no match, no throw
+    assert.equal(await verifyKeyAgainst(deriveScramKeys('pencil'), 'pencil'), true); // another salt
   });
 });
 

@@ -110,11 +110,13 @@ export function deriveScramKeys(key: string, options: ScramOptions = {}): ScramK
 export async function deriveScramKeysAsync(key: string, options: ScramOptions = {}): Promise<ScramKeys> {
   const iterations = options.iterations ?? SCRAM_MIN_ITERATIONS;
   const salt = options.salt ?? randomBytes(SCRAM_SALT_BYTES);
+  return storedForm(await saltedPasswordAsync(key, salt, iterations), salt, iterations);
+}
+
+/** saltedPassword on libuv's thread pool. */
+async function saltedPasswordAsync(key: string, salt: Buffer, iterations: number): Promise<Buffer> {
   const normalized = hiInput(key, salt, iterations);
-  const salted = await new Promise<Buffer>((resolve, reject) =>
-    pbkdf2(normalized, salt, iterations, 32, 'sha256', (err, out) => (err ? reject(err) : resolve(out))),
-  );
-  return storedForm(salted, salt, iterations);
+  return new Promise<Buffer>((resolve, reject) => pbkdf2(normalized, salt, iterations, 32, 'sha256', (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 function storedForm(salted: Buffer, salt: Buffer, iterations: number): ScramKeys {
@@ -146,15 +148,17 @@ export function verifyClientProof(storedKey: Buffer, authMessage: string, proof:
 /**
  * Whether a key given in full (an MQTT password, an HTTP device token) is the one behind the
  * stored keys: derives StoredKey from it with the stored salt and iterations and compares in
- * constant time. PBKDF2 makes this cost what a SCRAM login costs the client.
+ * constant time. PBKDF2 makes this cost what a SCRAM login costs the client, so it runs on libuv's
+ * thread pool: a key checked on every MQTT CONNECT and HTTP request holds up no other device.
  */
-export function verifyKeyAgainst(stored: Pick<ScramKeys, 'salt' | 'iterations' | 'storedKey'>, key: string): boolean {
-  let derived: Buffer;
+export async function verifyKeyAgainst(stored: Pick<ScramKeys, 'salt' | 'iterations' | 'storedKey'>, key: string): Promise<boolean> {
+  let salted: Buffer;
   try {
-    derived = sha256(scramClientKey(saltedPassword(key, stored.salt, stored.iterations)));
+    salted = await saltedPasswordAsync(key, stored.salt, stored.iterations);
   } catch {
     return false; // a key saslprep refuses cannot be the right one
   }
+  const derived = sha256(scramClientKey(salted));
   return derived.length === stored.storedKey.length && timingSafeEqual(derived, stored.storedKey);
 }
 

@@ -66,7 +66,7 @@ export function createDeviceDirectory(db: SqlClient): DeviceDirectory {
 export async function authenticateDeviceKey(directory: DeviceDirectory, serial: string, key: string): Promise<DeviceIdentity | undefined> {
   const found = await directory.credentials(serial);
   if (!found) return undefined;
-  let ok = false;
-  for (const k of found.keys) if (verifyKeyAgainst(k, key)) ok = true; // try both: no early exit to time
-  return ok ? found.device : undefined;
+  // Both slots, always and off the event loop: no early exit to time.
+  const matches = await Promise.all(found.keys.map((k) => verifyKeyAgainst(k, key)));
+  return matches.includes(true) ? found.device : undefined;
 }

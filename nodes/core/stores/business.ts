@@ -34,7 +34,7 @@
  * BusinessError); API keys are authenticated in ../auth/api-key-store.ts.
  */
 import type { SqlClient } from '../db/sql';
-import { deriveScramKeys, SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS } from '../auth/scram';
+import { deriveScramKeysAsync, SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS } from '../auth/scram';
 import { generateApiKey } from '../auth/api-key';
 import { assignments, checkTenant, describe, isPlainObject, keyParam, parseId, toParam, type Assignment } from './business-coercion';
 import { BUSINESS_ENTITIES, ENTITIES, filterableColumns, lookupEntity, type Entity } from './business-entities';
@@ -129,7 +129,7 @@ async function createDeviceKey(db: SqlClient, spec: Entity, tenant: string, valu
   if (slot !== undefined && slot !== 1 && slot !== 2) throw new BusinessError('invalid', 'device_keys: field "slot" must be 1 or 2', 'slot');
   let derived;
   try {
-    derived = deriveScramKeys(key, { iterations });
+    derived = await deriveScramKeysAsync(key, { iterations });
   } catch (err) {
     throw new BusinessError('invalid', `device_keys: field "key": ${(err as Error).message}`, 'key', { cause: err });
   }
