@@ -11,12 +11,12 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { MqttDevice } from '../../tools/device-client/mqtt';
 import { freePort, getJson, root, START_TIMEOUT_MS, usePlatform, waitForOutput, press } from '../support/platform';
 import { answer, Receiver } from '../support/webhook-receiver';
 import { until } from '../support/wait';
-import { CHROMIUM, CHROMIUM_ARGS, screenshot } from '../support/browser';
+import { consoleErrors as collectConsoleErrors, launchChromium, screenshot } from '../support/browser';
 
 const DATABASE = (JSON.parse(fs.readFileSync(path.join(root, 'flows', 'default.json'), 'utf8')) as { id: string; type: string }[]).find(
   (n) => n.type === 'conflux-postgres',
@@ -118,17 +118,15 @@ describe('browser: the operator dashboard (/dashboard) on npm start with embedde
   let browser: Browser;
   let page: Page;
   let device: MqttDevice | undefined;
-  const consoleErrors: string[] = [];
+  let consoleErrors: string[] = [];
 
   before(async function () {
     this.timeout(START_TIMEOUT_MS);
     await partner.start();
     partner.handler = answer(503);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 1800 } });
-    page.on('console', (m) => {
-      if (m.type() === 'error') consoleErrors.push(m.text());
-    });
+    consoleErrors = collectConsoleErrors(page);
   });
   after(async () => {
     await device?.end();

@@ -6,9 +6,9 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { root, usePlatform } from '../support/platform';
-import { CHROMIUM, CHROMIUM_ARGS, screenshot } from '../support/browser';
+import { launchChromium, screenshot } from '../support/browser';
 
 interface Shipped {
   /** Catalog of the node's file in the language (common texts merged, as the build ships it). */
@@ -100,8 +100,7 @@ describe('the editor in a German browser', function () {
   let browser: Browser | undefined;
 
   before(async function () {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -10,9 +10,9 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { getJson, root, usePlatform, type Platform } from '../support/platform';
-import { CHROMIUM, CHROMIUM_ARGS, consoleErrors as collectConsoleErrors, offlineCatalogue, screenshot } from '../support/browser';
+import { launchChromium, consoleErrors as collectConsoleErrors, offlineCatalogue, screenshot } from '../support/browser';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string };
 
@@ -159,8 +159,7 @@ describe('the editor in a browser: palette and shipped flows', function () {
   let browser: Browser | undefined;
 
   before(async function () {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -12,8 +12,8 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, screenshot } from '../support/browser';
+import type { Browser, Page } from 'playwright-core';
+import { consoleErrors as collectConsoleErrors, launchChromium, screenshot } from '../support/browser';
 import { migrate } from '../../nodes/core/db/migrate';
 import { openPglite } from '../../nodes/core/db/pglite';
 import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
@@ -61,9 +61,8 @@ describe('the self-service page in a browser', function () {
   let api: ApiClient;
 
   before(async function () {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
     receiver = await new Receiver().start();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     // The getting-started flow serves the API and sends the webhooks.
     const { platform } = running;
     await until('the REST API and the page to be served', async () => (await fetch(`${platform.base}/api/self-service/`)).status === 200, START_TIMEOUT_MS);
@@ -90,9 +89,7 @@ describe('the self-service page in a browser', function () {
   it('lets a user add, test, watch, resend and pause a webhook, and shows another tenant nothing of it', async () => {
     const context = await browser!.newContext();
     const page = await context.newPage();
-    const problems: string[] = [];
-    page.on('pageerror', (err) => problems.push(err.message));
-    page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+    const problems = collectConsoleErrors(page);
     page.on('dialog', (d) => void d.accept());
     const base = running.platform.base;
 

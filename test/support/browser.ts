@@ -4,7 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { BrowserContext, Page } from 'playwright-core';
+import { strict as assert } from 'node:assert';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { root } from './platform';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -21,6 +22,12 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+/** Debian's Chromium, headless; a missing one fails the test with what installs it. */
+export async function launchChromium(): Promise<Browser> {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: test/servers/servers.sh installs Debian's chromium`);
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}
 
 export const SCREENSHOTS = path.join(root, 'test-artifacts', 'screenshots');
 
