@@ -43,9 +43,16 @@ function helpSummaries(lang: string): Map<string, string> {
 /** Loads the editor and waits until its palette has the Conflux nodes. */
 async function openEditor(page: Page, platform: Platform): Promise<void> {
   await page.goto(`${platform.base}/`);
-  await page.waitForFunction(() => (globalThis as any).document.querySelector('.red-ui-palette-node[data-palette-type="conflux-senml"]') !== null, null, {
-    timeout: 120_000,
-  });
+  // The palette comes before the flows: an import before the deployed flows are in would see no
+  // conflict, and the flows loaded after it would then clash with it.
+  await page.waitForFunction(
+    () => {
+      const RED = (globalThis as any).RED;
+      return (globalThis as any).document.querySelector('.red-ui-palette-node[data-palette-type="conflux-senml"]') !== null && RED?.nodes?.version() != null;
+    },
+    null,
+    { timeout: 120_000 },
+  );
 }
 
 async function checkPalette(browser: Browser, platform: Platform, locale: string, lang: string): Promise<void> {
@@ -128,20 +135,22 @@ async function importExample(page: Page, name: string, existing: string[]): Prom
     dialog.locator('.red-ui-treeList-label-text').filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`) });
   await label(pkg.name).first().click();
   await label(name).first().click();
+  const before = await page.evaluate(() => (globalThis as any).RED.workspaces.count() as number);
   await page.locator('#red-ui-clipboard-dialog-ok').click();
-  const viewNodes = page.locator('.red-ui-notification button').filter({ hasText: 'View nodes' });
+  // The dialog closes at once and fetches the example afterwards: the import is done when a tab
+  // appears or the editor asks about the nodes that already exist.
   await page.waitForFunction(
-    () => {
+    (count) => {
       const doc = (globalThis as any).document;
-      const open = doc.querySelector('#red-ui-clipboard-dialog')?.offsetParent != null;
       const asked = Array.from(doc.querySelectorAll('.red-ui-notification button') as ArrayLike<{ textContent: string }>).some((b) =>
         /View nodes/.test(b.textContent),
       );
-      return !open || asked;
+      return asked || (globalThis as any).RED.workspaces.count() > count;
     },
-    null,
+    before,
     { timeout: 30_000 },
   );
+  const viewNodes = page.locator('.red-ui-notification button').filter({ hasText: 'View nodes' });
   if (await viewNodes.isVisible()) {
     await viewNodes.click();
     for (const id of existing) {
@@ -149,6 +158,7 @@ async function importExample(page: Page, name: string, existing: string[]): Prom
       if ((await box.count()) > 0) await box.uncheck();
     }
     await page.locator('#red-ui-clipboard-dialog-import-conflict').click();
+    await page.waitForFunction((count) => (globalThis as any).RED.workspaces.count() > count, before, { timeout: 30_000 });
   }
   await dialog.waitFor({ state: 'hidden', timeout: 30_000 });
 }
