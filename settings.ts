@@ -44,11 +44,17 @@ async function main(): Promise<void> {
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // npm run backup / restore refuse while this file names a live process.
   process.on('exit', claimPlatformPidFile(config.dataDir));
-  const firstFlow = installFirstFlow(
-    config.dataDir,
-    config.flowFile,
-    FIRST_FLOWS.map((name) => path.join(packageRoot, 'flows', name)),
-  );
+  if (config.sharedFlows && !fs.existsSync(config.flowFile)) {
+    console.error(`conflux: CONFLUX_FLOWS_FILE names ${config.flowFile}, which does not exist`);
+    process.exit(2);
+  }
+  const firstFlow = config.sharedFlows
+    ? 'kept'
+    : installFirstFlow(
+        config.dataDir,
+        config.flowFile,
+        FIRST_FLOWS.map((name) => path.join(packageRoot, 'flows', name)),
+      );
   const secret = resolveCredentialSecret(config.dataDir, config.credentialSecret);
   const modesFixed = ownerOnlyTree(config.dataDir); // also flows.json, which a copy gives the shipped file's mode
   const settings = buildSettings(config, {

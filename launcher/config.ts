@@ -24,7 +24,15 @@ export interface RuntimeConfig {
   port: number;
   /** Absolute: Node-RED's userDir, holding flows.json, credentials and the secret file. */
   dataDir: string;
+  /** Relative to dataDir, or absolute when CONFLUX_FLOWS_FILE names it. */
   flowFile: string;
+  /** CONFLUX_FLOWS_FILE was set: the flows come from that file, never from the first start. */
+  sharedFlows: boolean;
+  /**
+   * CONFLUX_EDITOR=off: an instance that runs the flows as the file has them, with no editor and
+   * no admin API, so that several instances behind a load balancer cannot drift apart.
+   */
+  editor: boolean;
   /** Editor login; only when adminPassword is set. */
   adminUser: string;
   adminPassword?: string;
@@ -82,13 +90,27 @@ function parseProxies(raw: string | undefined): string[] {
   return proxies;
 }
 
-/** Reads CONFLUX_HOST, _PORT, _DATA_DIR (relative to cwd), _ADMIN_USER, _ADMIN_PASSWORD, _CREDENTIAL_SECRET, _LOG_LEVEL, _ALLOWED_HOSTS, _TRUSTED_PROXIES. */
+function parseEditor(raw: string | undefined): boolean {
+  if (raw === undefined) return true;
+  const v = raw.trim().toLowerCase();
+  if (v === 'on') return true;
+  if (v === 'off') return false;
+  throw new ConfigError(`CONFLUX_EDITOR must be on or off, got "${raw}"`);
+}
+
+/**
+ * Reads CONFLUX_HOST, _PORT, _DATA_DIR and _FLOWS_FILE (relative to cwd), _EDITOR, _ADMIN_USER,
+ * _ADMIN_PASSWORD, _CREDENTIAL_SECRET, _LOG_LEVEL, _ALLOWED_HOSTS, _TRUSTED_PROXIES.
+ */
 export function readConfig(env: Env, cwd: string): RuntimeConfig {
+  const flows = value(env, 'CONFLUX_FLOWS_FILE');
   const config: RuntimeConfig = {
     host: value(env, 'CONFLUX_HOST')?.trim() ?? DEFAULT_HOST,
     port: parsePort(value(env, 'CONFLUX_PORT')),
     dataDir: path.resolve(cwd, value(env, 'CONFLUX_DATA_DIR') ?? DEFAULT_DATA_DIR),
-    flowFile: FLOW_FILE,
+    flowFile: flows === undefined ? FLOW_FILE : path.resolve(cwd, flows),
+    sharedFlows: flows !== undefined,
+    editor: parseEditor(value(env, 'CONFLUX_EDITOR')),
     adminUser: value(env, 'CONFLUX_ADMIN_USER')?.trim() ?? DEFAULT_ADMIN_USER,
     logLevel: parseLogLevel(value(env, 'CONFLUX_LOG_LEVEL')),
     allowedHosts: parseAllowedHosts(value(env, 'CONFLUX_ALLOWED_HOSTS')),
@@ -122,6 +144,9 @@ export interface NodeRedSettings {
   userDir: string;
   flowFile: string;
   flowFilePretty: boolean;
+  /** Set with CONFLUX_EDITOR=off: nothing writes the flows, credentials or settings files. */
+  readOnly?: boolean;
+  disableEditor?: boolean;
   credentialSecret: string;
   nodesDir: string[];
   adminAuth?: AdminAuth;
@@ -170,6 +195,10 @@ export function buildSettings(config: RuntimeConfig, inputs: SettingsInputs): No
     },
     conflux: { dataDir: config.dataDir },
   };
+  if (!config.editor) {
+    settings.readOnly = true;
+    settings.disableEditor = true;
+  }
   const auth = adminAuthFor(config, inputs.hash);
   if (auth) settings.adminAuth = auth;
   // httpAdminCors and httpNodeCors stay unset: no endpoint answers Access-Control-Allow-Origin.

@@ -106,7 +106,8 @@ export function platformApp(parts: PlatformHttp): { app: Express; guardUpgrades(
   }
 
   // 4. Node-RED.
-  app.use('/', parts.httpAdmin);
+  // With CONFLUX_EDITOR=off the admin API is not served either: no deploy can change one instance.
+  if (config.editor) app.use('/', parts.httpAdmin);
   app.use('/', parts.httpNode);
 
   // 5. Nothing served here, and every error.

@@ -55,6 +55,21 @@ describe('runtime: environment to settings', () => {
     assert.equal(config.logLevel, 'debug');
   });
 
+  it('takes CONFLUX_FLOWS_FILE relative to cwd and CONFLUX_EDITOR=off as a read-only instance without editor', () => {
+    const config = readConfig({ CONFLUX_FLOWS_FILE: 'deploy/flows.json', CONFLUX_EDITOR: 'OFF' }, '/srv/app');
+    assert.equal(config.flowFile, '/srv/app/deploy/flows.json');
+    assert.equal(config.sharedFlows, true);
+    assert.equal(config.editor, false);
+    const settings = buildSettings(config, { packageRoot: '/pkg', credentialSecret: 'k', hash: (p) => p });
+    assert.equal(settings.flowFile, '/srv/app/deploy/flows.json');
+    assert.equal(settings.readOnly, true);
+    assert.equal(settings.disableEditor, true);
+    const editing = readConfig({}, '/srv/app');
+    assert.equal(editing.editor, true);
+    assert.equal(buildSettings(editing, { packageRoot: '/pkg', credentialSecret: 'k', hash: (p) => p }).readOnly, undefined);
+    assert.throws(() => readConfig({ CONFLUX_EDITOR: 'maybe' }, '/'), /CONFLUX_EDITOR must be on or off/);
+  });
+
   it('keeps an absolute CONFLUX_DATA_DIR and treats blank variables as unset', () => {
     const config = readConfig({ CONFLUX_DATA_DIR: '/var/lib/conflux', CONFLUX_PORT: '  ', CONFLUX_ADMIN_PASSWORD: '' }, '/srv/app');
     assert.equal(config.dataDir, '/var/lib/conflux');
@@ -309,5 +324,16 @@ describe('runtime: start-up log', () => {
     assert.equal(startupBanner(readConfig({ CONFLUX_HOST: '0.0.0.0', CONFLUX_ALLOWED_HOSTS: 'gw.lan' }, '/'), {}, secret, 'kept').warn.length, 1);
     assert.ok(!JSON.stringify(open).includes('"s"'), 'the secret itself is never logged');
     assert.equal(editorUrl('::1', 80), 'http://[::1]:80/');
+  });
+
+  it('warns when instances share a flows file without a shared credential secret', () => {
+    const generated = { secret: 's', source: 'generated' as const, file: '/d/.conflux-credential-secret' };
+    const shared = readConfig({ CONFLUX_FLOWS_FILE: '/deploy/flows.json', CONFLUX_EDITOR: 'off', CONFLUX_HOST: '0.0.0.0' }, '/');
+    const banner = startupBanner(shared, {}, generated, 'kept');
+    assert.match(banner.info[0], /^Conflux instance: .*CONFLUX_EDITOR=off/);
+    assert.ok(banner.info.includes('flows: /deploy/flows.json (CONFLUX_FLOWS_FILE)'));
+    assert.deepEqual(banner.warn.length, 1, 'no editor, so no warning about an open editor');
+    assert.match(banner.warn[0], /CONFLUX_CREDENTIAL_SECRET/);
+    assert.deepEqual(startupBanner(shared, {}, { secret: 's', source: 'env' as const }, 'kept').warn, []);
   });
 });

@@ -67,7 +67,8 @@ export async function start(vars: Record<string, string>, options: StartOptions 
     await waitForOutput(platform, /MQTT:/, START_TIMEOUT_MS);
     const res = await fetch(`${platform.base}/`, { signal: AbortSignal.timeout(10_000) });
     await res.arrayBuffer();
-    if (res.status !== 200) throw new Error(`GET / answered ${res.status} after the banner`);
+    const editor = vars.CONFLUX_EDITOR !== 'off'; // without the editor nothing is served at /
+    if (res.status !== (editor ? 200 : 404)) throw new Error(`GET / answered ${res.status} after the banner`);
     return platform;
   } catch (err) {
     await stop(platform);
