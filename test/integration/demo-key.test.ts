@@ -1,10 +1,11 @@
 /** The demo API key of a fresh installation: created once, for tenant 'default', and it works. */
 import * as assert from 'node:assert/strict';
-import type { SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
 import { authenticateApiKey } from '../../nodes/core/auth/api-key-store';
-import { provisionDemoApiKey } from '../../nodes/core/devices/provision';
+import { openSql, type SqlClient } from '../../nodes/core/db/sql';
+import { provisionDemoApiKey, provisionDemoDevice } from '../../nodes/core/devices/provision';
 import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
+import { freshDatabase } from '../support/servers';
 
 for (const engine of ENGINES) {
   describe(`demo API key on ${engine.name}`, function () {
@@ -29,3 +30,24 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('demo key and device with two instances starting together on one PostgreSQL', function () {
+  this.timeout(120_000);
+  const clients: SqlClient[] = [];
+  after(async () => Promise.all(clients.map((c) => c.close())));
+
+  it('creates one API key and one device, not one per instance', async () => {
+    const url = await freshDatabase();
+    for (let i = 0; i < 2; i++) clients.push(await openSql({ connectionString: url }));
+    await migrate(clients[0]);
+    await Promise.all(clients.map((c) => c.query('SELECT 1'))); // both connected: neither waits on its connect
+    const keys = await Promise.all(clients.map((c) => provisionDemoApiKey(c)));
+    const devices = await Promise.all(clients.map((c) => provisionDemoDevice(c)));
+    assert.equal(keys.filter((k) => k !== undefined).length, 1, 'each instance created a key');
+    assert.equal(devices.filter((d) => d !== undefined).length, 1, 'each instance created a device');
+    const { rows } = await clients[1].query<{ keys: number; devices: number }>(
+      'SELECT (SELECT count(*)::int FROM api_keys) AS keys, (SELECT count(*)::int FROM devices) AS devices',
+    );
+    assert.deepEqual(rows[0], { keys: 1, devices: 1 });
+  });
+});
