@@ -92,8 +92,8 @@ async function deviceWorker(setup: Setup): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The runtime (main thread)
 
-/** The core flow's function: decode the pack, one INSERT for the message, pass it on once stored. */
-const CORE_FUNCTION = `
+/** The core flow's function: decode the pack, one INSERT for the message, pass it on once stored (bench/scale.ts uses it too). */
+export const CORE_FUNCTION = `
 const pool = global.get("pgPool");
 const levels = msg.topic.split("/");
 const tenant = levels[1], serial = levels[2];

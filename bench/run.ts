@@ -11,6 +11,7 @@ const suites: Record<string, () => Promise<boolean>> = {
   api: async () => (await import('./api')).run(),
   ftp: async () => (await import('./ftp')).run(),
   xmpp: async () => (await import('./xmpp')).run(),
+  scale: async () => (await import('./scale')).run(),
 };
 
 async function main(): Promise<void> {
