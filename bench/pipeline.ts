@@ -33,7 +33,11 @@ const WINDOW = 16;
 const ROUNDS = 5;
 const POOL = 10;
 const TENANT = 'default';
-const T0 = 1_780_000_000;
+/**
+ * Yesterday at midnight UTC, in seconds: the same in the device worker, and within the time-series
+ * node's retention (30 days), which would otherwise delete a fixed old time's readings mid-round.
+ */
+const T0 = Math.floor(Date.now() / 86_400_000) * 86_400 - 86_400;
 /** For profiling one side alone: BENCH_PIPELINE_SIDES=conflux. */
 const SIDES = (process.env.BENCH_PIPELINE_SIDES ?? 'conflux,core').split(',') as Array<'conflux' | 'core'>;
 const serial = (i: number) => `pipe-${String(i).padStart(3, '0')}`;
