@@ -352,7 +352,7 @@ export async function run(): Promise<boolean> {
     const device = (await directory.credentials(serial(BASE.udp + i))).device;
     const list: Buffer[] = [];
     for (let n = 0; n < PER_DEVICE * (ROUNDS + 1) + PACED_PER_DEVICE; n += 100)
-      list.push(...gw.tokens.issue(device, 100).map((t: { token: Buffer }) => Buffer.from(t.token)));
+      list.push(...(await gw.tokens.issue(device, 100)).map((t: { token: Buffer }) => Buffer.from(t.token)));
     tokens.push(list);
   }
   // Let the listeners bind and both MQTT clients connect and subscribe.

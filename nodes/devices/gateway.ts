@@ -1,16 +1,18 @@
 /**
  * conflux-gateway: the device registry (from the business store), the live sessions, the UDP
  * tokens, and the limits (frame size, idle timeout, sessions, per-tenant rate) that every device
- * listener naming it applies. Each device authenticates with its own keys (device_keys).
+ * listener naming it applies. Each device authenticates with its own keys (device_keys). The UDP
+ * tokens and the per-tenant rate live in the database, shared by every instance running the same
+ * flows on it (docs/operations.md, "Several instances").
  */
 import type { NodeAPI, NodeDef } from 'node-red';
 import { CommandRouter } from '../core/devices/commands';
 import { createDeviceDirectory, type DeviceDirectory } from '../core/devices/directory';
 import { ownOpenFilesLimit, sessionFilesWarning } from '../core/devices/open-files';
 import { provisionDemoDevice } from '../core/devices/provision';
-import { RateLimiter } from '../core/devices/rate-limit';
 import { RequestForwarder } from '../core/devices/requests';
 import { SessionRegistry } from '../core/devices/sessions';
+import { TenantRateLimiter } from '../core/devices/tenant-rate';
 import { UdpTokens } from '../core/devices/udp-tokens';
 import type { PlatformEvent } from '../core/events/event';
 import type { GatewayConfigNode, GatewayDeviceMessage, GatewayLimits, PostgresConfigNode } from '../shared/config-nodes';
@@ -68,9 +70,10 @@ export = function register(RED: NodeAPI): void {
       allowPrivate: boolField(def.allowPrivateCentral),
       maxReplyBytes: limits.maxFrameBytes,
     };
+    const sql = () => (database ? database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database')));
     const commands = new CommandRouter({
       sessions,
-      sql: () => (database ? database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database'))),
+      sql,
       lookup: (serial) =>
         node
           .directory()
@@ -85,8 +88,9 @@ export = function register(RED: NodeAPI): void {
       limits,
       connection,
       sessions,
-      rate: new RateLimiter(limits.ratePerTenant),
-      tokens: new UdpTokens(limits.udpTokenTtlMs),
+      // Keyed by this node's id: the same gateway on every instance shares one budget per tenant.
+      rate: new TenantRateLimiter({ sql, scope: node.id, ratePerSecond: limits.ratePerTenant }),
+      tokens: new UdpTokens(sql, { ttlMs: limits.udpTokenTtlMs }),
       commands,
       requests,
     });
@@ -114,7 +118,10 @@ export = function register(RED: NodeAPI): void {
     };
     // With the demo device on, open at once: its key is logged at start, before any device connects.
     if (database && boolField(def.demoDevice)) node.directory().catch((err: Error) => node.warn(`device registry: ${err.message}`));
-    const sweep = setInterval(() => node.tokens.sweep(), 60_000);
+    // Each instance prunes; SKIP LOCKED shares the work. Without a database there is nothing to prune.
+    const sweep = setInterval(() => {
+      if (database) node.tokens.prune().catch((err: Error) => node.warn(`UDP tokens: cannot prune the expired ones: ${err.message}`));
+    }, 60_000);
     sweep.unref();
     node.on('close', (_removed: boolean, done: () => void) => {
       clearInterval(sweep);

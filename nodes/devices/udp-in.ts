@@ -40,6 +40,7 @@ const LABEL: Record<UdpDropReason, string> = {
   'rate-limited': 'udp-in.status.rateLimited',
   busy: 'udp-in.status.busy',
   undecodable: 'udp-in.status.undecodable',
+  unavailable: 'udp-in.status.unavailable',
 };
 
 export = function register(RED: NodeAPI): void {

@@ -8,8 +8,8 @@ import type { SqlClient } from '../core/db/sql';
 import type { CommandRouter } from '../core/devices/commands';
 import type { DeviceDirectory, DeviceIdentity } from '../core/devices/directory';
 import type { RequestForwarder } from '../core/devices/requests';
-import type { RateLimiter } from '../core/devices/rate-limit';
 import type { Session, SessionRegistry } from '../core/devices/sessions';
+import type { TenantRateLimiter } from '../core/devices/tenant-rate';
 import type { UdpTokens } from '../core/devices/udp-tokens';
 import type { FtpTarget } from '../core/ftp/targets';
 import type { RetryPolicy } from '../core/mailbox/backoff';
@@ -81,7 +81,8 @@ export interface GatewayConfigNode extends Node {
   directory(): Promise<DeviceDirectory>;
   readonly limits: GatewayLimits;
   readonly sessions: SessionRegistry;
-  readonly rate: RateLimiter;
+  /** The per-tenant rate and the UDP tokens, kept in `database` and so shared by every instance on it. */
+  readonly rate: TenantRateLimiter;
   readonly tokens: UdpTokens;
   readonly connection: StatusFanout;
   /** Commands to devices (central → device): live, or queued for offline devices. */

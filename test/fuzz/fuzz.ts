@@ -30,7 +30,7 @@ const PATH = process.env.CONFLUX_FUZZ_PATH || undefined;
 
 /**
  * Growth allowed between the warmed-up start and the end of a target's run, after a full gc: what
- * stays in bounded caches (credential caches, the spent-token memory, PGlite's pages) fits far
+ * stays in bounded caches (credential caches, PGlite's pages) fits far
  * below it, while a leak of even 1 KiB per input over 10,000 inputs does not.
  */
 export const HEAP_GROWTH_BOUND = 8 * 1024 * 1024;

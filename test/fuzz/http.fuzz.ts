@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { createDeviceDirectory } from '../../nodes/core/devices/directory';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import { createHttpIngest, type HttpIngest, type IngestRequestWithBody, type IngestRoute } from '../../nodes/core/protocol/http-ingest';
 import { assertHttpAnswer, budget, fuzz } from './fuzz';
@@ -156,8 +156,8 @@ describe('fuzz: device HTTP endpoint', function () {
       directory: async () => directory,
       sql: async () => store.db,
       maxBodyBytes: MAX_BODY,
-      rate: new RateLimiter(0),
-      tokens: new UdpTokens(60_000, 10_000),
+      rate: new TenantRateLimiter({ sql: async () => store.db, scope: 'fuzz', ratePerSecond: 0 }),
+      tokens: new UdpTokens(async () => store.db, { ttlMs: 60_000 }),
       inFlight: { size: 0, max: 1000 },
       emit: () => {
         emitted++;

@@ -11,7 +11,7 @@ import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import mqtt from 'mqtt';
 import { createDeviceDirectory } from '../../nodes/core/devices/directory';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { SessionRegistry } from '../../nodes/core/devices/sessions';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import { MqttDeviceBroker, type MqttRejection } from '../../nodes/core/protocol/mqtt-broker';
@@ -55,8 +55,8 @@ describe('fuzz: MQTT payloads', function () {
       host: '127.0.0.1',
       directory: () => directory,
       sessions: new SessionRegistry(100),
-      rate: new RateLimiter(0),
-      tokens: new UdpTokens(60_000, 100_000),
+      rate: new TenantRateLimiter({ sql: async () => store.db, scope: 'fuzz', ratePerSecond: 0 }),
+      tokens: new UdpTokens(async () => store.db, { ttlMs: 60_000 }),
       limits: { maxFrameBytes: 65_536, idleTimeoutMs: 600_000, maxSessions: 100 },
       onReadings: () => {
         accepted++;

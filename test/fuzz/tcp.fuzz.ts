@@ -12,7 +12,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { createDeviceDirectory } from '../../nodes/core/devices/directory';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { SessionRegistry } from '../../nodes/core/devices/sessions';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import { decodeAck, decodeError, decodeTokenGrant, encodeFrame, FrameType, frameTypeName, type Frame } from '../../nodes/core/protocol/frames';
@@ -163,8 +163,8 @@ describe('fuzz: TCP frames', function () {
     server = new TcpDeviceServer({
       directory: createDeviceDirectory(store.db),
       sessions: new SessionRegistry(100),
-      rate: new RateLimiter(0),
-      tokens: new UdpTokens(60_000, 100_000),
+      rate: new TenantRateLimiter({ sql: async () => store.db, scope: 'fuzz', ratePerSecond: 0 }),
+      tokens: new UdpTokens(async () => store.db, { ttlMs: 60_000 }),
       limits: { maxFrameBytes: MAX_FRAME, idleTimeoutMs: 600_000 },
       onReadings: () => undefined,
       onDeviceMessage: async (ev) => {

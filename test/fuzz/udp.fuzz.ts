@@ -9,11 +9,12 @@
 import { strict as assert } from 'node:assert';
 import * as dgram from 'node:dgram';
 import fc from 'fast-check';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import { encodeDatagram, PayloadType, type PayloadTypeCode } from '../../nodes/core/protocol/datagram';
 import { DROP_REASONS, UdpServer, type UdpDropReason } from '../../nodes/core/protocol/udp-server';
 import { assertReason, budget, fuzz } from './fuzz';
+import { fuzzStore } from './store';
 import { DEVICE_SEEDS, mutated, payload } from './inputs';
 
 const MAX = 8192;
@@ -52,7 +53,7 @@ const input: fc.Arbitrary<Input> = fc.record(
 
 describe('fuzz: UDP datagrams', function () {
   this.timeout(budget(2));
-  const tokens = new UdpTokens(60_000, 100_000);
+  let tokens: UdpTokens;
   const rejections: Array<{ reason: UdpDropReason; detail: string }> = [];
   let server: UdpServer;
   let client: dgram.Socket;
@@ -75,13 +76,16 @@ describe('fuzz: UDP datagrams', function () {
     });
   }
 
-  before(async () => {
+  before(async function () {
+    this.timeout(60_000);
+    const store = await fuzzStore();
+    tokens = new UdpTokens(async () => store.db, { ttlMs: 60_000 });
     server = new UdpServer({
       port: 0,
       host: '127.0.0.1',
       limits: { maxFrameBytes: MAX },
       tokens,
-      rate: new RateLimiter(0),
+      rate: new TenantRateLimiter({ sql: async () => store.db, scope: 'fuzz', ratePerSecond: 0 }),
       onReadings: () => {
         accepted++;
         wake?.();
@@ -115,9 +119,9 @@ describe('fuzz: UDP datagrams', function () {
       arbitrary: input,
       check: async (x, o) => {
         let token: Buffer;
-        if (x.token === 'fresh') token = tokens.issue(SN1)[0].token;
+        if (x.token === 'fresh') token = (await tokens.issue(SN1))[0].token;
         else if (x.token === 'spent' && lastSpent) token = lastSpent;
-        else if (x.token === 'foreign') token = tokens.issue(SN2)[0].token;
+        else if (x.token === 'foreign') token = (await tokens.issue(SN2))[0].token;
         else token = Buffer.alloc(16, 0xab);
         let d = encodeDatagram({ serial: 'SN-1', token, type: x.type, payload: x.payload });
         if (x.mangle) d = x.mangle(d);
@@ -143,7 +147,7 @@ describe('fuzz: UDP datagrams', function () {
     // Still accepting.
     const before = accepted;
     const count = handled();
-    await send(encodeDatagram({ serial: 'SN-1', token: tokens.issue(SN1)[0].token, type: PayloadType.ultralightAscii, payload: 't|21.5' }));
+    await send(encodeDatagram({ serial: 'SN-1', token: (await tokens.issue(SN1))[0].token, type: PayloadType.ultralightAscii, payload: 't|21.5' }));
     await handledPast(count);
     assert.equal(accepted, before + 1, 'a valid datagram after the fuzz inputs is accepted');
   });

@@ -17,8 +17,8 @@ import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { migrate } from '../../nodes/core/db/migrate';
 import { createBusinessStore, createTenant } from '../../nodes/core/stores/business';
 import { createDeviceDirectory, type DeviceDirectory } from '../../nodes/core/devices/directory';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
 import { SessionRegistry } from '../../nodes/core/devices/sessions';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import { MqttBridge } from '../../nodes/core/protocol/mqtt-bridge';
 import { MqttDeviceBroker, type DeviceReading, type MqttBrokerOptions, type MqttRejection } from '../../nodes/core/protocol/mqtt-broker';
@@ -242,7 +242,7 @@ describe('MQTT devices', function () {
         host: '127.0.0.1',
         directory: () => directory,
         sessions,
-        rate: new RateLimiter(0),
+        rate: new TenantRateLimiter({ sql: async () => db, scope: 'mqtt-test', ratePerSecond: 0 }),
         limits: { maxFrameBytes: 65_536, idleTimeoutMs: 60_000, maxSessions: 100 },
         onReadings: (m) => void got.push(m),
         onRejected: (r) => void rejected.push(r),
@@ -495,7 +495,7 @@ describe('MQTT devices', function () {
     }
 
     it('UDP tokens: a device asks on its tokens topic and gets them as the udptokens command; they spend once, for it only', async () => {
-      const tokens = new UdpTokens(60_000);
+      const tokens = new UdpTokens(async () => db, { ttlMs: 60_000 });
       await start({ tokens });
       const d = await device('SN-1', 5);
       const t0 = Date.now();
@@ -503,9 +503,9 @@ describe('MQTT devices', function () {
       assert.equal(grant.tokens.length, 3);
       assert.ok(grant.tokens.every((t) => t.length === 16));
       assert.ok(Math.abs(grant.expiresAt.getTime() - (t0 + 60_000)) < 5_000, grant.expiresAt.toISOString());
-      assert.equal(tokens.spend('SN-2', grant.tokens[0]).ok, false, "another device's");
-      assert.equal(tokens.spend('SN-1', grant.tokens[0]).ok, true);
-      assert.equal(tokens.spend('SN-1', grant.tokens[0]).ok, false, 'spent');
+      assert.equal((await tokens.spend('SN-2', grant.tokens[0])).ok, false, "another device's");
+      assert.equal((await tokens.spend('SN-1', grant.tokens[0])).ok, true);
+      assert.equal((await tokens.spend('SN-1', grant.tokens[0])).ok, false, 'spent');
       // JSON devices get them in JSON, base64 as over HTTP
       const c = await raw('SN-2', 4);
       const seen: string[] = [];
@@ -515,7 +515,7 @@ describe('MQTT devices', function () {
       await until('the JSON grant', () => seen.length === 1);
       const json = JSON.parse(seen[0]) as { udptokens: { tokens: string[]; expiresIn: number } };
       assert.equal(json.udptokens.tokens.length, 1);
-      assert.equal(tokens.spend('SN-2', Buffer.from(json.udptokens.tokens[0], 'base64')).ok, true);
+      assert.equal((await tokens.spend('SN-2', Buffer.from(json.udptokens.tokens[0], 'base64'))).ok, true);
       assert.ok(json.udptokens.expiresIn > 50 && json.udptokens.expiresIn <= 60);
       // a bad count, or no command topic to answer on: refused with the reason
       const bad = await d.client.publishAsync('/default/SN-1/tokens', '500', { qos: 1 }).then(
@@ -569,7 +569,7 @@ describe('MQTT devices', function () {
     });
 
     it('the tenant rate: MQTT 5 gets Quota exceeded; a 3.1.1 device is disconnected unacknowledged and sends again — nothing lost', async () => {
-      await start({ rate: new RateLimiter(4, 1) });
+      await start({ rate: new TenantRateLimiter({ sql: async () => db, scope: 'mqtt-rate-test', ratePerSecond: 4, burst: 1 }) });
       const c5 = await raw('SN-1', 5);
       await c5.publishAsync('/ul/default/SN-1/attrs', 'n|1', { qos: 1 });
       const over = await c5.publishAsync('/ul/default/SN-1/attrs', 'n|2', { qos: 1 }).then(
@@ -673,7 +673,7 @@ describe('MQTT devices', function () {
         clientId: `conflux-test-${Math.random().toString(16).slice(2, 10)}`,
         reconnectPeriodMs: 100,
         directory: () => directory,
-        rate: new RateLimiter(0),
+        rate: new TenantRateLimiter({ sql: async () => db, scope: 'mqtt-test', ratePerSecond: 0 }),
         maxFrameBytes: 65_536,
         onReadings: (m) => void options.got.push(m),
         onRejected: (r) => void options.rejected?.push(r),

@@ -14,8 +14,8 @@ import { encodeSenmlCbor } from '../../nodes/core/codecs/senml-cbor';
 import { migrate } from '../../nodes/core/db/migrate';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { createDeviceDirectory } from '../../nodes/core/devices/directory';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
 import { SessionRegistry } from '../../nodes/core/devices/sessions';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import type { CanonicalMessage } from '../../nodes/core/model/message';
 import { decodeError, encodeFrame, FrameDecoder, FrameType, type Frame } from '../../nodes/core/protocol/frames';
@@ -171,7 +171,7 @@ describe('conflux-tcp-in: devices over TCP', function () {
     options: Partial<Omit<TcpServerOptions, 'limits'>> & { limits?: Partial<TcpServerOptions['limits']>; maxSessions?: number } = {},
   ): Promise<Harness> {
     const sessions = new SessionRegistry(options.maxSessions ?? 10_000);
-    const tokens = new UdpTokens(300_000);
+    const tokens = new UdpTokens(async () => db, { ttlMs: 300_000 });
     const messages: CanonicalMessage[] = [];
     const events: Harness['events'] = [];
     const deviceMessages: DeviceMessageEvent[] = [];
@@ -179,7 +179,7 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const server = new TcpDeviceServer({
       directory: createDeviceDirectory(db),
       sessions,
-      rate: new RateLimiter(0),
+      rate: new TenantRateLimiter({ sql: async () => db, scope: 'tcp-test', ratePerSecond: 0 }),
       tokens,
       onReadings: (msg) => {
         messages.push(msg);
@@ -392,7 +392,7 @@ describe('conflux-tcp-in: devices over TCP', function () {
   });
 
   it('over the tenant’s rate a frame is refused with when to send it again; the session goes on', async () => {
-    const h = await start({ rate: new RateLimiter(1, 1) });
+    const h = await start({ rate: new TenantRateLimiter({ sql: async () => db, scope: 'tcp-rate-test', ratePerSecond: 1, burst: 1 }) });
     const a = await h.client('SN-A', 'key-of-a');
     assert.equal(await a.sendReadings('json', { n: 1 }), 1);
     await assert.rejects(
@@ -539,8 +539,8 @@ describe('conflux-tcp-in: devices over TCP', function () {
     const grant = await a.requestUdpTokens(5);
     assert.equal(grant.tokens.length, 5);
     assert.ok(grant.expiresAt > Date.now() + 290_000);
-    assert.equal(h.tokens.spend('SN-A', grant.tokens[0]).ok, true);
-    assert.deepEqual(h.tokens.spend('SN-B', grant.tokens[1]), { ok: false, reason: 'foreign' });
+    assert.equal((await h.tokens.spend('SN-A', grant.tokens[0])).ok, true);
+    assert.deepEqual(await h.tokens.spend('SN-B', grant.tokens[1]), { ok: false, reason: 'foreign' });
     const refused = new Promise<Frame>((resolve) => a.once('frame', resolve));
     const id = a.sendFrame(FrameType.TOKEN, Buffer.from([101]));
     assert.deepEqual(decodeError((await refused).payload), { id, reason: 'TOKEN request: ask for 1 to 100 tokens, not 101' });

@@ -12,7 +12,7 @@ import { encodeSenmlXml } from '../../nodes/core/codecs/senml-xml';
 import { migrate } from '../../nodes/core/db/migrate';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { createDeviceDirectory, type DeviceDirectory } from '../../nodes/core/devices/directory';
-import { RateLimiter } from '../../nodes/core/devices/rate-limit';
+import { TenantRateLimiter } from '../../nodes/core/devices/tenant-rate';
 import { UdpTokens } from '../../nodes/core/devices/udp-tokens';
 import {
   createHttpIngest,
@@ -91,14 +91,14 @@ describe('http ingest', function () {
 
   function harness(options: Partial<HttpIngestOptions> = {}) {
     const emitted: IngestedMessage[] = [];
-    const tokens = new UdpTokens(300_000);
+    const tokens = new UdpTokens(async () => db, { ttlMs: 300_000 });
     const inFlight = options.inFlight ?? { max: 100, size: 0 };
     const emit = options.emit;
     const ingest = createHttpIngest({
       directory: async () => directory,
       sql: async () => db,
       maxBodyBytes: 1024,
-      rate: new RateLimiter(0),
+      rate: new TenantRateLimiter({ sql: async () => db, scope: 'http-test', ratePerSecond: 0 }),
       tokens,
       ...options,
       emit: (m) => {
@@ -299,7 +299,7 @@ describe('http ingest', function () {
     });
 
     it("429 with Retry-After past the tenant's rate; other tenants go on", async () => {
-      const h = harness({ rate: new RateLimiter(1) });
+      const h = harness({ rate: new TenantRateLimiter({ sql: async () => db, scope: 'http-rate-test', ratePerSecond: 1 }) });
       assert.equal((await h.post({})).status, 202);
       const r = await h.post({});
       const doc = assertProblem(r, 429, 'rate-limited');
@@ -388,10 +388,10 @@ describe('http ingest', function () {
       assert.ok(grant.expiresIn >= 299);
       const token = Buffer.from(grant.tokens[0], 'base64');
       assert.equal(token.length, 16);
-      assert.deepEqual(h.tokens.spend('gx-1', token), { ok: false, reason: 'foreign' });
-      const spent = h.tokens.spend('dev-1', token);
+      assert.deepEqual(await h.tokens.spend('gx-1', token), { ok: false, reason: 'foreign' });
+      const spent = await h.tokens.spend('dev-1', token);
       assert.ok(spent.ok && spent.device.tenant === 'acme');
-      assert.deepEqual(h.tokens.spend('dev-1', token), { ok: false, reason: 'unknown' });
+      assert.deepEqual(await h.tokens.spend('dev-1', token), { ok: false, reason: 'replayed' });
 
       const byQuery = await h.post({ route: 'tokens', query: { count: '5' }, headers: { 'content-type': undefined }, body: '' });
       assert.equal(json(byQuery).tokens.length, 5);
@@ -399,7 +399,8 @@ describe('http ingest', function () {
       assert.equal(json(byKey).tokens.length, 1);
       for (const count of ['101', '0', 'x']) assertProblem(await h.post({ route: 'tokens', query: { count }, body: '' }), 400, 'invalid-request');
       assertProblem(await h.post({ route: 'tokens', headers: bearer('dev-1', 'wrong'), body: '' }), 401, 'unauthorized');
-      assert.equal(h.tokens.size, 3 - 1 + 5 + 1);
+      const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM udp_tokens WHERE serial = 'dev-1' AND spent_at IS NULL`);
+      assert.equal(rows[0].n, 3 - 1 + 5 + 1);
     });
   });
 
@@ -446,7 +447,12 @@ describe('http ingest', function () {
         credentials: async (serial) => (serial === 'fz' ? { device: { tenant: 't', serial, id: 1 }, keys: [{ slot: 1, ...keys }] } : undefined),
       };
       const stubSql = { kind: 'pglite', query: async () => ({ rows: [], rowCount: 0 }) } as unknown as SqlClient;
-      const h = harness({ directory: async () => stubDirectory, sql: async () => stubSql, rate: new RateLimiter(0), inFlight: { max: 200, size: 0 } });
+      const h = harness({
+        directory: async () => stubDirectory,
+        sql: async () => stubSql,
+        rate: new TenantRateLimiter({ sql: async () => stubSql, scope: 'fuzz', ratePerSecond: 0 }),
+        inFlight: { max: 200, size: 0 },
+      });
       const text = fc.string({ maxLength: 40 });
       const header = (values: fc.Arbitrary<string>) => fc.option(fc.oneof(values, text), { nil: undefined });
       const request = fc.record({

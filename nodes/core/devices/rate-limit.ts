@@ -1,6 +1,8 @@
 /**
- * Per-tenant rate limits for the listeners: a token bucket per key, refilled continuously.
- * Framework-free; `now` is injectable for tests.
+ * An in-process token bucket per key, refilled continuously: for limits that belong to one process
+ * by nature (the reports a listener sends to its Catch node, nodes/shared/reporter.ts). The
+ * gateway's per-tenant limit is shared by every instance instead: tenant-rate.ts. Framework-free;
+ * `now` is injectable for tests.
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
@@ -12,7 +14,7 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Takes `cost` tokens for key; false when the bucket cannot pay (the caller refuses the message). */
+  /** Takes `cost` tokens for key; false when the bucket cannot pay. */
   take(key: string, cost = 1): boolean {
     if (this.ratePerSecond <= 0) return true;
     const t = this.now();
@@ -27,12 +29,5 @@ export class RateLimiter {
     if (b.tokens < cost) return false;
     b.tokens -= cost;
     return true;
-  }
-
-  /** Seconds until key can pay `cost`, for a Retry-After header. */
-  retryAfter(key: string, cost = 1): number {
-    const b = this.buckets.get(key);
-    if (!b || this.ratePerSecond <= 0) return 0;
-    return Math.max(0, Math.ceil((cost - b.tokens) / this.ratePerSecond));
   }
 }

@@ -39,7 +39,7 @@ import { decodeSenmlXml } from '../codecs/senml-xml';
 import type { SqlClient } from '../db/sql';
 import { authenticateDeviceKey, type DeviceDirectory, type DeviceIdentity } from '../devices/directory';
 import { decodeDevicePayload, deviceMessage, scopeToDevice, type Decoded } from '../devices/ingest';
-import type { RateLimiter } from '../devices/rate-limit';
+import type { TenantRate } from '../devices/tenant-rate';
 import type { UdpTokens } from '../devices/udp-tokens';
 import { CodecError } from '../errors';
 import type { CanonicalMessage } from '../model/message';
@@ -307,8 +307,8 @@ export interface HttpIngestOptions {
   sql(): Promise<SqlClient>;
   /** Largest body accepted (the gateway's maxFrameBytes). */
   maxBodyBytes: number;
-  rate: RateLimiter;
-  tokens: UdpTokens;
+  rate: TenantRate;
+  tokens: Pick<UdpTokens, 'issue'>;
   inFlight: InFlight;
   /**
    * Sends an accepted message on. A promise returned resolves when the flow has kept it (the
@@ -345,14 +345,17 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
   const cache = new Map<string, { device: DeviceIdentity; until: number }>();
   const cacheKey = (serial: string, key: string) => createHash('sha256').update(serial).update('\u0000').update(key).digest('base64');
 
-  async function database<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  async function database<T>(what: string, fn: () => Promise<T>, who = 'the device registry'): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       options.onInternalError?.(err as Error);
-      throw new Unavailable(`the device registry cannot answer (${what})`);
+      throw new Unavailable(`${who} cannot answer (${what})`);
     }
   }
+
+  /** The tenant's rate, kept in the gateway's database with the UDP tokens. */
+  const underRate = (tenant: string) => database('rate limit', () => options.rate.take(tenant), 'the gateway database');
 
   async function deviceByKey(serial: string, key: string): Promise<DeviceIdentity | undefined> {
     const k = cacheMs > 0 ? cacheKey(serial, key) : '';
@@ -441,7 +444,8 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
 
   async function telemetry(req: IngestRequestWithBody, device: DeviceIdentity, receivedAt: number): Promise<HttpResponse> {
     if (full()) return overloaded();
-    if (!options.rate.take(device.tenant)) return rateLimited(device.tenant);
+    if (!(await underRate(device.tenant))) return rateLimited(device.tenant);
+    if (full()) return overloaded(); // filled while the rate was checked
     const kind = bodyKind(req.route, req.headers) as BodyKind; // checked by precheck
     let decoded: Decoded;
     try {
@@ -496,11 +500,11 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
     return n;
   }
 
-  function tokens(req: IngestRequestWithBody, device: DeviceIdentity): HttpResponse {
+  async function tokens(req: IngestRequestWithBody, device: DeviceIdentity): Promise<HttpResponse> {
     const count = tokenCount(req);
     if (typeof count !== 'number') return count;
-    if (!options.rate.take(device.tenant)) return rateLimited(device.tenant);
-    const issued = options.tokens.issue(device, count);
+    if (!(await underRate(device.tenant))) return rateLimited(device.tenant);
+    const issued = await database('UDP tokens', () => options.tokens.issue(device, count), 'the gateway database');
     const expiresAt = issued[0].expiresAt;
     return jsonResponse(
       200,
@@ -522,7 +526,7 @@ export function createHttpIngest(options: HttpIngestOptions): HttpIngest {
       const serial = serialOf(req)!;
       const device = await authenticate(req, serial);
       if (!('tenant' in device)) return device;
-      return req.route === 'tokens' ? tokens(req, device) : await telemetry(req, device, receivedAt);
+      return req.route === 'tokens' ? await tokens(req, device) : await telemetry(req, device, receivedAt);
     } catch (err) {
       if (err instanceof Unavailable) {
         return problem('unavailable', err.message, { retryAfter: 5 }, { 'retry-after': '5' });

@@ -46,8 +46,8 @@ import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type S
 import type { DeviceDirectory, DeviceIdentity } from '../devices/directory';
 import { authenticateDeviceKey } from '../devices/directory';
 import { deviceMessage } from '../devices/ingest';
-import type { RateLimiter } from '../devices/rate-limit';
-import type { UdpTokens } from '../devices/udp-tokens';
+import type { TenantRate } from '../devices/tenant-rate';
+import type { IssuedToken, UdpTokens } from '../devices/udp-tokens';
 import { SessionLimitError, type Session, type SessionRegistry } from '../devices/sessions';
 import type { CanonicalMessage, DeviceRef, SourceInfo } from '../model/message';
 import {
@@ -116,7 +116,7 @@ export interface MqttBrokerOptions {
   tls?: tls.TlsOptions;
   directory: () => Promise<DeviceDirectory> | DeviceDirectory;
   sessions: SessionRegistry;
-  rate: Pick<RateLimiter, 'take'>;
+  rate: Pick<TenantRate, 'take'>;
   /** Issues single-use UDP tokens to devices that ask on their tokens topic; without it they are refused. */
   tokens?: Pick<UdpTokens, 'issue'>;
   limits: { maxFrameBytes: number; idleTimeoutMs: number; maxSessions: number };
@@ -441,8 +441,41 @@ export class MqttDeviceBroker {
     if (this.pending >= this.maxPending || state.pending >= this.maxPendingPerSession) {
       return refuse('busy', RC.quotaExceeded, `too many readings waiting to be handed on (${this.pending})`, true);
     }
-    if (!this.options.rate.take(device.tenant)) return refuse('rate-limited', RC.quotaExceeded, `tenant ${device.tenant} is over its rate`, true);
+    // Counted pending from here: the packets of one read are handled at once, the rate is checked in the database.
     const receivedAt = this.now();
+    this.pending++;
+    state.pending++;
+    const settle = () => {
+      this.pending--;
+      state.pending--;
+    };
+    this.options.rate.take(device.tenant).then(
+      (ok) => {
+        if (!ok) {
+          settle();
+          return refuse('rate-limited', RC.quotaExceeded, `tenant ${device.tenant} is over its rate`, true);
+        }
+        this.handOn(state, topic, packet, receivedAt, settle, refuse, cb);
+      },
+      (err: Error) => {
+        settle();
+        this.report({ reason: 'not-stored', detail: `not stored: ${err.message}`, device: ref(device), topic: topicText, remote: conn.remote });
+        cb(new Error('not stored')); // as when the flow failed it: no acknowledgement, the device sends it again
+      },
+    );
+  }
+
+  private handOn(
+    state: DeviceState,
+    topic: DeviceTopic,
+    packet: PublishPacket,
+    receivedAt: number,
+    settle: () => void,
+    refuse: (reason: MqttRejectReason, code: number, detail: string, closeOn311: boolean) => void,
+    cb: (err?: Error | null) => void,
+  ): void {
+    const { device, conn } = state;
+    const topicText = packet.topic;
     let msg: DeviceReading;
     try {
       const decoded = decodeDevicePublish(topic, packet.payload as Buffer, device.serial, receivedAt / 1000);
@@ -450,20 +483,15 @@ export class MqttDeviceBroker {
       msg = { ...deviceMessage(device, decoded, 'mqtt', receivedAt), topic: topicText } as DeviceReading;
       if (decoded.commands) msg.commandResults = decoded.commands;
     } catch (err) {
+      settle();
       return refuse('payload', RC.payloadFormatInvalid, (err as Error).message, false);
     }
-    this.pending++;
-    state.pending++;
     let handed: Promise<void> | void;
     try {
       handed = this.options.onReadings(msg);
     } catch (err) {
       handed = Promise.reject(err);
     }
-    const settle = () => {
-      this.pending--;
-      state.pending--;
-    };
     if (handed === undefined || typeof (handed as Promise<void>).then !== 'function') {
       settle();
       this.accepted++;
@@ -490,7 +518,7 @@ export class MqttDeviceBroker {
     refuse: (reason: MqttRejectReason, code: number, detail: string, closeOn311: boolean) => void,
     cb: (err?: Error | null) => void,
   ): void {
-    const { device, client, cmdTopics } = state;
+    const { device, cmdTopics } = state;
     const tokens = this.options.tokens;
     if (!tokens) return refuse('topic', RC.notAuthorized, 'this broker issues no UDP tokens', false);
     const count = tokenCount(packet.payload as Buffer);
@@ -498,8 +526,15 @@ export class MqttDeviceBroker {
     if (cmdTopics.size === 0) {
       return refuse('protocol', RC.implementationSpecific, `subscribe to /${device.tenant}/${device.serial}/cmd first: the tokens come there`, false);
     }
-    if (!this.options.rate.take(device.tenant)) return refuse('rate-limited', RC.quotaExceeded, `tenant ${device.tenant} is over its rate`, true);
-    const issued = tokens.issue(device, count);
+    const over = () => refuse('rate-limited', RC.quotaExceeded, `tenant ${device.tenant} is over its rate`, true);
+    const unavailable = (err: Error) => refuse('busy', RC.implementationSpecific, `no UDP tokens: ${err.message}`, true);
+    this.options.rate
+      .take(device.tenant)
+      .then((ok) => (ok ? tokens.issue(device, count).then((issued) => this.sendGrant(state, issued, packet, cb), unavailable) : over()), unavailable);
+  }
+
+  private sendGrant(state: DeviceState, issued: IssuedToken[], packet: PublishPacket, cb: (err?: Error | null) => void): void {
+    const { device, client, cmdTopics } = state;
     const expiresAt = issued[0].expiresAt;
     const expiresIn = Math.max(0, Math.round((expiresAt - this.now()) / 1000));
     for (const [topic, parsed] of cmdTopics) {

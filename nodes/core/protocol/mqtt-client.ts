@@ -27,7 +27,7 @@ import { deviceRefused } from '../metrics/metrics';
 import type * as mqtt from 'mqtt';
 import type { DeviceDirectory, DeviceIdentity } from '../devices/directory';
 import { deviceMessage } from '../devices/ingest';
-import type { RateLimiter } from '../devices/rate-limit';
+import type { TenantRate } from '../devices/tenant-rate';
 import type { DeviceRef } from '../model/message';
 import type { DeviceReading } from './mqtt-broker';
 import {
@@ -81,7 +81,7 @@ export interface MqttClientOptions {
   /** Default 60 s. */
   keepaliveSeconds?: number;
   directory: () => Promise<DeviceDirectory> | DeviceDirectory;
-  rate: Pick<RateLimiter, 'take' | 'retryAfter'>;
+  rate: TenantRate;
   /** Larger payloads are dropped and reported (MQTT 5: also announced as Maximum Packet Size). */
   maxFrameBytes: number;
   /** How long a directory answer is reused, ms. Default 30,000. */
@@ -286,6 +286,22 @@ export class MqttBrokerClient {
     if (this.closing) throw new Closing('closing');
   }
 
+  /** Waits until the tenant's rate lets one more message in; retried while the gateway's database is unreachable. */
+  private async underRate(tenant: string): Promise<void> {
+    const { rate } = this.options;
+    for (let delay = 100; ;) {
+      try {
+        if (await rate.take(tenant)) return;
+        await this.pause(Math.max(50, rate.retryAfter(tenant) * 1000));
+      } catch (err) {
+        if (err instanceof Closing) throw err;
+        this.options.onState?.(this.connected ? 'connected' : 'disconnected', (err as Error).message);
+        await this.pause(delay); // the message stays unacknowledged meanwhile
+        delay = Math.min(delay * 2, 5_000);
+      }
+    }
+  }
+
   /** The device of that serial, from the directory (cached); retried while the directory is unreachable. */
   private async lookup(serial: string): Promise<DeviceIdentity | undefined> {
     const ttl = this.options.lookupCacheMs ?? 30_000;
@@ -333,7 +349,7 @@ export class MqttBrokerClient {
         device: named,
       });
     }
-    while (!this.options.rate.take(device.tenant)) await this.pause(Math.max(50, this.options.rate.retryAfter(device.tenant) * 1000));
+    await this.underRate(device.tenant);
     let msg: DeviceReading;
     try {
       const decoded = decodeDevicePublish(topic, payload, device.serial, receivedAt / 1000);

@@ -69,6 +69,8 @@ export class TcpConnection {
   private readonly queue: Frame[] = [];
   private fatal: FrameError | undefined;
   private authBusy = false;
+  /** A frame waits on the gateway's database (the tenant's rate, UDP tokens): the next ones wait for it. */
+  private gateBusy = false;
   private seq = 0;
   private inFlight = 0;
   private paused = false;
@@ -156,6 +158,7 @@ export class TcpConnection {
         this.authFrame(frame);
         continue;
       }
+      if (this.gateBusy) return;
       if (isDataFrame(frame.type) && (this.inFlight >= this.server.opts.maxInFlightPerSession || this.server.inFlight >= this.server.opts.maxInFlight)) {
         if (this.inFlight === 0) this.server.wait(this); // else this connection's own completion calls pump
         return;
@@ -165,7 +168,7 @@ export class TcpConnection {
     }
     if (this.queue.length === 0 && (this.state === 'auth' || this.state === 'ready')) {
       if (this.fatal) return this.closeWith(this.fatal.message, { code: 'protocol' });
-      if (this.peerEnded && this.inFlight === 0 && !this.authBusy) return this.closeWith('', { silent: true });
+      if (this.peerEnded && this.inFlight === 0 && !this.authBusy && !this.gateBusy) return this.closeWith('', { silent: true });
     }
     if (this.paused && !this.fatal && this.queue.length <= QUEUE_LOW && this.state !== 'closed') {
       this.paused = false;
@@ -273,19 +276,40 @@ export class TcpConnection {
     this.server.report(code, reason, this.context(frame, id));
   }
 
+  /** Holds the frames after this one until `pending` settles, then runs the handler that fits (if still ready). */
+  private afterGate<T>(pending: Promise<T>, done: (value: T) => void, failed: (err: Error) => void): void {
+    this.gateBusy = true;
+    const settle = (fn: () => void) =>
+      this.guard(() => {
+        this.gateBusy = false;
+        if (this.state !== 'ready') return;
+        fn();
+        this.pump();
+      });
+    pending.then(
+      (value) => settle(() => done(value)),
+      (err: Error) => settle(() => failed(err)),
+    );
+  }
+
   private dataFrame(frame: Frame, id: number): void {
     const device = this.device!;
-    const { opts } = this.server;
+    const { rate } = this.server.opts;
     const receivedAt = Date.now();
-    if (!opts.rate.take(device.tenant)) {
-      const after = Math.max(1, opts.rate.retryAfter(device.tenant));
-      return this.refuse(
-        frame,
-        id,
-        'rate-limited',
-        `rate limit: tenant "${device.tenant}" sends more messages per second than allowed; send again in ${after} s`,
-      );
-    }
+    this.afterGate(
+      rate.take(device.tenant),
+      (ok) => {
+        if (ok) return this.handOn(frame, id, receivedAt);
+        const after = Math.max(1, rate.retryAfter(device.tenant));
+        this.refuse(frame, id, 'rate-limited', `rate limit: tenant "${device.tenant}" sends more messages per second than allowed; send again in ${after} s`);
+      },
+      (err) => this.refuse(frame, id, 'not-accepted', `not accepted: ${err.message}`),
+    );
+  }
+
+  private handOn(frame: Frame, id: number, receivedAt: number): void {
+    const device = this.device!;
+    const { opts } = this.server;
     let msg: CanonicalMessage;
     try {
       const { format, body } = dataFramePayload(frame);
@@ -327,8 +351,11 @@ export class TcpConnection {
     } catch (err) {
       return this.refuse(frame, id, 'bad-frame', (err as Error).message);
     }
-    const issued = this.server.opts.tokens.issue(this.device!, count);
-    this.write(FrameType.TOKEN, grantOf(id, issued));
+    this.afterGate(
+      this.server.opts.tokens.issue(this.device!, count),
+      (issued) => void this.write(FrameType.TOKEN, grantOf(id, issued)),
+      (err) => this.refuse(frame, id, 'not-accepted', `no UDP tokens: ${err.message}`),
+    );
   }
 
   private deviceMessage(frame: Frame, id: number, kind: DeviceMessageEvent['kind']): void {

@@ -20,7 +20,8 @@
  * Backpressure: at most maxInFlightPerSession data frames of a connection, and maxInFlight in
  * all, wait for onReadings at once; beyond that the server stops reading from the socket, so TCP
  * slows the device down instead of memory growing. The tenant's rate limit refuses a frame with
- * an ERROR the device can retry after. A device that does not read what it is sent (ACKs piling
+ * an ERROR the device can retry after. The rate and UDP tokens live in the gateway's database:
+ * while a frame waits on it the connection handles nothing else, so frames keep their order. A device that does not read what it is sent (ACKs piling
  * up past maxWriteBufferBytes) is closed.
  */
 import { deviceRefused } from '../metrics/metrics';
@@ -28,8 +29,8 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { DeviceDirectory, DeviceIdentity } from '../devices/directory';
-import type { RateLimiter } from '../devices/rate-limit';
 import type { Session, SessionRegistry } from '../devices/sessions';
+import type { TenantRate } from '../devices/tenant-rate';
 import type { UdpTokens } from '../devices/udp-tokens';
 import type { CanonicalMessage } from '../model/message';
 import { TcpConnection, type ConnectionHost } from './tcp-connection';
@@ -57,7 +58,7 @@ export type TcpEventCode =
   | 'bad-frame'
   /** the tenant's rate limit refused a data frame (the session goes on) */
   | 'rate-limited'
-  /** onReadings rejected a data frame (the session goes on) */
+  /** onReadings rejected a data frame, or the gateway's database could not check it (the session goes on) */
   | 'not-accepted'
   /** the protocol was broken: a bad length, a frame before authentication (the connection closes) */
   | 'protocol'
@@ -115,8 +116,8 @@ export interface TcpServerOptions {
   limits: TcpLimits;
   directory: DeviceDirectory;
   sessions: SessionRegistry;
-  rate: RateLimiter;
-  tokens: UdpTokens;
+  rate: TenantRate;
+  tokens: Pick<UdpTokens, 'issue'>;
   /** A data frame's canonical message; the frame is ACKed once this resolves, refused if it rejects. */
   onReadings(msg: CanonicalMessage, session: Session): Promise<void> | void;
   /** Everything refused or failed, with the reason. Must not throw. */

@@ -4,35 +4,47 @@
  *
  *   size      over limits.maxFrameBytes                 → 'oversized'
  *   layout    parseDatagram                             → 'malformed'
+ *   capacity  datagrams being checked or readings handed
+ *             on and not yet completed, over maxInFlight → 'busy'
  *   token     tokens.spend(serial, token)               → 'replayed' | 'unknown' | 'foreign' | 'expired'
  *   tenant    rate.take(tenant)                         → 'rate-limited'
- *   capacity  readings handed on, not yet completed     → 'busy'
  *   payload   decodeDatagramPayload                     → 'undecodable'
  *
  * and what passes is handed to onReadings as the canonical message, its device the token's
  * device (the serial in the datagram only has to agree with it). A token is spent by the first
- * datagram that presents it for its own device, whatever then happens to that datagram.
+ * datagram that presents it for its own device, whatever then happens to that datagram. The token
+ * and the rate live in the gateway's database (one query per datagram to spend its token): when
+ * it cannot answer, the datagram is dropped as 'unavailable'. Capacity comes before the token so
+ * that those queries are bounded too, and a datagram dropped as busy leaves its token unspent.
  *
  * No reply, ever. UDP source addresses can be forged, so any answer could be aimed at a victim
  * (reflection), would tell a scanner the port is live, and would tell an attacker which tokens
  * are valid; and a device cannot resend the same datagram anyway, its token being spent. A device
  * that needs an acknowledgement sends over TCP, MQTT or HTTP. Drops are counted by reason
- * (stats()) and reported to onRejected.
- *
- * 'replayed' and 'unknown' both mean the token store does not hold the token; the listener
- * remembers the tokens it spent (bounded, for about a token's lifetime) to tell a replay from a
- * token that was never issued. Framework-free.
+ * (stats()) and reported to onRejected. Framework-free.
  */
 import { deviceRefused } from '../metrics/metrics';
 import * as dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { RateLimiter } from '../devices/rate-limit';
+import type { TenantRate } from '../devices/tenant-rate';
 import type { UdpTokens } from '../devices/udp-tokens';
+import type { DeviceIdentity } from '../devices/directory';
 import { deviceMessage } from '../devices/ingest';
 import type { CanonicalMessage } from '../model/message';
 import { decodeDatagramPayload, parseDatagram } from './datagram';
 
-export const DROP_REASONS = ['oversized', 'malformed', 'replayed', 'unknown', 'foreign', 'expired', 'rate-limited', 'busy', 'undecodable'] as const;
+export const DROP_REASONS = [
+  'oversized',
+  'malformed',
+  'replayed',
+  'unknown',
+  'foreign',
+  'expired',
+  'rate-limited',
+  'busy',
+  'undecodable',
+  'unavailable',
+] as const;
 export type UdpDropReason = (typeof DROP_REASONS)[number];
 
 export interface UdpRemote {
@@ -48,10 +60,13 @@ export interface UdpServerOptions {
   /** Default: udp6 when host is an IPv6 address, else udp4. A udp6 socket on '::' also takes IPv4 unless ipv6Only. */
   type?: 'udp4' | 'udp6';
   ipv6Only?: boolean;
-  limits: { maxFrameBytes: number; udpTokenTtlMs?: number };
+  limits: { maxFrameBytes: number };
   tokens: Pick<UdpTokens, 'spend'>;
-  rate: Pick<RateLimiter, 'take'>;
-  /** Readings handed to onReadings whose promise has not settled yet, at most; beyond it datagrams are dropped as 'busy'. Default 10,000. */
+  rate: Pick<TenantRate, 'take'>;
+  /**
+   * Datagrams whose token is being checked plus readings handed to onReadings whose promise has
+   * not settled yet, at most; beyond it datagrams are dropped as 'busy'. Default 10,000.
+   */
   maxInFlight?: number;
   /** The accepted reading; a returned promise keeps it counted in flight until it settles. */
   onReadings(msg: CanonicalMessage): Promise<void> | void;
@@ -59,8 +74,6 @@ export interface UdpServerOptions {
   onRejected?(reason: UdpDropReason, remote: UdpRemote, detail: string): void;
   /** A socket error after it started listening. */
   onError?(err: Error): void;
-  /** Spent tokens remembered to tell a replay from an unknown token. Default 65,536. */
-  replayMemory?: number;
   /** Kernel receive buffer, bytes (best effort): room for bursts. Default 4 MiB. */
   recvBufferSize?: number;
   now?: () => number;
@@ -76,12 +89,13 @@ const DETAIL: Record<UdpDropReason, string> = {
   oversized: 'datagram larger than the limit',
   malformed: 'malformed datagram',
   replayed: 'token already used (a replay)',
-  unknown: 'token never issued, or used and forgotten',
+  unknown: 'token never issued, or expired long ago',
   foreign: "another device's token",
   expired: 'token expired',
   'rate-limited': "over the tenant's rate",
   busy: 'too many readings in flight',
   undecodable: 'payload does not decode',
+  unavailable: 'the gateway database cannot check the token or the rate',
 };
 
 export class UdpServer {
@@ -89,19 +103,13 @@ export class UdpServer {
   private readonly counts: Record<UdpDropReason, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<UdpDropReason, number>;
   private accepted = 0;
   private inFlight = 0;
-  /** token (base64) → when it was spent; insertion order is time order. */
-  private readonly spent = new Map<string, number>();
   private readonly now: () => number;
   private readonly maxInFlight: number;
-  private readonly replayMemory: number;
-  private readonly replayWindowMs: number;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: UdpServerOptions) {
     this.now = options.now ?? Date.now;
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 10_000);
-    this.replayMemory = Math.max(0, options.replayMemory ?? 65_536);
-    this.replayWindowMs = options.limits.udpTokenTtlMs ?? 300_000;
   }
 
   /** Binds the socket; rejects with the reason (EADDRINUSE, EACCES, ...) when it cannot. */
@@ -168,15 +176,13 @@ export class UdpServer {
 
   /** Handles one datagram (the socket's 'message' handler); never throws. */
   receive(buf: Buffer, remote: UdpRemote): void {
-    try {
-      this.handle(buf, remote);
-    } catch (err) {
+    this.handle(buf, remote).catch((err: Error) => {
       // Only a bug gets here: count it as undecodable rather than let it out of the socket handler.
-      this.drop('undecodable', remote, `internal error: ${(err as Error).message}`);
-    }
+      this.drop('undecodable', remote, `internal error: ${err.message}`);
+    });
   }
 
-  private handle(buf: Buffer, remote: UdpRemote): void {
+  private async handle(buf: Buffer, remote: UdpRemote): Promise<void> {
     const receivedAt = this.now();
     const max = this.options.limits.maxFrameBytes;
     if (buf.length > max) return this.drop('oversized', remote, `${buf.length} bytes, over the limit of ${max}`);
@@ -184,39 +190,43 @@ export class UdpServer {
     const parsed = parseDatagram(buf);
     if (!parsed.ok) return this.drop('malformed', remote, parsed.reason);
     const { serial, token, type, payload } = parsed.datagram;
+    if (this.inFlight >= this.maxInFlight) return this.drop('busy', remote, `${this.inFlight} datagrams and readings in flight`);
 
-    const check = this.options.tokens.spend(serial, token);
-    const key = token.toString('base64');
-    if (!check.ok) {
-      if (check.reason === 'expired') this.remember(key, receivedAt);
-      const reason = check.reason === 'unknown' && this.wasSpent(key, receivedAt) ? 'replayed' : check.reason;
-      return this.drop(reason, remote, `${DETAIL[reason]} (serial "${serial}")`);
-    }
-    this.remember(key, receivedAt);
-    const device = check.device;
-
-    if (!this.options.rate.take(device.tenant)) return this.drop('rate-limited', remote, `${DETAIL['rate-limited']} (tenant "${device.tenant}")`);
-    if (this.inFlight >= this.maxInFlight) return this.drop('busy', remote, `${this.inFlight} readings in flight`);
-
-    const decoded = decodeDatagramPayload(type, payload, device.serial, receivedAt / 1000);
-    if (!decoded.ok) return this.drop('undecodable', remote, `serial "${serial}": ${decoded.reason}`);
-
-    this.accepted++;
-    const msg = deviceMessage(device, decoded.decoded, 'udp', receivedAt);
     this.inFlight++;
-    let result: Promise<void> | void;
+    let handed: Promise<void> | void = undefined;
     try {
-      result = this.options.onReadings(msg);
-    } catch {
-      result = undefined; // the callback's own failure: it reports it
-    }
-    if (result && typeof (result as Promise<void>).then === 'function') {
-      (result as Promise<void>).then(
-        () => this.inFlight--,
-        () => this.inFlight--,
-      );
-    } else {
-      this.inFlight--;
+      let device: DeviceIdentity;
+      try {
+        const check = await this.options.tokens.spend(serial, token);
+        if (!check.ok) return this.drop(check.reason, remote, `${DETAIL[check.reason]} (serial "${serial}")`);
+        device = check.device;
+        if (!(await this.options.rate.take(device.tenant))) {
+          return this.drop('rate-limited', remote, `${DETAIL['rate-limited']} (tenant "${device.tenant}")`);
+        }
+      } catch (err) {
+        return this.drop('unavailable', remote, `serial "${serial}": ${(err as Error).message}`);
+      }
+
+      const decoded = decodeDatagramPayload(type, payload, device.serial, receivedAt / 1000);
+      if (!decoded.ok) return this.drop('undecodable', remote, `serial "${serial}": ${decoded.reason}`);
+
+      if (!this.socket) return; // closed while the token was checked: the node no longer sends
+      this.accepted++;
+      const msg = deviceMessage(device, decoded.decoded, 'udp', receivedAt);
+      try {
+        handed = this.options.onReadings(msg);
+      } catch {
+        // the callback's own failure: it reports it
+      }
+    } finally {
+      if (handed && typeof (handed as Promise<void>).then === 'function') {
+        (handed as Promise<void>).then(
+          () => this.inFlight--,
+          () => this.inFlight--,
+        );
+      } else {
+        this.inFlight--;
+      }
     }
   }
 
@@ -228,20 +238,5 @@ export class UdpServer {
     } catch {
       // a reporting callback must not stop the listener
     }
-  }
-
-  private remember(key: string, at: number): void {
-    if (this.replayMemory === 0) return;
-    this.spent.set(key, at);
-    while (this.spent.size > this.replayMemory) this.spent.delete(this.spent.keys().next().value as string);
-    for (const [k, t] of this.spent) {
-      if (at - t <= this.replayWindowMs) break;
-      this.spent.delete(k);
-    }
-  }
-
-  private wasSpent(key: string, at: number): boolean {
-    const t = this.spent.get(key);
-    return t !== undefined && at - t <= this.replayWindowMs;
   }
 }
