@@ -255,6 +255,21 @@ describe('commands across instances on one database (core)', function () {
         assert.deepEqual(rows, []);
       });
 
+      if (engine.name === 'PGlite') {
+        it('the embedded database: sessions left by an earlier run of the process are dropped at start, not waited out', async () => {
+          // A crash a moment ago: its heartbeat is fresh, but it started before this process did.
+          await main.query(`INSERT INTO gateway_instances (id, started_at, seen_at) VALUES ('crashed', now() - interval '1 day', now())`);
+          await main.query(
+            `INSERT INTO device_sessions (tenant_id, serial, instance_id, session_id, transport) VALUES ('default', 'SN-6', 'crashed', 'x', 'tcp')`,
+          );
+          const a = instance('A', main);
+          const ticket = await a.router.send('default', 'SN-6', { name: 'later' }, options());
+          assert.equal(ticket.queued, true, 'queued for the device, not sent to the dead instance');
+          a.router.abandon(ticket.id);
+          assert.equal(await heldBy('SN-6'), undefined);
+        });
+      }
+
       if (engine.name === 'PostgreSQL') {
         it("A's LISTEN connection lost while B answers: A reconnects, looks again, and gets the answer", async () => {
           // A on a client of its own, so that its LISTEN connection is the one named conflux-a-listen.

@@ -16,6 +16,7 @@
  * Instances not seen for the TTL are ignored, then deleted with their sessions. Framework-free.
  */
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { MAX_NOTIFY_BYTES, notify, type SqlClient, type Unlisten } from '../db/sql';
 import type { Session, SessionRegistry } from './sessions';
 
@@ -163,6 +164,9 @@ export class GatewayCluster implements CommandPeers {
       throw new Error('the gateway is stopping');
     }
     this.unlisten = unlisten;
+    // PGlite is one process's database: instances from before this process started are dead, so their
+    // sessions must not wait for the TTL to count as gone (after a crash, commands would go nowhere).
+    if (sql.kind === 'pglite') await sql.query('DELETE FROM gateway_instances WHERE started_at < $1', [new Date(performance.timeOrigin)]);
     await this.beat(sql);
     this.heartbeatTimer = setInterval(() => void this.heartbeat(sql), this.heartbeatMs);
     this.heartbeatTimer.unref();
