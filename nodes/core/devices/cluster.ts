@@ -144,6 +144,7 @@ export class GatewayCluster implements CommandPeers {
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.writeTimer);
     const sql = await this.starting?.catch(() => undefined);
+    clearInterval(this.heartbeatTimer); // again: a start under way when close began has set it since
     if (!sql) return;
     await this.unlisten?.().catch(() => undefined);
     await sql.query('DELETE FROM gateway_instances WHERE id = $1', [this.instanceId]).catch(() => undefined);
@@ -163,11 +164,16 @@ export class GatewayCluster implements CommandPeers {
       await unlisten();
       throw new Error('the gateway is stopping');
     }
+    try {
+      // PGlite is one process's database: instances from before this process started are dead, so their
+      // sessions must not wait for the TTL to count as gone (after a crash, commands would go nowhere).
+      if (sql.kind === 'pglite') await sql.query('DELETE FROM gateway_instances WHERE started_at < $1', [new Date(performance.timeOrigin)]);
+      await this.beat(sql);
+    } catch (err) {
+      await unlisten().catch(() => undefined); // the next start listens again
+      throw err;
+    }
     this.unlisten = unlisten;
-    // PGlite is one process's database: instances from before this process started are dead, so their
-    // sessions must not wait for the TTL to count as gone (after a crash, commands would go nowhere).
-    if (sql.kind === 'pglite') await sql.query('DELETE FROM gateway_instances WHERE started_at < $1', [new Date(performance.timeOrigin)]);
-    await this.beat(sql);
     this.heartbeatTimer = setInterval(() => void this.heartbeat(sql), this.heartbeatMs);
     this.heartbeatTimer.unref();
     return sql;
