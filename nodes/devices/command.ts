@@ -13,7 +13,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { CommandError, commandFromMessage, deviceFromMessage, type CommandSpec } from '../core/devices/commands';
+import { commandFromMessage, deviceFromMessage } from '../core/devices/command-message';
+import { CommandError, type CommandSpec } from '../core/devices/commands';
 import { createCommandEndpoint, MAX_COMMAND_TIMEOUT_MS } from '../core/protocol/http-commands';
 import { readBody } from '../core/protocol/http-ingest';
 import { problem } from '../core/protocol/problem';

@@ -6,6 +6,7 @@
  * flows on it (docs/operations.md, "Several instances").
  */
 import type { NodeAPI, NodeDef } from 'node-red';
+import { GatewayCluster } from '../core/devices/cluster';
 import { CommandRouter } from '../core/devices/commands';
 import { createDeviceDirectory, type DeviceDirectory } from '../core/devices/directory';
 import { ownOpenFilesLimit, sessionFilesWarning } from '../core/devices/open-files';
@@ -71,7 +72,12 @@ export = function register(RED: NodeAPI): void {
       maxReplyBytes: limits.maxFrameBytes,
     };
     const sql = () => (database ? database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database')));
+    // Other instances on the same database reach this gateway's devices (docs/operations.md, "Several instances").
+    const cluster = database
+      ? new GatewayCluster({ sessions, sql, onError: (err) => node.warn(`commands across instances: ${err.message}`) })
+      : undefined;
     const commands = new CommandRouter({
+      peers: cluster,
       sessions,
       sql,
       lookup: (serial) =>
@@ -127,9 +133,11 @@ export = function register(RED: NodeAPI): void {
       clearInterval(sweep);
       commands.close();
       requests.close();
+      const leaving = cluster?.close(); // this instance's rows leave the database: nothing is routed here any more
       connection
         .drained()
         .then(() => node.sessions.closeAll('the gateway is stopping'))
+        .then(() => leaving)
         .finally(done);
     });
   }

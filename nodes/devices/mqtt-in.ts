@@ -19,7 +19,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
 import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
-import { sendCommandNow } from '../core/devices/commands';
+import { sendCommandNow } from '../core/devices/command-message';
 import { gatewayOf } from '../shared/config-user';
 import { translator } from '../shared/i18n';
 import { throttledStatus } from '../shared/status-fanout';

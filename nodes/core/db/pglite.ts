@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { ownerOnlyTree } from './owner-only';
-import { assertOutsideTransaction, insideTransaction, OID, parseInt8, withSavepoint, type QueryResult, type SqlClient } from './sql';
+import { assertOutsideTransaction, checkChannel, insideTransaction, OID, parseInt8, withSavepoint, type QueryResult, type SqlClient } from './sql';
 
 /** A FIFO mutex: each task starts when the previous one has settled. */
 class Lock {
@@ -42,6 +42,7 @@ function txClient(tx: Transaction): SqlClient {
     query: (text, params) => run(tx, text, params),
     exec: async (script) => void (await tx.exec(script)),
     transaction: (fn) => withSavepoint(client, fn),
+    listen: () => Promise.reject(new Error('listen on the outer SqlClient, not a transaction')),
     close: () => Promise.reject(new Error('close the outer SqlClient, not a transaction')),
   };
   return client;
@@ -81,6 +82,18 @@ export async function openPglite(dataDir?: string): Promise<SqlClient> {
     query: (text, params) => guarded(() => run(db, text, params)),
     exec: (script) => guarded(async () => void (await db.exec(script))),
     transaction: (fn) => guarded(() => db.transaction((tx) => insideTransaction(owner, () => fn(txClient(tx))))),
+    // PGlite's own LISTEN: one in-process session, so notifications are never lost and onReconnect is never called.
+    listen: async (channel, onPayload) => {
+      checkChannel(channel);
+      if (closed) throw new Error('SqlClient is closed');
+      const unlisten = await db.listen(channel, onPayload);
+      let done = false;
+      return async () => {
+        if (done || closed) return;
+        done = true;
+        await unlisten();
+      };
+    },
     close: () =>
       lock.run(async () => {
         if (closed) return;

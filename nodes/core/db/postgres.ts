@@ -10,6 +10,7 @@
  */
 import * as pg from 'pg';
 import type { ConnectionOptions } from 'node:tls';
+import { PgListener } from './listen';
 import { assertOutsideTransaction, insideTransaction, OID, parseInt8, withSavepoint, type QueryResult, type SqlClient, type SqlConfig } from './sql';
 
 const types = {
@@ -205,6 +206,8 @@ export function openPostgres(config: SqlConfig): SqlClient {
   const { configs, requireWritable } = poolConfigs(config);
   const hosts = new HostPool(configs, requireWritable);
   const unusable = new WeakSet<pg.PoolClient>();
+  // Opened on the first listen: most clients never LISTEN, and it costs a server connection.
+  let listener: PgListener | undefined;
 
   const owner = {};
 
@@ -237,7 +240,20 @@ export function openPostgres(config: SqlConfig): SqlClient {
           () => unusable.add(c),
         ),
       ),
-    close: () => hosts.end(),
+    listen: (channel, onPayload, onReconnect) => {
+      listener ??= new PgListener(
+        configs.map(({ max: _max, idleTimeoutMillis: _idle, ...client }) => ({
+          ...client,
+          application_name: `${client.application_name ?? 'conflux'}-listen`,
+        })),
+        requireWritable,
+      );
+      return listener.listen(channel, onPayload, onReconnect);
+    },
+    close: async () => {
+      await listener?.close();
+      await hosts.end();
+    },
   };
 }
 
@@ -270,6 +286,7 @@ export async function transactionOn<T, H extends SqlClient>(
       await c.query(script);
     },
     transaction: (inner) => withSavepoint(tx ?? base, inner),
+    listen: () => Promise.reject(new Error('listen on the outer SqlClient, not a transaction')),
     close: () => Promise.reject(new Error('close the outer SqlClient, not a transaction')),
   };
   const handle = (tx = extend(base, guard));

@@ -27,7 +27,43 @@ export interface SqlClient {
    * PostgreSQL run outside the transaction). Nested `tx.transaction` calls use a savepoint.
    */
   transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
+  /**
+   * LISTENs on `channel` (a lower-case identifier, see checkChannel) and calls onPayload with
+   * each NOTIFY's payload; resolves once the LISTEN is in effect, to the function that stops it.
+   * On PostgreSQL a dedicated connection outside the pool carries every channel of this client:
+   * after it is lost it reconnects and LISTENs again, then calls onReconnect, since notifications
+   * sent meanwhile are lost and the caller must look again at what it waits for. On PGlite it is
+   * PGlite's own listen (never lost). Transaction handles refuse it.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onReconnect?: () => void): Promise<Unlisten>;
   close(): Promise<void>;
+}
+
+export type Unlisten = () => Promise<void>;
+
+/** NOTIFY's limit is 8000 bytes; under it, with room to spare. */
+export const MAX_NOTIFY_BYTES = 7900;
+
+const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Channel names are identifiers: lower case, digits and underscores, at most 63 bytes, so that
+ * they need no quoting and mean the same to LISTEN, pg_notify and PGlite (which lower-cases
+ * unquoted names).
+ */
+export function checkChannel(channel: string): void {
+  if (!CHANNEL.test(channel)) throw new Error(`"${channel}" is not a channel name: lower-case letters, digits and _, at most 63`);
+}
+
+/**
+ * Sends `payload` to the listeners of `channel` (pg_notify; inside a transaction, at its commit).
+ * A payload over MAX_NOTIFY_BYTES is refused here, clearly: send an id and keep the data in a table.
+ */
+export async function notify(sql: SqlClient, channel: string, payload: string): Promise<void> {
+  checkChannel(channel);
+  const bytes = Buffer.byteLength(payload);
+  if (bytes > MAX_NOTIFY_BYTES) throw new Error(`a notification carries at most ${MAX_NOTIFY_BYTES} bytes; this one has ${bytes}`);
+  await sql.query('SELECT pg_notify($1, $2)', [channel, payload]);
 }
 
 export interface TlsOptions {

@@ -6,6 +6,13 @@
  * expiry, and go out in order when the device connects again (SessionRegistry.onAdded, or an
  * MQTT device subscribing to its cmd topic). Framework-free.
  *
+ * Several instances (with `peers`, cluster.ts): a device connected to another instance gets the
+ * command through device_commands — stored with this instance as its origin and an expiry at the
+ * caller's timeout, then that instance is asked to flush the device's queue — and whichever
+ * instance delivers a command tells its origin ('sent', then 'done' once the outcome is in the
+ * row), so the caller here gets the answer, the refusal, or its own timeout. The instance that
+ * delivers a command owns its outcome: it records the row and emits the command events.
+ *
  * Correlation:
  *   TCP   the COMMAND frame is {id, name, params}; the COMMAND_RESULT echoes "id" with "result"
  *         (success) or "error" (the device refused). An answer whose id waits for nothing is
@@ -16,6 +23,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SqlClient } from '../db/sql';
 import { commandAnswered, commandTimedOut, emitTo, type CommandAnswer, type EventSink } from '../events/platform';
+import type { CommandPeers } from './cluster';
 import type { DeviceIdentity } from './directory';
 import type { Session, SessionRegistry } from './sessions';
 
@@ -70,6 +78,8 @@ export interface CommandRouterOptions {
   maxQueuedPerDevice?: number;
   /** Answer timeout of a queued command delivered after a restart (no one waits in memory). Default 30 s. */
   defaultTimeoutMs?: number;
+  /** The other instances on the same database (cluster.ts); without, this gateway is alone. */
+  peers?: CommandPeers;
   /** Receives command.answered (a result or a refusal from the device) and command.timed_out (no answer in time, or expired in the queue). */
   onEvent?: EventSink;
 }
@@ -84,8 +94,14 @@ interface Waiter {
   persisted: boolean;
   timer?: NodeJS.Timeout;
   expiryTimer?: NodeJS.Timeout;
-  /** Handed to a session, waiting for the answer. */
+  /** Handed to a session (or to another instance), waiting for the answer: the answer timer runs. */
   sent: boolean;
+  /** Another instance delivers it: its outcome comes from the row, recorded (and announced as answered) there. */
+  remote?: boolean;
+  /** Sent through another instance as a live command (not queued): expires unless that one takes it. */
+  routed?: boolean;
+  /** Delivered here for a caller waiting on another live instance, which announces its timeout. */
+  foreign?: boolean;
   resolve(result: unknown): void;
   reject(err: CommandError): void;
 }
@@ -98,6 +114,17 @@ interface QueuedRow {
   name: string;
   params: unknown;
   expired: boolean;
+  origin: string | null;
+  timeout_ms: number | null;
+  /** Its caller waits on another live instance. */
+  foreign_origin: boolean | null;
+}
+
+interface OutcomeRow {
+  correlation_id: string;
+  status: string;
+  result: unknown;
+  error: string | null;
 }
 
 export class CommandRouter {
@@ -113,6 +140,16 @@ export class CommandRouter {
   constructor(private readonly options: CommandRouterOptions) {
     this.maxQueued = options.maxQueuedPerDevice ?? 100;
     this.stopListening = options.sessions.onAdded((session) => void this.flush(session));
+    options.peers?.attach({
+      flushDevice: (tenant, serial) => {
+        const session = this.reachable(tenant, serial);
+        if (session) void this.flush(session);
+        return session !== undefined;
+      },
+      sent: (id) => this.remoteSent(id),
+      done: (id) => void this.remoteDone(id).catch(() => undefined),
+      recheck: () => void this.recheck().catch(() => undefined),
+    });
   }
 
   /** Commands waiting for an answer or for their device, in memory. */
@@ -138,7 +175,10 @@ export class CommandRouter {
     const device = await this.options.lookup(serial);
     if (!device || device.tenant !== tenant) throw new CommandError('unknown-device', `no device "${serial}" in tenant "${tenant}"`);
     const id = randomUUID();
-    const session = this.reachable(tenant, serial);
+    const { peers } = this.options;
+    let session = this.reachable(tenant, serial);
+    const holder = session || !peers ? undefined : await peers.holder(tenant, serial).catch(() => undefined);
+    session ??= this.reachable(tenant, serial); // it may have connected here meanwhile
     if (session) {
       const { waiter, answer } = this.wait({ id, tenant, serial, name: command.name, timeoutMs: options.timeoutMs, persisted: false });
       this.deliver(session, waiter, command).catch((err: Error) =>
@@ -146,18 +186,12 @@ export class CommandRouter {
       );
       return { id, queued: false, answer };
     }
+    if (holder) return this.route(holder, tenant, serial, device.id, id, command, options);
     if (!options.queueIfOffline) throw new CommandError('offline', `device "${serial}" is not connected`, id);
 
     const sql = await this.options.sql();
     const expiresAt = Date.now() + options.expiresInMs;
-    const inserted = await sql.query(
-      `INSERT INTO device_commands (tenant_id, device_id, correlation_id, name, params, expires_at)
-       SELECT $1, $2, $3, $4, $5::jsonb, $6
-       WHERE (SELECT count(*) FROM device_commands
-              WHERE tenant_id = $1 AND device_id = $2 AND status = 'queued' AND expires_at > now()) < $7`,
-      [tenant, device.id, id, command.name, params(command) === undefined ? null : JSON.stringify(command.params), new Date(expiresAt), this.maxQueued],
-    );
-    if (inserted.rowCount === 0) throw new CommandError('queue-full', `the command queue of device "${serial}" is full (${this.maxQueued} waiting)`, id);
+    await this.store(sql, tenant, serial, device.id, id, command, expiresAt, options.timeoutMs);
     const { waiter, answer } = this.wait({ id, tenant, serial, name: command.name, timeoutMs: options.timeoutMs, persisted: true });
     waiter.expiryTimer = setTimeout(
       () => {
@@ -170,9 +204,16 @@ export class CommandRouter {
       Math.max(1, options.expiresInMs),
     );
     waiter.expiryTimer.unref?.();
-    // The device may have connected between the look and the insert.
+    // The device may have connected between the look and the insert, here or elsewhere (an
+    // instance looks for queued commands after writing its device's row, so one of us sees the other).
     const now = this.reachable(tenant, serial);
     if (now) void this.flush(now);
+    else if (peers) {
+      peers
+        .holder(tenant, serial)
+        .then((h) => (h ? peers.askFlush(h, tenant, serial) : undefined))
+        .catch(() => undefined);
+    }
     return { id, queued: true, expiresAt, answer };
   }
 
@@ -182,7 +223,7 @@ export class CommandRouter {
    */
   result(device: Pick<DeviceIdentity, 'tenant' | 'serial'>, body: Record<string, unknown> & { id: string }): boolean {
     const waiter = this.waiters.get(String(body.id));
-    if (!waiter || waiter.tenant !== device.tenant || waiter.serial !== device.serial || !waiter.sent) return false;
+    if (!waiter || waiter.tenant !== device.tenant || waiter.serial !== device.serial || !waiter.sent || waiter.remote) return false;
     if (body.error !== undefined && body.error !== null) {
       const reason = typeof body.error === 'string' ? body.error : JSON.stringify(body.error);
       this.answered(waiter, { ok: false, error: reason });
@@ -204,7 +245,7 @@ export class CommandRouter {
     let matched = 0;
     for (const r of results) {
       const list = this.byName.get(`${deviceKey(device.tenant, device.serial)}\u0000${r.name}`);
-      const waiter = list?.find((w) => w.sent);
+      const waiter = list?.find((w) => w.sent && !w.remote);
       if (!waiter) continue;
       this.succeed(waiter, r.result);
       matched++;
@@ -273,18 +314,8 @@ export class CommandRouter {
   private async deliver(session: Session, waiter: Waiter, command: CommandSpec): Promise<void> {
     const payload =
       session.transport === 'tcp' ? { id: waiter.id, name: command.name, params: params(command) ?? null } : { name: command.name, params: params(command) };
-    waiter.sent = true;
-    clearTimeout(waiter.expiryTimer);
-    waiter.timer = setTimeout(
-      () =>
-        this.fail(
-          waiter,
-          new CommandError('timeout', `device "${waiter.serial}" did not answer the command "${waiter.name}" within ${waiter.timeoutMs} ms`, waiter.id),
-          'timeout',
-        ),
-      Math.max(1, waiter.timeoutMs),
-    );
-    waiter.timer.unref?.();
+    waiter.remote = false; // delivered here: ours, whatever a recheck thought
+    this.arm(waiter);
     try {
       await session.send('command', payload);
     } catch (err) {
@@ -294,13 +325,126 @@ export class CommandRouter {
     }
   }
 
+  /** Starts the answer timer. */
+  private arm(waiter: Waiter): void {
+    waiter.sent = true;
+    clearTimeout(waiter.expiryTimer);
+    clearTimeout(waiter.timer);
+    waiter.timer = setTimeout(() => this.fail(waiter, timeoutError(waiter), 'timeout'), Math.max(1, waiter.timeoutMs));
+    waiter.timer.unref?.();
+  }
+
+  /** Stores a command in device_commands, within the device's queue bound ('queue-full'), this instance its origin. */
+  private async store(
+    sql: SqlClient,
+    tenant: string,
+    serial: string,
+    deviceId: DeviceIdentity['id'],
+    id: string,
+    command: CommandSpec,
+    expiresAt: number,
+    timeoutMs: number,
+  ): Promise<void> {
+    const inserted = await sql.query(
+      `INSERT INTO device_commands (tenant_id, device_id, correlation_id, name, params, expires_at, origin, timeout_ms)
+       SELECT $1, $2, $3, $4, $5::jsonb, $6, $8, $9
+       WHERE (SELECT count(*) FROM device_commands
+              WHERE tenant_id = $1 AND device_id = $2 AND status = 'queued' AND expires_at > now()) < $7`,
+      [
+        tenant,
+        deviceId,
+        id,
+        command.name,
+        params(command) === undefined ? null : JSON.stringify(command.params),
+        new Date(expiresAt),
+        this.maxQueued,
+        this.options.peers?.instanceId ?? null,
+        Math.min(2_147_483_647, Math.round(timeoutMs)),
+      ],
+    );
+    if (inserted.rowCount === 0) throw new CommandError('queue-full', `the command queue of device "${serial}" is full (${this.maxQueued} waiting)`, id);
+  }
+
+  /**
+   * The device's session is on instance `holder`: the command goes into device_commands, expiring
+   * with the caller's timeout (never delivered after the caller gave up), and `holder` is asked to
+   * flush the device's queue. The caller waits as for a live command; if `holder` died, its timeout.
+   */
+  private async route(
+    holder: string,
+    tenant: string,
+    serial: string,
+    deviceId: DeviceIdentity['id'],
+    id: string,
+    command: CommandSpec,
+    options: SendOptions,
+  ): Promise<CommandTicket> {
+    const sql = await this.options.sql();
+    await this.store(sql, tenant, serial, deviceId, id, command, Date.now() + options.timeoutMs, options.timeoutMs);
+    const { waiter, answer } = this.wait({ id, tenant, serial, name: command.name, timeoutMs: options.timeoutMs, persisted: true });
+    waiter.remote = waiter.routed = true;
+    this.arm(waiter);
+    this.options
+      .peers!.askFlush(holder, tenant, serial)
+      .catch((err: Error) => this.fail(waiter, new CommandError('refused', `cannot reach the instance that holds device "${serial}": ${err.message}`, id)));
+    return { id, queued: false, answer };
+  }
+
+  /** Another instance delivered a command waited for here: its answer timer starts (a queued one's) or goes on. */
+  private remoteSent(id: string): void {
+    const waiter = this.waiters.get(id);
+    if (!waiter || (waiter.sent && !waiter.remote)) return;
+    waiter.remote = true;
+    if (!waiter.sent) this.arm(waiter);
+  }
+
+  /** Another instance recorded the outcome of a command waited for here: read it from the row. */
+  private async remoteDone(id: string): Promise<void> {
+    const waiter = this.waiters.get(id);
+    if (!waiter || (waiter.sent && !waiter.remote)) return;
+    const sql = await this.options.sql();
+    const { rows } = await sql.query<OutcomeRow>(`SELECT correlation_id, status, result, error FROM device_commands WHERE correlation_id = $1`, [id]);
+    if (rows[0]) this.settle(waiter, rows[0]);
+  }
+
+  /** Reads the rows of every command waited for here that another instance may have delivered. */
+  private async recheck(): Promise<void> {
+    const ids = [...this.waiters.values()].filter((w) => w.persisted && (w.remote || !w.sent)).map((w) => w.id);
+    if (ids.length === 0) return;
+    const sql = await this.options.sql();
+    const { rows } = await sql.query<OutcomeRow>(
+      `SELECT correlation_id, status, result, error FROM device_commands WHERE correlation_id = ANY($1::text[]) AND status IN ('sent', 'answered', 'failed')`,
+      [ids],
+    );
+    for (const row of rows) {
+      const waiter = this.waiters.get(row.correlation_id);
+      if (waiter) this.settle(waiter, row);
+    }
+  }
+
+  private settle(waiter: Waiter, row: OutcomeRow): void {
+    if (this.waiters.get(waiter.id) !== waiter || (waiter.sent && !waiter.remote)) return; // settled, or delivered here
+    if (row.status === 'sent') return this.remoteSent(waiter.id);
+    if (row.status !== 'answered' && row.status !== 'failed') return;
+    waiter.remote = true;
+    if (row.status === 'answered') return this.succeed(waiter, row.result ?? undefined);
+    const reason = row.error ?? 'no reason given';
+    this.fail(
+      waiter,
+      reason === 'timeout'
+        ? timeoutError(waiter)
+        : new CommandError('refused', `device "${waiter.serial}" refused the command "${waiter.name}": ${reason}`, waiter.id),
+    );
+  }
+
   private async flushNow(session: Session): Promise<void> {
     const { tenant, serial, id: deviceId } = session.device;
     const sql = await this.options.sql();
     const { rows } = await sql.query<QueuedRow>(
-      `SELECT id, correlation_id, name, params, expires_at <= now() AS expired FROM device_commands
-       WHERE tenant_id = $1 AND device_id = $2 AND status = 'queued' ORDER BY id`,
-      [tenant, deviceId],
+      `SELECT id, correlation_id, name, params, expires_at <= now() AS expired, origin, timeout_ms,
+              origin <> $3 AND EXISTS (SELECT 1 FROM gateway_instances i WHERE i.id = origin) AS foreign_origin
+       FROM device_commands WHERE tenant_id = $1 AND device_id = $2 AND status = 'queued' ORDER BY id`,
+      [tenant, deviceId, this.options.peers?.instanceId ?? ''],
     );
     for (const row of rows) {
       if (this.closed || this.options.sessions.get(tenant, serial) !== session) return;
@@ -308,8 +452,10 @@ export class CommandRouter {
       if (row.expired) {
         const marked = await sql.query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE id = $1 AND status = 'queued'`, [row.id]);
         if (waiter) this.fail(waiter, new CommandError('expired', `device "${serial}" did not connect before the command expired`, waiter.id));
-        // Queued before a restart: no one waits in memory, but the expiry is still an event.
-        else if (marked.rowCount === 1) this.timedOut({ tenant, serial, id: row.correlation_id, name: row.name, persisted: true, timeoutMs: 0 }, 'expired');
+        // Queued before a restart: no one waits in memory, but the expiry is still an event (unless
+        // its caller waits on another instance, which announces it).
+        else if (marked.rowCount === 1 && !row.foreign_origin)
+          this.timedOut({ tenant, serial, id: row.correlation_id, name: row.name, persisted: true, timeoutMs: 0 }, 'expired');
         continue;
       }
       // Claim it, so that two flushes (two gateways on one database) never send it twice.
@@ -318,22 +464,28 @@ export class CommandRouter {
         [row.id],
       );
       if (claimed.rowCount === 0) continue;
-      // Queued before a restart: no one waits in memory, but the row records the answer.
+      // Queued before a restart, or through another instance: no one waits here, but the row records
+      // the answer (and the origin instance hears of it).
+      const mine = waiter;
       waiter ??= this.wait({
         id: row.correlation_id,
         tenant,
         serial,
         name: row.name,
-        timeoutMs: this.options.defaultTimeoutMs ?? 30_000,
+        timeoutMs: row.timeout_ms ?? this.options.defaultTimeoutMs ?? 30_000,
         persisted: true,
+        foreign: row.foreign_origin === true,
       }).waiter;
       try {
         await this.deliver(session, waiter, { name: row.name, params: row.params ?? undefined });
       } catch {
         // The session went away (or the MQTT device has not subscribed yet): back in the queue.
+        if (!mine) this.forget(waiter);
+        else waiter.sent = false;
         await sql.query(`UPDATE device_commands SET status = 'queued' WHERE id = $1 AND status = 'sent'`, [row.id]);
         return;
       }
+      if (row.foreign_origin) this.options.peers?.tell(row.origin!, 'sent', row.correlation_id).catch(() => undefined);
     }
   }
 
@@ -343,9 +495,9 @@ export class CommandRouter {
   }
 
   private succeed(waiter: Waiter, result: unknown): void {
-    this.answered(waiter, { ok: true, result: result ?? null });
+    if (!waiter.remote) this.answered(waiter, { ok: true, result: result ?? null });
     this.forget(waiter);
-    if (waiter.persisted) this.record(waiter.id, 'answered', result, null);
+    if (waiter.persisted && !waiter.remote) this.record(waiter.id, 'answered', result, null);
     waiter.resolve(result);
   }
 
@@ -353,13 +505,24 @@ export class CommandRouter {
   private fail(waiter: Waiter, err: CommandError, stored: string | undefined = err.message, record = true): void {
     if (!this.waiters.has(waiter.id)) return;
     this.forget(waiter);
-    if (err.code === 'timeout' || err.code === 'expired') this.timedOut(waiter, err.code);
-    if (record && waiter.persisted && waiter.sent && stored !== undefined) this.record(waiter.id, 'failed', null, stored);
+    // The caller's instance announces its timeout; the one that delivered it records the row.
+    if ((err.code === 'timeout' || err.code === 'expired') && !waiter.foreign) this.timedOut(waiter, err.code);
+    if (waiter.routed && record) this.expireQueued(waiter.id);
+    else if (record && waiter.persisted && waiter.sent && !waiter.remote && stored !== undefined) this.record(waiter.id, 'failed', null, stored);
     waiter.reject(err);
   }
 
-  private timedOut(waiter: Pick<Waiter, 'tenant' | 'serial' | 'id' | 'name' | 'persisted' | 'timeoutMs'>, reason: 'timeout' | 'expired'): void {
-    const { tenant, serial, id: commandId, name: command, persisted: queued } = waiter;
+  /** A routed command no instance took before its caller gave up: never delivered now. */
+  private expireQueued(id: string): void {
+    this.options
+      .sql()
+      .then((sql) => sql.query(`UPDATE device_commands SET status = 'expired', done_at = now() WHERE correlation_id = $1 AND status = 'queued'`, [id]))
+      .catch(() => undefined);
+  }
+
+  private timedOut(waiter: Pick<Waiter, 'tenant' | 'serial' | 'id' | 'name' | 'persisted' | 'timeoutMs' | 'routed'>, reason: 'timeout' | 'expired'): void {
+    const { tenant, serial, id: commandId, name: command } = waiter;
+    const queued = waiter.persisted && !waiter.routed;
     emitTo(this.options.onEvent, () =>
       commandTimedOut({ tenant, serial, commandId, command, at: Date.now(), reason, queued, ...(reason === 'timeout' ? { timeoutMs: waiter.timeoutMs } : {}) }),
     );
@@ -382,57 +545,25 @@ export class CommandRouter {
     this.options
       .sql()
       .then((sql) =>
-        sql.query(`UPDATE device_commands SET status = $2, result = $3::jsonb, error = $4, done_at = now() WHERE correlation_id = $1 AND status = 'sent'`, [
-          id,
-          status,
-          result === undefined ? null : JSON.stringify(result),
-          error,
-        ]),
+        sql.query<{ origin: string | null }>(
+          `UPDATE device_commands SET status = $2, result = $3::jsonb, error = $4, done_at = now() WHERE correlation_id = $1 AND status = 'sent' RETURNING origin`,
+          [id, status, result === undefined ? null : JSON.stringify(result), error],
+        ),
       )
+      .then(({ rows }) => {
+        // Queued or sent through another instance: its caller waits there.
+        const { peers } = this.options;
+        const origin = rows[0]?.origin;
+        if (peers && origin && origin !== peers.instanceId) return peers.tell(origin, 'done', id);
+      })
       .catch(() => undefined);
   }
 }
 
+function timeoutError(waiter: Pick<Waiter, 'serial' | 'name' | 'timeoutMs' | 'id'>): CommandError {
+  return new CommandError('timeout', `device "${waiter.serial}" did not answer the command "${waiter.name}" within ${waiter.timeoutMs} ms`, waiter.id);
+}
+
 function params(command: CommandSpec): unknown {
   return command.params;
-}
-
-/** The command a message asks for: msg.command {name, params}, or msg.command the name and msg.payload its parameters. */
-export function commandFromMessage(msg: { command?: unknown; payload?: unknown }): CommandSpec {
-  const c = msg.command;
-  if (typeof c === 'string' && c !== '') return { name: c, params: msg.payload };
-  if (c !== null && typeof c === 'object' && typeof (c as CommandSpec).name === 'string' && (c as CommandSpec).name !== '') {
-    return { name: (c as CommandSpec).name, params: (c as CommandSpec).params };
-  }
-  throw new CommandError('invalid', 'msg.command must be a command name, or {name, params}');
-}
-
-/** The device a message names: msg.device {tenant, id}, or msg.tenant and msg.serial; tenant 'default' when none. */
-export function deviceFromMessage(msg: { device?: { tenant?: unknown; id?: unknown }; tenant?: unknown; serial?: unknown }): {
-  tenant: string;
-  serial: string;
-} {
-  const serial = msg.device?.id ?? msg.serial;
-  if (typeof serial !== 'string' || serial === '') throw new CommandError('invalid', 'msg.device.id (or msg.serial) must name the device by its serial');
-  const tenant = msg.device?.tenant ?? msg.tenant ?? 'default';
-  if (typeof tenant !== 'string' || tenant === '') throw new CommandError('invalid', 'msg.device.tenant (or msg.tenant) must be a tenant id');
-  return { tenant, serial };
-}
-
-/**
- * Sends the command a flow message asks for straight to its device, with no queue and no answer
- * awaited: through `publish` when devices are reached over an external broker, else over the
- * device's live session.
- */
-export async function sendCommandNow(
-  msg: Parameters<typeof commandFromMessage>[0] & Parameters<typeof deviceFromMessage>[0],
-  sessions: SessionRegistry,
-  publish?: (device: { tenant: string; id: string }, command: CommandSpec) => Promise<void>,
-): Promise<void> {
-  const command = commandFromMessage(msg);
-  const { tenant, serial } = deviceFromMessage(msg);
-  if (publish) return publish({ tenant, id: serial }, command);
-  const session = sessions.get(tenant, serial);
-  if (!session) throw new Error(`device ${tenant}/${serial} is not connected`);
-  await session.send('command', command);
 }

@@ -30,6 +30,7 @@ export type SessionListener = (session: Session) => void;
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
   private readonly addedListeners = new Set<SessionListener>();
+  private readonly endedListeners = new Set<SessionListener>();
   /** Live sessions' start times: a session in here has had its connected event and not yet its disconnected. */
   private readonly started = new Map<Session, number>();
 
@@ -76,6 +77,16 @@ export class SessionRegistry {
     return () => this.addedListeners.delete(listener);
   }
 
+  /**
+   * Calls `listener` with every session that ends from now on (removed, replaced, or all closed),
+   * after the registry has forgotten it: get() then gives the device's newer session, if any.
+   * Returns the function that stops it.
+   */
+  onEnded(listener: SessionListener): () => void {
+    this.endedListeners.add(listener);
+    return () => this.endedListeners.delete(listener);
+  }
+
   /** Removes the session if it is still the device's current one; `reason` goes into device.disconnected. */
   remove(session: Session, reason = 'the connection closed'): void {
     const k = key(session.device.tenant, session.device.serial);
@@ -87,6 +98,11 @@ export class SessionRegistry {
     return this.sessions.get(key(tenant, serial));
   }
 
+  /** Every current session. */
+  all(): IterableIterator<Session> {
+    return this.sessions.values();
+  }
+
   /** When the device's current session started (ms), or undefined when it is offline. */
   connectedAt(tenant: string, serial: string): number | undefined {
     const session = this.sessions.get(key(tenant, serial));
@@ -95,11 +111,12 @@ export class SessionRegistry {
 
   /** Closes every session (a redeploy). */
   closeAll(reason: string): void {
-    for (const s of [...this.sessions.values()]) {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) {
       this.ended(s, reason);
       s.close(reason);
     }
-    this.sessions.clear();
   }
 
   private ended(session: Session, reason: string): void {
@@ -108,6 +125,13 @@ export class SessionRegistry {
     this.started.delete(session);
     sessionClosed(session.transport);
     emitTo(this.options.onEvent, () => deviceDisconnected({ ...facts(session), connectedAt, disconnectedAt: Date.now(), reason }));
+    for (const listener of [...this.endedListeners]) {
+      try {
+        listener(session);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 }
 

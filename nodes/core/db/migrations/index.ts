@@ -16,6 +16,7 @@ import * as m010 from './010_federation';
 import * as m011 from './011_ftp';
 import * as m012 from './012_webhook_events';
 import * as m013 from './013_shared_limits';
+import * as m014 from './014_device_sessions';
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: m001.sql },
@@ -31,4 +32,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 11, name: 'ftp', sql: m011.sql },
   { version: 12, name: 'webhook_events', sql: m012.sql },
   { version: 13, name: 'shared_limits', sql: m013.sql },
+  { version: 14, name: 'device_sessions', sql: m014.sql },
 ];
