@@ -73,9 +73,7 @@ export = function register(RED: NodeAPI): void {
     };
     const sql = () => (database ? database.sql() : Promise.reject(new Error('the gateway names no conflux-postgres database')));
     // Other instances on the same database reach this gateway's devices (docs/operations.md, "Several instances").
-    const cluster = database
-      ? new GatewayCluster({ sessions, sql, onError: (err) => node.warn(`commands across instances: ${err.message}`) })
-      : undefined;
+    const cluster = database ? new GatewayCluster({ sessions, sql, onError: (err) => node.warn(`commands across instances: ${err.message}`) }) : undefined;
     const commands = new CommandRouter({
       peers: cluster,
       sessions,

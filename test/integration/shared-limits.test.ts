@@ -39,6 +39,7 @@ function counting(db: SqlClient): { sql: () => Promise<SqlClient>; queries: () =
     },
     exec: (script) => db.exec(script),
     transaction: (fn) => db.transaction(fn),
+    listen: (channel, onPayload, onReconnect) => db.listen(channel, onPayload, onReconnect),
     close: () => db.close(),
   };
   return { sql: async () => client, queries: () => n, down: (on) => (down = on) };
