@@ -9,13 +9,11 @@
  * the device holds a command, A's node reports its timeout instead of hanging.
  */
 import { strict as assert } from 'node:assert';
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import type { NodeAPI } from 'node-red';
 import { migrate } from '../../nodes/core/db/migrate';
 import { openSql, type SqlClient } from '../../nodes/core/db/sql';
@@ -24,6 +22,8 @@ import { connect, type TcpDeviceClient } from '../../tools/device-client/tcp';
 import { catchNode, helper, nextMessage } from '../support/node-red';
 import { freshDatabase } from '../support/servers';
 import { retry, until } from '../support/wait';
+import { freePort } from '../support/ports';
+import { type RedChild, startRedChild } from '../support/red-child';
 import commandModule = require('../../nodes/devices/command');
 import gatewayNode = require('../../nodes/devices/gateway');
 import postgresNode = require('../../nodes/storage/postgres');
@@ -37,14 +37,6 @@ function commandNode(RED: NodeAPI): void {
   commandModule(RED);
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
-
 /** Instance B: a gateway and a TCP listener on the shared database. */
 function flowB(url: string, port: number): unknown[] {
   return [
@@ -55,33 +47,11 @@ function flowB(url: string, port: number): unknown[] {
   ];
 }
 
-interface Child {
-  child: ChildProcess;
-  started: Promise<void>;
-  exited: Promise<void>;
-  output: () => string;
-}
-
-function startChild(flowFile: string): Child {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', 'support', 'red-runtime.js'), flowFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const started = new Promise<void>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      log += `${line}\n`;
-      if (line === 'flows started') resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`instance B exited (${code}) before its flows started:\n${log}`)));
-  });
-  return { child, started, exited, output: () => log };
-}
-
 describe('conflux-command across two Node-RED instances on one PostgreSQL', function () {
   this.timeout(180_000);
   let dir: string;
   let sql: SqlClient;
-  let b: Child;
+  let b: RedChild;
   let portB: number;
   let apiKey: string;
   let server: http.Server | undefined;
@@ -102,7 +72,7 @@ describe('conflux-command across two Node-RED instances on one PostgreSQL', func
     portB = await freePort();
     const flowFile = path.join(dir, 'flow-b.json');
     fs.writeFileSync(flowFile, JSON.stringify(flowB(url, portB)));
-    b = startChild(flowFile);
+    b = startRedChild(flowFile);
     await helper.startServer();
     await helper.load([postgresNode, gatewayNode, commandNode, catchNode], [
       { id: 'tab', type: 'tab' },

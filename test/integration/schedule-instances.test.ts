@@ -6,14 +6,13 @@
  * were up for, every fire time must have been written exactly once in total.
  */
 import { strict as assert } from 'node:assert';
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { Client } from 'pg';
 import { freshDatabase } from '../support/servers';
 import { until } from '../support/wait';
+import { type RedChild, startRedChild } from '../support/red-child';
 
 /** Firings counted once both instances are up. */
 const FIRINGS = 8;
@@ -54,30 +53,13 @@ function flow(url: string): unknown[] {
   ];
 }
 
-interface Instance {
-  child: ChildProcess;
+interface Instance extends RedChild {
+  /** Where this instance appends its firings. */
   file: string;
-  started: Promise<void>;
-  exited: Promise<void>;
-  output: () => string;
 }
 
 function startInstance(flowFile: string, file: string): Instance {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', 'support', 'red-runtime.js'), flowFile], {
-    env: { ...process.env, FIRINGS_FILE: file },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const started = new Promise<void>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      log += `${line}\n`;
-      if (line === 'flows started') resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`the Node-RED child exited (${code}) before its flows started:\n${log}`)));
-  });
-  return { child, file, started, exited, output: () => log };
+  return { ...startRedChild(flowFile, { FIRINGS_FILE: file }), file };
 }
 
 const lines = (file: string): string[] => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
