@@ -56,7 +56,7 @@ describe('faults: message brokers restarted under load', function () {
   this.timeout(600_000);
 
   describe('MQTT broker (mosquitto) restarted, Conflux its client', () => {
-    const dataDir = tempDataDir();
+    let dataDir = '';
     let platform: Platform | undefined;
     let receiver: Receiver | undefined;
     let load: DeviceLoad | undefined;
@@ -69,10 +69,11 @@ describe('faults: message brokers restarted under load', function () {
       await stop(platform);
       await receiver?.stop();
       await broker?.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     });
 
     it('every reading the broker accepted is stored once and reaches the webhook; the client session resumes by itself', async () => {
+      dataDir = tempDataDir();
       broker = await Mosquitto.start();
       const url = await freshDatabase();
       const open = (): Promise<SqlClient> => openSql({ connectionString: url, poolSize: 2 });
@@ -178,7 +179,7 @@ describe('faults: message brokers restarted under load', function () {
   });
 
   describe('RabbitMQ restarted, amqp in and out', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-faults-amqp-'));
+    let dir = '';
     let child: ChildProcess | undefined;
     let exited: Promise<void> = Promise.resolve();
     let publisher: ConfirmingPublisher | undefined;
@@ -189,10 +190,11 @@ describe('faults: message brokers restarted under load', function () {
       if (rabbitDown) await startRabbitMQ(); // whatever failed: the specs after this one need the broker
       if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
-      fs.rmSync(dir, { recursive: true, force: true });
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('every confirmed message is stored once and goes out through the outbox; consumer and publisher reconnect by themselves', async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conflux-faults-amqp-'));
       const tag = `${process.pid}${Date.now().toString(36)}`;
       const inCustomer = `faults-in-${tag}`;
       const outCustomer = `faults-out-${tag}`;

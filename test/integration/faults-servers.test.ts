@@ -43,7 +43,7 @@ describe('faults: servers restarted or down under load', function () {
   this.timeout(600_000);
 
   describe('PostgreSQL restarted mid-ingest', () => {
-    const dataDir = tempDataDir();
+    let dataDir = '';
     let platform: Platform | undefined;
     let receiver: Receiver | undefined;
     let load: DeviceLoad | undefined;
@@ -54,10 +54,11 @@ describe('faults: servers restarted or down under load', function () {
       if (pgDown) await startPostgres(); // whatever failed: the specs after this one need the server
       await stop(platform);
       await receiver?.stop();
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     });
 
     it('keeps every accepted reading once and delivers every webhook; the pool recovers by itself', async () => {
+      dataDir = tempDataDir();
       const url = await freshDatabase();
       const open = (): Promise<SqlClient> => openSql({ connectionString: url, poolSize: 2 });
       receiver = await new Receiver().start();
@@ -146,7 +147,7 @@ describe('faults: servers restarted or down under load', function () {
   });
 
   describe('Redis down mid-ingest', () => {
-    const dataDir = tempDataDir();
+    let dataDir = '';
     let platform: Platform | undefined;
     let receiver: Receiver | undefined;
     let load: DeviceLoad | undefined;
@@ -162,7 +163,7 @@ describe('faults: servers restarted or down under load', function () {
       await stop(platform);
       await receiver?.stop();
       redis.disconnect();
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     });
 
     /** The cache's latest record of a reading's name (the key layout of nodes/core/stores/short-term-redis.ts). */
@@ -172,6 +173,7 @@ describe('faults: servers restarted or down under load', function () {
     };
 
     it('the cache tier reports the failure while the time series and webhooks go on; nothing accepted lost; the cache works again', async () => {
+      dataDir = tempDataDir();
       const url = await freshDatabase();
       const open = (): Promise<SqlClient> => openSql({ connectionString: url, poolSize: 2 });
       receiver = await new Receiver().start();

@@ -45,7 +45,7 @@ const SETTLE_MS = 180_000;
 
 describe('faults: a webhook receiver down for five minutes', function () {
   this.timeout(OUTAGE_MS + 10 * 60_000);
-  const dataDir = tempDataDir();
+  let dataDir = '';
   let platform: Platform | undefined;
   let receiver: Receiver | undefined;
   let load: DeviceLoad | undefined;
@@ -54,10 +54,11 @@ describe('faults: a webhook receiver down for five minutes', function () {
     await load?.stop();
     await stop(platform);
     await receiver?.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('the outbox keeps every message and keeps trying; delivery resumes within seconds; every one delivered, none as two events', async () => {
+    dataDir = tempDataDir();
     const url = await freshDatabase();
     const db: SqlClient = await openSql({ connectionString: url, poolSize: 2 });
     try {
