@@ -13,12 +13,16 @@
  * A tier may mark a message once stored (`stored`), and another may pass a marked message on
  * without writing (`skip`): conflux-time-series sets msg.rolledUp when its transaction already
  * updated the rollups, and conflux-long-term on that database then does not count it again.
+ * A tier may also let a failed write pass (`passOnFailure`): the short-term cache does, so that a
+ * cache that is down reports it (status, Catch) without stopping the readings on their way to the
+ * durable tiers.
  */
 import type { Node, NodeMessage } from 'node-red';
 import { validateResolved, type ResolvedRecord } from '../core/model/senml';
 import { QueueFullError } from '../core/stores/batcher';
 import type { Reading } from '../core/stores/types';
 import type { Translate } from './i18n';
+import { boundedReporter } from './reporter';
 import { throttledStatus } from './status-fanout';
 
 export interface TierHandlers {
@@ -32,6 +36,12 @@ export interface TierHandlers {
   stored?(msg: NodeMessage): void;
   /** True: the message's records are already stored here; pass it on without writing. */
   skip?(msg: NodeMessage): boolean;
+  /**
+   * True: a message whose write failed with err is passed on and done() all the same; the failure
+   * goes to the Catch node (at most a few a second) and to the status. For a tier that may lose
+   * data without loss to the user (a cache): the next tiers still store the message.
+   */
+  passOnFailure?(err: Error): boolean;
 }
 
 type TierMessage = NodeMessage & {
@@ -51,7 +61,10 @@ export function bindTier(node: Node, t: Translate, handlers: TierHandlers, defau
   let skipped = 0;
   let failures = 0;
   let lastError = '';
+  /** The last write failed: red until one succeeds again (then yellow, still counting the failures). */
+  let failing = false;
   let full = false;
+  const report = boundedReporter(node);
 
   const status = throttledStatus(node, () => {
     const pending = handlers.pending?.() ?? 0;
@@ -64,7 +77,11 @@ export function bindTier(node: Node, t: Translate, handlers: TierHandlers, defau
     if (pending > 0) status.soon(); // keep the queue count fresh while it drains
     if (wasFull) return { fill: 'yellow', shape: 'ring', text: `${text}, ${t('conflux.status.queueFull')}` };
     if (failures > 0)
-      return { fill: 'red', shape: 'ring', text: `${text}, ${t('conflux.status.failedBecause', { n: failures, reason: lastError })}`.slice(0, 120) };
+      return {
+        fill: failing ? 'red' : 'yellow',
+        shape: failing ? 'ring' : 'dot',
+        text: `${text}, ${t('conflux.status.failedBecause', { n: failures, reason: lastError })}`.slice(0, 120),
+      };
     return { fill: 'green', shape: 'dot', text };
   });
   const scheduleStatus = () => status.soon();
@@ -72,6 +89,7 @@ export function bindTier(node: Node, t: Translate, handlers: TierHandlers, defau
     if (err instanceof QueueFullError) full = true;
     else {
       failures++;
+      failing = true;
       lastError = err.message;
     }
     scheduleStatus();
@@ -111,12 +129,22 @@ export function bindTier(node: Node, t: Translate, handlers: TierHandlers, defau
     handlers.write(records.map((record) => ({ tenant, record }))).then(
       () => {
         written += records.length;
+        failing = false;
         scheduleStatus();
         handlers.stored?.(msg);
         send([msg, null]);
         done();
       },
-      (err: Error) => fail(err, done),
+      (err: Error) => {
+        if (!handlers.passOnFailure?.(err)) return fail(err, done);
+        failures++;
+        failing = true;
+        lastError = err.message;
+        scheduleStatus();
+        report(`${err.message}; passed on without it`, { payload: msg.payload, device: msg.device, tenant });
+        send([msg, null]);
+        done();
+      },
     );
   });
 

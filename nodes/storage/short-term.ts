@@ -10,6 +10,8 @@ import type { RedisConfigNode } from '../shared/config-nodes';
 interface ShortTermDef extends NodeDef, WriterDef {
   cache: string;
   tenant?: string;
+  /** pass (default): a failed cache write is reported and the message goes on; fail: done(err). */
+  onFailure?: 'pass' | 'fail';
 }
 
 export = function register(RED: NodeAPI): void {
@@ -26,6 +28,9 @@ export = function register(RED: NodeAPI): void {
       node.on('close', () => cache.connection.remove(node));
       return;
     }
+    // A cache that is down must not stop readings on their way to the durable tiers after it
+    // (flows made before this setting existed get it too); 'fail' keeps the cache in the acknowledgement.
+    const passOnFailure = def.onFailure === 'fail' ? undefined : () => true;
     // Everything that arrives in one tick goes to the cache in one pipeline.
     const writer = tierWriter(def, { batchSize: 1_000, batchDelayMs: 0 }, (readings) => store.write(readings));
     bindTier(
@@ -34,6 +39,7 @@ export = function register(RED: NodeAPI): void {
       {
         write: (readings) => writer.add(readings),
         pending: () => writer.pending,
+        passOnFailure,
         query: async (tenant, input) => {
           const q = (input ?? {}) as { name?: unknown; prefix?: unknown; window?: unknown; limit?: unknown };
           if (typeof q.name === 'string') {

@@ -7,7 +7,7 @@ import { openSql, type SqlClient } from '../../nodes/core/db/sql';
 import { parseConnectionString, poolConfigs } from '../../nodes/core/db/postgres';
 import { freshDatabase } from '../support/servers';
 import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
-import { elapse } from '../support/wait';
+import { elapse, until } from '../support/wait';
 
 for (const engine of ENGINES) {
   describe(`SqlClient on ${engine.name}`, function () {
@@ -252,6 +252,29 @@ describe('openSql', function () {
       assert.equal(await db.transaction(async (tx) => (await tx.query('SELECT 2 AS two')).rows[0].two), 2);
     } finally {
       await db.close();
+    }
+  });
+
+  it('survives the server ending its session between two queries of a transaction (a restart), then goes on on a new connection', async () => {
+    const url = await freshDatabase();
+    const db = await openSql({ connectionString: url, poolSize: 1 });
+    const admin = await openSql({ connectionString: url, poolSize: 1 });
+    try {
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          const { pid } = (await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0];
+          // What a fast shutdown sends every session ("terminating connection due to administrator
+          // command"), while this one runs no query: it used to crash the process (an unheard 'error').
+          await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+          await until('the session gone', async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length === 0);
+          await admin.query('SELECT 1'); // one more round trip: the terminated socket has been read by now
+          await tx.query('SELECT 1');
+        }),
+      );
+      assert.equal((await db.query<{ one: number }>('SELECT 1 AS one')).rows[0].one, 1, 'the pool gives a new connection');
+    } finally {
+      await db.close();
+      await admin.close();
     }
   });
 

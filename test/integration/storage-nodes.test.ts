@@ -250,6 +250,40 @@ describe('storage nodes', () => {
       });
     });
   }
+
+  describe('a cache that is down (Redis unreachable)', function () {
+    this.timeout(30_000);
+    afterEach(() => helper.unload());
+    const down = { name: 'Redis down', db: async () => ({ url: '' }), cache: () => ({ url: 'redis://127.0.0.1:1' }) };
+
+    it('If the cache fails = pass (the default): the message goes on to the time series, the failure to Catch and the status', async () => {
+      await helper.load(NODES, await flow(down));
+      const caught = new Promise<Msg>((resolve) => helper.getNode('caught').once('input', resolve));
+      const statuses: Array<{ fill?: string; text?: string }> = [];
+      (helper.getNode('st') as any).on('call:status', (call: { args: [{ fill?: string; text?: string }] }) => statuses.push(call.args[0]));
+      await ask('st', reading('d1', 19), 'ts-out');
+      assert.match((await caught).error.message, /passed on without it/);
+      // Once the connection was lost, the next ones fail at once rather than waiting for Redis.
+      const t0 = Date.now();
+      await ask('st', reading('d1', 20, 1), 'ts-out');
+      assert.ok(Date.now() - t0 < 1_000, `the second write waited ${Date.now() - t0} ms`);
+      const page = await ask('ts', { query: { name: 'd1/temp/c' }, tenant: 'acme' }, 'ts-ans');
+      assert.equal(page.payload.length, 2, 'both stored by the time series');
+      await until('a red status', () => statuses.some((st) => st.fill === 'red'));
+    });
+
+    it('If the cache fails = fail: the message goes to Catch with the reason, and no further', async () => {
+      await helper.load(NODES, await flow(down, { st: { onFailure: 'fail' } }));
+      const caught = new Promise<Msg>((resolve) => helper.getNode('caught').once('input', resolve));
+      let passed = 0;
+      helper.getNode('ts-out').on('input', () => passed++);
+      helper.getNode('st').receive(reading('d1', 19));
+      const msg = await caught;
+      assert.doesNotMatch(msg.error.message, /passed on/);
+      assert.deepEqual(msg.payload[0].v, 19, 'the message itself reaches Catch');
+      assert.equal(passed, 0);
+    });
+  });
 });
 
 describe('example flow: business data and mailboxes', function () {

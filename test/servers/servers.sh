@@ -10,6 +10,10 @@
 #   servers.sh rabbitmq-start ENV_FILE start that same node again (queues and persistent messages kept)
 #   servers.sh prosody-stop  ENV_FILE  stop the Prosody of ENV_FILE, keeping its data (users, offline messages)
 #   servers.sh prosody-start ENV_FILE  start that same Prosody again on the same ports
+#   servers.sh postgres-stop  ENV_FILE stop the PostgreSQL of ENV_FILE (fast shutdown: sessions cut), keeping its data
+#   servers.sh postgres-start ENV_FILE start that same server again on the same port and data
+#   servers.sh redis-stop  ENV_FILE    stop the Redis of ENV_FILE
+#   servers.sh redis-start ENV_FILE    start a Redis again on the same port and dir (empty: it saves nothing)
 #
 # ENV_FILE: CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL, CONFLUX_TEST_AMQP_URL,
 # CONFLUX_TEST_POSTGRES_PID, CONFLUX_TEST_REDIS_PID, CONFLUX_TEST_POSTGRES_DIR,
@@ -66,11 +70,11 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-start_redis() {
-  local dir=$1 port i
+start_redis() { # dir [port]: a given port is a restart (redis-start); no data is saved, so it starts empty
+  local dir=$1 port=${2:-} i
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
   mkdir -p "$dir"
-  port=$(free_port)
+  [ -n "$port" ] || port=$(free_port)
   redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save '' --appendonly no \
     --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
     || die "redis-server did not start: $(tail -n 20 "$dir/redis.log" 2>/dev/null)"
@@ -81,6 +85,20 @@ start_redis() {
   done
   REDIS_PORT=$port
   REDIS_PID=$(cat "$dir/redis.pid")
+}
+
+# The Redis of an env file (its pid file is current after a redis-start; the env file's pid is the first one).
+redis_pid() {
+  cat "$CONFLUX_TEST_REDIS_DIR/redis.pid" 2>/dev/null || echo "${CONFLUX_TEST_REDIS_PID:-}"
+}
+
+redis_stop() { # returns once the process has exited (a clean shutdown removes its pid file)
+  local pid i
+  pid=$(redis_pid)
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; [ "$i" = 100 ] && kill -9 "$pid" 2>/dev/null; sleep 0.1; done
+  rm -f "$CONFLUX_TEST_REDIS_DIR/redis.pid"
 }
 
 start_postgres() {
@@ -98,13 +116,25 @@ start_postgres() {
   # defaults, each commit flushed to disk, as a production server runs.
   local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   [ "${CONFLUX_TEST_PG_DURABLE:-}" = 1 ] && durability=""
-  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=200" \
-    >/dev/null || die "PostgreSQL did not start on port $port: $(tail -n 20 "$dir/server.log" 2>/dev/null)"
-  "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 || die "PostgreSQL on port $port not ready: $(tail -n 20 "$dir/server.log")"
+  # Kept beside the data dir for postgres-start, which starts the same server again.
+  echo "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=200" >"$dir.options"
+  pg_launch "$bin" "$dir" "$port"
   PG_PORT=$port
   PG_PID=$(head -n 1 "$dir/postmaster.pid")
   PG_BIN=$bin
+}
+
+pg_launch() { # bin dir port: starts the server of dir with the options start_postgres kept; returns once it accepts connections
+  local bin=$1 dir=$2 port=$3
+  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start -o "$(cat "$dir.options")" \
+    >/dev/null || die "PostgreSQL did not start on port $port: $(tail -n 20 "$dir/server.log" 2>/dev/null)"
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 || die "PostgreSQL on port $port not ready: $(tail -n 20 "$dir/server.log")"
+}
+
+# The port of the env file's PostgreSQL, from its URL (postgres://postgres@127.0.0.1:PORT/postgres).
+pg_port() {
+  local rest=${CONFLUX_TEST_POSTGRES_URL##*:}
+  echo "${rest%%/*}"
 }
 
 # ---- RabbitMQ ------------------------------------------------------------------------------
@@ -317,9 +347,8 @@ stop_all() {
   if [ -n "${CONFLUX_TEST_PROSODY_DIR:-}" ] && [ -d "$CONFLUX_TEST_PROSODY_DIR" ]; then
     prosody_stop "$CONFLUX_TEST_PROSODY_DIR"
   fi
-  if [ -n "${CONFLUX_TEST_REDIS_PID:-}" ]; then
-    kill "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$CONFLUX_TEST_REDIS_PID" 2>/dev/null || break; sleep 0.1; done
+  if [ -n "${CONFLUX_TEST_REDIS_DIR:-}" ]; then
+    redis_stop
   fi
   [ -n "${CONFLUX_TEST_SERVERS_DIR:-}" ] && rm -rf "$CONFLUX_TEST_SERVERS_DIR"
   rm -f "$env"
@@ -327,7 +356,7 @@ stop_all() {
 
 cmd=${1:-}
 env_file=${2:-}
-[ -n "$env_file" ] || die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start|prosody-stop|prosody-start ENV_FILE"
+[ -n "$env_file" ] || die "usage: servers.sh start|stop|{rabbitmq,prosody,postgres,redis}-{stop,start} ENV_FILE"
 case "$cmd" in
   start)
     base=$(mktemp -d "${TMPDIR:-/tmp}/conflux-servers.XXXXXX")
@@ -399,5 +428,27 @@ case "$cmd" in
     # shellcheck disable=SC2046
     if [ "$cmd" = rabbitmq-stop ]; then rabbit_stop $(rabbit_args); else rabbit_launch $(rabbit_args) && rabbit_wait $(rabbit_args); fi
     ;;
-  *) die "usage: servers.sh start|stop|rabbitmq-stop|rabbitmq-start|prosody-stop|prosody-start ENV_FILE" ;;
+  postgres-stop | postgres-start)
+    # shellcheck disable=SC1090
+    . "$env_file"
+    [ -n "${CONFLUX_TEST_POSTGRES_DIR:-}" ] || die "$env_file names no PostgreSQL"
+    if [ "$cmd" = postgres-stop ]; then
+      # Fast: open sessions are cut, as a server restarted by its operator does; returns once it is down.
+      [ -f "$CONFLUX_TEST_POSTGRES_DIR/postmaster.pid" ] || exit 0
+      as_pg "$CONFLUX_TEST_PG_BIN/pg_ctl" -D "$CONFLUX_TEST_POSTGRES_DIR" -m fast -w -t 60 stop >/dev/null \
+        || die "PostgreSQL did not stop: $(tail -n 20 "$CONFLUX_TEST_POSTGRES_DIR/server.log")"
+    else
+      pg_launch "$CONFLUX_TEST_PG_BIN" "$CONFLUX_TEST_POSTGRES_DIR" "$(pg_port)"
+    fi
+    ;;
+  redis-stop | redis-start)
+    # shellcheck disable=SC1090
+    . "$env_file"
+    [ -n "${CONFLUX_TEST_REDIS_DIR:-}" ] || die "$env_file names no Redis"
+    if [ "$cmd" = redis-stop ]; then redis_stop; else
+      rest=${CONFLUX_TEST_REDIS_URL##*:}
+      start_redis "$CONFLUX_TEST_REDIS_DIR" "${rest%%/*}"
+    fi
+    ;;
+  *) die "usage: servers.sh start|stop|{rabbitmq,prosody,postgres,redis}-{stop,start} ENV_FILE" ;;
 esac

@@ -7,8 +7,8 @@
  * under test/integration/, and stops them after the last. A spec that asks for a URL without
  * the plugin starts them on first use and they stop when the process exits. If
  * CONFLUX_TEST_POSTGRES_URL, CONFLUX_TEST_REDIS_URL and CONFLUX_TEST_AMQP_URL are all set, those
- * servers are used and nothing is started (then stopRabbitMQ/startRabbitMQ, which restart our own
- * node, are refused). A server that cannot start fails the run: tests never skip.
+ * servers are used and nothing is started (then stopRabbitMQ/startRabbitMQ and the other
+ * stop/start pairs, which restart our own servers, are refused). A server that cannot start fails the run: tests never skip.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -156,7 +156,9 @@ function rabbitmq(command: 'rabbitmq-stop' | 'rabbitmq-start'): Promise<void> {
   return serversScript(command);
 }
 
-function serversScript(command: 'rabbitmq-stop' | 'rabbitmq-start' | 'prosody-stop' | 'prosody-start'): Promise<void> {
+type ServerCommand = `${'rabbitmq' | 'prosody' | 'postgres' | 'redis'}-${'stop' | 'start'}`;
+
+function serversScript(command: ServerCommand): Promise<void> {
   const envFile = startServers().envFile;
   if (!envFile)
     return Promise.reject(
@@ -178,6 +180,29 @@ export function stopRabbitMQ(): Promise<void> {
 /** Starts the same node again on the same port and data (resolves once it is up). */
 export function startRabbitMQ(): Promise<void> {
   return rabbitmq('rabbitmq-start');
+}
+
+/**
+ * Stops the test PostgreSQL (fast shutdown: open sessions are cut; resolves once it is down). Its
+ * databases stay on disk; clients in this process and in children see the outage as it happens.
+ */
+export function stopPostgres(): Promise<void> {
+  return serversScript('postgres-stop');
+}
+
+/** Starts the same PostgreSQL again on the same port and data (resolves once it accepts connections). */
+export function startPostgres(): Promise<void> {
+  return serversScript('postgres-start');
+}
+
+/** Stops the test Redis (resolves once its process has exited). */
+export function stopRedis(): Promise<void> {
+  return serversScript('redis-stop');
+}
+
+/** Starts a Redis again on the same port (resolves once it answers PING); it starts empty: the test server saves nothing. */
+export function startRedis(): Promise<void> {
+  return serversScript('redis-start');
 }
 
 /**

@@ -82,10 +82,14 @@ describe('events: the model', () => {
     for (const p of ['', '**', 'device.**', '*.created', 'Device.*', 3]) assert.ok(!isEventPattern(p), String(p));
   });
 
-  it('reading.received: the same reading sent twice is one event', () => {
+  it('reading.received: the same reading sent twice is one event, with one body', () => {
     const msg = { payload: [{ n: 'sn1/t/temp', v: 21, t: 1_700_000_000 }], device: { tenant: 'acme', id: 'sn1' } };
     const again = { ...msg, payload: [{ n: 'sn1/t/temp', v: 21, t: 1_700_000_000 }], source: { transport: 'tcp', format: 'senml+json', receivedAt: 5 } };
     assert.equal(readingEvent(msg).id, readingEvent(again).id);
+    // A copy that arrived later (a device's resend, a broker's redelivery) is the same event, byte for byte.
+    const later = { ...again, source: { ...again.source, receivedAt: 9 } };
+    assert.equal(JSON.stringify(readingEvent(later)), JSON.stringify(readingEvent(again)));
+    assert.deepEqual(readingEvent(again).data.source, { transport: 'tcp', format: 'senml+json' });
     assert.notEqual(readingEvent(msg).id, readingEvent({ ...msg, payload: [{ n: 'sn1/t/temp', v: 21, t: 1_700_000_001 }] }).id);
     assert.equal(readingEvent(msg).occurredAt, new Date(1_700_000_000_000).toISOString());
     assert.equal(readingEvent(msg).subject, 'sn1');

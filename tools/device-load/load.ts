@@ -100,6 +100,8 @@ class Device {
   running: Promise<void> | undefined;
   connection: Connection | undefined;
   lastError = '';
+  /** Sends and connection attempts that failed. */
+  failures = 0;
 
   constructor(readonly spec: LoadDevice) {}
 }
@@ -139,6 +141,14 @@ export class DeviceLoad {
   /** Readings not acknowledged yet (queued or in flight). */
   get unacknowledged(): number {
     return this.devices.reduce((n, d) => n + d.queue.length + d.inFlight.size, 0);
+  }
+
+  /**
+   * Per device (in the order given), its sends and connection attempts that failed (refused,
+   * dropped, unanswered, login refused): a fault test waits until each has met the outage.
+   */
+  get failures(): number[] {
+    return this.devices.map((d) => d.failures);
   }
 
   /** The last connection or refusal error of each device that had one: for failure messages. */
@@ -243,6 +253,7 @@ export class DeviceLoad {
       } catch (err) {
         if (!(err instanceof Offline)) throw err;
         d.lastError = err.message;
+        if (!d.connection) d.failures++; // the connection failed; a refused or dropped send is counted in its lane
       } finally {
         const c = d.connection;
         d.connection = undefined;
@@ -271,9 +282,11 @@ export class DeviceLoad {
         d.queue.unshift(reading);
         d.lastError = (err as Error).message;
         if (err instanceof Refused) {
+          d.failures++;
           await sleep(RETRY_MAX_MS);
           continue;
         }
+        if (!session.broken) d.failures++; // a dropped connection once, not once per lane
         session.broken = true;
         throw err instanceof Offline ? err : new Offline((err as Error).message);
       }

@@ -38,7 +38,7 @@ const CONNECTION_ERRORS = new Set([
 export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
-  return err instanceof Error && /timeout expired|Connection terminated/i.test(err.message);
+  return err instanceof Error && /timeout expired|Connection terminated|not queryable/i.test(err.message);
 }
 
 export interface HostTarget {
@@ -128,7 +128,9 @@ export function poolConfigs(config: SqlConfig): { configs: pg.PoolConfig[]; requ
   };
 }
 
-type Checked = pg.PoolClient & { confluxChecked?: boolean };
+type Checked = pg.PoolClient & { confluxChecked?: boolean; confluxGuarded?: boolean };
+
+const ignore = (): void => undefined;
 
 class ReadOnlyServer extends Error {
   override readonly name = 'ReadOnlyServer';
@@ -179,6 +181,15 @@ export class HostPool {
       let client: Checked | undefined;
       try {
         client = (await p.connect()) as Checked;
+        // pg-pool listens for a client's 'error' only while it is idle. A server going away while
+        // one is checked out between two queries (a restart's "terminating connection due to
+        // administrator command" in the middle of a transaction) emitted 'error' with no listener
+        // and took the whole process down. The client is unqueryable after it: its next query
+        // fails, and pg-pool drops it on release.
+        if (!client.confluxGuarded) {
+          client.on('error', ignore);
+          client.confluxGuarded = true;
+        }
         if (this.requireWritable && !client.confluxChecked) {
           const ro = await client.query<{ transaction_read_only: string }>('SHOW transaction_read_only');
           if (ro.rows[0]?.transaction_read_only === 'on') throw new ReadOnlyServer(`${this.configs[this.current].host} is read-only`);

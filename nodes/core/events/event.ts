@@ -5,7 +5,7 @@
  * or a replay is never taken for a second event. Framework-free.
  */
 import { createHash } from 'node:crypto';
-import type { CanonicalMessage } from '../model/message';
+import type { CanonicalMessage, SourceInfo } from '../model/message';
 
 export interface PlatformEvent<D = unknown> {
   /** `evt_` and 26 base32 characters; the same for the same happening. */
@@ -135,12 +135,15 @@ export const typesMatch = (patterns: readonly string[], type: string): boolean =
 /**
  * The `reading.received` event of a canonical message. Its id hashes the device and the records'
  * names and times, which is what the stores de-duplicate on: the same reading sent twice gives
- * the same event.
+ * the same event, with the same body. So the body says how the reading came (transport, format)
+ * but not when this copy arrived: a device sending it again after a lost acknowledgement, or a
+ * broker redelivering it, must not make one id carry two bodies once the first copy has left
+ * the outbox (docs/webhooks.md: "always the same event with the same body").
  */
 export function readingEvent(
   msg: CanonicalMessage,
   fallbackTenant = 'default',
-): PlatformEvent<{ device?: string; records: CanonicalMessage['payload']; source?: CanonicalMessage['source'] }> {
+): PlatformEvent<{ device?: string; records: CanonicalMessage['payload']; source?: Omit<SourceInfo, 'receivedAt'> }> {
   const tenant = msg.device?.tenant ?? fallbackTenant;
   const subject = msg.device?.id ?? msg.payload[0]?.n.split('/')[0] ?? '';
   const first = msg.payload.reduce((min, r) => Math.min(min, r.t), Infinity);
@@ -150,7 +153,7 @@ export function readingEvent(
     subject,
     occurredAt: Number.isFinite(first) ? first * 1000 : (msg.source?.receivedAt ?? Date.now()),
     identity: [subject, msg.payload.map((r) => [r.n, r.t])],
-    data: { device: msg.device?.id, records: msg.payload, source: msg.source },
+    data: { device: msg.device?.id, records: msg.payload, source: msg.source && { transport: msg.source.transport, format: msg.source.format } },
   });
 }
 

@@ -9,7 +9,8 @@
  * offline queue while (re)connecting, but every command carries a timeout (COMMAND_TIMEOUT_MS,
  * which also runs while it is queued) and the queue is flushed with an error after
  * MAX_RETRIES_PER_REQUEST failed reconnections, so a write to a down server rejects within a few
- * seconds. Reconnection itself goes on for ever, backing off to 2 s.
+ * seconds (and once a connection was lost, short-term-redis.ts fails calls at once until it is
+ * ready again). Reconnection itself goes on for ever, backing off to 2 s.
  */
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 

@@ -93,6 +93,11 @@ function tenantBase(keyPrefix: string, tenant: string): string {
   return `${keyPrefix}{t:${encoded}}:`;
 }
 
+/** The server is unreachable: the store fails at once rather than wait on a connection it lost. */
+export class CacheUnavailableError extends Error {
+  override readonly name = 'CacheUnavailableError';
+}
+
 /** Throws the first error of a pipeline's replies. */
 function check(results: [Error | null, unknown][] | null): void {
   if (!results) throw new Error('Redis pipeline was discarded');
@@ -108,9 +113,19 @@ export function createRedisShortTerm(client: Client, limits: ShortTermLimits, ke
   const commands = client as unknown as Commands;
   const isCluster = client.isCluster;
   let closed = false;
+  // Once the connection is lost, every call fails at once until it is ready again: waiting in
+  // ioredis's offline queue (up to the command timeout, one batch at a time) would hold the flow
+  // back for a cache that is down. Until a connection attempt has failed (a start, while Redis
+  // starts as well), calls wait for the connection.
+  let lost = false;
+  const onClose = () => (lost = true);
+  const onReady = () => (lost = false);
+  client.on('close', onClose);
+  client.on('ready', onReady);
 
   const assertOpen = () => {
     if (closed) throw new Error('the short-term store is closed');
+    if (lost) throw new CacheUnavailableError('Redis is unreachable (reconnecting)');
   };
 
   return {
@@ -193,6 +208,8 @@ export function createRedisShortTerm(client: Client, limits: ShortTermLimits, ke
     /** The client belongs to the caller (a config node), which quits it. */
     async close() {
       closed = true;
+      client.off('close', onClose);
+      client.off('ready', onReady);
     },
   };
 }
