@@ -17,7 +17,8 @@ import { ENGINES, OPEN_TIMEOUT_MS } from '../support/engines';
 
 const T0 = 1_793_577_600; // 2026-11-02T00:00:00Z
 const SENSORS = ['5368', '007', '12345678901234567', 'abc'];
-const UNITS: Array<string | undefined> = ['Cel', 'K', 'degF', '%RH', '%', undefined, 'W'];
+// 'µW,:-' holds the compact rows' delimiters and a character of two bytes (measurements-page.ts).
+const UNITS: Array<string | undefined> = ['Cel', 'K', 'degF', '%RH', '%', undefined, 'W', 'µW,:-'];
 
 /** Measurements of every sensor and unit, fractions of a second and shared times, among records that are no measurement. */
 function records(): ResolvedRecord[] {
@@ -33,6 +34,12 @@ function records(): ResolvedRecord[] {
     if (i % 9 === 0) out.push({ n: `SN-1/${sensor}/deviation/limit`, t, vb: true }, { n: `SN-1/${sensor}/temperature/max`, t, v: 30, u: 'Cel' });
   }
   out.push({ n: 'SN-2/5368/temperature', t: T0, v: 1, u: 'Cel' }); // another device
+  // Times on other days, and before 1970, as Node writes them out from the database's milliseconds.
+  out.push(
+    { n: 'SN-1/5368/temperature', t: -1000.5, v: 1, u: 'Cel' },
+    { n: 'SN-1/5368/temperature', t: -1000.0006, v: 3, u: 'Cel' },
+    { n: 'SN-1/5368/temperature', t: T0 + 3 * 86_400 + 0.999, v: 2, u: 'Cel' },
+  );
   return out;
 }
 
@@ -50,7 +57,7 @@ async function viaSql(db: SqlClient, { prefix, ...q }: Query): Promise<unknown[]
   for (let pages = 0; pages < 1000; pages++) {
     const json = await measurementsPage(db, { ...q, of: ofPrefix(prefix), cursor });
     assert.ok(json !== undefined, `${prefix} is found`);
-    const page = JSON.parse(json) as { items: unknown[]; cursor?: string };
+    const page = JSON.parse(json.toString('utf8')) as { items: unknown[]; cursor?: string };
     assert.ok(page.items.length <= q.limit);
     items.push(...page.items);
     if (!page.cursor) return items;
@@ -118,11 +125,11 @@ for (const engine of ENGINES) {
     });
 
     it('keeps seed 004’s forms: sensor ids, unit tokens, times', async () => {
-      const page = JSON.parse((await measurementsPage(db, { tenant: 'acme', of: { serial: 'SN-1' }, limit: 1000, v2: true }))!) as {
+      const page = JSON.parse((await measurementsPage(db, { tenant: 'acme', of: { serial: 'SN-1' }, limit: 1000, v2: true }))!.toString('utf8')) as {
         items: Record<string, unknown>[];
       };
       const tokens = new Map(page.items.map((i) => [i.senmlUnit ?? '(none)', i.unit]));
-      assert.deepEqual(Object.fromEntries(tokens), { Cel: '°C', K: 'K', degF: '°F', '%RH': '%', '%': '%', '(none)': '', W: 'W' });
+      assert.deepEqual(Object.fromEntries(tokens), { Cel: '°C', K: 'K', degF: '°F', '%RH': '%', '%': '%', '(none)': '', W: 'W', 'µW,:-': 'µW,:-' });
       const ids = new Set(page.items.map((i) => i.sensorId));
       assert.deepEqual([...ids].sort(), [7, 5368, '12345678901234567', 'abc'].sort());
       assert.ok(page.items.some((i) => i.timeStamp === '2026-11-02T00:00:00.250+00:00'));

@@ -72,7 +72,7 @@ export async function call(stores: ApiStores, id: string, c: Call): Promise<Answ
   const spec = op.responses(version)[status];
   assert.ok(spec, `${id} v${version} answered ${status}, which its responses do not list`);
   // A handler may give its body serialised already (the SQL measurements): read it as a client would.
-  if (result.json !== undefined) result.body = JSON.parse(result.json) as Record<string, unknown>;
+  if (result.json !== undefined) result.body = JSON.parse(result.json.toString()) as Record<string, unknown>;
   if (result.body === undefined) {
     assert.equal(spec.schema, undefined, `${id} v${version} ${status}: no body, but the schema expects one`);
     return { status, body: undefined };

@@ -75,8 +75,8 @@ export interface ApiResult {
   status?: number;
   /** A JSON object; the framework adds `version: "<major>.<minor>"`. Absent for 204. */
   body?: Record<string, unknown>;
-  /** The body as JSON text of an object, when the handler has it serialised already (body then unset). */
-  json?: string;
+  /** The body as JSON of an object (text, or UTF-8 bytes), when the handler has it serialised already (body then unset). */
+  json?: string | Buffer;
   headers?: Record<string, string>;
 }
 

@@ -276,12 +276,12 @@ export class ApiServer {
       const status = result.status ?? 200;
       const headers = { ...(result.headers ?? {}) };
       const versionMember = `"version":"${versionString(version)}"`;
-      let text: string;
-      if (result.json !== undefined) text = result.json.length > 2 ? `${result.json.slice(0, -1)},${versionMember}}` : `{${versionMember}}`;
-      else if (status !== 204 && result.body !== undefined) text = JSON.stringify({ ...result.body, version: versionString(version) });
+      let bytes: Buffer;
+      if (Buffer.isBuffer(result.json)) bytes = withMember(result.json, versionMember);
+      else if (result.json !== undefined) bytes = withMember(Buffer.from(result.json), versionMember);
+      else if (status !== 204 && result.body !== undefined) bytes = Buffer.from(JSON.stringify({ ...result.body, version: versionString(version) }));
       else return withRate({ status, headers, body: '' });
       // As bytes with their length: written to the socket in one piece, and counted without encoding twice.
-      const bytes = Buffer.from(text);
       return withRate({ status, headers: { ...headers, 'content-type': 'application/json', 'content-length': String(bytes.length) }, body: bytes });
     } catch (err) {
       if (err instanceof ApiError) {
@@ -372,6 +372,12 @@ interface Answer {
 function withVersionMember(response: HttpResponse, version: ApiVersion): HttpResponse {
   const document = JSON.parse(String(response.body)) as Record<string, unknown>;
   return { ...response, body: JSON.stringify({ ...document, version: versionString(version) }) };
+}
+
+/** An object's JSON bytes with one more member (`"name":value`) before its closing brace. */
+function withMember(json: Buffer, member: string): Buffer {
+  if (json.length <= 2) return Buffer.from(`{${member}}`);
+  return Buffer.concat([json.subarray(0, -1), Buffer.from(`,${member}}`)]);
 }
 
 function splitUrl(url: string): [string, string?] {

@@ -103,7 +103,7 @@ async function answer(ctx: ApiContext, kind: ReadingKind, of: 'device' | 'sensor
   const { from, to } = timeRange(ctx);
   const v2 = ctx.version >= 2;
   const cursor = cursorParam(ctx);
-  // On the SQL tier the database finds the device or sink and writes the measurements' JSON itself.
+  // On the SQL tier one statement finds the device or sink and reads the page (measurements-sql.ts).
   if (kind === 'measurements' && store.kind !== 'elasticsearch') {
     const which = of === 'device' ? { serial: serialParam(ctx) } : { sensorId: BigInt(idParam(ctx, 'sensorId')).toString() };
     const json = await measurementsPage(ctx.stores.db, { tenant: ctx.identity.tenant, of: which, from, to, limit, cursor, v2 });
