@@ -12,10 +12,8 @@
  * name and what derives from it) is escaped once and copied as bytes.
  */
 import { formatEapiMillis } from '../../codecs/eapi';
-import { sensorIdOf } from './readings-model';
+import { EAPI_UNITS, sensorIdOf } from './readings-model';
 
-/** SenML units back to the cloud logger's unit tokens (readings-model.ts's table). */
-const EAPI_UNITS: Record<string, string> = { Cel: '°C', K: 'K', degF: '°F', '%RH': '%', '%': '%' };
 const DAY_MS = 86_400_000;
 const COMMA = 0x2c;
 const COLON = 0x3a;

@@ -28,7 +28,7 @@ export type ReadingKind = 'measurements' | 'geodata' | 'occurrences' | 'deviatio
 export const READING_KINDS: readonly ReadingKind[] = ['measurements', 'geodata', 'occurrences', 'deviations'];
 
 /** SenML units back to the cloud logger's unit tokens. */
-const EAPI_UNITS: Record<string, string> = { Cel: '°C', K: 'K', degF: '°F', '%RH': '%', '%': '%' };
+export const EAPI_UNITS: Readonly<Record<string, string>> = { Cel: '°C', K: 'K', degF: '°F', '%RH': '%', '%': '%' };
 const DEVIATION_TYPES: ReadonlySet<string> = new Set(['battery', 'failure', 'missing', 'radio', 'limit']);
 
 /** The sensor id as seed 004 gives it: an Int64 (a number while exact), else the name's text. */
