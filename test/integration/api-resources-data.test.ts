@@ -114,6 +114,25 @@ for (const engine of ENGINES) {
         );
       });
 
+      it('v2 says when each device was last seen: its newest reading, or a later time a flow recorded; null if never', async () => {
+        const serials = ['951FF00000340', 'SN-0', 'SN-1'];
+        const lastSeen = async () => {
+          const { items } = await allPages(stores, 'listDevices', { identity: acme, version: 2 }, 10);
+          const one = await call(stores, 'getDevice', { identity: acme, version: 2, params: { serial: '951FF00000340' } });
+          assert.equal(one.body!.lastSeenAt, items[0].lastSeenAt);
+          return serials.map((serial) => items.find((d) => d.serialNumber === serial)!.lastSeenAt);
+        };
+        // The logger's newest reading is its last position, 50 minutes in; SN-0 and SN-1 sent nothing.
+        assert.deepEqual(await lastSeen(), ['2024-05-01T00:50:00+00:00', null, null]);
+        const sn1 = (await business.list('acme', 'devices', { filter: { serial: 'SN-1' } })).items[0];
+        const logger = (await business.list('acme', 'devices', { filter: { serial: '951FF00000340' } })).items[0];
+        await business.update('acme', 'devices', sn1.id as number, { last_seen_at: '2024-06-01T12:00:00Z' });
+        await business.update('acme', 'devices', logger.id as number, { last_seen_at: '2024-04-01T00:00:00Z' }); // older than its readings
+        assert.deepEqual(await lastSeen(), ['2024-05-01T00:50:00+00:00', null, '2024-06-01T12:00:00+00:00']);
+        const v1 = await call(stores, 'getDevice', { identity: acme, version: 1, params: { serial: '951FF00000340' } });
+        assert.equal('lastSeenAt' in v1.body!, false);
+      });
+
       it('shows a device’s channels and sinks: after a restart the old sink has ended and a new one is open', async () => {
         const { body } = await call(stores, 'getDevice', { identity: acme, version: 2, params: { serial: '951FF00000340' } });
         const channels = body!.channels as Array<{ number: number; name: string | null; intervalSeconds: number | null; sensors: Record<string, unknown>[] }>;

@@ -7,7 +7,10 @@
  *   GET /devices/{serial}         one device with its channels and their sensor sinks
  *   GET /sensors/{sensorId}       one sensor sink
  *
- * v2 adds a device's attributes, lastSeenAt and disabledAt, and a sink's `active`.
+ * v2 adds a device's attributes, lastSeenAt and disabledAt, and a sink's `active`. lastSeenAt is
+ * the later of devices.last_seen_at (written by flows through the business store) and the time of
+ * the device's newest reading in the long-term tier's daily rollups (names `<serial>/…`), as the
+ * operator dashboard shows it.
  */
 import type { SqlClient } from '../../db/sql';
 import type { BusinessRow } from '../../stores/business';
@@ -64,7 +67,9 @@ const DEVICE_BASE = {
 };
 const DEVICE_V2_ADDS = {
   attributes: { type: 'object', description: 'Free-form attributes.' },
-  lastSeenAt: nullable(time('When the device was last heard from.')),
+  lastSeenAt: nullable(
+    time('When the device was last heard from: its newest reading in the long-term history, or a later time a flow recorded; null if never.'),
+  ),
   disabledAt: nullable(time('When the device was disabled; null while enabled.')),
 };
 const DEVICE_V1 = obj(DEVICE_BASE, undefined, 'A device.');
@@ -82,7 +87,7 @@ const detailSchema = (v: ApiVersion): JsonSchema => extend(v === 1 ? DEVICE_V1 :
 
 const notFound = { description: 'No device with this serial number in your organisation.' };
 
-function deviceBody(v: ApiVersion, d: BusinessRow, sensorIds: Array<number | string>): Record<string, unknown> {
+function deviceBody(v: ApiVersion, d: BusinessRow, sensorIds: Array<number | string>, lastSeen: Map<string, Date>): Record<string, unknown> {
   const body: Record<string, unknown> = {
     serialNumber: d.serial,
     name: d.name ?? null,
@@ -90,8 +95,32 @@ function deviceBody(v: ApiVersion, d: BusinessRow, sensorIds: Array<number | str
     createdAt: iso(d.created_at),
     sensorIds,
   };
-  if (v >= 2) Object.assign(body, { attributes: d.attributes ?? {}, lastSeenAt: iso(d.last_seen_at), disabledAt: iso(d.disabled_at) });
+  if (v >= 2) Object.assign(body, { attributes: d.attributes ?? {}, lastSeenAt: iso(lastSeen.get(String(d.serial)) ?? null), disabledAt: iso(d.disabled_at) });
   return body;
+}
+
+// '/' (0x2F) then '0' (0x30): the names `<serial>/…` in byte order, so the rollups index serves it.
+const LAST_READING_SQL = `SELECT d.serial, (
+    SELECT max(last_t) FROM rollups
+    WHERE tenant_id = $1 AND size = 'day' AND name >= (d.serial || '/') COLLATE "C" AND name < (d.serial || '0') COLLATE "C"
+  ) AS last_t
+  FROM unnest($2::text[]) AS d(serial)`;
+
+/** Per serial, when the device was last seen (v2): the later of last_seen_at and its newest reading; absent if never. */
+async function lastSeenOf(ctx: ApiContext, devices: BusinessRow[]): Promise<Map<string, Date>> {
+  const out = new Map<string, Date>();
+  if (ctx.version < 2 || devices.length === 0) return out;
+  const { rows } = await ctx.stores.db.query<{ serial: string; last_t: Date | string | null }>(LAST_READING_SQL, [
+    ctx.identity.tenant,
+    devices.map((d) => String(d.serial)),
+  ]);
+  const newest = new Map(rows.map((r) => [r.serial, r.last_t === null ? 0 : new Date(r.last_t).getTime()]));
+  for (const d of devices) {
+    const recorded = d.last_seen_at === null || d.last_seen_at === undefined ? 0 : new Date(d.last_seen_at as string | Date).getTime();
+    const ms = Math.max(recorded, newest.get(String(d.serial)) ?? 0);
+    if (ms > 0) out.set(String(d.serial), new Date(ms));
+  }
+  return out;
 }
 
 export function sensorBody(v: ApiVersion, s: BusinessRow, serial: string, channel: number): Record<string, unknown> {
@@ -150,12 +179,15 @@ const listDevices: ApiOperation = {
   responses: (v) => ({ 200: ok('A page of devices.', page(v === 1 ? DEVICE_V1 : DEVICE_V2)) }),
   async handle(ctx) {
     const result = await listRows(ctx, 'devices');
-    const ids = await sensorIdsOf(
-      ctx.stores.db,
-      ctx.identity.tenant,
-      result.items.map((d) => d.id),
-    );
-    const items = result.items.map((d) => deviceBody(ctx.version, d, ids.get(String(d.id)) ?? []));
+    const [ids, lastSeen] = await Promise.all([
+      sensorIdsOf(
+        ctx.stores.db,
+        ctx.identity.tenant,
+        result.items.map((d) => d.id),
+      ),
+      lastSeenOf(ctx, result.items),
+    ]);
+    const items = result.items.map((d) => deviceBody(ctx.version, d, ids.get(String(d.id)) ?? [], lastSeen));
     return pageBody(items, result.cursor);
   },
 };
@@ -173,12 +205,13 @@ const getDevice: ApiOperation = {
   responses: (v) => ({ 200: ok('The device.', detailSchema(v)), 404: notFound }),
   async handle(ctx) {
     const device = await deviceBySerial(ctx);
-    const [channels, sensors] = await Promise.all([allOf(ctx, 'channels', device.id), allOf(ctx, 'sensors', device.id)]);
+    const [channels, sensors, lastSeen] = await Promise.all([allOf(ctx, 'channels', device.id), allOf(ctx, 'sensors', device.id), lastSeenOf(ctx, [device])]);
     const numberOf = new Map(channels.map((c) => [String(c.id), c.number as number]));
     const body = deviceBody(
       ctx.version,
       device,
       sensors.map((s) => idOf(s.id)),
+      lastSeen,
     );
     body.channels = channels.map((c) => ({
       number: c.number,
