@@ -27,15 +27,21 @@ export interface DeviceRow {
 
 export const MAX_DEVICES = 1000;
 
-// '/' (0x2F) then '0' (0x30): the names `<serial>/…` in byte order, so the rollups index serves it.
-const DEVICES_SQL = `SELECT d.serial, coalesce(d.name, '') AS name, d.disabled_at IS NOT NULL AS disabled,
-    extract(epoch FROM greatest(d.last_seen_at, r.last_t))::float8 * 1000 AS last_ms
-  FROM devices d
-  LEFT JOIN LATERAL (
-    SELECT max(last_t) AS last_t FROM rollups
+/**
+ * When device row `d` was last seen, in SQL: the later of d.last_seen_at and the newest reading
+ * time in the daily rollups of its names `<serial>/…` (one row per name and day, so this stays
+ * cheap however many readings there are). Shared by this table and the REST API's lastSeenAt.
+ * '/' (0x2F) then '0' (0x30): the names `<serial>/…` in byte order, so the rollups index serves it.
+ */
+export const LAST_SEEN_SQL = `greatest(d.last_seen_at, (
+    SELECT max(last_t) FROM rollups
     WHERE tenant_id = d.tenant_id AND size = 'day'
       AND name >= (d.serial || '/') COLLATE "C" AND name < (d.serial || '0') COLLATE "C"
-  ) r ON true
+  ))`;
+
+const DEVICES_SQL = `SELECT d.serial, coalesce(d.name, '') AS name, d.disabled_at IS NOT NULL AS disabled,
+    extract(epoch FROM ${LAST_SEEN_SQL})::float8 * 1000 AS last_ms
+  FROM devices d
   WHERE d.tenant_id = $1
   ORDER BY d.serial
   LIMIT $2`;

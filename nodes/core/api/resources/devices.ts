@@ -13,6 +13,7 @@
  * operator dashboard shows it.
  */
 import type { SqlClient } from '../../db/sql';
+import { LAST_SEEN_SQL } from '../../ops/devices';
 import type { BusinessRow } from '../../stores/business';
 import type { ApiContext, ApiOperation, ApiVersion, JsonSchema } from '../operation';
 import {
@@ -99,28 +100,14 @@ function deviceBody(v: ApiVersion, d: BusinessRow, sensorIds: Array<number | str
   return body;
 }
 
-// '/' (0x2F) then '0' (0x30): the names `<serial>/…` in byte order, so the rollups index serves it.
-const LAST_READING_SQL = `SELECT d.serial, (
-    SELECT max(last_t) FROM rollups
-    WHERE tenant_id = $1 AND size = 'day' AND name >= (d.serial || '/') COLLATE "C" AND name < (d.serial || '0') COLLATE "C"
-  ) AS last_t
-  FROM unnest($2::text[]) AS d(serial)`;
-
-/** Per serial, when the device was last seen (v2): the later of last_seen_at and its newest reading; absent if never. */
+/** Per serial, when the device was last seen (v2; the dashboard's LAST_SEEN_SQL); absent if never. */
 async function lastSeenOf(ctx: ApiContext, devices: BusinessRow[]): Promise<Map<string, Date>> {
-  const out = new Map<string, Date>();
-  if (ctx.version < 2 || devices.length === 0) return out;
-  const { rows } = await ctx.stores.db.query<{ serial: string; last_t: Date | string | null }>(LAST_READING_SQL, [
-    ctx.identity.tenant,
-    devices.map((d) => String(d.serial)),
-  ]);
-  const newest = new Map(rows.map((r) => [r.serial, r.last_t === null ? 0 : new Date(r.last_t).getTime()]));
-  for (const d of devices) {
-    const recorded = d.last_seen_at === null || d.last_seen_at === undefined ? 0 : new Date(d.last_seen_at as string | Date).getTime();
-    const ms = Math.max(recorded, newest.get(String(d.serial)) ?? 0);
-    if (ms > 0) out.set(String(d.serial), new Date(ms));
-  }
-  return out;
+  if (ctx.version < 2 || devices.length === 0) return new Map();
+  const { rows } = await ctx.stores.db.query<{ serial: string; last_seen: Date | string | null }>(
+    `SELECT d.serial, ${LAST_SEEN_SQL} AS last_seen FROM devices d WHERE d.tenant_id = $1 AND d.id = ANY($2::bigint[])`,
+    [ctx.identity.tenant, devices.map((d) => String(d.id))],
+  );
+  return new Map(rows.filter((r) => r.last_seen !== null).map((r) => [r.serial, new Date(r.last_seen!)]));
 }
 
 export function sensorBody(v: ApiVersion, s: BusinessRow, serial: string, channel: number): Record<string, unknown> {
