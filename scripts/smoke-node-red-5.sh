@@ -70,7 +70,7 @@ mkdir -p "$WORK/runtime"
 cat > "$WORK/runtime/package.json" <<JSON
 { "name": "conflux-smoke-runtime", "private": true, "allowScripts": { "node": true } }
 JSON
-(cd "$WORK/runtime" && npm install --no-audit --no-fund --loglevel=error "node@$NODE_RANGE" "node-red@$NODE_RED_RANGE" > "$WORK/npm-runtime.log" 2>&1) ||
+(cd "$WORK/runtime" && npm install --prefer-offline --no-audit --no-fund --loglevel=error "node@$NODE_RANGE" "node-red@$NODE_RED_RANGE" > "$WORK/npm-runtime.log" 2>&1) ||
   { cat "$WORK/npm-runtime.log" >&2; fail "npm install node@$NODE_RANGE node-red@$NODE_RED_RANGE failed"; }
 NODE_BIN="$WORK/runtime/node_modules/.bin/node"
 [ -x "$NODE_BIN" ] || fail "node@$NODE_RANGE installed no binary at node_modules/.bin/node (its preinstall script did not run?)"
@@ -86,7 +86,7 @@ mkdir -p "$USER_DIR"
 cat > "$USER_DIR/package.json" <<JSON
 { "name": "node-red-project", "description": "Conflux smoke test", "version": "0.0.1", "private": true }
 JSON
-(cd "$USER_DIR" && PATH="$(dirname "$NODE_BIN"):$PATH" npm install --no-audit --no-fund --loglevel=error --omit=dev "$WORK/$TARBALL" > "$WORK/npm-user.log" 2>&1) ||
+(cd "$USER_DIR" && PATH="$(dirname "$NODE_BIN"):$PATH" npm install --prefer-offline --no-audit --no-fund --loglevel=error --omit=dev "$WORK/$TARBALL" > "$WORK/npm-user.log" 2>&1) ||
   { cat "$WORK/npm-user.log" >&2; fail "installing the packed tarball failed"; }
 
 PORT=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")

@@ -2,7 +2,8 @@
 # Runs the Node-RED Flow Library's validator (`node-red-dev validate`, npm package node-red-dev)
 # on the package as it would be published: built, packed with npm pack, unpacked, with its
 # production dependencies installed. node-red-dev goes into a throwaway prefix; it is no
-# dependency of ours.
+# dependency of ours. Installs prefer npm's cache (--prefer-offline): what npm ci just fetched is
+# not asked of the registry again.
 #
 # Fails only on what the validator's documentation marks as required (MUST):
 #   P01 a license, P03 a repository or bugs URL, P04 a valid (scoped) name, P05 the keyword
@@ -39,11 +40,11 @@ TARBALL=$(npm pack --silent --pack-destination "$WORK" 2>/dev/null | tail -n 1)
 [ -f "$WORK/$TARBALL" ] || fail "npm pack produced no tarball"
 tar -xzf "$WORK/$TARBALL" -C "$WORK"
 PKG="$WORK/package"
-(cd "$PKG" && npm install --omit=dev --ignore-scripts --no-package-lock --no-audit --no-fund --loglevel=error > "$WORK/npm-package.log" 2>&1) ||
+(cd "$PKG" && npm install --prefer-offline --omit=dev --ignore-scripts --no-package-lock --no-audit --no-fund --loglevel=error > "$WORK/npm-package.log" 2>&1) ||
   { cat "$WORK/npm-package.log" >&2; fail "installing the packed package's dependencies failed"; }
 
 say "installing $VALIDATOR into a throwaway prefix"
-(npm install --prefix "$WORK/tool" --no-audit --no-fund --loglevel=error "$VALIDATOR" > "$WORK/npm-tool.log" 2>&1) ||
+(npm install --prefer-offline --prefix "$WORK/tool" --no-audit --no-fund --loglevel=error "$VALIDATOR" > "$WORK/npm-tool.log" 2>&1) ||
   { cat "$WORK/npm-tool.log" >&2; fail "npm install $VALIDATOR failed"; }
 TOOL="$WORK/tool/node_modules/node-red-dev"
 [ -f "$TOOL/bin/run" ] || fail "$VALIDATOR has no bin/run"
