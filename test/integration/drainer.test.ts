@@ -63,6 +63,22 @@ for (const engine of ENGINES) {
       await until('the box to be empty', async () => (await box.depth(queue)) === 0);
     });
 
+    it('a deferred message is handed out again when it is due, not at the next poll', async () => {
+      await box.enqueue('default', queue, [{ messageId: 'busy', payload: 'later' }]);
+      const handedOut: number[] = [];
+      const d = drainer(
+        (m) => {
+          handedOut.push(Date.now());
+          if (handedOut.length === 1) void d.defer([m.id], 150);
+          else void d.ack(m.id);
+        },
+        { pollMs: 600_000 },
+      );
+      await until('handed out a second time', () => handedOut.length === 2);
+      const after = handedOut[1] - handedOut[0];
+      assert.ok(after >= 140, `handed out again after ${after} ms, before the 150 ms it was deferred for`);
+    });
+
     it('a nacked message comes back after its backoff, then goes to dead_letters', async () => {
       await box.enqueue('default', queue, [{ messageId: 'x', payload: 'fails' }]);
       const seen: number[] = [];

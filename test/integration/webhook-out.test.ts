@@ -302,6 +302,22 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     assert.equal((await attempts()).length, 60, 'messages given back for a full endpoint were not attempts');
   });
 
+  it('an endpoint alone may fill the whole capacity with its line (maxWaiting keeps room only once there is a second)', async () => {
+    const slow = await receiver();
+    const held: (() => void)[] = [];
+    slow.handler = (r, res, i) => held.push(() => answer(200)(r, res, i));
+    await subscribe({ url: slow.url });
+    const out = start({ concurrency: 1, capacity: 30, maxWaiting: 10, holdMs: 60_000 });
+    for (let i = 0; i < 30; i++) await out.enqueue(event(i));
+    await until(
+      () => `29 waiting in memory behind the one in flight (${out.stats.waiting})`,
+      () => out.stats.waiting === 29,
+    );
+    slow.handler = answer(200);
+    held.splice(0).forEach((release) => release());
+    await until('all 30 delivered', () => new Set(idsOf(slow.received)).size === 30);
+  });
+
   it('an answer that does not come within the response timeout is a failed attempt', async () => {
     const rx = await receiver();
     rx.handler = () => undefined; // never answers

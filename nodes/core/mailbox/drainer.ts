@@ -30,6 +30,9 @@ export class Drainer {
   private acks: { id: RowId; resolve(): void; reject(err: Error): void }[] = [];
   private ackTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** When the earliest row this drainer gave back is due again, and the timer that looks then. */
+  private dueAt = Infinity;
+  private dueTimer: NodeJS.Timeout | undefined;
   private claiming = false;
   private woken = false;
   private stopped = true;
@@ -82,6 +85,9 @@ export class Drainer {
     this.stopped = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
+    clearTimeout(this.dueTimer);
+    this.dueTimer = undefined;
+    this.dueAt = Infinity;
     await this.flushAcks();
   }
 
@@ -109,14 +115,34 @@ export class Drainer {
     return this.box.nack(id, this.options.worker, error, this.options.retry, options);
   }
 
-  /** Not tried (the deliverer had no room for it): back to the box after delayMs, no attempt counted. */
+  /**
+   * Not tried (the deliverer had no room for it): back to the box after delayMs, no attempt
+   * counted. The drainer looks again when they are due, not at the next poll: a row given back for
+   * 100 ms would otherwise wait up to pollMs more.
+   */
   async defer(ids: readonly RowId[], delayMs: number): Promise<number> {
     for (const id of ids) this.out.delete(String(id));
     try {
-      return await this.box.defer(ids, this.options.worker, delayMs);
+      const n = await this.box.defer(ids, this.options.worker, delayMs);
+      if (n > 0) this.lookAt(Date.now() + delayMs);
+      return n;
     } finally {
       if (!this.stopped) this.pump();
     }
+  }
+
+  private lookAt(due: number): void {
+    if (this.stopped || due >= this.dueAt) return;
+    clearTimeout(this.dueTimer);
+    this.dueAt = due;
+    this.dueTimer = setTimeout(
+      () => {
+        this.dueTimer = undefined;
+        this.dueAt = Infinity;
+        this.wake();
+      },
+      Math.max(0, due - Date.now()),
+    );
   }
 
   private release(id: RowId): void {

@@ -64,7 +64,10 @@ export interface SenderOptions extends PostOptions, GateOptions {
   pollMs: number;
   /** How long the subscriptions of a tenant are cached. */
   cacheMs: number;
-  /** Most messages waiting in memory for one endpoint whose gate is full. */
+  /**
+   * Most messages waiting in memory for one endpoint whose gate is full, once the sender has met
+   * a second endpoint (before that, up to capacity).
+   */
   maxWaiting: number;
   /**
    * A message waits in memory for a busy endpoint only if the endpoint should get through its
@@ -237,7 +240,10 @@ export class WebhookSender {
     const admission = endpoint.gate.admit(now);
     if (admission.verdict === 'go') return void this.send(m, sub, stored, url, endpoint);
     const drain = endpoint.gate.drainMs(endpoint.waiting.length, now);
-    if (admission.verdict === 'busy' && endpoint.waiting.length < this.options.maxWaiting && drain <= this.options.holdMs) {
+    // maxWaiting keeps room for other endpoints' messages; while this is the only endpoint the
+    // sender has met, there is nobody to keep it for, and the line may take all the capacity.
+    const maxWaiting = this.endpoints.size > 1 ? this.options.maxWaiting : this.options.capacity;
+    if (admission.verdict === 'busy' && endpoint.waiting.length < maxWaiting && drain <= this.options.holdMs) {
       endpoint.waiting.push({ m, since: now });
       this.stats.waiting++;
       return;
