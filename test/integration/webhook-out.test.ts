@@ -13,7 +13,7 @@ import { createBusinessStore, type BusinessStore } from '../../nodes/core/stores
 import { webhookRetryPolicy } from '../../nodes/core/webhooks/out-retry';
 import { WebhookSender, type SenderOptions } from '../../nodes/core/webhooks/out-sender';
 import { freshDatabase } from '../support/servers';
-import { until } from '../support/wait';
+import { elapse, until } from '../support/wait';
 import { answer, Receiver, type Received } from '../support/webhook-receiver';
 
 const secret = () => `whsec_${randomBytes(24).toString('base64')}`;
@@ -302,20 +302,47 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     assert.equal((await attempts()).length, 60, 'messages given back for a full endpoint were not attempts');
   });
 
-  it('an endpoint alone may fill the whole capacity with its line (maxWaiting keeps room only once there is a second)', async () => {
-    const slow = await receiver();
-    const held: (() => void)[] = [];
-    slow.handler = (r, res, i) => held.push(() => answer(200)(r, res, i));
-    await subscribe({ url: slow.url });
+  it('an endpoint alone may fill the whole capacity with its line; beside a busy one, each line stops at maxWaiting', async () => {
+    const holding = async () => {
+      const rx = await receiver();
+      const held: (() => void)[] = [];
+      rx.handler = (r, res, i) => held.push(() => answer(200)(r, res, i));
+      const release = () => {
+        rx.handler = answer(200);
+        held.splice(0).forEach((go) => go());
+      };
+      return { rx, release };
+    };
+    const first = await holding();
+    const firstSub = await subscribe({ url: first.rx.url });
     const out = start({ concurrency: 1, capacity: 30, maxWaiting: 10, holdMs: 60_000 });
     for (let i = 0; i < 30; i++) await out.enqueue(event(i));
     await until(
       () => `29 waiting in memory behind the one in flight (${out.stats.waiting})`,
       () => out.stats.waiting === 29,
     );
-    slow.handler = answer(200);
-    held.splice(0).forEach((release) => release());
-    await until('all 30 delivered', () => new Set(idsOf(slow.received)).size === 30);
+    first.release();
+    await until('all 30 delivered', () => new Set(idsOf(first.rx.received)).size === 30);
+
+    await store.update('default', 'webhook_subscriptions', firstSub.id, { enabled: false });
+    const a = await holding();
+    const b = await holding();
+    await subscribe({ url: a.rx.url });
+    await subscribe({ url: b.rx.url });
+    await until('the sender to see the change of subscriptions', async () => {
+      const subs = await out.subscriptions.all('default');
+      return subs.filter((x) => x.enabled).length === 2;
+    });
+    for (let i = 100; i < 115; i++) await out.enqueue(event(i));
+    await until(
+      () => `10 waiting for each endpoint (${out.stats.waiting})`,
+      () => out.stats.waiting === 20,
+    );
+    await elapse(300); // a negative check: the rest stays in the box
+    assert.equal(out.stats.waiting, 20, 'a line grew past maxWaiting while another endpoint was busy');
+    a.release();
+    b.release();
+    await until('all 15 delivered to each', () => new Set(idsOf(a.rx.received)).size === 15 && new Set(idsOf(b.rx.received)).size === 15);
   });
 
   it('an answer that does not come within the response timeout is a failed attempt', async () => {

@@ -65,8 +65,8 @@ export interface SenderOptions extends PostOptions, GateOptions {
   /** How long the subscriptions of a tenant are cached. */
   cacheMs: number;
   /**
-   * Most messages waiting in memory for one endpoint whose gate is full, once the sender has met
-   * a second endpoint (before that, up to capacity).
+   * Most messages waiting in memory for one endpoint whose gate is full while other endpoints have
+   * messages in flight or waiting (else up to capacity).
    */
   maxWaiting: number;
   /**
@@ -240,10 +240,7 @@ export class WebhookSender {
     const admission = endpoint.gate.admit(now);
     if (admission.verdict === 'go') return void this.send(m, sub, stored, url, endpoint);
     const drain = endpoint.gate.drainMs(endpoint.waiting.length, now);
-    // maxWaiting keeps room for other endpoints' messages; while this is the only endpoint the
-    // sender has met, there is nobody to keep it for, and the line may take all the capacity.
-    const maxWaiting = this.endpoints.size > 1 ? this.options.maxWaiting : this.options.capacity;
-    if (admission.verdict === 'busy' && endpoint.waiting.length < maxWaiting && drain <= this.options.holdMs) {
+    if (admission.verdict === 'busy' && this.roomInLine(endpoint) && drain <= this.options.holdMs) {
       endpoint.waiting.push({ m, since: now });
       this.stats.waiting++;
       return;
@@ -255,6 +252,18 @@ export class WebhookSender {
     }
     const wait = admission.verdict === 'open' ? Math.max(100, admission.waitMs) : Math.min(60_000, Math.max(this.options.busyDelayMs, drain));
     this.deferLater(m, wait);
+  }
+
+  /**
+   * maxWaiting keeps room in the capacity for other endpoints' messages; while no other endpoint
+   * has any in flight or waiting there is nobody to keep it for, and the line may take it all.
+   */
+  private roomInLine(endpoint: Endpoint): boolean {
+    const n = endpoint.waiting.length;
+    if (n < this.options.maxWaiting) return true;
+    if (n >= this.options.capacity) return false;
+    for (const other of this.endpoints.values()) if (other !== endpoint && (other.gate.inFlight > 0 || other.waiting.length > 0)) return false;
+    return true;
   }
 
   /** Gives back what waited too long in memory, and everything waiting for an open circuit. */
