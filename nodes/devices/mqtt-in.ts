@@ -19,6 +19,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from 'node-red';
 import { MqttDeviceBroker, type DeviceReading, type MqttRejection } from '../core/protocol/mqtt-broker';
 import { MqttBrokerClient, type ClientRejection, type ClientState } from '../core/protocol/mqtt-client';
+import { brokerStatus, clientStatus } from '../core/protocol/mqtt-in-status';
 import { sendCommandNow } from '../core/devices/command-message';
 import { gatewayOf } from '../shared/config-user';
 import { translator } from '../shared/i18n';
@@ -64,15 +65,6 @@ const DEFAULT_PORT = 1883;
 /** A flow that has not finished with a reading by then has it refused (the device sends it again). */
 const COMPLETE_TIMEOUT_MS = 30_000;
 
-/** The status catalog key of each client state. */
-const STATE: Record<ClientState, string> = {
-  connecting: 'mqtt-in.status.connecting',
-  connected: 'mqtt-in.status.connected',
-  reconnecting: 'mqtt-in.status.reconnecting',
-  disconnected: 'mqtt-in.status.disconnected',
-  closed: 'mqtt-in.status.closed',
-};
-
 export = function register(RED: NodeAPI): void {
   const t = translator(RED, __filename);
   function MqttInNode(this: Node<MqttInCredentials>, def: MqttInDef) {
@@ -114,12 +106,7 @@ export = function register(RED: NodeAPI): void {
     // ── Status ──
     let show: () => NodeStatus | undefined = () => undefined;
     const status = throttledStatus(node, () => show());
-    const tail = (accepted: number) => {
-      const parts = [t('mqtt-in.status.readings', { n: accepted })];
-      if (refused > 0) parts.push(t('conflux.status.refused', { n: refused }));
-      if (handOff.waiting > 0) parts.push(t('conflux.status.waiting', { n: handOff.waiting }));
-      return parts.join(', ');
-    };
+    const counts = (accepted: number) => ({ accepted, refused, waiting: handOff.waiting });
 
     const tlsConfig = tlsConfigOf(RED, def.tls);
 
@@ -168,11 +155,7 @@ export = function register(RED: NodeAPI): void {
       }));
       show = () => {
         const s = b.stats();
-        return {
-          fill: handOff.waiting > 0 ? 'yellow' : 'green',
-          shape: s.sessions > 0 ? 'dot' : 'ring',
-          text: `${listening}${serverTls ? ' (TLS)' : ''}: ${t(s.sessions === 1 ? 'mqtt-in.status.device' : 'mqtt-in.status.devices', { n: s.sessions })}, ${tail(s.accepted)}`,
-        };
+        return brokerStatus(t, listening, serverTls !== undefined, s.sessions, counts(s.accepted));
       };
       // An invalid TLS configuration does not fall back to plain text: the node does not listen.
       if (serverTls || !tlsConfig.chosen) {
@@ -191,15 +174,7 @@ export = function register(RED: NodeAPI): void {
       const url = textField(def.url);
       let state: ClientState = 'connecting';
       let stateDetail = '';
-      show = () => {
-        const s = client ? client.stats() : { accepted: 0 };
-        const fill = state === 'connected' ? (handOff.waiting > 0 ? 'yellow' : 'green') : state === 'connecting' || state === 'reconnecting' ? 'yellow' : 'red';
-        return {
-          fill,
-          shape: state === 'connected' ? 'dot' : 'ring',
-          text: `${t(STATE[state])}${stateDetail ? ` (${stateDetail})` : ''}, ${tail(s.accepted)}`.slice(0, 120),
-        };
-      };
+      show = () => clientStatus(t, state, stateDetail, counts(client ? client.stats().accepted : 0));
       if (!url) {
         node.status({ fill: 'red', shape: 'ring', text: 'mqtt-in.status.noUrl' });
         node.error('conflux-mqtt-in: client mode needs the broker URL');

@@ -324,7 +324,7 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     first.release();
     await until('all 30 delivered', () => new Set(idsOf(first.rx.received)).size === 30);
 
-    await store.update('default', 'webhook_subscriptions', firstSub.id, { enabled: false });
+    await store.update('default', 'webhook_subscriptions', firstSub.id as number, { enabled: false });
     const a = await holding();
     const b = await holding();
     await subscribe({ url: a.rx.url });
