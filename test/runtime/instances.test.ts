@@ -7,7 +7,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getJson, type Platform, start, stop, tempDataDir } from '../support/platform';
+import { getJson, type Platform, start, stop, tempDataDir, waitForOutput } from '../support/platform';
 import { until } from '../support/wait';
 
 /** A flow answering GET /greeting with `text`,. */
@@ -42,6 +42,8 @@ describe('runtime: several instances from one flows file', function () {
       start({ ...common, CONFLUX_DATA_DIR: dirs[0] }),
       start({ ...common, CONFLUX_DATA_DIR: dirs[1], CONFLUX_EDITOR: 'off' }),
     ]);
+    // start() resolves once the server answers; the flows (the /greeting route) start after that.
+    await Promise.all([waitForOutput(editing, /Started flows/), waitForOutput(worker, /Started flows/)]);
   });
 
   after(async () => {
@@ -81,6 +83,7 @@ describe('runtime: several instances from one flows file', function () {
     assert.equal(await greeting(worker!), 'version 1', 'a running worker keeps its flows until restarted');
     await stop(worker);
     worker = await start({ ...common, CONFLUX_DATA_DIR: dirs[1], CONFLUX_EDITOR: 'off' });
+    await waitForOutput(worker, /Started flows/);
     assert.equal(await greeting(worker), 'version 2');
   });
 
