@@ -280,11 +280,21 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     );
   });
 
+  /** A receiver that holds every request unanswered until release(), then answers 200 (those held and any after). */
+  async function holding(): Promise<{ rx: Receiver; release(): void }> {
+    const rx = await receiver();
+    const held: (() => void)[] = [];
+    rx.handler = (r, res, i) => held.push(() => answer(200)(r, res, i));
+    const release = () => {
+      rx.handler = answer(200);
+      held.splice(0).forEach((go) => go());
+    };
+    return { rx, release };
+  }
+
   it('a slow endpoint beside a fast one: the fast one gets everything while the slow one holds its few connections', async () => {
     const fast = await receiver();
-    const slow = await receiver();
-    const held: (() => void)[] = [];
-    slow.handler = (r, res, i) => held.push(() => answer(200)(r, res, i));
+    const { rx: slow, release } = await holding();
     await subscribe({ url: fast.url });
     await subscribe({ url: slow.url });
     start({ concurrency: 2, responseTimeoutMs: 30_000 });
@@ -292,8 +302,7 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
     for (const e of events) await sender!.enqueue(e);
     await until('the fast endpoint to get all 30', () => new Set(idsOf(fast.received)).size === 30);
     assert.ok(slow.received.length <= 2, `the slow endpoint had ${slow.received.length} requests open (limit 2)`);
-    slow.handler = answer(200);
-    held.splice(0).forEach((release) => release());
+    release();
     await until('the slow endpoint to get all 30 too', () => new Set(idsOf(slow.received)).size === 30);
     await until(
       'every delivery logged and acked',
@@ -303,16 +312,6 @@ describe('conflux-webhook-out sender on PostgreSQL', function () {
   });
 
   it('an endpoint alone may fill the whole capacity with its line; beside a busy one, each line stops at maxWaiting', async () => {
-    const holding = async () => {
-      const rx = await receiver();
-      const held: (() => void)[] = [];
-      rx.handler = (r, res, i) => held.push(() => answer(200)(r, res, i));
-      const release = () => {
-        rx.handler = answer(200);
-        held.splice(0).forEach((go) => go());
-      };
-      return { rx, release };
-    };
     const first = await holding();
     const firstSub = await subscribe({ url: first.rx.url });
     const out = start({ concurrency: 1, capacity: 30, maxWaiting: 10, holdMs: 60_000 });

@@ -85,9 +85,7 @@ export class Drainer {
     this.stopped = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
-    clearTimeout(this.dueTimer);
-    this.dueTimer = undefined;
-    this.dueAt = Infinity;
+    this.clearDue();
     await this.flushAcks();
   }
 
@@ -133,16 +131,21 @@ export class Drainer {
 
   private lookAt(due: number): void {
     if (this.stopped || due >= this.dueAt) return;
-    clearTimeout(this.dueTimer);
+    this.clearDue();
     this.dueAt = due;
     this.dueTimer = setTimeout(
       () => {
-        this.dueTimer = undefined;
-        this.dueAt = Infinity;
+        this.clearDue();
         this.wake();
       },
       Math.max(0, due - Date.now()),
     );
+  }
+
+  private clearDue(): void {
+    clearTimeout(this.dueTimer);
+    this.dueTimer = undefined;
+    this.dueAt = Infinity;
   }
 
   private release(id: RowId): void {

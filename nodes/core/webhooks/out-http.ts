@@ -79,6 +79,7 @@ export class WebhookClient {
       let keptBytes = 0;
       let total = 0;
       let controller: Dispatcher.DispatchController | undefined;
+      const answer = () => ({ status, headers, response: Buffer.concat(kept).toString('utf8') });
       const finish = (result: Omit<PostResult, 'durationMs'>) => {
         if (settled) return;
         settled = true;
@@ -108,9 +109,9 @@ export class WebhookClient {
           }
           if (total > MAX_DRAIN) c.abort(new Error('answer too long')); // not worth reading on to keep the connection
         },
-        onResponseEnd: () => finish({ status, headers, response: Buffer.concat(kept).toString('utf8') }),
+        onResponseEnd: () => finish(answer()),
         onResponseError: (_c, err) => {
-          if (status !== undefined && total > MAX_DRAIN) return finish({ status, headers, response: Buffer.concat(kept).toString('utf8') });
+          if (status !== undefined && total > MAX_DRAIN) return finish(answer()); // our own abort of a long answer
           finish({ headers: {}, response: '', error: explain(err, connectTimeoutMs) });
         },
       };
