@@ -11,7 +11,7 @@
  * In: the body is decoded with a chosen codec (eapi, SenML JSON, or JSON passed through).
  */
 import { createHash } from 'node:crypto';
-import { decodeEapi, formatEapiTime, recordsToEapi } from '../codecs/eapi';
+import { decodeEapi, encodeEapi, type EapiType } from '../codecs/eapi';
 import { decodeSenmlJson } from '../codecs/senml-json';
 import { carriedEvent, readingEvent, type PlatformEvent } from '../events/event';
 import type { CanonicalMessage } from '../model/message';
@@ -61,12 +61,10 @@ export function prepareOutgoing(msg: InputMessage, customer: string, mode: Readi
   if (event) return [fromEvent(customer, event)];
   const records = msg.payload as ResolvedRecord[];
   if (mode === 'event') return [fromEvent(customer, readingEvent(msg as CanonicalMessage, fallbackTenant))];
-  // recordsToEapi validates every message it returns (as formatEapi would again): format only.
-  return recordsToEapi(records).map((m) => {
-    const { timeStamp, ...rest } = m.data;
-    const data = { ...rest, timeStamp: formatEapiTime(timeStamp) };
-    const type = m.type;
-    const body = JSON.stringify({ type, data });
+  // encodeEapi formats and validates each message once: its JSON is the body as it is.
+  return encodeEapi(records).map((m) => {
+    const { type, data } = m as { type: EapiType; data: { timeStamp: string } };
+    const body = JSON.stringify(m);
     return {
       messageId: `eapi_${createHash('sha256').update(customer).update('\n').update(body).digest('base64url').slice(0, 32)}`,
       message: { customer, routingKey: routingKey(customer, { eapiType: type }), type, body, timestamp: Date.parse(data.timeStamp) },

@@ -115,7 +115,6 @@ export class OutboxPublisher {
           messageId: m.messageId,
           type: m.message.type,
           timestamp: m.message.timestamp,
-          headers: { 'x-conflux-tenant': m.tenant },
         })
         .then(
           () => {
@@ -164,7 +163,6 @@ export class OutboxPublisher {
         messageId: m.messageId,
         type: q.type,
         timestamp: q.timestamp,
-        headers: { 'x-conflux-tenant': m.tenantId },
       })
       .then(
         () => {

@@ -19,7 +19,6 @@ export interface OutgoingMessage {
   /** e.g. eapi_measurement_new, or the event type. */
   type: string;
   timestamp?: number;
-  headers?: Record<string, unknown>;
 }
 
 export class UnroutableError extends Error {
@@ -129,7 +128,6 @@ export class ConfirmPublisher {
             contentType: 'application/json',
             contentEncoding: 'utf-8',
             timestamp: Math.floor((m.timestamp ?? Date.now()) / 1000),
-            ...(m.headers ? { headers: m.headers } : {}),
           },
           settle,
         );

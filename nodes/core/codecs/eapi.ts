@@ -344,6 +344,19 @@ function newDeviation(common: EapiCommon, deviationType: string): { type: 'eapi_
  * kind, in order of first appearance. Records of other shapes are refused with their index.
  */
 export function recordsToEapi(records: ResolvedRecord[]): EapiMessage[] {
+  const out = gather(records);
+  // Every message must be complete and valid: the same rules as parsing.
+  for (const m of out) formatEapi(m);
+  return out;
+}
+
+/** Records to the JSON objects of the cloud logger's messages (one object per message), each formatted and validated once. */
+export function encodeEapi(records: ResolvedRecord[]): Array<Record<string, unknown>> {
+  return gather(records).map(formatEapi);
+}
+
+/** recordsToEapi without the final check of each message (its callers format, and so check, each). */
+function gather(records: ResolvedRecord[]): EapiMessage[] {
   validateResolved(records, FORMAT);
   const out: EapiMessage[] = [];
   const open = new Map<string, EapiMessage>();
@@ -411,12 +424,5 @@ export function recordsToEapi(records: ResolvedRecord[]): EapiMessage[] {
       bad('the cloud logger has no binary data or sums', r.vd !== undefined ? 'vd' : 's');
     }
   }
-  // Every message must be complete and valid: the same rules as parsing.
-  for (const m of out) formatEapi(m);
   return out;
-}
-
-/** Records to the JSON objects of the cloud logger's messages (one object per message). */
-export function encodeEapi(records: ResolvedRecord[]): Array<Record<string, unknown>> {
-  return recordsToEapi(records).map(formatEapi);
 }
