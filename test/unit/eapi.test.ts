@@ -114,10 +114,7 @@ describe('eapi: the seed examples', () => {
       const [out] = encodeEapi(decodeEapi(text));
       const original = JSON.parse(text) as { type: string; data: Record<string, unknown> };
       assert.equal(out.type, original.type);
-      assert.deepEqual(
-        { ...(out.data as object), sensorId: String((out.data as { sensorId: unknown }).sensorId) },
-        { ...original.data, sensorId: String(original.data.sensorId) },
-      );
+      assert.deepEqual({ ...out.data, sensorId: String(out.data.sensorId) }, { ...original.data, sensorId: String(original.data.sensorId) });
     }
   });
 });

@@ -11,7 +11,7 @@
  * In: the body is decoded with a chosen codec (eapi, SenML JSON, or JSON passed through).
  */
 import { createHash } from 'node:crypto';
-import { decodeEapi, encodeEapi, type EapiType } from '../codecs/eapi';
+import { decodeEapi, encodeEapi } from '../codecs/eapi';
 import { decodeSenmlJson } from '../codecs/senml-json';
 import { carriedEvent, readingEvent, type PlatformEvent } from '../events/event';
 import type { CanonicalMessage } from '../model/message';
@@ -63,7 +63,7 @@ export function prepareOutgoing(msg: InputMessage, customer: string, mode: Readi
   if (mode === 'event') return [fromEvent(customer, readingEvent(msg as CanonicalMessage, fallbackTenant))];
   // encodeEapi formats and validates each message once: its JSON is the body as it is.
   return encodeEapi(records).map((m) => {
-    const { type, data } = m as { type: EapiType; data: { timeStamp: string } };
+    const { type, data } = m;
     const body = JSON.stringify(m);
     return {
       messageId: `eapi_${createHash('sha256').update(customer).update('\n').update(body).digest('base64url').slice(0, 32)}`,

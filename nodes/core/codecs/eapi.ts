@@ -261,12 +261,15 @@ export function parseEapi(input: unknown): EapiMessage {
   }
 }
 
+/** A message's JSON object as the seed spells it: the time as text (formatEapiTime). */
+export type FormattedEapi = { type: EapiType; data: Record<string, unknown> & { timeStamp: string } };
+
 /** The JSON object of a message, in the seed's spelling; the message is validated on the way. */
-export function formatEapi(msg: EapiMessage): Record<string, unknown> {
+export function formatEapi(msg: EapiMessage): FormattedEapi {
   if (msg === null || typeof msg !== 'object' || msg.data === null || typeof msg.data !== 'object') fail('expected { type, data }');
   if (typeof msg.data.timeStamp !== 'number') fail('expected seconds since the epoch', 'timeStamp');
   const { timeStamp, ...rest } = msg.data;
-  const data: Record<string, unknown> = { ...rest, timeStamp: formatEapiTime(timeStamp) };
+  const data = { ...rest, timeStamp: formatEapiTime(timeStamp) };
   const out = { type: msg.type, data };
   parseEapi(out); // one set of rules for what a valid message is
   return out;
@@ -351,7 +354,7 @@ export function recordsToEapi(records: ResolvedRecord[]): EapiMessage[] {
 }
 
 /** Records to the JSON objects of the cloud logger's messages (one object per message), each formatted and validated once. */
-export function encodeEapi(records: ResolvedRecord[]): Array<Record<string, unknown>> {
+export function encodeEapi(records: ResolvedRecord[]): FormattedEapi[] {
   return gather(records).map(formatEapi);
 }
 
