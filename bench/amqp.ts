@@ -104,7 +104,9 @@ export async function run(): Promise<boolean> {
     if (c === 'conflux') {
       counter.messages = 0;
       // Delivered as Node-RED delivers a message from one node to the next: each in its own
-      // setImmediate (runtime/lib/flows/Flow.js), so the event loop turns between messages as in a flow.
+      // setImmediate (runtime/lib/flows/Flow.js). Like a burst from an upstream node they all run in
+      // one check phase: promise jobs (so the outbox's first INSERT is sent) run between them, the
+      // database's answers are read only after the burst.
       for (let i = 0; i < n; i++) setImmediate(() => out.receive(reading(i)));
       await filled(queues[c], n);
       // For the reader: how fast the outbox took them (the node passes a message on once it is kept).
