@@ -18,11 +18,16 @@ import type { ClaimedMessage, Mailbox, NackResult, RetryPolicy } from '../mailbo
 import type { SqlClient } from '../db/sql';
 import type { AmqpConnection } from './connection';
 import type { QueuedAmqp } from './messages';
-import { ConfirmPublisher, UnroutableError } from './publisher';
+import { ConfirmPublisher, UnroutableError, type OutgoingMessage } from './publisher';
 import type { Topology } from './topology';
 
 /** How long rows sent by the fast path stay unclaimable: far beyond a confirm's round trip, short enough that what an outage interrupted goes out again soon after. */
 export const FAST_PATH_HOLD_MS = 15_000;
+
+/** A kept message as the publisher sends it. */
+function outgoing(messageId: string, q: QueuedAmqp): OutgoingMessage {
+  return { customer: q.customer, routingKey: q.routingKey, body: Buffer.from(q.body, 'utf8'), messageId, type: q.type, timestamp: q.timestamp };
+}
 
 export interface FastMessage {
   tenant: string;
@@ -107,26 +112,17 @@ export class OutboxPublisher {
     if (!publisher?.alive) return; // the hold ends and the Drainer takes them
     for (const m of messages) {
       const started = performance.now();
-      publisher
-        .publish({
-          customer: m.message.customer,
-          routingKey: m.message.routingKey,
-          body: Buffer.from(m.message.body, 'utf8'),
-          messageId: m.messageId,
-          type: m.message.type,
-          timestamp: m.message.timestamp,
-        })
-        .then(
-          () => {
-            this.published++;
-            delivery('amqp', 'delivered', (performance.now() - started) / 1000);
-            this.options.onPublished?.(1);
-            this.confirmed.push(m);
-            if (this.confirmed.length >= 1_000) void this.flushConfirmed();
-            else this.confirmTimer ??= setTimeout(() => void this.flushConfirmed(), 10);
-          },
-          () => delivery('amqp', 'retry'), // the hold ends and the Drainer tries again, counting attempts
-        );
+      publisher.publish(outgoing(m.messageId, m.message)).then(
+        () => {
+          this.published++;
+          delivery('amqp', 'delivered', (performance.now() - started) / 1000);
+          this.options.onPublished?.(1);
+          this.confirmed.push(m);
+          if (this.confirmed.length >= 1_000) void this.flushConfirmed();
+          else this.confirmTimer ??= setTimeout(() => void this.flushConfirmed(), 10);
+        },
+        () => delivery('amqp', 'retry'), // the hold ends and the Drainer tries again, counting attempts
+      );
     }
   }
 
@@ -155,37 +151,28 @@ export class OutboxPublisher {
   private deliver(publisher: ConfirmPublisher, drainer: Drainer, m: ClaimedMessage): void {
     const q = m.payload as QueuedAmqp;
     const started = performance.now();
-    publisher
-      .publish({
-        customer: q.customer,
-        routingKey: q.routingKey,
-        body: Buffer.from(q.body, 'utf8'),
-        messageId: m.messageId,
-        type: q.type,
-        timestamp: q.timestamp,
-      })
-      .then(
-        () => {
-          this.published++;
-          delivery('amqp', 'delivered', (performance.now() - started) / 1000);
-          this.options.onPublished?.(1);
-          drainer.ack(m.id).catch((err: Error) => this.options.onError?.(err)); // not deleted: published again, de-duplicated by id
-        },
-        (err: Error) => {
-          this.failed++;
-          if (!publisher.alive && !(err instanceof UnroutableError)) {
-            // The channel or connection went: a channel error alone (a refused declaration) needs a new connection.
-            this.options.connection.reset(err.message);
-          }
-          drainer.nack(m.id, err).then(
-            (outcome) => {
-              delivery('amqp', outcome.outcome === 'dead' ? 'dead' : 'retry', (performance.now() - started) / 1000);
-              this.options.onFailed?.(m.messageId, err, outcome);
-            },
-            (e: Error) => this.options.onFailed?.(m.messageId, err, void this.options.onError?.(e)),
-          );
-        },
-      );
+    publisher.publish(outgoing(m.messageId, q)).then(
+      () => {
+        this.published++;
+        delivery('amqp', 'delivered', (performance.now() - started) / 1000);
+        this.options.onPublished?.(1);
+        drainer.ack(m.id).catch((err: Error) => this.options.onError?.(err)); // not deleted: published again, de-duplicated by id
+      },
+      (err: Error) => {
+        this.failed++;
+        if (!publisher.alive && !(err instanceof UnroutableError)) {
+          // The channel or connection went: a channel error alone (a refused declaration) needs a new connection.
+          this.options.connection.reset(err.message);
+        }
+        drainer.nack(m.id, err).then(
+          (outcome) => {
+            delivery('amqp', outcome.outcome === 'dead' ? 'dead' : 'retry', (performance.now() - started) / 1000);
+            this.options.onFailed?.(m.messageId, err, outcome);
+          },
+          (e: Error) => this.options.onFailed?.(m.messageId, err, void this.options.onError?.(e)),
+        );
+      },
+    );
   }
 
   /** New rows are in the outbox: claim now rather than at the next poll. */
